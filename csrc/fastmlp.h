@@ -1,0 +1,243 @@
+/* fastmlp.h: the whole C API of fastmlp's kernels.
+ *
+ * Plain C99, no Python.h. Every kernel is written once over a `real` type and compiled twice:
+ * fastmlp_f32.c and fastmlp_f64.c define `real` and the FN() suffix, then include the kernel
+ * sources, so `dense_forward` exists as dense_forward_f32 and dense_forward_f64.
+ *
+ * Conventions (after llm.c): output arguments first, then inputs, then sizes. Matrices are
+ * row-major and C-contiguous unless an `ld` (row stride) is given. Kernels trust their caller:
+ * the Python bridge (fastmlp/_core.pyx) validates everything before it calls in.
+ *
+ * Names follow the lecture: layer l computes the pre-activation a = h W + b from the layer's
+ * input h, then its output g(a). The flat parameter buffer holds, in this order: every W_l,
+ * every b_l, every batch-norm gamma_l and beta_l (the trainable part), then the batch-norm
+ * running means and variances. Gradients and optimizer state have the trainable part's layout.
+ */
+#ifndef FASTMLP_KERNEL_PASS
+#ifndef FASTMLP_H
+#define FASTMLP_H
+
+#include <stdint.h>
+
+enum { FASTMLP_OK = 0, FASTMLP_ENOMEM = -1 };
+
+/* hidden-unit activations g */
+enum { FASTMLP_IDENTITY = 0, FASTMLP_RELU = 1, FASTMLP_TANH = 2, FASTMLP_SIGMOID = 3 };
+/* output units, each fused with its loss */
+enum { FASTMLP_OUT_IDENTITY = 0,  /* squared error 0.5 * sum_j (f_j - y_j)^2 / n_outputs */
+       FASTMLP_OUT_LOGISTIC = 1,  /* binary cross-entropy summed over outputs */
+       FASTMLP_OUT_SOFTMAX = 2 }; /* cross-entropy -sum_j y_j log f_j */
+enum { FASTMLP_SGD = 0, FASTMLP_ADAGRAD = 1, FASTMLP_RMSPROP = 2, FASTMLP_ADAM = 3 };
+/* within an epoch the rate is either fixed or lr0 / t^power_t (t = update count) */
+enum { FASTMLP_LR_CONSTANT = 0, FASTMLP_LR_INVSCALING = 1 };
+
+#define FASTMLP_BN_EPS 1e-5
+#define FASTMLP_BN_MOMENTUM 0.1
+
+/* The architecture and where each parameter block sits in the flat buffer (type-agnostic). */
+typedef struct {
+    int n_layers;               /* weight layers: the hidden layers and the output layer */
+    const int *units;           /* (n_layers + 1,): units[0] = n_features, units[n_layers] = n_outputs */
+    int activation;             /* FASTMLP_IDENTITY .. FASTMLP_SIGMOID, for every hidden layer */
+    int output;                 /* FASTMLP_OUT_* */
+    const double *dropout;      /* (n_layers - 1,) drop probability of each hidden layer's units, or NULL */
+    int batch_norm;             /* 1: batch norm on every hidden pre-activation (those layers use no b) */
+    const int64_t *w_offset;    /* (n_layers,) W_l is (units[l], units[l + 1]) at params + w_offset[l] */
+    const int64_t *b_offset;    /* (n_layers,) b_l is (units[l + 1],) */
+    const int64_t *gamma_offset, *beta_offset;  /* (n_layers - 1,) when batch_norm, else NULL */
+    const int64_t *mean_offset, *var_offset;    /* running statistics, (n_layers - 1,) or NULL */
+    int64_t n_weights;          /* params[0, n_weights) are the weights: the only L2-penalized part */
+    int64_t n_trainable;        /* params[0, n_trainable) are trained; running statistics follow */
+} fastmlp_net;
+
+/* Optimizer hyperparameters (shared/API.md gives each update rule). */
+typedef struct {
+    int solver;                 /* FASTMLP_SGD (momentum, nesterov), _ADAGRAD, _RMSPROP, _ADAM */
+    int schedule;               /* FASTMLP_LR_CONSTANT or FASTMLP_LR_INVSCALING */
+    double learning_rate;       /* the rate (constant), or lr0 (invscaling) */
+    double power_t;
+    double momentum;            /* sgd */
+    int nesterov;               /* sgd */
+    double beta_1, beta_2;      /* adam */
+    double rho;                 /* rmsprop */
+    double epsilon;             /* adagrad, rmsprop, adam */
+    double alpha;               /* L2: the step adds alpha * W to the weights' gradient */
+} fastmlp_optim;
+
+/* Rows of a data set: dense, or CSR sparse (then only the first layer sees it as sparse).
+ * `shift` and `scale` standardize each column on the fly, x' = (x - shift) * scale, as rows are
+ * gathered, so the caller's X is never copied. */
+#define FASTMLP_INPUT_STRUCT(real) struct {                                                      \
+    const real *dense;          /* (n, n_features), or NULL when sparse */                      \
+    const real *data;           /* CSR values, column indices and row pointers (n + 1,) */     \
+    const int32_t *indices;                                                                     \
+    const int64_t *indptr;                                                                      \
+    const real *shift, *scale;  /* (n_features,) or NULL: no standardization */                \
+}
+
+#define FASTMLP_KERNEL_PASS
+#define real float
+#define FN(name) name##_f32
+#include "fastmlp.h"
+#undef real
+#undef FN
+#define real double
+#define FN(name) name##_f64
+#include "fastmlp.h"
+#undef real
+#undef FN
+#undef FASTMLP_KERNEL_PASS
+
+int fastmlp_openmp_enabled(void);
+int fastmlp_max_threads(void);
+
+#endif /* FASTMLP_H */
+#else  /* FASTMLP_KERNEL_PASS: the typed API, read once per `real` */
+
+typedef FASTMLP_INPUT_STRUCT(real) FN(fastmlp_input);
+
+/* BLAS GEMM in the Fortran convention that scipy.linalg.cython_blas exports (sgemm / dgemm). */
+typedef void (*FN(fastmlp_gemm_t))(char *transa, char *transb, int *m, int *n, int *k,
+                                   real *alpha, real *a, int *lda, real *b, int *ldb,
+                                   real *beta, real *c, int *ldc);
+/* Set once at import by the bridge; every GEMM below goes through it. */
+void FN(fastmlp_set_gemm)(FN(fastmlp_gemm_t) gemm);
+
+/* gemm: C (M, N) = alpha * op(A) (M, K) @ op(B) (K, N) + beta * C, all row-major with row
+ * strides lda, ldb, ldc (the Fortran routine sees the transposes, so the operands swap). */
+void FN(gemm)(int trans_a, int trans_b, int M, int N, int K, real alpha, const real *A, int lda,
+              const real *B, int ldb, real beta, real *C, int ldc);
+
+/* ---- dense.c: layers ---------------------------------------------------------------- */
+
+/* activation_forward: the epilogue that follows each GEMM, in place on h (rows, n), row stride n:
+ *   h = g(h * scale + shift), then dropout: units dropped with probability p are zeroed and kept
+ *   ones scaled by 1 / (1 - p). scale may be NULL (1); shift may be NULL (0).
+ *   The dropout mask of unit j of batch row row0 + r is keyed by (seed, t, row0 + r, j). */
+void FN(activation_forward)(real *h, const real *scale, const real *shift, int rows, int n,
+                            int activation, double p, uint64_t seed, int64_t t, int row0);
+
+/* activation_backward: delta = dh * g'(.) in place on dh (rows, n), with g' read from the saved
+ *   output h (relu: h > 0, tanh: 1 - h^2, sigmoid: h (1 - h)); with dropout (p > 0) h is the
+ *   output after the mask, so dropped units get 0 and kept ones the 1 / (1 - p) factor. */
+void FN(activation_backward)(real *dh, const real *h, int rows, int n, int activation,
+                             double p, uint64_t seed, int64_t t, int row0);
+
+/* dense_forward: out (rows, n_out) = g(inp (rows, n_in) @ W (n_in, n_out) + b) for one slab of
+ *   rows, the activation (and dropout) fused in while the output is still in cache. inp has row
+ *   stride ld_in. b may be NULL. */
+void FN(dense_forward)(real *out, const real *inp, int ld_in, const real *W, const real *b,
+                       int rows, int n_in, int n_out, int activation,
+                       double p, uint64_t seed, int64_t t, int row0);
+
+/* dense_backward_params: the parameter gradient of one layer over the whole batch, for a slab
+ *   of it (threads take disjoint slabs, so they never write the same memory):
+ *   dW[lo:hi, :] = inp[:, lo:hi]^T @ delta           when by_inputs (slab of W's rows)
+ *   dW[:, lo:hi] = inp^T @ delta[:, lo:hi]           otherwise (slab of W's columns)
+ *   db[lo:hi] = sum over rows of delta[:, lo:hi]     when db is not NULL (columns only).
+ *   inp (B, n_in), delta (B, n_out). */
+void FN(dense_backward_params)(real *dW, const real *inp, const real *delta,
+                               int B, int n_in, int n_out, int lo, int hi, int by_inputs);
+void FN(bias_backward)(real *db, const real *delta, int B, int n_out, int lo, int hi);
+
+/* dense_backward_input: dinp (rows, n_in) = delta (rows, n_out) @ W^T for one slab of rows, then
+ *   (when h_in is not NULL) the previous layer's activation_backward fused in: dinp *= g'(h_in). */
+void FN(dense_backward_input)(real *dinp, const real *delta, const real *W, const real *h_in,
+                              int rows, int n_in, int n_out, int activation,
+                              double p, uint64_t seed, int64_t t, int row0);
+
+/* sparse_dense_forward: out (rows, n_out) = X[rows of `order`] @ (W * scale[:, None]) + b for a
+ *   CSR X (the scale folds in at the nonzeros; the centering term is in `shift_W`, (n_out,), =
+ *   -(shift * scale) @ W, or NULL), then the fused epilogue. */
+void FN(sparse_dense_forward)(real *out, const FN(fastmlp_input) *X, const int64_t *order,
+                              const real *W, const real *b, const real *shift_W,
+                              int rows, int n_in, int n_out, int activation,
+                              double p, uint64_t seed, int64_t t, int row0);
+
+/* sparse_dense_backward_params: dW[:, lo:hi] = X'^T @ delta[:, lo:hi] for the B CSR rows
+ *   `order` standardized on the fly: each nonzero times scale[col], and the centering as
+ *   dW[j, lo:hi] -= shift[j] * scale[j] * delta_colsum[lo:hi] (delta_colsum (n_out,) = the column
+ *   sums of delta, which bias_backward computes). */
+void FN(sparse_dense_backward_params)(real *dW, const FN(fastmlp_input) *X, const int64_t *order,
+                                      const real *delta, const real *delta_colsum,
+                                      int B, int n_in, int n_out, int lo, int hi);
+
+/* ---- batchnorm.c ---------------------------------------------------------------------- */
+
+/* batchnorm_stats: for columns [lo, hi) of the pre-activation a (B, n): the batch mean, and
+ *   inv_std = 1 / sqrt(biased var + eps); when running_mean is not NULL also
+ *   running = 0.9 * running + 0.1 * batch (the variance unbiased: * B / (B - 1)). */
+void FN(batchnorm_stats)(real *mean, real *inv_std, real *running_mean, real *running_var,
+                         const real *a, int B, int n, int lo, int hi);
+
+/* batchnorm_forward: for one slab of rows of a (rows, n), in place:
+ *   xhat = (a - mean) * inv_std (saved for backward), then the epilogue
+ *   h = g(gamma * xhat + beta) with dropout. */
+void FN(batchnorm_forward)(real *h, real *xhat, const real *mean, const real *inv_std,
+                           const real *gamma, const real *beta, int rows, int n, int activation,
+                           double p, uint64_t seed, int64_t t, int row0);
+
+/* batchnorm_backward_params: for columns [lo, hi) of dz = dJ/d(gamma * xhat + beta) (B, n):
+ *   dgamma = sum_rows dz * xhat, dbeta = sum_rows dz. */
+void FN(batchnorm_backward_params)(real *dgamma, real *dbeta, const real *dz, const real *xhat,
+                                   int B, int n, int lo, int hi);
+
+/* batchnorm_backward: for one slab of rows, in place on dz (rows, n), the full gradient through
+ *   the batch statistics: da = gamma * inv_std / B * (B dz - dbeta - xhat * dgamma). */
+void FN(batchnorm_backward)(real *dz, const real *xhat, const real *gamma, const real *inv_std,
+                            const real *dgamma, const real *dbeta, int B, int rows, int n);
+
+/* ---- loss.c: output units fused with their loss ------------------------------------- */
+
+/* output_loss: for one slab of rows, in place on the output pre-activations a (rows, k):
+ *   writes delta = dJ/da = w_t / sum_w * dloss_t/da (softmax / logistic: f - y; squared error:
+ *   (f - y) / k) and returns sum_t w_t * loss_t over the slab (w_t = 1 without weights).
+ *   Numerically stable: log-sum-exp for softmax, log1p(exp(-|a|)) for logistic. */
+double FN(output_loss)(real *a, const real *Y, const real *sample_weight, int rows, int k,
+                       int output, double inv_sum_w);
+
+/* output_forward: the output units at prediction, in place on a (rows, k): softmax,
+ *   logistic or identity. */
+void FN(output_forward)(real *a, int rows, int k, int output);
+
+/* ---- optim.c: one fused pass over the flat buffer ------------------------------------- */
+
+/* optim_step: params[lo, hi) -= update(g), g = grads + alpha * params on [0, n_weights) only;
+ *   state is (2, n_trainable): sgd uses state[0] as its velocity, adagrad and rmsprop as s,
+ *   adam as m and state[1] as v. t is this update's count (1 for the first). Returns the sum of
+ *   the weights' squares before the update over [lo, hi), the L2 term of the batch's loss. */
+double FN(optim_step)(real *params, const real *grads, real *state, const fastmlp_optim *opt,
+                      int64_t t, int64_t n_weights, int64_t n_trainable, int64_t lo, int64_t hi);
+
+/* ---- train.c: whole epochs without returning to Python -------------------------------- */
+
+/* workspace_size: how many reals train_epoch / batch_gradient need for batches of at most
+ *   `batch_size` rows with `n_threads` threads. */
+int64_t FN(workspace_size)(const fastmlp_net *net, int batch_size, int n_threads);
+
+/* train_epoch: one pass over the rows `order` (n,) in mini-batches of batch_size (the last one
+ *   smaller): gather, forward, fused output loss, backward, optimizer step, for each batch.
+ *   X rows, Y (N, n_outputs) and sample_weight (N,) or NULL are indexed through order.
+ *   *t counts updates (in/out). *loss gets sum_batches J_b * |b| / n, J_b with its L2 term.
+ *   Dropout masks are keyed by (seed, t, row, unit): the same whatever n_threads. */
+int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, double *loss,
+                    int64_t *t, const FN(fastmlp_input) *X, const real *Y,
+                    const real *sample_weight, const int64_t *order, int64_t n, int batch_size,
+                    const fastmlp_net *net, const fastmlp_optim *opt, uint64_t seed,
+                    int n_threads);
+
+/* batch_gradient: J and grads = dJ/dparams (the L2 term alpha * W included) for one batch of
+ *   rows `order` (B,) in training mode (batch statistics, dropout keyed by (seed, t)), without
+ *   an update and without touching the running statistics. For gradient checking. */
+int FN(batch_gradient)(real *grads, double *loss, real *params, real *workspace,
+                       const FN(fastmlp_input) *X, const real *Y, const real *sample_weight,
+                       const int64_t *order, int B, const fastmlp_net *net, double alpha,
+                       uint64_t seed, int64_t t, int n_threads);
+
+/* predict: out (n, n_outputs) = the network's outputs (probabilities for softmax / logistic)
+ *   for every row of X, in inference mode: no dropout, batch norm with its running statistics
+ *   folded into a per-unit affine epilogue. Rows are split into chunks across threads. */
+int FN(predict)(real *out, const FN(fastmlp_input) *X, int64_t n, const real *params,
+                const fastmlp_net *net, int n_threads);
+
+#endif /* FASTMLP_KERNEL_PASS */

@@ -1,0 +1,38 @@
+/* fastmlp_f32.c: every kernel compiled with real = float. The kernel sources are written once over
+ * `real` and FN() (see fastmlp.h); fastmlp_f64.c compiles the same sources for the other type. */
+#include <math.h>
+#include <tgmath.h>   /* exp, tanh, sqrt, ... pick the float version from their argument */
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "fastmlp.h"
+#include "rng.h"
+
+#define real float
+#define FN(name) name##_f32
+#include "dense.c"
+#include "batchnorm.c"
+#include "loss.c"
+#include "optim.c"
+#include "train.c"
+
+/* The type-independent part of the API, defined once, here. */
+int fastmlp_openmp_enabled(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int fastmlp_max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}

@@ -1,0 +1,19 @@
+/* fastmlp_f64.c: every kernel compiled with real = double. The kernel sources are written once over
+ * `real` and FN() (see fastmlp.h); fastmlp_f32.c compiles the same sources for the other type. */
+#include <math.h>
+#include <tgmath.h>   /* exp, tanh, sqrt, ... pick the double version from their argument */
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "fastmlp.h"
+#include "rng.h"
+
+#define real double
+#define FN(name) name##_f64
+#include "dense.c"
+#include "batchnorm.c"
+#include "loss.c"
+#include "optim.c"
+#include "train.c"

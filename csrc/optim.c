@@ -1,0 +1,77 @@
+/* optim.c: every optimizer as one fused pass over a range of the flat parameter buffer:
+ * the L2 term joins the gradient, the state is updated and the parameter stepped, all while
+ * the four arrays stream through cache once. */
+
+/* One branch-free loop per solver over params[lo, hi); decay is alpha on weights, 0 elsewhere. */
+static double FN(step_range)(real *p, const real *grad, real *s0, real *s1,
+                             const fastmlp_optim *opt, real lr, real decay, int64_t t,
+                             int64_t lo, int64_t hi)
+{
+    double sumsq = 0;
+    if (decay != 0)
+        for (int64_t i = lo; i < hi; i++) sumsq += (double)p[i] * p[i];
+    switch (opt->solver) {
+    case FASTMLP_SGD: {
+        const real mu = (real)opt->momentum;
+        if (opt->nesterov)
+            for (int64_t i = lo; i < hi; i++) {
+                const real g = grad[i] + decay * p[i];
+                s0[i] = mu * s0[i] + g;
+                p[i] -= lr * (g + mu * s0[i]);
+            }
+        else
+            for (int64_t i = lo; i < hi; i++) {
+                const real g = grad[i] + decay * p[i];
+                s0[i] = mu * s0[i] + g;
+                p[i] -= lr * s0[i];
+            }
+        break;
+    }
+    case FASTMLP_ADAGRAD: {
+        const real eps = (real)opt->epsilon;
+        for (int64_t i = lo; i < hi; i++) {
+            const real g = grad[i] + decay * p[i];
+            s0[i] += g * g;
+            p[i] -= lr * g / (sqrt(s0[i]) + eps);
+        }
+        break;
+    }
+    case FASTMLP_RMSPROP: {
+        const real rho = (real)opt->rho, eps = (real)opt->epsilon;
+        for (int64_t i = lo; i < hi; i++) {
+            const real g = grad[i] + decay * p[i];
+            s0[i] = rho * s0[i] + ((real)1 - rho) * g * g;
+            p[i] -= lr * g / (sqrt(s0[i]) + eps);
+        }
+        break;
+    }
+    case FASTMLP_ADAM: {
+        const real b1 = (real)opt->beta_1, b2 = (real)opt->beta_2, eps = (real)opt->epsilon;
+        const real bias1 = (real)(1.0 - pow(opt->beta_1, (double)t));
+        const real bias2 = (real)(1.0 - pow(opt->beta_2, (double)t));
+        for (int64_t i = lo; i < hi; i++) {
+            const real g = grad[i] + decay * p[i];
+            s0[i] = b1 * s0[i] + ((real)1 - b1) * g;
+            s1[i] = b2 * s1[i] + ((real)1 - b2) * g * g;
+            p[i] -= lr * (s0[i] / bias1) / (sqrt(s1[i] / bias2) + eps);
+        }
+        break;
+    }
+    }
+    return sumsq;
+}
+
+double FN(optim_step)(real *params, const real *grads, real *state, const fastmlp_optim *opt,
+                      int64_t t, int64_t n_weights, int64_t n_trainable, int64_t lo, int64_t hi)
+{
+    /* params, grads (n_trainable,) of the flat layout; state (2, n_trainable) */
+    const double lr = opt->schedule == FASTMLP_LR_INVSCALING
+                          ? opt->learning_rate / pow((double)t, opt->power_t)
+                          : opt->learning_rate;
+    real *s0 = state, *s1 = state + n_trainable;
+    const int64_t mid = hi < n_weights ? hi : (lo > n_weights ? lo : n_weights);
+    double sumsq = FN(step_range)(params, grads, s0, s1, opt, (real)lr, (real)opt->alpha, t,
+                                  lo, mid);
+    sumsq += FN(step_range)(params, grads, s0, s1, opt, (real)lr, (real)0, t, mid, hi);
+    return sumsq;
+}

@@ -1,0 +1,472 @@
+/* train.c: whole epochs of mini-batch training, a gradient for checking, and prediction.
+ *
+ * Threads: OpenMP owns the cores and every thread calls single-threaded BLAS on its own slab
+ * (the bridge caps BLAS at one thread around these calls, so two pools never fight):
+ *   forward and dJ/dh:   slabs of batch rows      (rows are independent until the loss)
+ *   dW:                  slabs of W's rows or columns, whichever dimension is larger
+ *   db, batch-norm sums: slabs of columns         (a reduction over rows per column)
+ *   optimizer step:      fixed chunks of the flat buffer
+ * so no two threads ever write the same memory, and every reduction runs in an order that does
+ * not depend on the thread count: training is bitwise the same with 1 or n threads. */
+
+#ifndef FASTMLP_TRAIN_ONCE
+#define FASTMLP_TRAIN_ONCE
+#ifdef _OPENMP
+#define FASTMLP_BARRIER _Pragma("omp barrier")
+#else
+#define FASTMLP_BARRIER
+#endif
+#define FASTMLP_STEP_CHUNK 8192   /* elements per optimizer chunk: a few L2-sized streams */
+#define FASTMLP_PREDICT_ROWS 128  /* rows per prediction chunk: activations stay in L2 */
+
+static inline void fastmlp_slab(int64_t n, int tid, int nt, int64_t *lo, int64_t *hi)
+{
+    *lo = n * tid / nt;
+    *hi = n * (tid + 1) / nt;
+}
+static inline int64_t fastmlp_align(int64_t n) { return (n + 15) & ~(int64_t)15; }
+static inline int fastmlp_thread_id(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+static inline int fastmlp_thread_count(void)
+{
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+#endif /* FASTMLP_TRAIN_ONCE */
+
+/* Views into the workspace: for a batch of at most Bmax rows, the gathered input, targets and
+ * weights, every layer's output H[l] (B, units[l]) (H[0] is the gathered input), the batch-norm
+ * caches, and two delta buffers that backward alternates between. */
+typedef struct {
+    int Bmax;
+    real *Y, *W, *shift_W, *colsum;
+    real **H, **xhat, **bn_mean, **bn_inv_std;
+    real *D[2];
+} FN(views);
+
+/* Lay the views out from `base` (or only count when base is NULL); returns the size in reals. */
+static int64_t FN(lay_out)(FN(views) *v, real *base, const fastmlp_net *net, int Bmax,
+                           int sparse)
+{
+    const int L = net->n_layers;
+    const int *u = net->units;
+    int64_t at = 0;
+    int max_hidden = 1;
+    for (int l = 1; l < L; l++) max_hidden = u[l] > max_hidden ? u[l] : max_hidden;
+#define FASTMLP_TAKE(ptr, count) do { if (base) (ptr) = base + at; at += fastmlp_align(count); } while (0)
+    if (sparse) { if (base) v->H[0] = NULL; }
+    else FASTMLP_TAKE(v->H[0], (int64_t)Bmax * u[0]);
+    for (int l = 1; l <= L; l++) FASTMLP_TAKE(v->H[l], (int64_t)Bmax * u[l]);
+    FASTMLP_TAKE(v->Y, (int64_t)Bmax * u[L]);
+    FASTMLP_TAKE(v->W, Bmax);
+    FASTMLP_TAKE(v->shift_W, u[1]);
+    FASTMLP_TAKE(v->colsum, u[1]);
+    FASTMLP_TAKE(v->D[0], (int64_t)Bmax * max_hidden);
+    FASTMLP_TAKE(v->D[1], (int64_t)Bmax * max_hidden);
+    if (net->batch_norm)
+        for (int l = 0; l < L - 1; l++) {
+            FASTMLP_TAKE(v->xhat[l], (int64_t)Bmax * u[l + 1]);
+            FASTMLP_TAKE(v->bn_mean[l], u[l + 1]);
+            FASTMLP_TAKE(v->bn_inv_std[l], u[l + 1]);
+        }
+#undef FASTMLP_TAKE
+    if (base) v->Bmax = Bmax;
+    return at;
+}
+
+/* Batch-norm needs >= 2 rows per batch: a last batch of one row joins the one before it. */
+static int FN(max_batch)(const fastmlp_net *net, int batch_size)
+{
+    return batch_size + (net->batch_norm ? 1 : 0);
+}
+
+int64_t FN(workspace_size)(const fastmlp_net *net, int batch_size, int n_threads)
+{
+    (void)n_threads;
+    return FN(lay_out)(NULL, NULL, net, FN(max_batch)(net, batch_size), 0);
+}
+
+/* Everything one batch step needs; shared by the threads of the parallel region. */
+typedef struct {
+    const fastmlp_net *net;
+    const fastmlp_optim *opt;
+    real *params, *grads, *state;
+    const FN(fastmlp_input) *X;
+    const real *Y, *sample_weight;
+    FN(views) v;
+    int update_running;     /* 1 in training: batch norm updates its running statistics */
+    uint64_t seed;
+    double *row_loss;       /* (Bmax,) each row's weighted loss, summed in row order */
+    double *chunk_sumsq;    /* (n_chunks,) each optimizer chunk's sum of squared weights */
+    int64_t n_chunks;
+} FN(context);
+
+/* Views, row-loss and chunk buffers for one call: small tables, once per call, never per batch. */
+static int FN(context_init)(FN(context) *c, real *workspace, const fastmlp_net *net, int Bmax,
+                            int sparse)
+{
+    const int L = net->n_layers;
+    c->v.H = (real **)calloc((size_t)(4 * L + 1), sizeof(real *));
+    c->row_loss = (double *)malloc((size_t)Bmax * sizeof(double));
+    c->n_chunks = (net->n_trainable + FASTMLP_STEP_CHUNK - 1) / FASTMLP_STEP_CHUNK;
+    c->chunk_sumsq = (double *)malloc((size_t)(c->n_chunks + 1) * sizeof(double));
+    if (!c->v.H || !c->row_loss || !c->chunk_sumsq) return FASTMLP_ENOMEM;
+    c->v.xhat = c->v.H + L + 1;
+    c->v.bn_mean = c->v.xhat + L;
+    c->v.bn_inv_std = c->v.bn_mean + L;
+    FN(lay_out)(&c->v, workspace, net, Bmax, sparse);
+    return FASTMLP_OK;
+}
+
+static void FN(context_free)(FN(context) *c)
+{
+    free(c->v.H);
+    free(c->row_loss);
+    free(c->chunk_sumsq);
+}
+
+/* Forward, loss and backward of one batch, rows order[0, B), by thread tid of nt. Leaves the
+ * gradient of the data term in c->grads and each row's weighted loss in c->row_loss; returns
+ * 1 / sum of the batch's weights. Every thread must call it (it holds barriers). */
+static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, int64_t t,
+                                   int tid, int nt)
+{
+    const fastmlp_net *net = c->net;
+    const FN(fastmlp_input) *X = c->X;
+    const int L = net->n_layers, *u = net->units, k = u[L], n_features = u[0];
+    const int sparse = X->dense == NULL;
+    const uint64_t seed = c->seed;
+    FN(views) *v = &c->v;
+    int64_t r0, r1, lo, hi;
+    fastmlp_slab(B, tid, nt, &r0, &r1);
+    const int rows = (int)(r1 - r0);
+
+    /* gather this thread's rows: standardized inputs, targets, weights */
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t i = order[r];
+        if (!sparse) {
+            const real *src = X->dense + i * n_features;
+            real *dst = v->H[0] + r * n_features;
+            if (X->shift)
+                for (int j = 0; j < n_features; j++) dst[j] = (src[j] - X->shift[j]) * X->scale[j];
+            else
+                memcpy(dst, src, (size_t)n_features * sizeof(real));
+        }
+        memcpy(v->Y + r * k, c->Y + i * k, (size_t)k * sizeof(real));
+        if (c->sample_weight) v->W[r] = c->sample_weight[i];
+    }
+    double sum_w = B;
+    if (c->sample_weight) {
+        sum_w = 0;
+        for (int r = 0; r < B; r++) sum_w += c->sample_weight[order[r]];
+    }
+    const double inv_sum_w = sum_w > 0 ? 1.0 / sum_w : 0.0;  /* an all-zero-weight batch: no-op */
+
+    if (sparse && X->shift) {
+        /* centering of a sparse first layer, as a bias: shift_W = -(shift * scale) @ W_0 */
+        const real *W0 = c->params + net->w_offset[0];
+        fastmlp_slab(u[1], tid, nt, &lo, &hi);
+        for (int64_t col = lo; col < hi; col++) v->shift_W[col] = 0;
+        for (int j = 0; j < n_features; j++) {
+            const real s = X->shift[j] * (X->scale ? X->scale[j] : (real)1);
+            if (s == 0) continue;
+            for (int64_t col = lo; col < hi; col++) v->shift_W[col] -= s * W0[(int64_t)j * u[1] + col];
+        }
+        FASTMLP_BARRIER
+    }
+
+    /* forward, layer by layer on this thread's rows */
+    for (int l = 0; l < L; l++) {
+        const int n_in = u[l], n_out = u[l + 1], hidden = l < L - 1;
+        const int bn = hidden && net->batch_norm;
+        const double p = hidden && net->dropout ? net->dropout[l] : 0.0;
+        const int act = hidden ? net->activation : FASTMLP_IDENTITY;
+        const real *W = c->params + net->w_offset[l];
+        const real *b = bn ? NULL : c->params + net->b_offset[l];
+        real *out = v->H[l + 1] + r0 * n_out;
+        /* with batch norm the epilogue waits for the batch statistics */
+        const int act_now = bn ? FASTMLP_IDENTITY : act;
+        const double p_now = bn ? 0.0 : p;
+        if (l == 0 && sparse)
+            FN(sparse_dense_forward)(out, X, order + r0, W, b, X->shift ? v->shift_W : NULL,
+                                     rows, n_in, n_out, act_now, p_now, seed, t, (int)r0);
+        else
+            FN(dense_forward)(out, v->H[l] + r0 * n_in, n_in, W, b, rows, n_in, n_out,
+                              act_now, p_now, seed, t, (int)r0);
+        if (bn) {
+            FASTMLP_BARRIER
+            fastmlp_slab(n_out, tid, nt, &lo, &hi);
+            FN(batchnorm_stats)(v->bn_mean[l], v->bn_inv_std[l],
+                                c->update_running ? c->params + net->mean_offset[l] : NULL,
+                                c->update_running ? c->params + net->var_offset[l] : NULL,
+                                v->H[l + 1], B, n_out, (int)lo, (int)hi);
+            FASTMLP_BARRIER
+            FN(batchnorm_forward)(out, v->xhat[l] + r0 * n_out, v->bn_mean[l], v->bn_inv_std[l],
+                                  c->params + net->gamma_offset[l], c->params + net->beta_offset[l],
+                                  rows, n_out, act, p, seed, t, (int)r0);
+        }
+    }
+    /* the output units and their loss; H[L] becomes the output delta */
+    for (int64_t r = r0; r < r1; r++)
+        c->row_loss[r] = FN(output_loss)(v->H[L] + r * k, v->Y + r * k,
+                                         c->sample_weight ? v->W + r : NULL, 1, k, net->output,
+                                         inv_sum_w);
+    FASTMLP_BARRIER
+
+    /* backward, from the output layer down */
+    real *delta = v->H[L];
+    int next = 0;
+    for (int l = L - 1; l >= 0; l--) {
+        const int n_in = u[l], n_out = u[l + 1], hidden = l < L - 1;
+        const int bn = hidden && net->batch_norm;
+        real *dW = c->grads + net->w_offset[l], *db = c->grads + net->b_offset[l];
+        if (bn) {
+            /* delta is dJ/dz for z = gamma * xhat + beta; make it dJ/da */
+            real *dgamma = c->grads + net->gamma_offset[l], *dbeta = c->grads + net->beta_offset[l];
+            fastmlp_slab(n_out, tid, nt, &lo, &hi);
+            FN(batchnorm_backward_params)(dgamma, dbeta, delta, v->xhat[l], B, n_out, (int)lo, (int)hi);
+            for (int64_t j = lo; j < hi; j++) db[j] = 0;  /* no trainable bias under batch norm */
+            FASTMLP_BARRIER
+            FN(batchnorm_backward)(delta + r0 * n_out, v->xhat[l] + r0 * n_out,
+                                   c->params + net->gamma_offset[l], v->bn_inv_std[l],
+                                   dgamma, dbeta, B, rows, n_out);
+            FASTMLP_BARRIER
+        }
+        if (l == 0 && sparse) {
+            fastmlp_slab(n_out, tid, nt, &lo, &hi);
+            real *colsum = bn ? v->colsum : db;
+            FN(bias_backward)(colsum, delta, B, n_out, (int)lo, (int)hi);
+            FN(sparse_dense_backward_params)(dW, X, order, delta, colsum, B, n_in, n_out,
+                                             (int)lo, (int)hi);
+        } else {
+            const int by_inputs = n_in >= n_out;
+            fastmlp_slab(by_inputs ? n_in : n_out, tid, nt, &lo, &hi);
+            FN(dense_backward_params)(dW, v->H[l], delta, B, n_in, n_out, (int)lo, (int)hi,
+                                      by_inputs);
+            if (!bn) {
+                fastmlp_slab(n_out, tid, nt, &lo, &hi);
+                FN(bias_backward)(db, delta, B, n_out, (int)lo, (int)hi);
+            }
+        }
+        if (l > 0) {
+            /* dJ/dh of the layer below, times its activation's derivative (and dropout mask) */
+            const double p_below = net->dropout ? net->dropout[l - 1] : 0.0;
+            FN(dense_backward_input)(v->D[next] + r0 * n_in, delta + r0 * n_out,
+                                     c->params + net->w_offset[l], v->H[l] + r0 * n_in, rows,
+                                     n_in, n_out, net->activation, p_below, seed, t, (int)r0);
+            delta = v->D[next];
+            next ^= 1;
+        }
+        FASTMLP_BARRIER
+    }
+    return inv_sum_w;
+}
+
+int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, double *loss,
+                    int64_t *t, const FN(fastmlp_input) *X, const real *Y,
+                    const real *sample_weight, const int64_t *order, int64_t n, int batch_size,
+                    const fastmlp_net *net, const fastmlp_optim *opt, uint64_t seed,
+                    int n_threads)
+{
+    FN(context) c = {0};
+    c.net = net; c.opt = opt; c.params = params; c.grads = grads; c.state = state;
+    c.X = X; c.Y = Y; c.sample_weight = sample_weight; c.update_running = 1; c.seed = seed;
+    if (FN(context_init)(&c, workspace, net, FN(max_batch)(net, batch_size), X->dense == NULL)
+        != FASTMLP_OK) {
+        FN(context_free)(&c);
+        return FASTMLP_ENOMEM;
+    }
+    int64_t n_batches = (n + batch_size - 1) / batch_size;
+    if (net->batch_norm && n_batches > 1 && n - (n_batches - 1) * batch_size == 1) n_batches--;
+    const int64_t t0 = *t;
+    double epoch_loss = 0;
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(n_threads > 0 ? n_threads : 1)
+#endif
+    {
+        const int tid = fastmlp_thread_id(), nt = fastmlp_thread_count();
+        int64_t c0, c1;
+        fastmlp_slab(c.n_chunks, tid, nt, &c0, &c1);
+        double data_loss = 0;
+        for (int64_t batch = 0; batch < n_batches; batch++) {
+            const int64_t b0 = batch * batch_size;
+            const int64_t b1 = batch == n_batches - 1 ? n : b0 + batch_size;
+            const int B = (int)(b1 - b0);
+            const int64_t step = t0 + batch + 1;
+            const double inv_sum_w = FN(forward_backward)(&c, order + b0, B, step, tid, nt);
+            if (tid == 0) {  /* read before the barrier below: the next batch rewrites row_loss */
+                data_loss = 0;
+                for (int r = 0; r < B; r++) data_loss += c.row_loss[r];
+                data_loss *= inv_sum_w;
+            }
+            for (int64_t chunk = c0; chunk < c1; chunk++) {
+                const int64_t lo = chunk * FASTMLP_STEP_CHUNK;
+                const int64_t hi = lo + FASTMLP_STEP_CHUNK < net->n_trainable
+                                       ? lo + FASTMLP_STEP_CHUNK : net->n_trainable;
+                c.chunk_sumsq[chunk] = FN(optim_step)(params, grads, state, opt, step,
+                                                      net->n_weights, net->n_trainable, lo, hi);
+            }
+            FASTMLP_BARRIER
+            if (tid == 0) {
+                double sumsq = 0;
+                for (int64_t chunk = 0; chunk < c.n_chunks; chunk++) sumsq += c.chunk_sumsq[chunk];
+                epoch_loss += (data_loss + 0.5 * opt->alpha * sumsq) * B / (double)n;
+            }
+        }
+    }
+    *t = t0 + n_batches;
+    *loss = epoch_loss;
+    FN(context_free)(&c);
+    return FASTMLP_OK;
+}
+
+int FN(batch_gradient)(real *grads, double *loss, real *params, real *workspace,
+                       const FN(fastmlp_input) *X, const real *Y, const real *sample_weight,
+                       const int64_t *order, int B, const fastmlp_net *net, double alpha,
+                       uint64_t seed, int64_t t, int n_threads)
+{
+    FN(context) c = {0};
+    c.net = net; c.params = params; c.grads = grads; c.X = X; c.Y = Y;
+    c.sample_weight = sample_weight; c.update_running = 0; c.seed = seed;
+    if (FN(context_init)(&c, workspace, net, B, X->dense == NULL) != FASTMLP_OK) {
+        FN(context_free)(&c);
+        return FASTMLP_ENOMEM;
+    }
+    double inv_sum_w = 0;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(n_threads > 0 ? n_threads : 1)
+#endif
+    {
+        const double inv = FN(forward_backward)(&c, order, B, t, fastmlp_thread_id(),
+                                                fastmlp_thread_count());
+        if (fastmlp_thread_id() == 0) inv_sum_w = inv;
+    }
+    double data_loss = 0, sumsq = 0;
+    for (int r = 0; r < B; r++) data_loss += c.row_loss[r];
+    for (int64_t i = 0; i < net->n_weights; i++) {
+        sumsq += (double)params[i] * params[i];
+        grads[i] += (real)alpha * params[i];
+    }
+    *loss = data_loss * inv_sum_w + 0.5 * alpha * sumsq;
+    FN(context_free)(&c);
+    return FASTMLP_OK;
+}
+
+int FN(predict)(real *out, const FN(fastmlp_input) *X, int64_t n, const real *params,
+                const fastmlp_net *net, int n_threads)
+{
+    /* out (n, n_outputs). Each thread carries its chunk of rows through every layer, so no
+     * barrier is needed and the activations stay in cache. */
+    const int L = net->n_layers, *u = net->units, k = u[L], n_features = u[0];
+    const int sparse = X->dense == NULL, gather = !sparse && X->shift != NULL;
+    int max_hidden = 1, hidden_total = 0;
+    for (int l = 1; l < L; l++) {
+        max_hidden = u[l] > max_hidden ? u[l] : max_hidden;
+        hidden_total += u[l];
+    }
+    /* batch norm at prediction is the affine map z = a * s + c per unit with
+     * s = gamma / sqrt(running_var + eps), c = beta - running_mean * s: a bias-like epilogue */
+    real *affine = NULL, *shift_W = NULL;
+    if (net->batch_norm) {
+        affine = (real *)malloc((size_t)(2 * hidden_total) * sizeof(real));
+        if (!affine) return FASTMLP_ENOMEM;
+        real *s = affine;
+        for (int l = 0; l < L - 1; l++) {
+            const real *gamma = params + net->gamma_offset[l], *beta = params + net->beta_offset[l];
+            const real *rm = params + net->mean_offset[l], *rv = params + net->var_offset[l];
+            real *cst = s + u[l + 1];
+            for (int j = 0; j < u[l + 1]; j++) {
+                s[j] = gamma[j] / sqrt(rv[j] + (real)FASTMLP_BN_EPS);
+                cst[j] = beta[j] - rm[j] * s[j];
+            }
+            s += 2 * u[l + 1];
+        }
+    }
+    if (sparse && X->shift) {
+        shift_W = (real *)calloc((size_t)u[1], sizeof(real));
+        if (!shift_W) { free(affine); return FASTMLP_ENOMEM; }
+        const real *W0 = params + net->w_offset[0];
+        for (int j = 0; j < n_features; j++) {
+            const real s = X->shift[j] * (X->scale ? X->scale[j] : (real)1);
+            for (int col = 0; col < u[1]; col++) shift_W[col] -= s * W0[(int64_t)j * u[1] + col];
+        }
+    }
+    const int64_t n_chunks = (n + FASTMLP_PREDICT_ROWS - 1) / FASTMLP_PREDICT_ROWS;
+    int threads = n_threads > 0 ? n_threads : 1;
+    if (threads > n_chunks) threads = n_chunks > 0 ? (int)n_chunks : 1;
+    int status = FASTMLP_OK;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+    {
+        const int64_t R = FASTMLP_PREDICT_ROWS;
+        real *scratch = (real *)malloc((size_t)(2 * R * max_hidden + (gather ? R * n_features : 0))
+                                       * sizeof(real));
+        int64_t *order = (int64_t *)malloc((size_t)R * sizeof(int64_t));
+        if (!scratch || !order) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            status = FASTMLP_ENOMEM;
+        }
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int64_t chunk = 0; chunk < n_chunks; chunk++) {
+            if (!scratch || !order) continue;
+            const int64_t i0 = chunk * R;
+            const int rows = (int)(n - i0 < R ? n - i0 : R);
+            const real *in = NULL;
+            if (gather) {
+                real *g = scratch + 2 * R * max_hidden;
+                for (int r = 0; r < rows; r++) {
+                    const real *src = X->dense + (i0 + r) * n_features;
+                    for (int j = 0; j < n_features; j++)
+                        g[(int64_t)r * n_features + j] = (src[j] - X->shift[j]) * X->scale[j];
+                }
+                in = g;
+            } else if (!sparse) {
+                in = X->dense + i0 * n_features;
+            }
+            for (int r = 0; r < rows; r++) order[r] = i0 + r;
+            const real *bn_affine = affine;
+            for (int l = 0; l < L; l++) {
+                const int n_in = u[l], n_out = u[l + 1], hidden = l < L - 1;
+                const int bn = hidden && net->batch_norm;
+                const int act = hidden ? net->activation : FASTMLP_IDENTITY;
+                const real *W = params + net->w_offset[l];
+                const real *b = bn ? NULL : params + net->b_offset[l];
+                real *dst = hidden ? scratch + (int64_t)(l % 2) * R * max_hidden : out + i0 * k;
+                if (l == 0 && sparse)
+                    FN(sparse_dense_forward)(dst, X, order, W, b, shift_W, rows, n_in, n_out,
+                                             bn ? FASTMLP_IDENTITY : act, 0.0, 0, 0, 0);
+                else if (bn)
+                    FN(gemm)(0, 0, rows, n_out, n_in, (real)1, in, n_in, W, n_out, (real)0, dst, n_out);
+                else
+                    FN(dense_forward)(dst, in, n_in, W, b, rows, n_in, n_out, act, 0.0, 0, 0, 0);
+                if (bn) {
+                    FN(activation_forward)(dst, bn_affine, bn_affine + n_out, rows, n_out, act,
+                                           0.0, 0, 0, 0);
+                    bn_affine += 2 * n_out;
+                }
+                in = dst;
+            }
+            FN(output_forward)(out + i0 * k, rows, k, net->output);
+        }
+        free(scratch);
+        free(order);
+    }
+    free(affine);
+    free(shift_W);
+    return status;
+}

@@ -1,0 +1,11 @@
+"""fastmlp: multi-layer perceptrons on the CPU, with C/OpenMP kernels behind a scikit-learn
+estimator. The public names are those of shared/API.md."""
+__version__ = "0.1.0"
+
+from ._config import show_config
+from .diagnostics import check_gradients
+from .estimators import MLPClassifier, MLPRegressor
+from .network import Network
+
+__all__ = ["Network", "MLPClassifier", "MLPRegressor", "check_gradients", "show_config",
+           "__version__"]

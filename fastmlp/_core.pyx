@@ -1,0 +1,267 @@
+# The only bridge between Python and the C kernels of csrc/. Typed memoryviews in, the GIL
+# released, csrc called. Everything arriving here was validated by the estimator (network.py):
+# shapes agree, arrays are C-contiguous in the model's dtype, indices are in range.
+from libc.stdint cimport int32_t, int64_t, uint64_t
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+from cython cimport floating
+
+import numpy as np
+
+cdef extern from "fastmlp.h" nogil:
+    ctypedef struct fastmlp_net:
+        int n_layers
+        const int *units
+        int activation
+        int output
+        const double *dropout
+        int batch_norm
+        const int64_t *w_offset
+        const int64_t *b_offset
+        const int64_t *gamma_offset
+        const int64_t *beta_offset
+        const int64_t *mean_offset
+        const int64_t *var_offset
+        int64_t n_weights
+        int64_t n_trainable
+
+    ctypedef struct fastmlp_optim:
+        int solver
+        int schedule
+        double learning_rate
+        double power_t
+        double momentum
+        int nesterov
+        double beta_1
+        double beta_2
+        double rho
+        double epsilon
+        double alpha
+
+    ctypedef struct fastmlp_input_f32:
+        const float *dense
+        const float *data
+        const int32_t *indices
+        const int64_t *indptr
+        const float *shift
+        const float *scale
+    ctypedef struct fastmlp_input_f64:
+        const double *dense
+        const double *data
+        const int32_t *indices
+        const int64_t *indptr
+        const double *shift
+        const double *scale
+
+    ctypedef void (*fastmlp_gemm_t_f32)(char *, char *, int *, int *, int *, float *, float *,
+                                        int *, float *, int *, float *, float *, int *) noexcept
+    ctypedef void (*fastmlp_gemm_t_f64)(char *, char *, int *, int *, int *, double *, double *,
+                                        int *, double *, int *, double *, double *, int *) noexcept
+    void fastmlp_set_gemm_f32(fastmlp_gemm_t_f32 gemm)
+    void fastmlp_set_gemm_f64(fastmlp_gemm_t_f64 gemm)
+    int fastmlp_openmp_enabled()
+    int fastmlp_max_threads()
+
+    int64_t workspace_size_f32(const fastmlp_net *net, int batch_size, int n_threads)
+    int64_t workspace_size_f64(const fastmlp_net *net, int batch_size, int n_threads)
+    int train_epoch_f32(float *params, float *grads, float *state, float *workspace,
+                        double *loss, int64_t *t, const fastmlp_input_f32 *X, const float *Y,
+                        const float *sample_weight, const int64_t *order, int64_t n,
+                        int batch_size, const fastmlp_net *net, const fastmlp_optim *opt,
+                        uint64_t seed, int n_threads)
+    int train_epoch_f64(double *params, double *grads, double *state, double *workspace,
+                        double *loss, int64_t *t, const fastmlp_input_f64 *X, const double *Y,
+                        const double *sample_weight, const int64_t *order, int64_t n,
+                        int batch_size, const fastmlp_net *net, const fastmlp_optim *opt,
+                        uint64_t seed, int n_threads)
+    int batch_gradient_f32(float *grads, double *loss, float *params, float *workspace,
+                           const fastmlp_input_f32 *X, const float *Y, const float *sample_weight,
+                           const int64_t *order, int B, const fastmlp_net *net, double alpha,
+                           uint64_t seed, int64_t t, int n_threads)
+    int batch_gradient_f64(double *grads, double *loss, double *params, double *workspace,
+                           const fastmlp_input_f64 *X, const double *Y,
+                           const double *sample_weight, const int64_t *order, int B,
+                           const fastmlp_net *net, double alpha, uint64_t seed, int64_t t,
+                           int n_threads)
+    int predict_f32(float *out, const fastmlp_input_f32 *X, int64_t n, const float *params,
+                    const fastmlp_net *net, int n_threads)
+    int predict_f64(double *out, const fastmlp_input_f64 *X, int64_t n, const double *params,
+                    const fastmlp_net *net, int n_threads)
+
+# every GEMM of the kernels goes to scipy's BLAS: nothing to link at build time
+fastmlp_set_gemm_f32(<fastmlp_gemm_t_f32>sgemm)
+fastmlp_set_gemm_f64(<fastmlp_gemm_t_f64>dgemm)
+
+ACTIVATIONS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
+OUTPUTS = {"identity": 0, "logistic": 1, "softmax": 2}
+SOLVERS = {"sgd": 0, "adagrad": 1, "rmsprop": 2, "adam": 3}
+SCHEDULES = {"constant": 0, "invscaling": 1}
+
+
+def openmp_enabled():
+    return bool(fastmlp_openmp_enabled())
+
+
+def max_threads():
+    return fastmlp_max_threads()
+
+
+cdef const int64_t *_offsets(int64_t[::1] view):
+    return NULL if view is None or view.shape[0] == 0 else &view[0]
+
+
+cdef class Net:
+    """The architecture and the parameter layout as the C side reads them (fastmlp_net).
+    Built from network.py's layout table; holds the arrays the struct points into."""
+    cdef fastmlp_net c
+    cdef int[::1] _units
+    cdef double[::1] _dropout
+    cdef int64_t[::1] _w, _b, _gamma, _beta, _mean, _var
+
+    def __init__(self, units, activation, output, dropout, bint batch_norm, w_offset, b_offset,
+                 gamma_offset, beta_offset, mean_offset, var_offset, int64_t n_weights,
+                 int64_t n_trainable):
+        self._units = np.ascontiguousarray(units, dtype=np.intc)
+        self._dropout = np.ascontiguousarray(dropout, dtype=np.float64)
+        self._w = np.ascontiguousarray(w_offset, dtype=np.int64)
+        self._b = np.ascontiguousarray(b_offset, dtype=np.int64)
+        self._gamma = np.ascontiguousarray(gamma_offset, dtype=np.int64)
+        self._beta = np.ascontiguousarray(beta_offset, dtype=np.int64)
+        self._mean = np.ascontiguousarray(mean_offset, dtype=np.int64)
+        self._var = np.ascontiguousarray(var_offset, dtype=np.int64)
+        self.c.n_layers = self._units.shape[0] - 1
+        self.c.units = &self._units[0]
+        self.c.activation = ACTIVATIONS[activation]
+        self.c.output = OUTPUTS[output]
+        self.c.dropout = NULL if np.all(np.asarray(self._dropout) == 0) else &self._dropout[0]
+        self.c.batch_norm = batch_norm
+        self.c.w_offset = _offsets(self._w)
+        self.c.b_offset = _offsets(self._b)
+        self.c.gamma_offset = _offsets(self._gamma)
+        self.c.beta_offset = _offsets(self._beta)
+        self.c.mean_offset = _offsets(self._mean)
+        self.c.var_offset = _offsets(self._var)
+        self.c.n_weights = n_weights
+        self.c.n_trainable = n_trainable
+
+    def workspace_size(self, int batch_size, int n_threads, dtype):
+        if np.dtype(dtype) == np.float32:
+            return workspace_size_f32(&self.c, batch_size, n_threads)
+        return workspace_size_f64(&self.c, batch_size, n_threads)
+
+
+cdef fastmlp_optim _optim(dict hp):
+    cdef fastmlp_optim o
+    o.solver = SOLVERS[hp["solver"]]
+    o.schedule = SCHEDULES[hp["schedule"]]
+    o.learning_rate = hp["learning_rate"]
+    o.power_t = hp["power_t"]
+    o.momentum = hp["momentum"]
+    o.nesterov = hp["nesterov"]
+    o.beta_1 = hp["beta_1"]
+    o.beta_2 = hp["beta_2"]
+    o.rho = hp["rho"]
+    o.epsilon = hp["epsilon"]
+    o.alpha = hp["alpha"]
+    return o
+
+
+cdef size_t _address(a, dtype) except? 0:
+    """The data address of a C-contiguous array of `dtype` (validated upstream), 0 for None."""
+    if a is None:
+        return 0
+    if a.dtype != dtype or not a.flags.c_contiguous:
+        raise TypeError(f"fastmlp internal: expected a C-contiguous {dtype} array, got "
+                        f"{a.dtype} (C-contiguous: {a.flags.c_contiguous})")
+    return <size_t>a.__array_interface__["data"][0]
+
+
+cdef class Input:
+    """Rows of X as the C side reads them (fastmlp_input): dense (n, n_features) or CSR, with
+    optional on-the-fly standardization (x - shift) * scale. Holds the arrays it points into."""
+    cdef fastmlp_input_f32 f32
+    cdef fastmlp_input_f64 f64
+    cdef object _keep
+
+    def __init__(self, X, shift=None, scale=None):
+        import scipy.sparse as sp
+        sparse = sp.issparse(X)
+        dtype = X.dtype
+        data, dense = (X.data, None) if sparse else (None, X)
+        # the kernels read int32 column indices and int64 row pointers: a copy of the index
+        # arrays only when scipy chose other dtypes
+        indices = np.ascontiguousarray(X.indices, dtype=np.int32) if sparse else None
+        indptr = np.ascontiguousarray(X.indptr, dtype=np.int64) if sparse else None
+        cdef size_t a_data = _address(data, dtype), a_dense = _address(dense, dtype)
+        cdef size_t a_shift = _address(shift, dtype), a_scale = _address(scale, dtype)
+        cdef size_t a_indices = _address(indices, np.int32), a_indptr = _address(indptr, np.int64)
+        self.f32.dense = <const float *>a_dense
+        self.f32.data = <const float *>a_data
+        self.f32.shift = <const float *>a_shift
+        self.f32.scale = <const float *>a_scale
+        self.f32.indices = <const int32_t *>a_indices
+        self.f32.indptr = <const int64_t *>a_indptr
+        self.f64.dense = <const double *>a_dense
+        self.f64.data = <const double *>a_data
+        self.f64.shift = <const double *>a_shift
+        self.f64.scale = <const double *>a_scale
+        self.f64.indices = <const int32_t *>a_indices
+        self.f64.indptr = <const int64_t *>a_indptr
+        self._keep = (X, data, dense, indices, indptr, shift, scale)
+
+
+def train_epoch(Net net, dict hyper, Input X, floating[::1] params, floating[::1] grads,
+                floating[::1] state, floating[::1] workspace, const floating[:, ::1] Y,
+                const floating[::1] sample_weight, const int64_t[::1] order, int batch_size,
+                uint64_t seed, int64_t t, int n_threads):
+    """One epoch over the rows `order`; returns (loss, t) where t counts updates so far."""
+    cdef fastmlp_optim opt = _optim(hyper)
+    cdef double loss = 0
+    cdef int status
+    cdef const floating *sw = NULL if sample_weight is None else &sample_weight[0]
+    with nogil:
+        if floating is float:
+            status = train_epoch_f32(&params[0], &grads[0], &state[0], &workspace[0], &loss, &t,
+                                     &X.f32, &Y[0, 0], sw, &order[0], order.shape[0],
+                                     batch_size, &net.c, &opt, seed, n_threads)
+        else:
+            status = train_epoch_f64(&params[0], &grads[0], &state[0], &workspace[0], &loss, &t,
+                                     &X.f64, &Y[0, 0], sw, &order[0], order.shape[0],
+                                     batch_size, &net.c, &opt, seed, n_threads)
+    if status != 0:
+        raise MemoryError("fastmlp: out of memory in train_epoch")
+    return loss, t
+
+
+def batch_gradient(Net net, Input X, floating[::1] params, floating[::1] grads,
+                   floating[::1] workspace, const floating[:, ::1] Y,
+                   const floating[::1] sample_weight, const int64_t[::1] order, double alpha,
+                   uint64_t seed, int64_t t, int n_threads):
+    """J and its gradient (into grads) for the batch of rows `order`, in training mode."""
+    cdef double loss = 0
+    cdef int status
+    cdef const floating *sw = NULL if sample_weight is None else &sample_weight[0]
+    with nogil:
+        if floating is float:
+            status = batch_gradient_f32(&grads[0], &loss, &params[0], &workspace[0], &X.f32,
+                                        &Y[0, 0], sw, &order[0], order.shape[0], &net.c, alpha,
+                                        seed, t, n_threads)
+        else:
+            status = batch_gradient_f64(&grads[0], &loss, &params[0], &workspace[0], &X.f64,
+                                        &Y[0, 0], sw, &order[0], order.shape[0], &net.c, alpha,
+                                        seed, t, n_threads)
+    if status != 0:
+        raise MemoryError("fastmlp: out of memory in batch_gradient")
+    return loss
+
+
+def predict(Net net, Input X, const floating[::1] params, floating[:, ::1] out, int n_threads):
+    """out (n, n_outputs) = the network's outputs for every row of X, in inference mode."""
+    cdef int status
+    with nogil:
+        if floating is float:
+            status = predict_f32(&out[0, 0], &X.f32, out.shape[0], &params[0], &net.c, n_threads)
+        else:
+            status = predict_f64(&out[0, 0], &X.f64, out.shape[0], &params[0], &net.c, n_threads)
+    if status != 0:
+        raise MemoryError("fastmlp: out of memory in predict")
+    return out

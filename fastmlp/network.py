@@ -1,0 +1,661 @@
+"""The Network estimator: validation, the layout of the flat parameter buffer, fit/partial_fit/
+predict. The numeric work is in C (fastmlp._core); Python sees only epoch boundaries.
+
+A layer is the lecture's pre-activation a = h W + b followed by g(a). All parameters live in one
+buffer per model (see `parameter_layout`); `coefs_`, `intercepts_` and `batchnorm_` are views."""
+import os
+import time
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import type_of_target, unique_labels
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from threadpoolctl import ThreadpoolController
+
+from . import _core
+from .optim import hyperparameters, new_state
+from .schedules import LearningRateSchedule
+
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_BLAS = None
+
+
+def _blas_single_threaded():
+    """BLAS capped at one thread while our OpenMP threads run it on their own slabs: two thread
+    pools spinning on the same cores slow each other down (shared/DESIGN.md, Threads)."""
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
+def available_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def parameter_layout(units, batch_norm, n_normalized):
+    """Where every block sits in the flat buffer, in this order:
+    W_0 .. W_{L-1} (the L2-penalized part) | b_0 .. b_{L-1} | gamma_l, beta_l of each hidden layer
+    (the trainable part ends here) | running mean_l, var_l | input shift, scale (n_normalized each).
+    units: (n_features, hidden..., n_outputs). Returns a dict of offset arrays and sizes."""
+    L = len(units) - 1
+    w_offset, b_offset = np.zeros(L, np.int64), np.zeros(L, np.int64)
+    at = 0
+    for l in range(L):
+        w_offset[l] = at
+        at += units[l] * units[l + 1]
+    n_weights = at
+    for l in range(L):
+        b_offset[l] = at
+        at += units[l + 1]
+    hidden = units[1:-1] if batch_norm else []
+    blocks = {}
+    for name in ("gamma", "beta"):
+        blocks[name] = np.zeros(len(hidden), np.int64)
+        for l, n in enumerate(hidden):
+            blocks[name][l] = at
+            at += n
+    n_trainable = at
+    for name in ("mean", "var"):
+        blocks[name] = np.zeros(len(hidden), np.int64)
+        for l, n in enumerate(hidden):
+            blocks[name][l] = at
+            at += n
+    shift_offset = at
+    at += 2 * n_normalized
+    return dict(units=np.asarray(units, np.int64), w_offset=w_offset, b_offset=b_offset,
+                gamma_offset=blocks["gamma"], beta_offset=blocks["beta"],
+                mean_offset=blocks["mean"], var_offset=blocks["var"], n_weights=n_weights,
+                n_trainable=n_trainable, shift_offset=shift_offset, n_normalized=n_normalized,
+                size=at)
+
+
+def _column_statistics(X):
+    """Per-column mean, population std (ddof=0) and whether every value is 0 or 1, in float64,
+    in chunks of rows so that no temporary the size of X is made."""
+    n, d = X.shape
+    if sp.issparse(X):
+        X = X.tocsc()
+        mean = np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
+        sq = np.asarray(X.multiply(X).mean(axis=0), dtype=np.float64).ravel()
+        std = np.sqrt(np.maximum(sq - mean * mean, 0.0))
+        binary = np.ones(d, dtype=bool)
+        values = X.data
+        bad_cols = np.repeat(np.arange(d), np.diff(X.indptr))[(values != 0) & (values != 1)]
+        binary[bad_cols] = False
+        return mean, std, binary
+    mean = X.sum(axis=0, dtype=np.float64) / n
+    sq = np.zeros(d)
+    binary = np.ones(d, dtype=bool)
+    step = max(1, (1 << 22) // max(d, 1))  # ~4M values (32 MB in float64) per chunk
+    for start in range(0, n, step):
+        chunk = X[start:start + step]
+        centered = chunk - mean
+        sq += np.einsum("ij,ij->j", centered, centered)
+        binary &= ((chunk == 0) | (chunk == 1)).all(axis=0)
+    return mean, np.sqrt(sq / n), binary
+
+
+class Network(BaseEstimator):
+    """A multi-layer perceptron trained by mini-batch gradient descent in C.
+
+    Its task follows the targets of the first fit: class labels (binary, multiclass or a
+    multilabel indicator matrix) train softmax or logistic outputs with cross-entropy and give
+    `predict_proba`; real-valued targets train identity outputs with squared error.
+    MLPClassifier and MLPRegressor fix the task. Parameters and attributes: shared/API.md.
+    """
+
+    _task = None  # "classification", "regression", or None: decided by the targets
+
+    _parameter_constraints = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions({"identity", "relu", "tanh", "sigmoid"})],
+        "solver": [StrOptions({"sgd", "adam", "adagrad", "rmsprop"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "plateau"})],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "rho": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither"), None],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "dropout": [Interval(Real, 0, 1, closed="left"), "array-like"],
+        "batch_norm": ["boolean"],
+        "normalize": [StrOptions({"auto"}), None],
+        "dtype": "no_validation",  # checked by _model_dtype: numpy float32 or float64
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+    }
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 learning_rate_init=0.001, learning_rate="constant", power_t=0.5, momentum=0.9,
+                 nesterovs_momentum=False, beta_1=0.9, beta_2=0.999, rho=0.99, epsilon=None,
+                 alpha=0.0001, batch_size="auto", max_iter=200, shuffle=True, random_state=None,
+                 tol=1e-4, n_iter_no_change=10, early_stopping=False, validation_fraction=0.1,
+                 dropout=0.0, batch_norm=False, normalize="auto", dtype=np.float32,
+                 n_threads=None, verbose=False, warm_start=False):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.learning_rate_init = learning_rate_init
+        self.learning_rate = learning_rate
+        self.power_t = power_t
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.rho = rho
+        self.epsilon = epsilon
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        self.normalize = normalize
+        self.dtype = dtype
+        self.n_threads = n_threads
+        self.verbose = verbose
+        self.warm_start = warm_start
+
+    # ---------------------------------------------------------------- validation helpers
+
+    def _model_dtype(self):
+        try:
+            dtype = np.dtype(self.dtype)
+        except TypeError:
+            dtype = None
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be numpy.float32 or numpy.float64, got {self.dtype!r}")
+        return dtype
+
+    def _hidden_sizes(self):
+        sizes = self.hidden_layer_sizes
+        sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
+        if any(not isinstance(s, Integral) or isinstance(s, bool) or s < 1 for s in sizes):
+            raise ValueError("hidden_layer_sizes must be positive integers, got "
+                             f"{self.hidden_layer_sizes!r}")
+        return [int(s) for s in sizes]
+
+    def _dropout_rates(self, n_hidden):
+        rates = np.atleast_1d(np.asarray(self.dropout, dtype=np.float64))
+        if rates.ndim != 1 or (rates.size != 1 and rates.size != n_hidden):
+            raise ValueError(f"dropout must be a float or one rate per hidden layer "
+                             f"({n_hidden}), got {self.dropout!r}")
+        if not np.all((rates >= 0) & (rates < 1)):
+            raise ValueError(f"dropout rates must be in [0, 1), got {self.dropout!r}")
+        return np.broadcast_to(rates, (n_hidden,)).copy()
+
+    def _threads(self):
+        if self.n_threads is not None:
+            return int(self.n_threads)
+        return max(1, min(_core.max_threads(), available_cores()))
+
+    def _validate_X(self, X, reset):
+        dtype = self._model_dtype()
+        X = validate_data(self, X, reset=reset, accept_sparse=["csr", "csc"], dtype=dtype,
+                          order="C")
+        return _as_c_input(X)
+
+    # ---------------------------------------------------------------- targets
+
+    def _targets_task(self, y):
+        if self._task is not None:
+            return self._task
+        kind = type_of_target(y)
+        return "regression" if kind in ("continuous", "continuous-multioutput") else "classification"
+
+    def _encode_targets(self, y, first, classes=None):
+        """Y (n, n_outputs) in the model dtype; on the first fit also the output layout."""
+        dtype = self._model_dtype()
+        if self._fitted_task == "regression":
+            Y = np.asarray(y, dtype=dtype)
+            if first:
+                self._y_1d = Y.ndim == 1
+            Y = Y.reshape(len(Y), -1)
+            if first:
+                self.out_activation_ = "identity"
+            elif Y.shape[1] != self.n_outputs_:
+                raise ValueError(f"y has {Y.shape[1]} outputs; the model was fitted with "
+                                 f"{self.n_outputs_}")
+            return np.ascontiguousarray(Y)
+        kind = type_of_target(y)
+        if kind not in ("binary", "multiclass", "multilabel-indicator"):
+            raise ValueError(f"a classifier needs class labels or a multilabel indicator "
+                             f"matrix as y, got targets of type {kind!r}")
+        if first:
+            binarizer = LabelBinarizer()
+            binarizer.fit(unique_labels(y) if classes is None else classes)
+            if len(binarizer.classes_) < 2:
+                raise ValueError("y has only one class: a classifier needs samples of at least "
+                                 f"2 classes, got {binarizer.classes_.tolist()}")
+            self._label_binarizer = binarizer
+            self.classes_ = binarizer.classes_
+            multilabel = binarizer.y_type_ == "multilabel-indicator"
+            self.out_activation_ = "softmax" if binarizer.y_type_ == "multiclass" else "logistic"
+            if multilabel:
+                self.out_activation_ = "logistic"
+        else:
+            unseen = np.setdiff1d(unique_labels(y), self.classes_) \
+                if kind != "multilabel-indicator" else []
+            if len(unseen):
+                raise ValueError(f"y has labels {list(unseen)} not among the classes seen at "
+                                 f"the first fit, {self.classes_.tolist()}")
+        return np.ascontiguousarray(self._label_binarizer.transform(y), dtype=dtype)
+
+    # ---------------------------------------------------------------- parameters
+
+    def _initialize(self, n_features, n_outputs, X, rng):
+        dtype = self._model_dtype()
+        hidden = self._hidden_sizes()
+        units = [n_features] + hidden + [n_outputs]
+        n_normalized = n_features if self.normalize == "auto" else 0
+        layout = parameter_layout(units, self.batch_norm, n_normalized)
+        params = np.zeros(layout["size"], dtype=dtype)
+        for l in range(len(units) - 1):
+            # Glorot uniform: U(-b, b), b = sqrt(6 / (n_in + n_out)); biases start at 0
+            bound = np.sqrt(6.0 / (units[l] + units[l + 1]))
+            start = layout["w_offset"][l]
+            params[start:start + units[l] * units[l + 1]] = rng.uniform(
+                -bound, bound, units[l] * units[l + 1])
+        for l in range(len(layout["gamma_offset"])):
+            params[layout["gamma_offset"][l]:][:units[l + 1]] = 1
+            params[layout["var_offset"][l]:][:units[l + 1]] = 1
+        if n_normalized:
+            mean, std, binary = _column_statistics(X)
+            shift = np.where(binary, 0.0, mean)
+            # a constant column is only centered; binary columns stay as they are
+            scale = np.where(binary | (std == 0), 1.0, 1.0 / np.where(std == 0, 1.0, std))
+            start = layout["shift_offset"]
+            params[start:start + n_features] = shift
+            params[start + n_features:start + 2 * n_features] = scale
+        self._layout = layout
+        self._params = params
+        self._fitted_spec = self._spec()
+        self._point_views()
+        self._seed = int(rng.randint(0, 2**31 - 1)) * 2**32 + int(rng.randint(0, 2**31 - 1))
+        self.n_layers_ = len(units)
+        self.n_outputs_ = n_outputs
+        self.t_ = 0
+        self.n_iter_ = 0
+        self.loss_curve_ = []
+        self.best_loss_ = np.inf
+
+    def _spec(self):
+        """The hyperparameters the C network is built from."""
+        return {"activation": self.activation, "batch_norm": bool(self.batch_norm),
+                "dropout": self._dropout_rates(len(self._hidden_sizes())).tolist()}
+
+    def _point_views(self):
+        """coefs_, intercepts_, batchnorm_ and the input normalization as views of _params."""
+        lay, p = self._layout, self._params
+        units = lay["units"]
+        self.coefs_, self.intercepts_ = [], []
+        for l in range(len(units) - 1):
+            n_in, n_out = units[l], units[l + 1]
+            self.coefs_.append(p[lay["w_offset"][l]:][:n_in * n_out].reshape(n_in, n_out))
+            self.intercepts_.append(p[lay["b_offset"][l]:][:n_out])
+        if self._fitted_spec["batch_norm"]:
+            self.batchnorm_ = [
+                {name: p[lay[key][l]:][:units[l + 1]]
+                 for name, key in (("gamma", "gamma_offset"), ("beta", "beta_offset"),
+                                   ("running_mean", "mean_offset"), ("running_var", "var_offset"))}
+                for l in range(len(units) - 2)]
+        n = lay["n_normalized"]
+        start = lay["shift_offset"]
+        self._x_shift = p[start:start + n] if n else None
+        self._x_scale = p[start + n:start + 2 * n] if n else None
+        self._c_net = None
+        self._grads = self._workspace = None
+
+    def _net(self):
+        """The C view of the architecture as last fitted, built once (not pickled): a
+        hyperparameter changed after fit applies from the next fit on, as in scikit-learn."""
+        if getattr(self, "_c_net", None) is None:
+            lay, spec = self._layout, self._fitted_spec
+            self._c_net = _core.Net(
+                lay["units"], spec["activation"], self.out_activation_, spec["dropout"],
+                spec["batch_norm"], lay["w_offset"], lay["b_offset"], lay["gamma_offset"],
+                lay["beta_offset"], lay["mean_offset"], lay["var_offset"], lay["n_weights"],
+                lay["n_trainable"])
+        return self._c_net
+
+    def _buffers(self, batch_size, n_threads):
+        """Gradient and workspace buffers, allocated once per fit and reused across calls."""
+        dtype = self._params.dtype
+        n_train = self._layout["n_trainable"]
+        size = self._net().workspace_size(batch_size, n_threads, dtype)
+        if getattr(self, "_grads", None) is None or self._grads.size != n_train:
+            self._grads = np.zeros(n_train, dtype=dtype)
+        if getattr(self, "_workspace", None) is None or self._workspace.size < size:
+            self._workspace = np.zeros(size, dtype=dtype)
+        return self._grads, self._workspace
+
+    def _input(self, X):
+        return _core.Input(X, self._x_shift, self._x_scale)
+
+    # ---------------------------------------------------------------- fitting
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Train from the start (or from the current weights with warm_start=True)."""
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One epoch over (X, y), keeping the optimizer state between calls. Classifiers need
+        `classes` on the first call (all labels that will ever be seen)."""
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def _fit(self, X, y, sample_weight, incremental, classes=None):
+        """Validate, then train; on any error the estimator is left exactly as it was."""
+        snapshot = dict(self.__dict__)
+        in_place = [a.copy() for a in (getattr(self, "_params", None),
+                                        getattr(self, "_state", None)) if a is not None]
+        try:
+            return self._fit_unsafe(X, y, sample_weight, incremental, classes)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(snapshot)
+            for saved, name in zip(in_place, ("_params", "_state")):
+                getattr(self, name)[...] = saved  # in place: the views stay views
+            raise
+
+    def _fit_unsafe(self, X, y, sample_weight, incremental, classes):
+        fitted = hasattr(self, "_params")
+        # warm_start keeps the weights only while the architecture is the same
+        first = (not fitted or not (incremental or self.warm_start)
+                 or (not incremental and not self._same_architecture()))
+        self._model_dtype()
+        hidden = self._hidden_sizes()
+        self._dropout_rates(len(hidden))
+        X, y = validate_data(self, X, y, reset=first, accept_sparse=["csr", "csc"],
+                             dtype=self._model_dtype(), order="C", multi_output=True,
+                             y_numeric=self._task == "regression")
+        X = _as_c_input(X)
+        n_samples = X.shape[0]
+        if first:
+            task = self._targets_task(y)
+            if incremental and task == "classification" and classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit")
+        elif self._fitted_task == "classification" and incremental and classes is not None \
+                and not np.array_equal(unique_labels(classes), self.classes_):
+            raise ValueError(f"classes={list(classes)} differs from the classes of the first "
+                             f"call, {self.classes_.tolist()}")
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=self._model_dtype(),
+                                                 ensure_non_negative=True)
+            if not np.any(sample_weight > 0):
+                raise ValueError("sample_weight must have at least one positive weight")
+            sample_weight = np.ascontiguousarray(sample_weight)
+        batch_size = self._batch_size(n_samples)
+        if self.batch_norm and batch_size < 2:
+            raise ValueError("batch_norm needs at least 2 samples per mini-batch (batch_size "
+                             f"and the number of samples), got {batch_size}")
+
+        if first:
+            self._fitted_task = task
+            Y = self._encode_targets(y, first=True, classes=classes)
+            self._rng = check_random_state(self.random_state)
+            self._initialize(X.shape[1], Y.shape[1], X, self._rng)
+            self._state = None
+        else:
+            Y = self._encode_targets(y, first=False)
+        if incremental and getattr(self, "_state", None) is not None:
+            state = self._state
+        else:
+            state = new_state(self._layout["n_trainable"], self._params.dtype)
+        if not incremental:
+            self.n_iter_ = 0
+            self.loss_curve_ = []
+            self.best_loss_ = np.inf
+            self.t_ = 0
+        self._train(X, Y, sample_weight, state, batch_size,
+                    max_iter=1 if incremental else self.max_iter, incremental=incremental)
+        self._state = state
+        return self
+
+    def _same_architecture(self):
+        """Whether the fitted parameters fit the current hyperparameters' architecture."""
+        lay = self._layout
+        return (list(lay["units"][1:-1]) == self._hidden_sizes()
+                and self._fitted_spec["batch_norm"] == bool(self.batch_norm)
+                and (lay["n_normalized"] > 0) == (self.normalize == "auto")
+                and self._params.dtype == self._model_dtype())
+
+    def _batch_size(self, n_samples):
+        if self.batch_size == "auto":
+            return min(200, n_samples)
+        if self.batch_size > n_samples:
+            warnings.warn(f"batch_size {self.batch_size} is larger than the number of samples "
+                          f"({n_samples}); using {n_samples}", UserWarning)
+        return min(int(self.batch_size), n_samples)
+
+    def _train(self, X, Y, sample_weight, state, batch_size, max_iter, incremental):
+        """The epoch loop: C trains each epoch; Python scores, schedules and stops."""
+        if self._spec() != self._fitted_spec:
+            self._fitted_spec = self._spec()
+            self._c_net = None
+        n_threads = self._threads()
+        if n_threads > 1 and not _core.openmp_enabled():
+            _warn_no_openmp()
+        validation = None
+        rows = np.arange(X.shape[0], dtype=np.int64)
+        if self.early_stopping and not incremental:
+            rows, validation = self._validation_split(X, Y)
+        self.validation_scores_ = [] if validation is not None else None
+        self.best_validation_score_ = -np.inf if validation is not None else None
+        best_params = None
+        n = len(rows)
+        schedule = LearningRateSchedule(self.learning_rate, self.learning_rate_init, self.tol,
+                                        self.n_iter_no_change)
+        if incremental and getattr(self, "_schedule", None) is not None:
+            schedule = self._schedule
+        grads, workspace = self._buffers(batch_size, n_threads)
+        net, data = self._net(), self._input(X)
+        epochs_without_improvement = 0
+        converged = False
+        with _blas_single_threaded():
+            for _ in range(max_iter):
+                order = rows[self._rng.permutation(n)] if self.shuffle else rows
+                started = time.perf_counter()
+                hyper = hyperparameters(self, schedule.learning_rate, schedule.c_schedule)
+                loss, self.t_ = _core.train_epoch(
+                    net, hyper, data, self._params, grads, state, workspace, Y, sample_weight,
+                    order, batch_size, self._seed, self.t_, n_threads)
+                seconds = time.perf_counter() - started
+                self.n_iter_ += 1
+                self.loss_ = loss
+                self.loss_curve_.append(loss)
+                if self.verbose:
+                    print(f"Epoch {self.n_iter_}: loss {loss:.8f}, {seconds:.3f} s, "
+                          f"{n / max(seconds, 1e-12):,.0f} samples/s")
+                if not np.isfinite(loss):
+                    raise ValueError("training diverged (the loss is not finite): lower "
+                                     "learning_rate_init, or standardize the inputs")
+                if incremental:
+                    continue
+                if validation is not None:
+                    score = self._validation_score(*validation)
+                    self.validation_scores_.append(score)
+                    if self.verbose:
+                        print(f"Validation score: {score:.6f}")
+                    improved = score > self.best_validation_score_ + self.tol
+                    if score > self.best_validation_score_:
+                        self.best_validation_score_ = score
+                        best_params = self._params.copy()
+                    monitored = -score
+                else:
+                    improved = loss < self.best_loss_ - self.tol
+                    self.best_loss_ = min(self.best_loss_, loss)
+                    monitored = loss
+                epochs_without_improvement = 0 if improved else epochs_without_improvement + 1
+                if self.learning_rate == "plateau":
+                    if schedule.epoch_ends(monitored):
+                        converged = True
+                        break
+                elif epochs_without_improvement >= self.n_iter_no_change:
+                    converged = True
+                    break
+        self._schedule = schedule
+        if best_params is not None:
+            self._params[...] = best_params  # in place: the views stay views
+        if validation is not None:
+            self.best_loss_ = None
+        if not incremental and not converged:
+            warnings.warn(f"Stochastic optimizer: maximum iterations ({max_iter}) reached and "
+                          "the optimization hasn't converged yet.", ConvergenceWarning)
+
+    def _validation_split(self, X, Y):
+        """Training rows (sorted indices, so X is never copied) and the held-out (X, Y)."""
+        n = X.shape[0]
+        stratify = None
+        if self._fitted_task == "classification" and self.out_activation_ == "softmax":
+            stratify = Y.argmax(axis=1)
+        elif self._fitted_task == "classification" and Y.shape[1] == 1:
+            stratify = Y[:, 0]
+        try:
+            train, held_out = train_test_split(np.arange(n, dtype=np.int64),
+                                               test_size=self.validation_fraction,
+                                               random_state=self._rng, stratify=stratify)
+        except ValueError as error:
+            raise ValueError(f"early_stopping could not hold out validation_fraction="
+                             f"{self.validation_fraction} of {n} samples: {error}") from None
+        held_out.sort()
+        return np.sort(train), (_as_c_input(X[held_out]), Y[held_out])
+
+    def _validation_score(self, Xv, Yv):
+        out = self._forward(Xv)
+        if self._fitted_task == "regression":
+            return r2_score(Yv, out)
+        if self.out_activation_ == "softmax":
+            return accuracy_score(Yv.argmax(axis=1), out.argmax(axis=1))
+        return accuracy_score(Yv > 0.5, out > 0.5)
+
+    # ---------------------------------------------------------------- prediction
+
+    def _forward(self, X):
+        """The network's outputs (n, n_outputs) for validated rows X."""
+        out = np.empty((X.shape[0], self.n_outputs_), dtype=self._params.dtype)
+        if X.shape[0] == 0:
+            return out
+        n_threads = self._threads()
+        if X.shape[0] > 256 and n_threads > 1:
+            with _blas_single_threaded():
+                return _core.predict(self._net(), self._input(X), self._params, out, n_threads)
+        return _core.predict(self._net(), self._input(X), self._params, out, 1)
+
+    def _check_fitted_X(self, X):
+        check_is_fitted(self, "_params")
+        return self._validate_X(X, reset=False)
+
+    def predict(self, X):
+        """Class labels (classification) or predicted values (regression) for X."""
+        out = self._forward(self._check_fitted_X(X))
+        if self._fitted_task == "regression":
+            return out.ravel() if self._y_1d else out
+        return self._label_binarizer.inverse_transform(out)
+
+    @available_if(lambda self: (getattr(self, "_fitted_task", None) or self._task)
+                  != "regression")
+    def predict_proba(self, X):
+        """Class probabilities (n, n_classes); a multilabel model gives each label's."""
+        out = self._forward(self._check_fitted_X(X))
+        if self._fitted_task != "classification":
+            raise AttributeError("predict_proba is only available after fitting on class labels")
+        if self.out_activation_ == "logistic" and len(self.classes_) == 2 \
+                and self._label_binarizer.y_type_ == "binary":
+            return np.hstack([1 - out, out])
+        return out
+
+    def score(self, X, y, sample_weight=None):
+        """Accuracy for classification, R^2 for regression."""
+        check_is_fitted(self, "_params")
+        if self._fitted_task == "regression":
+            return r2_score(y, self.predict(X), sample_weight=sample_weight)
+        return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
+
+    # ---------------------------------------------------------------- diagnostics
+
+    def _batch_gradient(self, X, y, sample_weight=None, seed=None, t=1):
+        """(J, dJ/dparams of the trainable part) on one batch of all rows of (X, y), in
+        training mode: the C backward pass, for gradient checking (fastmlp.check_gradients)."""
+        check_is_fitted(self, "_params")
+        X = self._validate_X(X, reset=False)
+        Y = self._encode_targets(y, first=False)
+        if sample_weight is not None:
+            sample_weight = np.ascontiguousarray(
+                _check_sample_weight(sample_weight, X, dtype=self._params.dtype))
+        n = X.shape[0]
+        grads = np.zeros(self._layout["n_trainable"], dtype=self._params.dtype)
+        workspace = np.zeros(self._net().workspace_size(n, 1, self._params.dtype),
+                             dtype=self._params.dtype)
+        loss = _core.batch_gradient(self._net(), self._input(X), self._params, grads, workspace, Y,
+                                    sample_weight, np.arange(n, dtype=np.int64), self.alpha,
+                                    self._seed if seed is None else seed, t, 1)
+        return loss, grads
+
+    # ---------------------------------------------------------------- pickling
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        # views and C handles are rebuilt from _params and _layout on load
+        for name in ("coefs_", "intercepts_", "batchnorm_", "_x_shift", "_x_scale", "_c_net",
+                     "_grads", "_workspace"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "_params" in state:
+            self._point_views()
+
+
+def _as_c_input(X):
+    """X as the C side reads it: dense C-contiguous (validate_data made it so), or CSR."""
+    if not sp.issparse(X):
+        return X
+    X = X.tocsr()
+    if not X.data.flags.c_contiguous:
+        X.data = np.ascontiguousarray(X.data)
+    return X
+
+
+_warned_no_openmp = False
+
+
+def _warn_no_openmp():
+    global _warned_no_openmp
+    if not _warned_no_openmp:
+        _warned_no_openmp = True
+        warnings.warn("fastmlp was built without OpenMP: training and prediction run on one "
+                      "thread (see fastmlp.show_config())", RuntimeWarning)
