@@ -264,4 +264,3 @@ def predict(Net net, Input X, const floating[::1] params, floating[:, ::1] out, 
             status = predict_f64(&out[0, 0], &X.f64, out.shape[0], &params[0], &net.c, n_threads)
     if status != 0:
         raise MemoryError("fastmlp: out of memory in predict")
-    return out

@@ -254,7 +254,7 @@ class Network(BaseEstimator):
                              f"matrix as y, got targets of type {kind!r}")
         if first:
             binarizer = LabelBinarizer()
-            binarizer.fit(unique_labels(y) if classes is None else classes)
+            binarizer.fit(y if classes is None else classes)
             if len(binarizer.classes_) < 2:
                 raise ValueError("y has only one class: a classifier needs samples of at least "
                                  f"2 classes, got {binarizer.classes_.tolist()}")
@@ -405,8 +405,10 @@ class Network(BaseEstimator):
         n_samples = X.shape[0]
         if first:
             task = self._targets_task(y)
-            if incremental and task == "classification" and classes is None:
-                raise ValueError("classes must be passed on the first call to partial_fit")
+            if incremental and task == "classification" and classes is None \
+                    and type_of_target(y) != "multilabel-indicator":
+                raise ValueError("classes must be passed on the first call to partial_fit: "
+                                 "every label that will ever be seen")
         elif self._fitted_task == "classification" and incremental and classes is not None \
                 and not np.array_equal(unique_labels(classes), self.classes_):
             raise ValueError(f"classes={list(classes)} differs from the classes of the first "
@@ -571,8 +573,10 @@ class Network(BaseEstimator):
         n_threads = self._threads()
         if X.shape[0] > 256 and n_threads > 1:
             with _blas_single_threaded():
-                return _core.predict(self._net(), self._input(X), self._params, out, n_threads)
-        return _core.predict(self._net(), self._input(X), self._params, out, 1)
+                _core.predict(self._net(), self._input(X), self._params, out, n_threads)
+        else:
+            _core.predict(self._net(), self._input(X), self._params, out, 1)
+        return out
 
     def _check_fitted_X(self, X):
         check_is_fitted(self, "_params")

@@ -1,0 +1,29 @@
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+
+@pytest.fixture
+def quiet():
+    """Short fits in tests stop at max_iter on purpose."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+def make_targets(kind, n, rng):
+    """Targets of each task the estimators handle, and the output units they imply."""
+    if kind in ("multiclass", "binary"):
+        n_classes = 3 if kind == "multiclass" else 2
+        y = rng.randint(0, n_classes, n)
+        y[:n_classes] = np.arange(n_classes)  # every class present
+        return y, "softmax" if kind == "multiclass" else "logistic"
+    if kind == "multilabel":
+        Y = rng.randint(0, 2, (n, 3))
+        Y[0], Y[1] = 0, 1  # every label has both values
+        return Y, "logistic"
+    if kind == "regression":
+        return rng.randn(n), "identity"
+    return rng.randn(n, 2), "identity"  # multi-output regression

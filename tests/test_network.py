@@ -1,0 +1,211 @@
+"""The Network estimator and its two task-fixed subclasses, end to end."""
+import numpy as np
+import pytest
+from conftest import make_targets
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+import fastmlp
+from fastmlp import MLPClassifier, MLPRegressor, Network
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(X, y, test_size=0.25, random_state=0)
+
+
+def test_digits_default_parameters(digits):
+    X_train, X_test, y_train, y_test = digits
+    clf = MLPClassifier(random_state=0).fit(X_train, y_train)
+    assert clf.score(X_test, y_test) >= 0.97
+    assert clf.n_iter_ == len(clf.loss_curve_) < clf.max_iter  # stopped on tol, not max_iter
+    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+def test_overfits_50_random_examples(activation):
+    """The lecture's sanity check: enough capacity classifies 50 random examples perfectly."""
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(50, 20), rng.randint(0, 5, 50)
+    clf = MLPClassifier(hidden_layer_sizes=(100,), activation=activation, alpha=0,
+                        learning_rate_init=0.01, max_iter=1000, tol=0, n_iter_no_change=1000,
+                        random_state=0)
+    with pytest.warns(Warning):  # max_iter reached: it never stops on tol=0
+        clf.fit(X, y)
+    assert clf.score(X, y) == 1.0
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "multilabel"])
+def test_classification_tasks(kind, quiet):
+    rng = np.random.RandomState(1)
+    X = rng.randn(60, 5)
+    y, output = make_targets(kind, 60, rng)
+    clf = MLPClassifier(hidden_layer_sizes=(30,), max_iter=300, learning_rate_init=0.01,
+                        random_state=0).fit(X, y)
+    assert clf.out_activation_ == output
+    proba = clf.predict_proba(X)
+    pred = clf.predict(X)
+    assert pred.shape == np.asarray(y).shape
+    if kind == "multilabel":
+        assert proba.shape == y.shape
+        np.testing.assert_array_equal(pred, (proba > 0.5).astype(int))
+    else:
+        assert proba.shape == (60, len(np.unique(y)))
+        np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
+        np.testing.assert_array_equal(pred, clf.classes_[proba.argmax(axis=1)])
+    assert clf.score(X, y) > 0.8  # it learns the training data
+
+
+def test_labels_of_any_type(quiet):
+    rng = np.random.RandomState(2)
+    X = rng.randn(40, 3)
+    labels = np.array(["cat", "dog", "fish"], dtype=object)[rng.randint(0, 3, 40)]
+    clf = MLPClassifier(hidden_layer_sizes=(10,), max_iter=20, random_state=0).fit(X, labels)
+    assert list(clf.classes_) == ["cat", "dog", "fish"]
+    assert set(clf.predict(X)) <= {"cat", "dog", "fish"}
+    binary = np.where(rng.rand(40) > 0.5, "yes", "no")
+    clf.fit(X, binary)
+    assert clf.predict_proba(X).shape == (40, 2) and clf.n_outputs_ == 1
+
+
+@pytest.mark.parametrize("multioutput", [False, True])
+def test_regression(multioutput, quiet):
+    rng = np.random.RandomState(3)
+    X = rng.randn(200, 4)
+    y = X @ rng.randn(4, 2) if multioutput else np.sin(X[:, 0]) + X[:, 1]
+    reg = MLPRegressor(hidden_layer_sizes=(32,), max_iter=500, learning_rate_init=0.01,
+                       random_state=0).fit(X, y)
+    assert reg.out_activation_ == "identity"
+    assert reg.predict(X).shape == y.shape
+    assert reg.score(X, y) > 0.9
+    assert not hasattr(reg, "predict_proba")
+
+
+def test_network_task_follows_targets(quiet):
+    rng = np.random.RandomState(4)
+    X = rng.randn(30, 3)
+    net = Network(hidden_layer_sizes=(5,), max_iter=5, random_state=0)
+    net.fit(X, rng.randint(0, 3, 30))
+    assert net.out_activation_ == "softmax" and hasattr(net, "predict_proba")
+    net.fit(X, rng.randn(30))
+    assert net.out_activation_ == "identity" and not hasattr(net, "predict_proba")
+    assert isinstance(net.score(X, rng.randn(30)), float)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_is_the_precision(dtype, digits, quiet):
+    X_train, X_test, y_train, y_test = digits
+    clf = MLPClassifier(hidden_layer_sizes=(20,), max_iter=5, dtype=dtype,
+                        random_state=0).fit(X_train, y_train)
+    assert clf._params.dtype == dtype
+    assert all(W.dtype == dtype for W in clf.coefs_)
+    assert clf.predict_proba(X_test).dtype == dtype
+
+
+def test_random_state_makes_fits_bitwise_repeatable(digits, quiet):
+    X_train, _, y_train, _ = digits
+    fits = [MLPClassifier(hidden_layer_sizes=(20,), max_iter=5, random_state=7)
+            .fit(X_train, y_train) for _ in range(2)]
+    assert np.array_equal(fits[0]._params, fits[1]._params)
+    assert fits[0].loss_curve_ == fits[1].loss_curve_
+    other = MLPClassifier(hidden_layer_sizes=(20,), max_iter=5, random_state=8)
+    assert not np.array_equal(other.fit(X_train, y_train)._params, fits[0]._params)
+
+
+def test_threads_give_the_same_bits(digits, quiet):
+    X_train, _, y_train, _ = digits
+    fits = [MLPClassifier(hidden_layer_sizes=(30, 20), max_iter=3, random_state=0,
+                          n_threads=n).fit(X_train, y_train) for n in (1, 2)]
+    assert np.array_equal(fits[0]._params, fits[1]._params)
+
+
+def test_glorot_initialization():
+    rng = np.random.RandomState(5)
+    X, y = rng.randn(10, 300), rng.randint(0, 2, 10)
+    clf = MLPClassifier(hidden_layer_sizes=(200,), max_iter=1, learning_rate_init=1e-12,
+                        random_state=0)
+    clf.partial_fit(X, y, classes=[0, 1])
+    bound = np.sqrt(6 / (300 + 200))
+    W = clf.coefs_[0]
+    assert W.min() >= -bound and W.max() <= bound
+    assert W.min() < -0.95 * bound and W.max() > 0.95 * bound  # uniform over the whole range
+    assert np.all(np.abs(clf.intercepts_[0]) < 1e-9)
+
+
+def test_coefs_are_views_on_one_buffer(digits, quiet):
+    X_train, X_test, y_train, _ = digits
+    clf = MLPClassifier(hidden_layer_sizes=(20,), max_iter=3, random_state=0)
+    clf.fit(X_train, y_train)
+    for array in clf.coefs_ + clf.intercepts_:
+        assert np.shares_memory(array, clf._params)
+    before = clf.predict_proba(X_test)
+    clf.coefs_[1][...] = 0
+    clf.intercepts_[1][...] = np.arange(10)
+    after = clf.predict_proba(X_test)
+    expected = np.exp(np.arange(10)) / np.exp(np.arange(10)).sum()
+    np.testing.assert_allclose(after, np.tile(expected, (len(X_test), 1)), rtol=1e-5)
+    assert not np.allclose(before, after)
+    # a warm-started fit starts from the written values
+    clf.set_params(warm_start=True, max_iter=1)
+    clf.fit(X_train, y_train)
+    assert np.abs(clf.coefs_[1]).max() < 0.1
+
+
+def test_tol_stopping_on_training_loss(digits):
+    X_train, _, y_train, _ = digits
+    clf = MLPClassifier(hidden_layer_sizes=(20,), tol=10.0, n_iter_no_change=3, random_state=0)
+    clf.fit(X_train, y_train)
+    # the first epoch improves on an infinite best; none after it improves by 10
+    assert clf.n_iter_ == 1 + 3
+
+
+def test_reaching_max_iter_warns(digits):
+    from sklearn.exceptions import ConvergenceWarning
+
+    X_train, _, y_train, _ = digits
+    with pytest.warns(ConvergenceWarning):
+        MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, random_state=0).fit(X_train, y_train)
+
+
+def test_partial_fit_continues(digits):
+    X_train, X_test, y_train, y_test = digits
+    clf = MLPClassifier(hidden_layer_sizes=(50,), random_state=0)
+    clf.partial_fit(X_train, y_train, classes=np.arange(10))
+    first = clf.score(X_test, y_test)
+    for _ in range(10):
+        clf.partial_fit(X_train, y_train)
+    assert clf.n_iter_ == 11 and clf.t_ == 11 * int(np.ceil(len(X_train) / 200))
+    assert clf.score(X_test, y_test) > first
+
+
+def test_verbose_prints_one_line_per_epoch(digits, capsys, quiet):
+    X_train, _, y_train, _ = digits
+    MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, verbose=True,
+                  random_state=0).fit(X_train, y_train)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("Epoch 1: loss ") and "samples/s" in lines[0]
+
+
+def test_fit_does_not_copy_a_ready_array(monkeypatch, quiet):
+    """A float32 C-contiguous X (the model's dtype) reaches the C side as it is."""
+    seen = []
+    original = fastmlp._core.Input
+
+    def spy(X, *args):
+        seen.append(X)
+        return original(X, *args)
+
+    monkeypatch.setattr(fastmlp.network._core, "Input", spy)
+    rng = np.random.RandomState(6)
+    X, y = rng.randn(50, 4).astype(np.float32), rng.randint(0, 2, 50)
+    clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, random_state=0).fit(X, y)
+    clf.predict(X)
+    assert seen and all(array is X for array in seen)
+
+
+def test_show_config(capsys):
+    fastmlp.show_config()
+    out = capsys.readouterr().out
+    assert "fastmlp" in out and "OpenMP" in out and "BLAS" in out and "float64" in out

@@ -1,0 +1,109 @@
+"""Bad input gets a clear error, and never leaves a fitted model half-changed."""
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+
+from fastmlp import MLPClassifier, MLPRegressor, Network
+
+rng = np.random.RandomState(0)
+X_OK, Y_OK = rng.randn(20, 3), rng.randint(0, 2, 20)
+
+
+def bad_X(kind):
+    X = X_OK.copy()
+    if kind == "nan":
+        X[3, 1] = np.nan
+    elif kind == "inf":
+        X[0, 0] = np.inf
+    return X
+
+
+@pytest.mark.parametrize("X, y, match", [
+    (bad_X("nan"), Y_OK, "NaN"),
+    (bad_X("inf"), Y_OK, "infinity"),
+    (np.empty((0, 3)), np.empty(0), "0 sample"),
+    (X_OK[:, 0], Y_OK, "2D array"),
+    (X_OK[:, :, None], Y_OK, "dim"),
+    (X_OK, Y_OK[:-1], "inconsistent numbers of samples"),
+    (X_OK, np.zeros(20), "one class"),
+    (X_OK, rng.randn(20), "class labels"),
+    (np.full((20, 3), "a"), Y_OK, "convert"),
+])
+def test_bad_fit_input(X, y, match):
+    with pytest.raises(ValueError, match=match):
+        MLPClassifier(max_iter=2).fit(X, y)
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"hidden_layer_sizes": (10, 0)}, "hidden_layer_sizes"),
+    ({"hidden_layer_sizes": (10, 2.5)}, "hidden_layer_sizes"),
+    ({"activation": "softplus"}, "activation"),
+    ({"solver": "lbfgs"}, "solver"),
+    ({"learning_rate_init": 0}, "learning_rate_init"),
+    ({"learning_rate_init": -1}, "learning_rate_init"),
+    ({"alpha": -0.1}, "alpha"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"max_iter": 0}, "max_iter"),
+    ({"momentum": 1.5}, "momentum"),
+    ({"dtype": np.int32}, "dtype"),
+    ({"dtype": "float16"}, "dtype"),
+    ({"n_threads": 0}, "n_threads"),
+    ({"normalize": "minmax"}, "normalize"),
+    ({"dropout": 1.0}, "dropout"),
+    ({"dropout": [0.1, 0.2]}, "dropout"),
+])
+def test_bad_hyperparameters(params, match):
+    with pytest.raises(ValueError, match=match):
+        MLPClassifier(**{"max_iter": 2, **params}).fit(X_OK, Y_OK)
+
+
+def test_predict_before_fit():
+    for method in ("predict", "predict_proba"):
+        with pytest.raises(NotFittedError):
+            getattr(MLPClassifier(), method)(X_OK)
+    with pytest.raises(NotFittedError):
+        MLPRegressor().predict(X_OK)
+
+
+@pytest.mark.parametrize("X, error, match", [
+    (X_OK[:, :2], ValueError, "features"),
+    (bad_X("nan"), ValueError, "NaN"),
+    (X_OK[0], ValueError, "2D array"),
+])
+def test_bad_predict_input(X, error, match, quiet):
+    clf = MLPClassifier(max_iter=2, random_state=0).fit(X_OK, Y_OK)
+    with pytest.raises(error, match=match):
+        clf.predict(X)
+
+
+def test_failed_fit_leaves_model_unchanged(quiet):
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X_OK, Y_OK)
+    params = clf._params.copy()
+    state = dict(clf.__dict__)
+    clf.set_params(warm_start=True)
+    with pytest.raises(ValueError):
+        clf.fit(np.c_[X_OK, X_OK], Y_OK)  # wrong width for a warm start
+    with pytest.raises(ValueError):
+        clf.partial_fit(X_OK, np.where(Y_OK == 1, 5, 0))  # a label never declared
+    with pytest.raises(ValueError):
+        clf.set_params(warm_start=False, early_stopping=True, validation_fraction=0.5)
+        clf.fit(X_OK[:3], Y_OK[:3])  # too few samples to hold some out per class
+    assert np.array_equal(clf._params, params)
+    assert clf.coefs_[0].base is not None and np.shares_memory(clf.coefs_[0], clf._params)
+    assert clf.n_iter_ == state["n_iter_"] and clf.loss_curve_ == state["loss_curve_"]
+
+
+def test_partial_fit_needs_classes_first():
+    with pytest.raises(ValueError, match="classes"):
+        MLPClassifier().partial_fit(X_OK, Y_OK)
+
+
+def test_partial_fit_rejects_new_output_count(quiet):
+    reg = MLPRegressor(max_iter=2).fit(X_OK, rng.randn(20))
+    with pytest.raises(ValueError, match="outputs"):
+        reg.partial_fit(X_OK, rng.randn(20, 2))
+
+
+def test_network_rejects_multiclass_multioutput():
+    with pytest.raises(ValueError, match="class labels"):
+        Network(max_iter=2).fit(X_OK, rng.randint(0, 3, (20, 2)))
