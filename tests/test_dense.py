@@ -91,7 +91,7 @@ def test_forward_any_number_of_rows_and_threads(n_rows):
     assert all(np.array_equal(outputs[0], out) for out in outputs[1:])
 
 
-def test_normalize_auto_equals_standardizing_by_hand():
+def test_normalize_auto_equals_standardizing_by_hand(quiet):
     rng = np.random.RandomState(2)
     X = np.column_stack([rng.randn(40) * 5 + 3,          # real-valued
                          rng.randint(0, 2, 40),          # binary: left alone
@@ -112,7 +112,7 @@ def test_normalize_auto_equals_standardizing_by_hand():
     np.testing.assert_array_equal(auto._x_shift, before)
 
 
-def test_regressor_forward_is_identity_output():
+def test_regressor_forward_is_identity_output(quiet):
     rng = np.random.RandomState(3)
     X, y = rng.randn(30, 3), rng.randn(30)
     model = MLPRegressor(hidden_layer_sizes=(4,), max_iter=3, dtype=np.float64, normalize=None,
