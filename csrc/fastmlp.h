@@ -212,8 +212,9 @@ double FN(optim_step)(real *params, const real *grads, real *state, const fastml
 /* ---- train.c: whole epochs without returning to Python -------------------------------- */
 
 /* workspace_size: how many reals train_epoch / batch_gradient need for batches of at most
- *   `batch_size` rows with `n_threads` threads. */
-int64_t FN(workspace_size)(const fastmlp_net *net, int batch_size, int n_threads);
+ *   `batch_size` rows with `n_threads` threads; a sparse X (sparse = 1) needs no dense
+ *   (batch_size, n_features) gather buffer, which for wide sparse data would dwarf the rest. */
+int64_t FN(workspace_size)(const fastmlp_net *net, int batch_size, int n_threads, int sparse);
 
 /* train_epoch: one pass over the rows `order` (n,) in mini-batches of batch_size (the last one
  *   smaller): gather, forward, fused output loss, backward, optimizer step, for each batch.

@@ -89,10 +89,10 @@ static int FN(max_batch)(const fastmlp_net *net, int batch_size)
     return batch_size + (net->batch_norm ? 1 : 0);
 }
 
-int64_t FN(workspace_size)(const fastmlp_net *net, int batch_size, int n_threads)
+int64_t FN(workspace_size)(const fastmlp_net *net, int batch_size, int n_threads, int sparse)
 {
     (void)n_threads;
-    return FN(lay_out)(NULL, NULL, net, FN(max_batch)(net, batch_size), 0);
+    return FN(lay_out)(NULL, NULL, net, FN(max_batch)(net, batch_size), sparse);
 }
 
 /* Everything one batch step needs; shared by the threads of the parallel region. */

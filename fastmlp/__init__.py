@@ -6,6 +6,7 @@ from ._config import show_config
 from .diagnostics import check_gradients
 from .estimators import MLPClassifier, MLPRegressor
 from .network import Network
+from .persistence import load, save
 
-__all__ = ["Network", "MLPClassifier", "MLPRegressor", "check_gradients", "show_config",
-           "__version__"]
+__all__ = ["Network", "MLPClassifier", "MLPRegressor", "check_gradients", "show_config", "save",
+           "load", "__version__"]

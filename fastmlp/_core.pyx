@@ -61,8 +61,8 @@ cdef extern from "fastmlp.h" nogil:
     int fastmlp_openmp_enabled()
     int fastmlp_max_threads()
 
-    int64_t workspace_size_f32(const fastmlp_net *net, int batch_size, int n_threads)
-    int64_t workspace_size_f64(const fastmlp_net *net, int batch_size, int n_threads)
+    int64_t workspace_size_f32(const fastmlp_net *net, int batch_size, int n_threads, int sparse)
+    int64_t workspace_size_f64(const fastmlp_net *net, int batch_size, int n_threads, int sparse)
     int train_epoch_f32(float *params, float *grads, float *state, float *workspace,
                         double *loss, int64_t *t, const fastmlp_input_f32 *X, const float *Y,
                         const float *sample_weight, const int64_t *order, int64_t n,
@@ -105,7 +105,7 @@ def max_threads():
     return fastmlp_max_threads()
 
 
-cdef const int64_t *_offsets(int64_t[::1] view):
+cdef const int64_t *_offsets(const int64_t[::1] view):
     return NULL if view is None or view.shape[0] == 0 else &view[0]
 
 
@@ -113,9 +113,10 @@ cdef class Net:
     """The architecture and the parameter layout as the C side reads them (fastmlp_net).
     Built from network.py's layout table; holds the arrays the struct points into."""
     cdef fastmlp_net c
-    cdef int[::1] _units
-    cdef double[::1] _dropout
-    cdef int64_t[::1] _w, _b, _gamma, _beta, _mean, _var
+    # const: the layout may arrive as read-only arrays (a model loaded from a memory map)
+    cdef const int[::1] _units
+    cdef const double[::1] _dropout
+    cdef const int64_t[::1] _w, _b, _gamma, _beta, _mean, _var
 
     def __init__(self, units, activation, output, dropout, bint batch_norm, w_offset, b_offset,
                  gamma_offset, beta_offset, mean_offset, var_offset, int64_t n_weights,
@@ -143,10 +144,10 @@ cdef class Net:
         self.c.n_weights = n_weights
         self.c.n_trainable = n_trainable
 
-    def workspace_size(self, int batch_size, int n_threads, dtype):
+    def workspace_size(self, int batch_size, int n_threads, dtype, bint sparse=False):
         if np.dtype(dtype) == np.float32:
-            return workspace_size_f32(&self.c, batch_size, n_threads)
-        return workspace_size_f64(&self.c, batch_size, n_threads)
+            return workspace_size_f32(&self.c, batch_size, n_threads, sparse)
+        return workspace_size_f64(&self.c, batch_size, n_threads, sparse)
 
 
 cdef fastmlp_optim _optim(dict hp):

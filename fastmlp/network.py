@@ -15,11 +15,12 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils import check_random_state
+from sklearn.utils import ClassifierTags, RegressorTags, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import (_check_sample_weight, check_is_fitted, column_or_1d,
+                                      validate_data)
 from threadpoolctl import ThreadpoolController
 
 from . import _core
@@ -83,30 +84,37 @@ def parameter_layout(units, batch_norm, n_normalized):
                 size=at)
 
 
-def _column_statistics(X):
+def _column_statistics(X, sample_weight=None):
     """Per-column mean, population std (ddof=0) and whether every value is 0 or 1, in float64,
-    in chunks of rows so that no temporary the size of X is made."""
+    in chunks of rows so that no temporary the size of X is made (sparse X stays sparse).
+    With sample_weight (n,) these are the weighted statistics, rows of weight 0 ignored: the
+    same as for the data with each row repeated w times (frequency weights)."""
     n, d = X.shape
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    total = w.sum()
     if sp.issparse(X):
         X = X.tocsc()
-        mean = np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
-        sq = np.asarray(X.multiply(X).mean(axis=0), dtype=np.float64).ravel()
+        mean = np.asarray(X.T @ w, dtype=np.float64) / total
+        sq = np.asarray(X.multiply(X).T @ w, dtype=np.float64) / total
         std = np.sqrt(np.maximum(sq - mean * mean, 0.0))
         binary = np.ones(d, dtype=bool)
         values = X.data
-        bad_cols = np.repeat(np.arange(d), np.diff(X.indptr))[(values != 0) & (values != 1)]
-        binary[bad_cols] = False
+        bad = (values != 0) & (values != 1) & (w[X.indices] > 0)  # CSC: indices are rows
+        binary[np.repeat(np.arange(d), np.diff(X.indptr))[bad]] = False
         return mean, std, binary
-    mean = X.sum(axis=0, dtype=np.float64) / n
-    sq = np.zeros(d)
-    binary = np.ones(d, dtype=bool)
+    mean = np.zeros(d)
     step = max(1, (1 << 22) // max(d, 1))  # ~4M values (32 MB in float64) per chunk
     for start in range(0, n, step):
-        chunk = X[start:start + step]
+        mean += w[start:start + step] @ X[start:start + step].astype(np.float64, copy=False)
+    mean /= total
+    sq = np.zeros(d)
+    binary = np.ones(d, dtype=bool)
+    for start in range(0, n, step):
+        chunk, w_chunk = X[start:start + step], w[start:start + step]
         centered = chunk - mean
-        sq += np.einsum("ij,ij->j", centered, centered)
-        binary &= ((chunk == 0) | (chunk == 1)).all(axis=0)
-    return mean, np.sqrt(sq / n), binary
+        sq += np.einsum("ij,ij,i->j", centered, centered, w_chunk)
+        binary &= ((chunk == 0) | (chunk == 1) | (w_chunk[:, None] == 0)).all(axis=0)
+    return mean, np.sqrt(sq / total), binary
 
 
 class Network(BaseEstimator):
@@ -187,6 +195,17 @@ class Network(BaseEstimator):
         self.verbose = verbose
         self.warm_start = warm_start
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # CSR/CSC: the first layer multiplies sparse x dense in C
+        tags.target_tags.required = True
+        # several outputs: continuous columns (regression) or a multilabel indicator matrix
+        tags.target_tags.multi_output = True
+        # Network itself does either task, as the targets of its first fit say
+        tags.classifier_tags = ClassifierTags(multi_class=True, multi_label=True)
+        tags.regressor_tags = RegressorTags()
+        return tags
+
     # ---------------------------------------------------------------- validation helpers
 
     def _model_dtype(self):
@@ -248,13 +267,22 @@ class Network(BaseEstimator):
                 raise ValueError(f"y has {Y.shape[1]} outputs; the model was fitted with "
                                  f"{self.n_outputs_}")
             return np.ascontiguousarray(Y)
+        if getattr(y, "ndim", 1) == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)  # one column of labels, not a multilabel matrix
         kind = type_of_target(y)
         if kind not in ("binary", "multiclass", "multilabel-indicator"):
-            raise ValueError(f"a classifier needs class labels or a multilabel indicator "
-                             f"matrix as y, got targets of type {kind!r}")
+            raise ValueError(f"Unknown label type: {kind!r}. Classification needs class labels "
+                             "(binary or multiclass) or a multilabel indicator matrix as y")
         if first:
             binarizer = LabelBinarizer()
-            binarizer.fit(y if classes is None else classes)
+            if kind == "multilabel-indicator":
+                # the binarizer learns the label columns from the matrix itself
+                if classes is not None and len(classes) != y.shape[1]:
+                    raise ValueError(f"classes has {len(classes)} labels but the multilabel y "
+                                     f"has {y.shape[1]} columns")
+                binarizer.fit(y)
+            else:
+                binarizer.fit(unique_labels(y) if classes is None else classes)
             if len(binarizer.classes_) < 2:
                 raise ValueError("y has only one class: a classifier needs samples of at least "
                                  f"2 classes, got {binarizer.classes_.tolist()}")
@@ -268,13 +296,13 @@ class Network(BaseEstimator):
             unseen = np.setdiff1d(unique_labels(y), self.classes_) \
                 if kind != "multilabel-indicator" else []
             if len(unseen):
-                raise ValueError(f"y has labels {list(unseen)} not among the classes seen at "
-                                 f"the first fit, {self.classes_.tolist()}")
+                raise ValueError(f"y has labels {np.asarray(unseen).tolist()} not among the "
+                                 f"classes seen at the first fit, {self.classes_.tolist()}")
         return np.ascontiguousarray(self._label_binarizer.transform(y), dtype=dtype)
 
     # ---------------------------------------------------------------- parameters
 
-    def _initialize(self, n_features, n_outputs, X, rng):
+    def _initialize(self, n_features, n_outputs, X, sample_weight, rng):
         dtype = self._model_dtype()
         hidden = self._hidden_sizes()
         units = [n_features] + hidden + [n_outputs]
@@ -291,7 +319,7 @@ class Network(BaseEstimator):
             params[layout["gamma_offset"][l]:][:units[l + 1]] = 1
             params[layout["var_offset"][l]:][:units[l + 1]] = 1
         if n_normalized:
-            mean, std, binary = _column_statistics(X)
+            mean, std, binary = _column_statistics(X, sample_weight)
             shift = np.where(binary, 0.0, mean)
             # a constant column is only centered; binary columns stay as they are
             scale = np.where(binary | (std == 0), 1.0, 1.0 / np.where(std == 0, 1.0, std))
@@ -349,11 +377,11 @@ class Network(BaseEstimator):
                 lay["n_trainable"])
         return self._c_net
 
-    def _buffers(self, batch_size, n_threads):
+    def _buffers(self, batch_size, n_threads, sparse):
         """Gradient and workspace buffers, allocated once per fit and reused across calls."""
         dtype = self._params.dtype
         n_train = self._layout["n_trainable"]
-        size = self._net().workspace_size(batch_size, n_threads, dtype)
+        size = self._net().workspace_size(batch_size, n_threads, dtype, sparse)
         if getattr(self, "_grads", None) is None or self._grads.size != n_train:
             self._grads = np.zeros(n_train, dtype=dtype)
         if getattr(self, "_workspace", None) is None or self._workspace.size < size:
@@ -405,7 +433,10 @@ class Network(BaseEstimator):
         n_samples = X.shape[0]
         if first:
             task = self._targets_task(y)
-            if incremental and task == "classification" and classes is None \
+            # a classifier must hear of every label up front (a multilabel y names its labels
+            # by column); Network, which learns its task from the first targets, takes the
+            # labels of the first call as its classes
+            if incremental and self._task == "classification" and classes is None \
                     and type_of_target(y) != "multilabel-indicator":
                 raise ValueError("classes must be passed on the first call to partial_fit: "
                                  "every label that will ever be seen")
@@ -428,7 +459,7 @@ class Network(BaseEstimator):
             self._fitted_task = task
             Y = self._encode_targets(y, first=True, classes=classes)
             self._rng = check_random_state(self.random_state)
-            self._initialize(X.shape[1], Y.shape[1], X, self._rng)
+            self._initialize(X.shape[1], Y.shape[1], X, sample_weight, self._rng)
             self._state = None
         else:
             Y = self._encode_targets(y, first=False)
@@ -482,7 +513,7 @@ class Network(BaseEstimator):
                                         self.n_iter_no_change)
         if incremental and getattr(self, "_schedule", None) is not None:
             schedule = self._schedule
-        grads, workspace = self._buffers(batch_size, n_threads)
+        grads, workspace = self._buffers(batch_size, n_threads, sp.issparse(X))
         net, data = self._net(), self._input(X)
         epochs_without_improvement = 0
         converged = False
@@ -621,7 +652,7 @@ class Network(BaseEstimator):
                 _check_sample_weight(sample_weight, X, dtype=self._params.dtype))
         n = X.shape[0]
         grads = np.zeros(self._layout["n_trainable"], dtype=self._params.dtype)
-        workspace = np.zeros(self._net().workspace_size(n, 1, self._params.dtype),
+        workspace = np.zeros(self._net().workspace_size(n, 1, self._params.dtype, sp.issparse(X)),
                              dtype=self._params.dtype)
         loss = _core.batch_gradient(self._net(), self._input(X), self._params, grads, workspace, Y,
                                     sample_weight, np.arange(n, dtype=np.int64), self.alpha,
@@ -631,7 +662,8 @@ class Network(BaseEstimator):
     # ---------------------------------------------------------------- pickling
 
     def __getstate__(self):
-        state = super().__getstate__()
+        # a copy: object.__getstate__ hands back the live __dict__, which must keep its views
+        state = dict(super().__getstate__())
         # views and C handles are rebuilt from _params and _layout on load
         for name in ("coefs_", "intercepts_", "batchnorm_", "_x_shift", "_x_scale", "_c_net",
                      "_grads", "_workspace"):

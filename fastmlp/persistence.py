@@ -1,0 +1,356 @@
+"""fastmlp.save / fastmlp.load: a model as a file of arrays and JSON, never pickle.
+
+The file is a zip archive whose members are all stored uncompressed:
+  metadata.json    format name and version, the estimator class, its hyperparameters, the
+                   fitted architecture (units, batch norm, normalization) and every fitted
+                   scalar attribute
+  params.npy       the flat parameter buffer `_params` (its layout is recomputed from the
+                   metadata with `parameter_layout`, never read from the file)
+  state.npy        the optimizer state (2 * n_trainable,), so partial_fit continues as before
+  rng.npy          the 624 words of the Mersenne twister that shuffles the epochs
+  classes.npy      classifiers: the labels (numbers, booleans or strings)
+  loss_curve.npy, validation_scores.npy   the training history (float64)
+Arrays are read with allow_pickle=False, so no member can run code. Before any array is
+allocated its header must state the dtype and shape the metadata implies, and its stored size
+must match, so a file cannot claim more memory than it physically holds. Anything malformed
+raises ValueError."""
+import io
+import json
+import os
+import struct
+import zipfile
+import zlib
+
+import numpy as np
+from sklearn.preprocessing import LabelBinarizer
+
+from .estimators import MLPClassifier, MLPRegressor
+from .network import Network, parameter_layout
+from .schedules import LearningRateSchedule
+
+FORMAT = "fastmlp-model"
+VERSION = 1
+_CLASSES = {cls.__name__: cls for cls in (Network, MLPClassifier, MLPRegressor)}
+_DTYPES = {"float32": np.float32, "float64": np.float64}
+_MAX_METADATA_BYTES = 1 << 20
+_MAX_UNITS = 2**31 - 1  # the C side counts units in int
+_RNG_WORDS = 624
+# fitted scalars kept in the metadata: name -> the JSON types it may have
+_SCALARS = {
+    "n_features_in_": int, "n_layers_": int, "n_outputs_": int, "t_": int, "n_iter_": int,
+    "_seed": int, "_fitted_task": str, "out_activation_": str, "_y_1d": bool,
+    "loss_": (float, int), "best_loss_": (float, int, type(None)),
+    "best_validation_score_": (float, int, type(None)),
+}
+# in-memory attributes that _point_views rebuilds from _params
+_DERIVED = {"coefs_", "intercepts_", "batchnorm_", "_x_shift", "_x_scale", "_c_net", "_grads",
+            "_workspace"}
+
+
+def save(model, path):
+    """Write a fitted Network / MLPClassifier / MLPRegressor to `path` (arrays + JSON)."""
+    cls = type(model)
+    if cls not in _CLASSES.values():
+        raise TypeError(f"fastmlp.save writes Network, MLPClassifier or MLPRegressor models, "
+                        f"got {cls.__name__}")
+    if not hasattr(model, "_params"):
+        raise ValueError(f"this {cls.__name__} is not fitted yet: call fit before save")
+    params = model.get_params(deep=False)
+    params["dtype"] = np.dtype(params["dtype"]).name
+    if not isinstance(params["random_state"], (int, np.integer, type(None))):
+        # a RandomState instance: the generator's state that matters is saved as rng.npy
+        params["random_state"] = None
+    params = {k: _jsonable(v) for k, v in params.items()}
+    layout = model._layout
+    meta = {
+        "format": FORMAT, "version": VERSION, "class": cls.__name__,
+        "fastmlp_version": _fastmlp_version(),
+        "params": params,
+        "units": [int(u) for u in layout["units"]],
+        "normalized": bool(layout["n_normalized"]),
+        "fitted_spec": _jsonable(model._fitted_spec),
+        "attributes": {name: _jsonable(getattr(model, name)) for name in _SCALARS
+                       if hasattr(model, name)},
+        "params_dtype": model._params.dtype.name,
+        "has_state": getattr(model, "_state", None) is not None,
+        "loss_curve_length": len(model.loss_curve_),
+        "validation_scores_length": None,
+        "rng": None,
+        "schedule": None,
+        "feature_names_in": None,
+        "label_type": None,
+    }
+    arrays = {"params": model._params, "loss_curve": np.asarray(model.loss_curve_, np.float64)}
+    if meta["has_state"]:
+        arrays["state"] = model._state
+    if getattr(model, "validation_scores_", None) is not None:
+        meta["validation_scores_length"] = len(model.validation_scores_)
+        arrays["validation_scores"] = np.asarray(model.validation_scores_, np.float64)
+    if hasattr(model, "feature_names_in_"):
+        meta["feature_names_in"] = [str(name) for name in model.feature_names_in_]
+    if hasattr(model, "_rng"):
+        kind, keys, pos, has_gauss, gauss = model._rng.get_state()
+        meta["rng"] = {"pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)}
+        arrays["rng"] = np.asarray(keys, np.uint32)
+    schedule = getattr(model, "_schedule", None)
+    if schedule is not None:
+        meta["schedule"] = _jsonable(vars(schedule))
+    if model._fitted_task == "classification":
+        meta["label_type"] = model._label_binarizer.y_type_
+        # scikit-learn's unique_labels makes them numbers, booleans or fixed-width strings
+        classes = np.asarray(model.classes_)
+        if classes.dtype.kind not in "biufU":
+            raise ValueError("fastmlp.save stores class labels that are numbers, booleans or "
+                             f"strings, got {classes.dtype} labels {classes.tolist()!r}")
+        arrays["classes"] = classes
+    text = json.dumps(meta, allow_nan=True).encode()
+    with zipfile.ZipFile(os.fspath(path), "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("metadata.json", text)
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+            archive.writestr(name + ".npy", buffer.getvalue())
+
+
+def load(path):
+    """Read a model written by fastmlp.save. Raises ValueError for anything that is not such
+    a file (truncated, damaged, foreign, another version); never unpickles."""
+    path = os.fspath(path)
+    with open(path, "rb") as file:
+        try:
+            return _load(file, os.fstat(file.fileno()).st_size)
+        except ValueError as error:
+            raise ValueError(f"{path} is not a valid fastmlp model file: {error}") from None
+        except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, TypeError, OverflowError,
+                struct.error, UnicodeDecodeError, NotImplementedError, RecursionError) as error:
+            raise ValueError(f"{path} is not a valid fastmlp model file "
+                             f"({type(error).__name__}: {error})") from None
+
+
+def _load(file, file_size):
+    try:
+        archive = zipfile.ZipFile(file)
+    except zipfile.BadZipFile:
+        raise ValueError("not a zip archive") from None
+    with archive:
+        members = {info.filename: info for info in archive.infolist()}
+        for info in members.values():
+            # stored members only: every claimed size is then bounded by the file's own size
+            if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size \
+                    or info.file_size > file_size:
+                raise ValueError(f"member {info.filename!r} is compressed or claims more bytes "
+                                 "than the file holds")
+        if "metadata.json" not in members:
+            raise ValueError("no metadata.json member")
+        if members["metadata.json"].file_size > _MAX_METADATA_BYTES:
+            raise ValueError("metadata.json is larger than 1 MiB")
+        meta = json.loads(archive.read("metadata.json").decode())
+        _require(isinstance(meta, dict) and meta.get("format") == FORMAT,
+                 f"the metadata does not name the {FORMAT!r} format")
+        _require(meta.get("version") == VERSION,
+                 f"format version {meta.get('version')!r}; this fastmlp reads version {VERSION}")
+        model = _estimator(meta)
+        expected = _expected_arrays(model, meta)
+        _require(set(members) == {"metadata.json"} | {n + ".npy" for n in expected},
+                 f"members {sorted(members)}, expected metadata.json and "
+                 f"{sorted(n + '.npy' for n in expected)}")
+        arrays = {name: _read_npy(archive, members[name + ".npy"], *spec)
+                  for name, spec in expected.items()}
+    _restore(model, meta, arrays)
+    return model
+
+
+def _estimator(meta):
+    """The estimator of the metadata's class with its hyperparameters, validated."""
+    cls = _CLASSES.get(meta.get("class"))
+    _require(cls is not None, f"unknown estimator class {meta.get('class')!r}")
+    params = meta.get("params")
+    _require(isinstance(params, dict), "no hyperparameters")
+    model = cls()
+    unknown = set(params) - set(model.get_params(deep=False))
+    _require(not unknown, f"unknown hyperparameters {sorted(unknown)}")
+    params = dict(params)
+    if "dtype" in params:
+        _require(params["dtype"] in _DTYPES, f"dtype {params['dtype']!r}")
+        params["dtype"] = _DTYPES[params["dtype"]]
+    if isinstance(params.get("hidden_layer_sizes"), list):
+        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    model.set_params(**params)
+    model._validate_params()  # scikit-learn's constraints: InvalidParameterError is a ValueError
+    return model
+
+
+def _expected_arrays(model, meta):
+    """name -> (dtype check, exact shape) of each array member, from the metadata alone."""
+    units = meta.get("units")
+    _require(isinstance(units, list) and len(units) >= 2
+             and all(_is_int(u) and 1 <= u <= _MAX_UNITS for u in units),
+             f"units {units!r}: a list of at least 2 positive sizes")
+    attrs = meta.get("attributes")
+    _require(isinstance(attrs, dict), "no fitted attributes")
+    for name, value in attrs.items():
+        _require(name in _SCALARS and isinstance(value, _SCALARS[name])
+                 and not (isinstance(value, bool) and _SCALARS[name] is int),
+                 f"fitted attribute {name}={value!r}")
+    for name in ("n_features_in_", "n_layers_", "n_outputs_", "t_", "n_iter_", "_seed",
+                 "_fitted_task", "out_activation_"):
+        _require(name in attrs, f"fitted attribute {name} missing")
+    _require(attrs["n_features_in_"] == units[0] and attrs["n_outputs_"] == units[-1]
+             and attrs["n_layers_"] == len(units), "units disagree with n_features_in_, "
+             "n_outputs_ and n_layers_")
+    _require(min(attrs["t_"], attrs["n_iter_"], attrs["_seed"]) >= 0 and attrs["_seed"] < 2**64,
+             "negative counters or seed")
+    spec = meta.get("fitted_spec")
+    hidden = len(units) - 2
+    _require(isinstance(spec, dict) and set(spec) == {"activation", "batch_norm", "dropout"}
+             and spec["activation"] in ("identity", "relu", "tanh", "sigmoid")
+             and isinstance(spec["batch_norm"], bool)
+             and isinstance(spec["dropout"], list) and len(spec["dropout"]) == hidden
+             and all(isinstance(p, (int, float)) and 0 <= p < 1 for p in spec["dropout"]),
+             f"fitted architecture {spec!r}")
+    task = attrs["_fitted_task"]
+    _require(task in ("classification", "regression") and model._task in (None, task),
+             f"task {task!r} for a {type(model).__name__}")
+    _require(isinstance(meta.get("normalized"), bool), "normalized must be true or false")
+    layout = parameter_layout(units, spec["batch_norm"], units[0] if meta["normalized"] else 0)
+    _require(meta.get("params_dtype") in _DTYPES, f"params dtype {meta.get('params_dtype')!r}")
+    dtype = np.dtype(meta["params_dtype"])
+    history = meta.get("loss_curve_length"), meta.get("validation_scores_length")
+    _require(_is_int(history[0]) and history[0] >= 0
+             and (history[1] is None or _is_int(history[1]) and history[1] >= 0),
+             f"history lengths {history}")
+    arrays = {"params": (_dtype_is(dtype), (layout["size"],)),
+              "loss_curve": (_dtype_is(np.float64), (history[0],))}
+    if meta.get("has_state") is True:
+        arrays["state"] = (_dtype_is(dtype), (2 * layout["n_trainable"],))
+    if history[1] is not None:
+        arrays["validation_scores"] = (_dtype_is(np.float64), (history[1],))
+    if meta.get("rng") is not None:
+        arrays["rng"] = (_dtype_is(np.uint32), (_RNG_WORDS,))
+    if task == "classification":
+        label_type = meta.get("label_type")
+        _require(label_type in ("binary", "multiclass", "multilabel-indicator"),
+                 f"label type {label_type!r}")
+        n_out = units[-1]
+        n_classes = 2 if label_type == "binary" else n_out
+        _require(label_type != "binary" or n_out == 1, "a binary model has one output")
+        arrays["classes"] = (lambda d: d.kind in "biufU", (n_classes,))
+    return arrays
+
+
+def _read_npy(archive, info, dtype_ok, shape):
+    """One .npy member, checked before its data is allocated: dtype, shape and stored size."""
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        _require(version in ((1, 0), (2, 0)), f"{info.filename}: .npy version {version}")
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        header_shape, fortran, dtype = read_header(member)
+        header_bytes = member.tell()
+        _require(not dtype.hasobject and dtype.fields is None and dtype_ok(dtype),
+                 f"{info.filename}: dtype {dtype}")
+        _require(tuple(header_shape) == shape and not fortran,
+                 f"{info.filename}: shape {header_shape}, the metadata implies {shape}")
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        _require(info.file_size == header_bytes + nbytes,
+                 f"{info.filename}: {info.file_size - header_bytes} data bytes for "
+                 f"{nbytes} expected")
+        buffer = bytearray(nbytes)
+        _require(member.readinto(buffer) == nbytes, f"{info.filename}: truncated")
+        _require(member.read(1) == b"", f"{info.filename}: trailing bytes")  # CRC checked here
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape)
+
+
+def _restore(model, meta, arrays):
+    """Set the fitted state on `model` from validated metadata and arrays."""
+    attrs = meta["attributes"]
+    for name, value in attrs.items():
+        setattr(model, name, value)
+    units = meta["units"]
+    spec = meta["fitted_spec"]
+    model._layout = parameter_layout(units, spec["batch_norm"],
+                                     units[0] if meta["normalized"] else 0)
+    model._params = arrays["params"]
+    model._fitted_spec = {"activation": spec["activation"], "batch_norm": spec["batch_norm"],
+                          "dropout": [float(p) for p in spec["dropout"]]}
+    model._state = arrays.get("state")
+    model.loss_curve_ = arrays["loss_curve"].tolist()
+    scores = arrays.get("validation_scores")
+    model.validation_scores_ = None if scores is None else scores.tolist()
+    names = meta.get("feature_names_in")
+    if names is not None:
+        _require(isinstance(names, list) and len(names) == units[0]
+                 and all(isinstance(n, str) for n in names), "feature_names_in")
+        model.feature_names_in_ = np.asarray(names, dtype=object)
+    if "rng" in arrays:
+        rng = meta["rng"]
+        _require(isinstance(rng, dict) and _is_int(rng.get("pos"))
+                 and 0 <= rng["pos"] <= _RNG_WORDS and rng.get("has_gauss") in (0, 1)
+                 and isinstance(rng.get("gauss"), (int, float)), "random generator state")
+        model._rng = np.random.RandomState()
+        model._rng.set_state(("MT19937", arrays["rng"], rng["pos"], rng["has_gauss"],
+                              float(rng["gauss"])))
+    schedule = meta.get("schedule")
+    if schedule is not None:
+        model._schedule = _schedule(schedule)
+    if attrs["_fitted_task"] == "classification":
+        binarizer = LabelBinarizer()
+        binarizer.classes_ = arrays["classes"]
+        binarizer.y_type_ = meta["label_type"]
+        binarizer.sparse_input_ = False
+        model._label_binarizer = binarizer
+        model.classes_ = binarizer.classes_
+        out = {"multiclass": "softmax"}.get(meta["label_type"], "logistic")
+        _require(model.out_activation_ == out, f"out_activation_ {model.out_activation_!r} "
+                 f"for {meta['label_type']} labels")
+    else:
+        _require(model.out_activation_ == "identity" and "_y_1d" in attrs,
+                 "a regression model has identity outputs and knows its target shape")
+    model._point_views()
+
+
+def _schedule(state):
+    fields = {"kind": str, "learning_rate": (int, float), "tol": (int, float),
+              "n_iter_no_change": int, "best": (int, float), "epochs_without_improvement": int,
+              "halvings": int}
+    _require(isinstance(state, dict) and set(state) == set(fields)
+             and all(isinstance(state[k], t) for k, t in fields.items())
+             and state["kind"] in ("constant", "invscaling", "plateau"),
+             "learning-rate schedule state")
+    schedule = LearningRateSchedule(state["kind"], state["learning_rate"], state["tol"],
+                                    state["n_iter_no_change"])
+    vars(schedule).update(state)
+    return schedule
+
+
+def _jsonable(value):
+    """Hyperparameters and fitted scalars as JSON values (tuples and numpy scalars become
+    lists and Python numbers)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"fastmlp.save cannot store {value!r} ({type(value).__name__}) as JSON")
+
+
+def _dtype_is(expected):
+    expected = np.dtype(expected)
+    return lambda dtype: dtype == expected
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _require(condition, message):
+    if not condition:
+        raise ValueError(message)
+
+
+def _fastmlp_version():
+    from . import __version__
+    return __version__
