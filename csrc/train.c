@@ -24,6 +24,21 @@ static inline void fastmlp_slab(int64_t n, int tid, int nt, int64_t *lo, int64_t
     *lo = n * tid / nt;
     *hi = n * (tid + 1) / nt;
 }
+/* Threads worth waking for batches of B rows: each batch costs about 6 * n_weights * B flops
+ * and 2L+2 barriers. Below ~4 MFLOP per thread (~100 us of one core) the barriers and the
+ * wake-ups eat the gain, and on a loaded machine a thread spinning at a barrier while its partner
+ * is descheduled makes a tiny fit many times slower (measured: 784-32-10 at batch 32, 4.9 MFLOP
+ * a batch, ran no faster on 2 threads; digits' 64-100-10 at batch 200, 8.9 MFLOP, 1.3x faster).
+ * The thread count never changes the result (see above), only the speed. */
+#define FASTMLP_FLOPS_PER_THREAD 4e6
+static inline int fastmlp_useful_threads(int64_t n_weights, int64_t B, int n_threads)
+{
+    const double flops = 6.0 * (double)n_weights * (double)B;
+    int useful = (int)(flops / FASTMLP_FLOPS_PER_THREAD);
+    if (useful < 1) useful = 1;
+    if (n_threads < 1) n_threads = 1;
+    return useful < n_threads ? useful : n_threads;
+}
 static inline int64_t fastmlp_align(int64_t n) { return (n + 15) & ~(int64_t)15; }
 static inline int fastmlp_thread_id(void)
 {
@@ -291,7 +306,7 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
     double epoch_loss = 0;
 
 #ifdef _OPENMP
-#pragma omp parallel num_threads(n_threads > 0 ? n_threads : 1)
+#pragma omp parallel num_threads(fastmlp_useful_threads(net->n_weights, batch_size, n_threads))
 #endif
     {
         const int tid = fastmlp_thread_id(), nt = fastmlp_thread_count();
@@ -344,7 +359,7 @@ int FN(batch_gradient)(real *grads, double *loss, real *params, real *workspace,
     }
     double inv_sum_w = 0;
 #ifdef _OPENMP
-#pragma omp parallel num_threads(n_threads > 0 ? n_threads : 1)
+#pragma omp parallel num_threads(fastmlp_useful_threads(net->n_weights, B, n_threads))
 #endif
     {
         const double inv = FN(forward_backward)(&c, order, B, t, fastmlp_thread_id(),
@@ -401,7 +416,10 @@ int FN(predict)(real *out, const FN(fastmlp_input) *X, int64_t n, const real *pa
             for (int col = 0; col < u[1]; col++) shift_W[col] -= s * W0[(int64_t)j * u[1] + col];
         }
     }
-    const int64_t n_chunks = (n + FASTMLP_PREDICT_ROWS - 1) / FASTMLP_PREDICT_ROWS;
+    /* rows per chunk: no more than n, so one-row prediction allocates a few KB, not the
+     * ~0.6 MB of a full chunk (an mmap, page faults and a munmap on every call) */
+    const int64_t R = n < FASTMLP_PREDICT_ROWS ? n : FASTMLP_PREDICT_ROWS;
+    const int64_t n_chunks = (n + R - 1) / R;
     int threads = n_threads > 0 ? n_threads : 1;
     if (threads > n_chunks) threads = n_chunks > 0 ? (int)n_chunks : 1;
     int status = FASTMLP_OK;
@@ -409,7 +427,6 @@ int FN(predict)(real *out, const FN(fastmlp_input) *X, int64_t n, const real *pa
 #pragma omp parallel num_threads(threads)
 #endif
     {
-        const int64_t R = FASTMLP_PREDICT_ROWS;
         real *scratch = (real *)malloc((size_t)(2 * R * max_hidden + (gather ? R * n_features : 0))
                                        * sizeof(real));
         int64_t *order = (int64_t *)malloc((size_t)R * sizeof(int64_t));
