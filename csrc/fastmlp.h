@@ -34,6 +34,23 @@ enum { FASTMLP_LR_CONSTANT = 0, FASTMLP_LR_INVSCALING = 1 };
 #define FASTMLP_BN_EPS 1e-5
 #define FASTMLP_BN_MOMENTUM 0.1
 
+/* How many parts the work of a training batch of B rows is worth cutting into, at most `most`
+ * (the machine's cores): each part is a slab of the batch's GEMMs (train.c), run by one thread.
+ * A batch costs about 6 * n_weights * B flops and 2L+2 barriers; below ~4 MFLOP a part (~100 us
+ * of one core) the barriers and wake-ups eat the gain, and on a loaded machine a thread spinning
+ * at a barrier while its partner is descheduled makes a small fit many times slower (measured:
+ * 784-32-10 at batch 32, 4.9 MFLOP a batch, ran no faster on 2 threads; digits' 64-100-10 at
+ * batch 200, 8.9 MFLOP, 1.3x faster). The parts, not the threads that run them, fix the bits of
+ * the result. */
+#define FASTMLP_FLOPS_PER_PART 4e6
+static inline int fastmlp_work_parts(int64_t n_weights, int64_t B, int most)
+{
+    const double flops = 6.0 * (double)n_weights * (double)B;
+    const double useful = flops / FASTMLP_FLOPS_PER_PART;
+    if (most < 1) most = 1;
+    return useful < 1 ? 1 : useful < most ? (int)useful : most;
+}
+
 /* The architecture and where each parameter block sits in the flat buffer (type-agnostic). */
 typedef struct {
     int n_layers;               /* weight layers: the hidden layers and the output layer */
@@ -220,20 +237,23 @@ int64_t FN(workspace_size)(const fastmlp_net *net, int batch_size, int n_threads
  *   smaller): gather, forward, fused output loss, backward, optimizer step, for each batch.
  *   X rows, Y (N, n_outputs) and sample_weight (N,) or NULL are indexed through order.
  *   *t counts updates (in/out). *loss gets sum_batches J_b * |b| / n, J_b with its L2 term.
- *   Dropout masks are keyed by (seed, t, row, unit): the same whatever n_threads. */
+ *   Each batch's GEMMs are cut into n_parts slabs (fastmlp_work_parts) that n_threads threads
+ *   share: the result depends on n_parts, never on n_threads, and dropout masks are keyed by
+ *   (seed, t, row, unit). */
 int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, double *loss,
                     int64_t *t, const FN(fastmlp_input) *X, const real *Y,
                     const real *sample_weight, const int64_t *order, int64_t n, int batch_size,
                     const fastmlp_net *net, const fastmlp_optim *opt, uint64_t seed,
-                    int n_threads);
+                    int n_parts, int n_threads);
 
 /* batch_gradient: J and grads = dJ/dparams (the L2 term alpha * W included) for one batch of
  *   rows `order` (B,) in training mode (batch statistics, dropout keyed by (seed, t)), without
- *   an update and without touching the running statistics. For gradient checking. */
+ *   an update and without touching the running statistics. For gradient checking. n_parts and
+ *   n_threads as in train_epoch. */
 int FN(batch_gradient)(real *grads, double *loss, real *params, real *workspace,
                        const FN(fastmlp_input) *X, const real *Y, const real *sample_weight,
                        const int64_t *order, int B, const fastmlp_net *net, double alpha,
-                       uint64_t seed, int64_t t, int n_threads);
+                       uint64_t seed, int64_t t, int n_parts, int n_threads);
 
 /* predict: out (n, n_outputs) = the network's outputs (probabilities for softmax / logistic)
  *   for every row of X, in inference mode: no dropout, batch norm with its running statistics

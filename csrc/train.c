@@ -24,21 +24,6 @@ static inline void fastmlp_slab(int64_t n, int tid, int nt, int64_t *lo, int64_t
     *lo = n * tid / nt;
     *hi = n * (tid + 1) / nt;
 }
-/* Threads worth waking for batches of B rows: each batch costs about 6 * n_weights * B flops
- * and 2L+2 barriers. Below ~4 MFLOP per thread (~100 us of one core) the barriers and the
- * wake-ups eat the gain, and on a loaded machine a thread spinning at a barrier while its partner
- * is descheduled makes a tiny fit many times slower (measured: 784-32-10 at batch 32, 4.9 MFLOP
- * a batch, ran no faster on 2 threads; digits' 64-100-10 at batch 200, 8.9 MFLOP, 1.3x faster).
- * The thread count never changes the result (see above), only the speed. */
-#define FASTMLP_FLOPS_PER_THREAD 4e6
-static inline int fastmlp_useful_threads(int64_t n_weights, int64_t B, int n_threads)
-{
-    const double flops = 6.0 * (double)n_weights * (double)B;
-    int useful = (int)(flops / FASTMLP_FLOPS_PER_THREAD);
-    if (useful < 1) useful = 1;
-    if (n_threads < 1) n_threads = 1;
-    return useful < n_threads ? useful : n_threads;
-}
 static inline int64_t fastmlp_align(int64_t n) { return (n + 15) & ~(int64_t)15; }
 static inline int fastmlp_thread_id(void)
 {
@@ -123,6 +108,7 @@ typedef struct {
     double *row_loss;       /* (Bmax,) each row's weighted loss, summed in row order */
     double *chunk_sumsq;    /* (n_chunks,) each optimizer chunk's sum of squared weights */
     int64_t n_chunks;
+    int parts;              /* slabs each batch's GEMMs are cut into (forward_backward) */
 } FN(context);
 
 /* Views, row-loss and chunk buffers for one call: small tables, once per call, never per batch. */
@@ -151,33 +137,42 @@ static void FN(context_free)(FN(context) *c)
 
 /* Forward, loss and backward of one batch, rows order[0, B), by thread tid of nt. Leaves the
  * gradient of the data term in c->grads and each row's weighted loss in c->row_loss; returns
- * 1 / sum of the batch's weights. Every thread must call it (it holds barriers). */
+ * 1 / sum of the batch's weights. Every thread must call it (it holds barriers).
+ *
+ * The BLAS calls work on c->parts slabs (of rows, or of W's rows or columns), thread tid taking
+ * parts tid, tid + nt, ...: the slabs, and so every GEMM's shape, depend on the problem and never
+ * on nt. That is what makes training bitwise the same for any thread count: BLAS picks its
+ * kernel (and with it the order of its sums) by the shape of the call. A thread keeps the same
+ * row slabs in every layer, so layers without batch norm need no barrier between them. Our own
+ * loops (bias and batch-norm sums, per column over all rows) split by thread: their order of
+ * summation does not depend on the split. */
 static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, int64_t t,
                                    int tid, int nt)
 {
     const fastmlp_net *net = c->net;
     const FN(fastmlp_input) *X = c->X;
     const int L = net->n_layers, *u = net->units, k = u[L], n_features = u[0];
-    const int sparse = X->dense == NULL;
+    const int sparse = X->dense == NULL, P = c->parts;
     const uint64_t seed = c->seed;
     FN(views) *v = &c->v;
     int64_t r0, r1, lo, hi;
-    fastmlp_slab(B, tid, nt, &r0, &r1);
-    const int rows = (int)(r1 - r0);
 
     /* gather this thread's rows: standardized inputs, targets, weights */
-    for (int64_t r = r0; r < r1; r++) {
-        const int64_t i = order[r];
-        if (!sparse) {
-            const real *src = X->dense + i * n_features;
-            real *dst = v->H[0] + r * n_features;
-            if (X->shift)
-                for (int j = 0; j < n_features; j++) dst[j] = (src[j] - X->shift[j]) * X->scale[j];
-            else
-                memcpy(dst, src, (size_t)n_features * sizeof(real));
+    for (int part = tid; part < P; part += nt) {
+        fastmlp_slab(B, part, P, &r0, &r1);
+        for (int64_t r = r0; r < r1; r++) {
+            const int64_t i = order[r];
+            if (!sparse) {
+                const real *src = X->dense + i * n_features;
+                real *dst = v->H[0] + r * n_features;
+                if (X->shift)
+                    for (int j = 0; j < n_features; j++) dst[j] = (src[j] - X->shift[j]) * X->scale[j];
+                else
+                    memcpy(dst, src, (size_t)n_features * sizeof(real));
+            }
+            memcpy(v->Y + r * k, c->Y + i * k, (size_t)k * sizeof(real));
+            if (c->sample_weight) v->W[r] = c->sample_weight[i];
         }
-        memcpy(v->Y + r * k, c->Y + i * k, (size_t)k * sizeof(real));
-        if (c->sample_weight) v->W[r] = c->sample_weight[i];
     }
     double sum_w = B;
     if (c->sample_weight) {
@@ -199,7 +194,7 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
         FASTMLP_BARRIER
     }
 
-    /* forward, layer by layer on this thread's rows */
+    /* forward, layer by layer on this thread's row slabs */
     for (int l = 0; l < L; l++) {
         const int n_in = u[l], n_out = u[l + 1], hidden = l < L - 1;
         const int bn = hidden && net->batch_norm;
@@ -207,16 +202,20 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
         const int act = hidden ? net->activation : FASTMLP_IDENTITY;
         const real *W = c->params + net->w_offset[l];
         const real *b = bn ? NULL : c->params + net->b_offset[l];
-        real *out = v->H[l + 1] + r0 * n_out;
         /* with batch norm the epilogue waits for the batch statistics */
         const int act_now = bn ? FASTMLP_IDENTITY : act;
         const double p_now = bn ? 0.0 : p;
-        if (l == 0 && sparse)
-            FN(sparse_dense_forward)(out, X, order + r0, W, b, X->shift ? v->shift_W : NULL,
-                                     rows, n_in, n_out, act_now, p_now, seed, t, (int)r0);
-        else
-            FN(dense_forward)(out, v->H[l] + r0 * n_in, n_in, W, b, rows, n_in, n_out,
-                              act_now, p_now, seed, t, (int)r0);
+        for (int part = tid; part < P; part += nt) {
+            fastmlp_slab(B, part, P, &r0, &r1);
+            const int rows = (int)(r1 - r0);
+            real *out = v->H[l + 1] + r0 * n_out;
+            if (l == 0 && sparse)
+                FN(sparse_dense_forward)(out, X, order + r0, W, b, X->shift ? v->shift_W : NULL,
+                                         rows, n_in, n_out, act_now, p_now, seed, t, (int)r0);
+            else
+                FN(dense_forward)(out, v->H[l] + r0 * n_in, n_in, W, b, rows, n_in, n_out,
+                                  act_now, p_now, seed, t, (int)r0);
+        }
         if (bn) {
             FASTMLP_BARRIER
             fastmlp_slab(n_out, tid, nt, &lo, &hi);
@@ -225,16 +224,24 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
                                 c->update_running ? c->params + net->var_offset[l] : NULL,
                                 v->H[l + 1], B, n_out, (int)lo, (int)hi);
             FASTMLP_BARRIER
-            FN(batchnorm_forward)(out, v->xhat[l] + r0 * n_out, v->bn_mean[l], v->bn_inv_std[l],
-                                  c->params + net->gamma_offset[l], c->params + net->beta_offset[l],
-                                  rows, n_out, act, p, seed, t, (int)r0);
+            for (int part = tid; part < P; part += nt) {
+                fastmlp_slab(B, part, P, &r0, &r1);
+                FN(batchnorm_forward)(v->H[l + 1] + r0 * n_out, v->xhat[l] + r0 * n_out,
+                                      v->bn_mean[l], v->bn_inv_std[l],
+                                      c->params + net->gamma_offset[l],
+                                      c->params + net->beta_offset[l],
+                                      (int)(r1 - r0), n_out, act, p, seed, t, (int)r0);
+            }
         }
     }
     /* the output units and their loss; H[L] becomes the output delta */
-    for (int64_t r = r0; r < r1; r++)
-        c->row_loss[r] = FN(output_loss)(v->H[L] + r * k, v->Y + r * k,
-                                         c->sample_weight ? v->W + r : NULL, 1, k, net->output,
-                                         inv_sum_w);
+    for (int part = tid; part < P; part += nt) {
+        fastmlp_slab(B, part, P, &r0, &r1);
+        for (int64_t r = r0; r < r1; r++)
+            c->row_loss[r] = FN(output_loss)(v->H[L] + r * k, v->Y + r * k,
+                                             c->sample_weight ? v->W + r : NULL, 1, k,
+                                             net->output, inv_sum_w);
+    }
     FASTMLP_BARRIER
 
     /* backward, from the output layer down */
@@ -251,9 +258,12 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
             FN(batchnorm_backward_params)(dgamma, dbeta, delta, v->xhat[l], B, n_out, (int)lo, (int)hi);
             for (int64_t j = lo; j < hi; j++) db[j] = 0;  /* no trainable bias under batch norm */
             FASTMLP_BARRIER
-            FN(batchnorm_backward)(delta + r0 * n_out, v->xhat[l] + r0 * n_out,
-                                   c->params + net->gamma_offset[l], v->bn_inv_std[l],
-                                   dgamma, dbeta, B, rows, n_out);
+            for (int part = tid; part < P; part += nt) {
+                fastmlp_slab(B, part, P, &r0, &r1);
+                FN(batchnorm_backward)(delta + r0 * n_out, v->xhat[l] + r0 * n_out,
+                                       c->params + net->gamma_offset[l], v->bn_inv_std[l],
+                                       dgamma, dbeta, B, (int)(r1 - r0), n_out);
+            }
             FASTMLP_BARRIER
         }
         if (l == 0 && sparse) {
@@ -264,9 +274,11 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
                                              (int)lo, (int)hi);
         } else {
             const int by_inputs = n_in >= n_out;
-            fastmlp_slab(by_inputs ? n_in : n_out, tid, nt, &lo, &hi);
-            FN(dense_backward_params)(dW, v->H[l], delta, B, n_in, n_out, (int)lo, (int)hi,
-                                      by_inputs);
+            for (int part = tid; part < P; part += nt) {
+                fastmlp_slab(by_inputs ? n_in : n_out, part, P, &lo, &hi);
+                FN(dense_backward_params)(dW, v->H[l], delta, B, n_in, n_out, (int)lo, (int)hi,
+                                          by_inputs);
+            }
             if (!bn) {
                 fastmlp_slab(n_out, tid, nt, &lo, &hi);
                 FN(bias_backward)(db, delta, B, n_out, (int)lo, (int)hi);
@@ -275,9 +287,13 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
         if (l > 0) {
             /* dJ/dh of the layer below, times its activation's derivative (and dropout mask) */
             const double p_below = net->dropout ? net->dropout[l - 1] : 0.0;
-            FN(dense_backward_input)(v->D[next] + r0 * n_in, delta + r0 * n_out,
-                                     c->params + net->w_offset[l], v->H[l] + r0 * n_in, rows,
-                                     n_in, n_out, net->activation, p_below, seed, t, (int)r0);
+            for (int part = tid; part < P; part += nt) {
+                fastmlp_slab(B, part, P, &r0, &r1);
+                FN(dense_backward_input)(v->D[next] + r0 * n_in, delta + r0 * n_out,
+                                         c->params + net->w_offset[l], v->H[l] + r0 * n_in,
+                                         (int)(r1 - r0), n_in, n_out, net->activation, p_below,
+                                         seed, t, (int)r0);
+            }
             delta = v->D[next];
             next ^= 1;
         }
@@ -290,11 +306,12 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
                     int64_t *t, const FN(fastmlp_input) *X, const real *Y,
                     const real *sample_weight, const int64_t *order, int64_t n, int batch_size,
                     const fastmlp_net *net, const fastmlp_optim *opt, uint64_t seed,
-                    int n_threads)
+                    int n_parts, int n_threads)
 {
     FN(context) c = {0};
     c.net = net; c.opt = opt; c.params = params; c.grads = grads; c.state = state;
     c.X = X; c.Y = Y; c.sample_weight = sample_weight; c.update_running = 1; c.seed = seed;
+    c.parts = n_parts > 0 ? n_parts : 1;
     if (FN(context_init)(&c, workspace, net, FN(max_batch)(net, batch_size), X->dense == NULL)
         != FASTMLP_OK) {
         FN(context_free)(&c);
@@ -306,7 +323,7 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
     double epoch_loss = 0;
 
 #ifdef _OPENMP
-#pragma omp parallel num_threads(fastmlp_useful_threads(net->n_weights, batch_size, n_threads))
+#pragma omp parallel num_threads(n_threads < c.parts ? (n_threads > 0 ? n_threads : 1) : c.parts)
 #endif
     {
         const int tid = fastmlp_thread_id(), nt = fastmlp_thread_count();
@@ -348,18 +365,19 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
 int FN(batch_gradient)(real *grads, double *loss, real *params, real *workspace,
                        const FN(fastmlp_input) *X, const real *Y, const real *sample_weight,
                        const int64_t *order, int B, const fastmlp_net *net, double alpha,
-                       uint64_t seed, int64_t t, int n_threads)
+                       uint64_t seed, int64_t t, int n_parts, int n_threads)
 {
     FN(context) c = {0};
     c.net = net; c.params = params; c.grads = grads; c.X = X; c.Y = Y;
     c.sample_weight = sample_weight; c.update_running = 0; c.seed = seed;
+    c.parts = n_parts > 0 ? n_parts : 1;
     if (FN(context_init)(&c, workspace, net, B, X->dense == NULL) != FASTMLP_OK) {
         FN(context_free)(&c);
         return FASTMLP_ENOMEM;
     }
     double inv_sum_w = 0;
 #ifdef _OPENMP
-#pragma omp parallel num_threads(fastmlp_useful_threads(net->n_weights, B, n_threads))
+#pragma omp parallel num_threads(n_threads < c.parts ? (n_threads > 0 ? n_threads : 1) : c.parts)
 #endif
     {
         const double inv = FN(forward_backward)(&c, order, B, t, fastmlp_thread_id(),

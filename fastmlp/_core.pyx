@@ -28,6 +28,8 @@ cdef extern from "fastmlp.h" nogil:
         int64_t n_weights
         int64_t n_trainable
 
+    int fastmlp_work_parts(int64_t n_weights, int64_t B, int most)
+
     ctypedef struct fastmlp_optim:
         int solver
         int schedule
@@ -71,21 +73,21 @@ cdef extern from "fastmlp.h" nogil:
                         double *loss, int64_t *t, const fastmlp_input_f32 *X, const float *Y,
                         const float *sample_weight, const int64_t *order, int64_t n,
                         int batch_size, const fastmlp_net *net, const fastmlp_optim *opt,
-                        uint64_t seed, int n_threads)
+                        uint64_t seed, int n_parts, int n_threads)
     int train_epoch_f64(double *params, double *grads, double *state, double *workspace,
                         double *loss, int64_t *t, const fastmlp_input_f64 *X, const double *Y,
                         const double *sample_weight, const int64_t *order, int64_t n,
                         int batch_size, const fastmlp_net *net, const fastmlp_optim *opt,
-                        uint64_t seed, int n_threads)
+                        uint64_t seed, int n_parts, int n_threads)
     int batch_gradient_f32(float *grads, double *loss, float *params, float *workspace,
                            const fastmlp_input_f32 *X, const float *Y, const float *sample_weight,
                            const int64_t *order, int B, const fastmlp_net *net, double alpha,
-                           uint64_t seed, int64_t t, int n_threads)
+                           uint64_t seed, int64_t t, int n_parts, int n_threads)
     int batch_gradient_f64(double *grads, double *loss, double *params, double *workspace,
                            const fastmlp_input_f64 *X, const double *Y,
                            const double *sample_weight, const int64_t *order, int B,
                            const fastmlp_net *net, double alpha, uint64_t seed, int64_t t,
-                           int n_threads)
+                           int n_parts, int n_threads)
     int predict_f32(float *out, const fastmlp_input_f32 *X, int64_t n, const float *params,
                     const fastmlp_net *net, int n_threads)
     int predict_f64(double *out, const fastmlp_input_f64 *X, int64_t n, const double *params,
@@ -215,10 +217,16 @@ cdef class Input:
         self._keep = (X, data, dense, indices, indptr, shift, scale)
 
 
+def work_parts(int64_t n_weights, int64_t batch_size, int most):
+    """How many slabs (at most `most`) the GEMMs of a training batch of `batch_size` rows are
+    worth cutting into (fastmlp.h): the slabs fix the result; threads only share them out."""
+    return fastmlp_work_parts(n_weights, batch_size, most)
+
+
 def train_epoch(Net net, dict hyper, Input X, floating[::1] params, floating[::1] grads,
                 floating[::1] state, floating[::1] workspace, const floating[:, ::1] Y,
                 const floating[::1] sample_weight, const int64_t[::1] order, int batch_size,
-                uint64_t seed, int64_t t, int n_threads):
+                uint64_t seed, int64_t t, int n_parts, int n_threads):
     """One epoch over the rows `order`; returns (loss, t) where t counts updates so far."""
     cdef fastmlp_optim opt = _optim(hyper)
     cdef double loss = 0
@@ -228,11 +236,11 @@ def train_epoch(Net net, dict hyper, Input X, floating[::1] params, floating[::1
         if floating is float:
             status = train_epoch_f32(&params[0], &grads[0], &state[0], &workspace[0], &loss, &t,
                                      &X.f32, &Y[0, 0], sw, &order[0], order.shape[0],
-                                     batch_size, &net.c, &opt, seed, n_threads)
+                                     batch_size, &net.c, &opt, seed, n_parts, n_threads)
         else:
             status = train_epoch_f64(&params[0], &grads[0], &state[0], &workspace[0], &loss, &t,
                                      &X.f64, &Y[0, 0], sw, &order[0], order.shape[0],
-                                     batch_size, &net.c, &opt, seed, n_threads)
+                                     batch_size, &net.c, &opt, seed, n_parts, n_threads)
     if status != 0:
         raise MemoryError("fastmlp: out of memory in train_epoch")
     return loss, t
@@ -241,7 +249,7 @@ def train_epoch(Net net, dict hyper, Input X, floating[::1] params, floating[::1
 def batch_gradient(Net net, Input X, floating[::1] params, floating[::1] grads,
                    floating[::1] workspace, const floating[:, ::1] Y,
                    const floating[::1] sample_weight, const int64_t[::1] order, double alpha,
-                   uint64_t seed, int64_t t, int n_threads):
+                   uint64_t seed, int64_t t, int n_parts, int n_threads):
     """J and its gradient (into grads) for the batch of rows `order`, in training mode."""
     cdef double loss = 0
     cdef int status
@@ -250,11 +258,11 @@ def batch_gradient(Net net, Input X, floating[::1] params, floating[::1] grads,
         if floating is float:
             status = batch_gradient_f32(&grads[0], &loss, &params[0], &workspace[0], &X.f32,
                                         &Y[0, 0], sw, &order[0], order.shape[0], &net.c, alpha,
-                                        seed, t, n_threads)
+                                        seed, t, n_parts, n_threads)
         else:
             status = batch_gradient_f64(&grads[0], &loss, &params[0], &workspace[0], &X.f64,
                                         &Y[0, 0], sw, &order[0], order.shape[0], &net.c, alpha,
-                                        seed, t, n_threads)
+                                        seed, t, n_parts, n_threads)
     if status != 0:
         raise MemoryError("fastmlp: out of memory in batch_gradient")
     return loss

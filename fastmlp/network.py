@@ -4,7 +4,6 @@ predict. The numeric work is in C (fastmlp._core); Python sees only epoch bounda
 A layer is the lecture's pre-activation a = h W + b followed by g(a). All parameters live in one
 buffer per model (see `parameter_layout`); `coefs_`, `intercepts_` and `batchnorm_` are views."""
 import os
-import time
 import warnings
 from numbers import Integral, Real
 
@@ -26,8 +25,13 @@ from threadpoolctl import ThreadpoolController
 from . import _core
 from .optim import hyperparameters, new_state
 from .schedules import LearningRateSchedule
+from .threads import ThreadChoice
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# what pickling and fastmlp.save leave out: views and C handles that _point_views rebuilds from
+# _params, scratch buffers, and the thread count measured on this machine
+NOT_PERSISTED = ("coefs_", "intercepts_", "batchnorm_", "_x_shift", "_x_scale", "_c_net",
+                 "_grads", "_workspace", "_thread_choice")
 _BLAS = None
 
 
@@ -515,23 +519,31 @@ class Network(BaseEstimator):
             schedule = self._schedule
         grads, workspace = self._buffers(batch_size, n_threads, sp.issparse(X))
         net, data = self._net(), self._input(X)
+        # the slabs a batch's work is cut into fix the bits of the result; the threads that
+        # share them out are chosen by timing epochs, kept across fits and partial_fit calls
+        # while the work per epoch is alike
+        parts = _core.work_parts(self._layout["n_weights"], batch_size, available_cores())
+        work = (n_threads, batch_size, n, tuple(self._layout["units"]), sp.issparse(X))
+        if getattr(self, "_thread_choice", (None,))[0] != work:
+            self._thread_choice = (work, ThreadChoice(min(parts, n_threads)))
+        thread_choice = self._thread_choice[1]
         epochs_without_improvement = 0
         converged = False
         with _blas_single_threaded():
             for _ in range(max_iter):
                 order = rows[self._rng.permutation(n)] if self.shuffle else rows
-                started = time.perf_counter()
                 hyper = hyperparameters(self, schedule.learning_rate, schedule.c_schedule)
+                threads = thread_choice.threads()
                 loss, self.t_ = _core.train_epoch(
                     net, hyper, data, self._params, grads, state, workspace, Y, sample_weight,
-                    order, batch_size, self._seed, self.t_, n_threads)
-                seconds = time.perf_counter() - started
+                    order, batch_size, self._seed, self.t_, parts, threads)
+                seconds = thread_choice.record(n)
                 self.n_iter_ += 1
                 self.loss_ = loss
                 self.loss_curve_.append(loss)
                 if self.verbose:
                     print(f"Epoch {self.n_iter_}: loss {loss:.8f}, {seconds:.3f} s, "
-                          f"{n / max(seconds, 1e-12):,.0f} samples/s")
+                          f"{n / max(seconds, 1e-12):,.0f} samples/s, {threads} threads")
                 if not np.isfinite(loss):
                     raise ValueError("training diverged (the loss is not finite): lower "
                                      "learning_rate_init, or standardize the inputs")
@@ -664,7 +676,9 @@ class Network(BaseEstimator):
                              dtype=self._params.dtype)
         loss = _core.batch_gradient(self._net(), self._input(X), self._params, grads, workspace, Y,
                                     sample_weight, np.arange(n, dtype=np.int64), self.alpha,
-                                    self._seed if seed is None else seed, t, 1)
+                                    self._seed if seed is None else seed, t,
+                                    _core.work_parts(self._layout["n_weights"], n,
+                                                     available_cores()), 1)
         return loss, grads
 
     # ---------------------------------------------------------------- pickling
@@ -673,8 +687,7 @@ class Network(BaseEstimator):
         # a copy: object.__getstate__ hands back the live __dict__, which must keep its views
         state = dict(super().__getstate__())
         # views and C handles are rebuilt from _params and _layout on load
-        for name in ("coefs_", "intercepts_", "batchnorm_", "_x_shift", "_x_scale", "_c_net",
-                     "_grads", "_workspace"):
+        for name in NOT_PERSISTED:
             state.pop(name, None)
         return state
 

@@ -42,9 +42,6 @@ _SCALARS = {
     "loss_": (float, int), "best_loss_": (float, int, type(None)),
     "best_validation_score_": (float, int, type(None)),
 }
-# in-memory attributes that _point_views rebuilds from _params
-_DERIVED = {"coefs_", "intercepts_", "batchnorm_", "_x_shift", "_x_scale", "_c_net", "_grads",
-            "_workspace"}
 
 
 def save(model, path):

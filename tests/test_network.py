@@ -6,7 +6,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 import fastmlp
-from fastmlp import MLPClassifier, MLPRegressor, Network
+from fastmlp import MLPClassifier, MLPRegressor, Network, _core
+from fastmlp import threads as threads_module
 
 
 @pytest.fixture(scope="module")
@@ -114,10 +115,79 @@ def test_random_state_makes_fits_bitwise_repeatable(digits, quiet):
 
 
 def test_threads_give_the_same_bits(digits, quiet):
+    """The work of a batch is cut into slabs by its size and the machine's cores, never by
+    n_threads: a last batch of 147 rows (1347 = 6 * 200 + 147) once split 73/74 on two threads
+    and 147 on one, and BLAS, which picks its kernel by shape, summed differently."""
     X_train, _, y_train, _ = digits
-    fits = [MLPClassifier(hidden_layer_sizes=(30, 20), max_iter=3, random_state=0,
+    hidden = (200, 100)
+    n_weights = 64 * 200 + 200 * 100 + 100 * 10
+    assert len(X_train) % 200 == 147
+    fits = [MLPClassifier(hidden_layer_sizes=hidden, max_iter=5, random_state=0,
                           n_threads=n).fit(X_train, y_train) for n in (1, 2)]
+    assert fits[1]._layout["n_weights"] == n_weights
     assert np.array_equal(fits[0]._params, fits[1]._params)
+    assert fits[0].loss_curve_ == fits[1].loss_curve_
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_train_epoch_bits_depend_on_parts_not_threads(dtype):
+    """Driving the bridge directly, so the test holds on a one-core machine too: 2 parts on
+    1, 2 or 3 threads give the same bits."""
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(347, 30), rng.randint(0, 4, 347)
+    model = MLPClassifier(hidden_layer_sizes=(64, 32), max_iter=1, random_state=0, dtype=dtype,
+                          n_threads=1, batch_size=100).partial_fit(X, y, classes=range(4))
+    X = X.astype(dtype)
+    Y = model._encode_targets(y, first=False)
+    order = rng.permutation(len(X)).astype(np.int64)
+    results = []
+    for threads in (1, 2, 3):
+        params = model._params.copy()
+        state = np.zeros(2 * model._layout["n_trainable"], dtype=dtype)
+        grads = np.zeros(model._layout["n_trainable"], dtype=dtype)
+        workspace = np.zeros(model._net().workspace_size(100, threads, dtype), dtype=dtype)
+        hyper = fastmlp.optim.hyperparameters(model, 0.01, "constant")
+        loss, t = _core.train_epoch(model._net(), hyper, model._input(X), params, grads, state,
+                                    workspace, Y, None, order, 100, 7, 0, 2, threads)
+        assert t == 4
+        results.append((params, loss))
+    assert all(np.array_equal(results[0][0], p) and results[0][1] == loss
+               for p, loss in results[1:])
+    assert not np.array_equal(results[0][0], model._params)
+
+
+def test_small_batches_are_not_cut():
+    """Below ~4 MFLOP of work per part, a second thread costs more in barriers than it saves."""
+    assert _core.work_parts(300, 50, 2) == 1
+    assert _core.work_parts(10**6, 256, 2) == 2
+    assert _core.work_parts(10**6, 256, 16) == 16
+    assert _core.work_parts(10**6, 256, 1) == 1
+
+
+def test_thread_choice_keeps_the_faster_count_and_rechecks(monkeypatch):
+    """Epoch 1 warms up on `most` threads (not measured), epoch 2 runs on one, epoch 3 on
+    `most`; then the faster count, and the other again every RECHECK_EVERY epochs."""
+    now = [0.0]
+    monkeypatch.setattr(threads_module.time, "perf_counter", lambda: now[0])
+    seconds = {1: 1.0, 2: 3.0}  # one thread is faster: a loaded machine
+    choice = threads_module.ThreadChoice(2)
+
+    def epoch():
+        n = choice.threads()
+        now[0] += seconds[n]
+        choice.record(100)
+        return n
+
+    every = threads_module.RECHECK_EVERY
+    used = [epoch() for _ in range(2 * every + 1)]
+    assert used[:3] == [2, 1, 2]
+    assert [e for e in range(3, len(used)) if used[e] == 2] == [every, 2 * every]
+    # the load goes away: the next recheck finds two threads faster, and they stay
+    seconds[2] = 0.5
+    while choice.epochs % every:
+        epoch()
+    assert [epoch() for _ in range(every)] == [2] * every
+    assert threads_module.ThreadChoice(1).threads() == 1
 
 
 def test_glorot_initialization():

@@ -15,7 +15,7 @@ from sklearn.preprocessing import LabelBinarizer
 
 import fastmlp
 from fastmlp import MLPClassifier, MLPRegressor, Network
-from fastmlp.persistence import _DERIVED
+from fastmlp.network import NOT_PERSISTED
 from fastmlp.schedules import LearningRateSchedule
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -64,9 +64,9 @@ def outputs(model, Xc):
 def assert_same_state(a, b):
     """Every attribute of `a` is on `b` with the same value (views are rebuilt, not compared):
     a fitted attribute added later must be persisted, or this fails."""
-    assert set(vars(a)) - _DERIVED == set(vars(b)) - _DERIVED
+    assert set(vars(a)) - set(NOT_PERSISTED) == set(vars(b)) - set(NOT_PERSISTED)
     for name, value in vars(a).items():
-        if name in _DERIVED:
+        if name in set(NOT_PERSISTED):
             continue
         other = getattr(b, name)
         if isinstance(value, np.ndarray):
