@@ -107,7 +107,10 @@ def _column_statistics(X, sample_weight=None):
         binary[np.repeat(np.arange(d), np.diff(X.indptr))[bad]] = False
         return mean, std, binary
     mean = np.zeros(d)
-    step = max(1, (1 << 22) // max(d, 1))  # ~4M values (32 MB in float64) per chunk
+    # ~0.5M values (4 MB in float64) per chunk: the chunk's float64 copy, its centered copy and
+    # the masks stay near 10 MB, within the 10% of X that fit may add (60000 x 784 float32 is
+    # 188 MB), and the chunks are still long enough for numpy to run at full speed
+    step = max(1, (1 << 19) // max(d, 1))
     for start in range(0, n, step):
         mean += w[start:start + step] @ X[start:start + step].astype(np.float64, copy=False)
     mean /= total
