@@ -10,6 +10,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn import config_context, get_config
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
@@ -398,11 +399,15 @@ class Network(BaseEstimator):
         """Train from the start (or from the current weights with warm_start=True)."""
         return self._fit(X, y, sample_weight, incremental=False)
 
-    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over (X, y), keeping the optimizer state between calls. Classifiers need
         `classes` on the first call (all labels that will ever be seen)."""
-        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+        # what _fit_context does, except that it skips validation on a fitted model's
+        # partial_fit: a bad value set since then would train (a negative rate climbs the loss)
+        if not get_config()["skip_parameter_validation"]:
+            self._validate_params()
+        with config_context(skip_parameter_validation=True):
+            return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
     def _fit(self, X, y, sample_weight, incremental, classes=None):
         """Validate, then train; on any error the estimator is left exactly as it was."""
