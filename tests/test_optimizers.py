@@ -23,8 +23,10 @@ SOLVERS = {
     "momentum": dict(solver="sgd", momentum=0.9),
     "nesterov": dict(solver="sgd", momentum=0.8, nesterovs_momentum=True),
     "adagrad": dict(solver="adagrad"),
+    "adagrad epsilon": dict(solver="adagrad", epsilon=1e-2),
     "rmsprop": dict(solver="rmsprop", rho=0.9),
     "adam": dict(solver="adam", beta_1=0.8, beta_2=0.95),
+    "adam epsilon": dict(solver="adam", epsilon=1e-3),
 }
 TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
 
@@ -129,7 +131,7 @@ def test_steps_match_numpy_formula(name, alpha, schedule, dtype):
         assert_close(trainable(model), oracle.p, dtype)
         n = len(oracle.p)
         assert_close(model._state[:n], oracle.s0, dtype)
-        if name == "adam":
+        if name.startswith("adam"):
             assert_close(model._state[n:], oracle.s1, dtype)
     assert not np.allclose(oracle.p, oracle_for(started(dtype, **params)).p)
 
@@ -198,11 +200,12 @@ def test_agrees_with_torch_optim(name):
         opt = torch.optim.SGD(groups, lr=lr, momentum=spec["momentum"],
                               nesterov=spec.get("nesterovs_momentum", False))
     elif solver == "adagrad":
-        opt = torch.optim.Adagrad(groups, lr=lr, eps=1e-10)
+        opt = torch.optim.Adagrad(groups, lr=lr, eps=spec.get("epsilon", 1e-10))
     elif solver == "rmsprop":
         opt = torch.optim.RMSprop(groups, lr=lr, alpha=spec["rho"], eps=1e-8)
     else:
-        opt = torch.optim.Adam(groups, lr=lr, betas=(spec["beta_1"], spec["beta_2"]), eps=1e-8)
+        betas = (spec.get("beta_1", 0.9), spec.get("beta_2", 0.999))
+        opt = torch.optim.Adam(groups, lr=lr, betas=betas, eps=spec.get("epsilon", 1e-8))
     for step in range(4):
         g = torch.tensor(data_gradient(model, X, Y))
         weights.grad, rest.grad = g[:n_weights].clone(), g[n_weights:].clone()
