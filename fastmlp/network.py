@@ -9,6 +9,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn import config_context, get_config
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
@@ -405,11 +406,15 @@ class Network(BaseEstimator):
         """Train from the start (or from the current weights with warm_start=True)."""
         return self._fit(X, y, sample_weight, incremental=False)
 
-    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over (X, y), keeping the optimizer state between calls. Classifiers need
         `classes` on the first call (all labels that will ever be seen)."""
-        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+        # what _fit_context does, except that it skips validation on a fitted model's
+        # partial_fit: a bad value set since then would train (a negative rate climbs the loss)
+        if not get_config()["skip_parameter_validation"]:
+            self._validate_params()
+        with config_context(skip_parameter_validation=True):
+            return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
     def _fit(self, X, y, sample_weight, incremental, classes=None):
         """Validate, then train; on any error the estimator is left exactly as it was."""
@@ -512,14 +517,17 @@ class Network(BaseEstimator):
         rows = np.arange(X.shape[0], dtype=np.int64)
         if self.early_stopping and not incremental:
             rows, validation = self._validation_split(X, Y)
-        self.validation_scores_ = [] if validation is not None else None
-        self.best_validation_score_ = -np.inf if validation is not None else None
         best_params = None
         n = len(rows)
         schedule = LearningRateSchedule(self.learning_rate, self.learning_rate_init, self.tol,
                                         self.n_iter_no_change)
         if incremental and getattr(self, "_schedule", None) is not None:
             schedule = self._schedule
+            if getattr(self, "validation_scores_", None) is not None:
+                # it watched validation scores in fit; partial_fit watches the training loss
+                schedule.best, schedule.epochs_without_improvement = np.inf, 0
+        self.validation_scores_ = [] if validation is not None else None
+        self.best_validation_score_ = -np.inf if validation is not None else None
         grads, workspace = self._buffers(batch_size, n_threads, sp.issparse(X))
         net, data = self._net(), self._input(X)
         # the slabs a batch's work is cut into fix the bits of the result; the threads that
@@ -550,8 +558,6 @@ class Network(BaseEstimator):
                 if not np.isfinite(loss):
                     raise ValueError("training diverged (the loss is not finite): lower "
                                      "learning_rate_init, or standardize the inputs")
-                if incremental:
-                    continue
                 if validation is not None:
                     score = self._validation_score(*validation)
                     self.validation_scores_.append(score)
@@ -563,9 +569,17 @@ class Network(BaseEstimator):
                         best_params = self._params.copy()
                     monitored = -score
                 else:
-                    improved = loss < self.best_loss_ - self.tol
-                    self.best_loss_ = min(self.best_loss_, loss)
+                    # None after a fit with early stopping, which tracked validation scores
+                    best_loss = np.inf if self.best_loss_ is None else self.best_loss_
+                    improved = loss < best_loss - self.tol
+                    self.best_loss_ = min(best_loss, loss)
                     monitored = loss
+                if incremental:
+                    # one epoch per call, as in scikit-learn: plateau may halve the rate for the
+                    # next call; whether to go on is the caller's choice
+                    if self.learning_rate == "plateau":
+                        schedule.epoch_ends(monitored)
+                    continue
                 epochs_without_improvement = 0 if improved else epochs_without_improvement + 1
                 if self.learning_rate == "plateau":
                     if schedule.epoch_ends(monitored):

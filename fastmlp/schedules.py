@@ -9,7 +9,8 @@ MAX_HALVINGS = 5
 class LearningRateSchedule:
     """learning_rate = "constant", "invscaling" (lr0 / t^power_t, t = update count) or
     "plateau": halve the rate when the monitored score (lower is better) has not improved by
-    `tol` for `n_iter_no_change` epochs; stop at the fifth halving."""
+    `tol` for `n_iter_no_change` epochs; stop at the fifth halving. The rate is never halved
+    more than five times (partial_fit, which cannot stop, keeps the last one)."""
 
     def __init__(self, kind, learning_rate_init, tol, n_iter_no_change):
         self.kind = kind
@@ -29,6 +30,8 @@ class LearningRateSchedule:
         """Record this epoch's monitored value (lower is better); True when training must stop."""
         if self.kind != "plateau":
             return False
+        if self.halvings >= MAX_HALVINGS:
+            return True  # the schedule is over; partial_fit goes on at the last rate
         if monitored < self.best - self.tol:
             self.epochs_without_improvement = 0
         else:
