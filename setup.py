@@ -62,7 +62,7 @@ class BuildExt(build_ext):
 kernel_sources = ["dense.c", "batchnorm.c", "loss.c", "optim.c", "train.c", "rng.h", "fastmlp.h"]
 extension = Extension(
     "fastmlp._core",
-    sources=["fastmlp/_core.pyx", "csrc/fastmlp_f32.c", "csrc/fastmlp_f64.c"],
+    sources=["src/fastmlp/_core.pyx", "csrc/fastmlp_f32.c", "csrc/fastmlp_f64.c"],
     include_dirs=["csrc", numpy.get_include()],
     depends=[os.path.join("csrc", name) for name in kernel_sources],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
