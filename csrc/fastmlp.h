@@ -236,11 +236,14 @@ int64_t FN(workspace_size)(const fastmlp_net *net, int batch_size, int n_threads
 /* train_epoch: one pass over the rows `order` (n,) in mini-batches of batch_size (the last one
  *   smaller): gather, forward, fused output loss, backward, optimizer step, for each batch.
  *   X rows, Y (N, n_outputs) and sample_weight (N,) or NULL are indexed through order.
- *   *t counts updates (in/out). *loss gets sum_batches J_b * |b| / n, J_b with its L2 term.
+ *   *t counts updates (in/out). batch_loss (ceil(n / batch_size),) gets J_b * |b| of each
+ *   batch b, J_b with its L2 term (a last batch of one row merged into the one before, under
+ *   batch norm, leaves its entry alone). An epoch may run as several calls on consecutive
+ *   stretches of `order`: the caller sums the entries, the same way however it cut them.
  *   Each batch's GEMMs are cut into n_parts slabs (fastmlp_work_parts) that n_threads threads
  *   share: the result depends on n_parts, never on n_threads, and dropout masks are keyed by
  *   (seed, t, row, unit). */
-int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, double *loss,
+int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, double *batch_loss,
                     int64_t *t, const FN(fastmlp_input) *X, const real *Y,
                     const real *sample_weight, const int64_t *order, int64_t n, int batch_size,
                     const fastmlp_net *net, const fastmlp_optim *opt, uint64_t seed,

@@ -302,7 +302,7 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
     return inv_sum_w;
 }
 
-int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, double *loss,
+int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, double *batch_loss,
                     int64_t *t, const FN(fastmlp_input) *X, const real *Y,
                     const real *sample_weight, const int64_t *order, int64_t n, int batch_size,
                     const fastmlp_net *net, const fastmlp_optim *opt, uint64_t seed,
@@ -320,7 +320,6 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
     int64_t n_batches = (n + batch_size - 1) / batch_size;
     if (net->batch_norm && n_batches > 1 && n - (n_batches - 1) * batch_size == 1) n_batches--;
     const int64_t t0 = *t;
-    double epoch_loss = 0;
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(n_threads < c.parts ? (n_threads > 0 ? n_threads : 1) : c.parts)
@@ -352,12 +351,11 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
             if (tid == 0) {
                 double sumsq = 0;
                 for (int64_t chunk = 0; chunk < c.n_chunks; chunk++) sumsq += c.chunk_sumsq[chunk];
-                epoch_loss += (data_loss + 0.5 * opt->alpha * sumsq) * B / (double)n;
+                batch_loss[batch] = (data_loss + 0.5 * opt->alpha * sumsq) * B;
             }
         }
     }
     *t = t0 + n_batches;
-    *loss = epoch_loss;
     FN(context_free)(&c);
     return FASTMLP_OK;
 }

@@ -28,9 +28,10 @@ def epochs(monkeypatch):
     seen = []
     original = fastmlp._core.train_epoch
 
-    def spy(net, hyper, data, params, grads, state, workspace, Y, sample_weight, order, *rest):
-        result = original(net, hyper, data, params, grads, state, workspace, Y, sample_weight,
-                          order, *rest)
+    def spy(net, hyper, data, params, grads, state, workspace, batch_loss, Y, sample_weight,
+            order, *rest):
+        result = original(net, hyper, data, params, grads, state, workspace, batch_loss, Y,
+                          sample_weight, order, *rest)
         seen.append((np.array(params, copy=True), np.sort(np.array(order, copy=True))))
         return result
 

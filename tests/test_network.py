@@ -132,7 +132,7 @@ def test_threads_give_the_same_bits(digits, quiet):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_train_epoch_bits_depend_on_parts_not_threads(dtype):
     """Driving the bridge directly, so the test holds on a one-core machine too: 2 parts on
-    1, 2 or 3 threads give the same bits."""
+    1, 2 or 3 threads, switching count within the epoch, give the same bits."""
     rng = np.random.RandomState(0)
     X, y = rng.randn(347, 30), rng.randint(0, 4, 347)
     model = MLPClassifier(hidden_layer_sizes=(64, 32), max_iter=1, random_state=0, dtype=dtype,
@@ -147,13 +147,20 @@ def test_train_epoch_bits_depend_on_parts_not_threads(dtype):
         grads = np.zeros(model._layout["n_trainable"], dtype=dtype)
         workspace = np.zeros(model._net().workspace_size(100, threads, dtype), dtype=dtype)
         hyper = fastmlp.optim.hyperparameters(model, 0.01, "constant")
-        loss, t = _core.train_epoch(model._net(), hyper, model._input(X), params, grads, state,
-                                    workspace, Y, None, order, 100, 7, 0, 2, threads)
+        batch_loss = np.zeros(4)
+        # the epoch as two calls, the second on another thread count, as a probe runs it
+        t = _core.train_epoch(model._net(), hyper, model._input(X), params, grads, state,
+                              workspace, batch_loss[:1], Y, None, order[:100], 100, 7, 0, 2,
+                              threads)
+        t = _core.train_epoch(model._net(), hyper, model._input(X), params, grads, state,
+                              workspace, batch_loss[1:], Y, None, order[100:], 100, 7, t, 2,
+                              4 - threads)
         assert t == 4
-        results.append((params, loss))
-    assert all(np.array_equal(results[0][0], p) and results[0][1] == loss
+        results.append((params, batch_loss))
+    assert all(np.array_equal(results[0][0], p) and np.array_equal(results[0][1], loss)
                for p, loss in results[1:])
     assert not np.array_equal(results[0][0], model._params)
+    assert np.all(results[0][1] > 0)
 
 
 def test_small_batches_are_not_cut():
@@ -164,30 +171,38 @@ def test_small_batches_are_not_cut():
     assert _core.work_parts(10**6, 256, 1) == 1
 
 
-def test_thread_choice_keeps_the_faster_count_and_rechecks(monkeypatch):
-    """Epoch 1 warms up on `most` threads (not measured), epoch 2 runs on one, epoch 3 on
-    `most`; then the faster count, and the other again every RECHECK_EVERY epochs."""
-    now = [0.0]
-    monkeypatch.setattr(threads_module.time, "perf_counter", lambda: now[0])
-    seconds = {1: 1.0, 2: 3.0}  # one thread is faster: a loaded machine
+def test_thread_choice_probes_the_other_count_and_keeps_the_faster():
+    """Epoch 0 warms up on `most` threads; epoch 1, then every PROBE_EVERY epochs, runs its
+    first eighth of batches on the other count; the faster per row is kept."""
+    every = threads_module.PROBE_EVERY
+    per_row = {1: 1.0, 2: 3.0}  # one thread is faster: a loaded machine
     choice = threads_module.ThreadChoice(2)
 
-    def epoch():
-        n = choice.threads()
-        now[0] += seconds[n]
-        choice.record(100)
-        return n
+    def epoch(n_batches=16, batch=10):
+        plan = choice.plan(n_batches)
+        assert sum(batches for batches, _ in plan) == n_batches
+        choice.record([(b * batch, threads, b * batch * per_row[threads])
+                       for b, threads in plan])
+        return plan
 
-    every = threads_module.RECHECK_EVERY
-    used = [epoch() for _ in range(2 * every + 1)]
-    assert used[:3] == [2, 1, 2]
-    assert [e for e in range(3, len(used)) if used[e] == 2] == [every, 2 * every]
-    # the load goes away: the next recheck finds two threads faster, and they stay
-    seconds[2] = 0.5
-    while choice.epochs % every:
+    assert epoch() == [(16, 2)]
+    assert epoch() == [(2, 1), (14, 2)]  # the probe finds one thread faster
+    plans = [epoch() for _ in range(2 * every)]
+    assert plans[0] == [(16, 1)]
+    probes = [e for e, plan in enumerate(plans, start=2) if len(plan) > 1]
+    assert probes == [every + 1, 2 * every + 1]
+    assert plans[every - 1] == [(2, 2), (14, 1)]
+    # the load goes away: the next probe finds two threads faster, and they stay
+    per_row[2] = 0.5
+    while choice.epochs % every != 1:
         epoch()
-    assert [epoch() for _ in range(every)] == [2] * every
-    assert threads_module.ThreadChoice(1).threads() == 1
+    assert epoch() == [(2, 2), (14, 1)]
+    assert epoch() == [(16, 2)]
+    # an epoch of one batch probes whole; one thread has nothing to choose
+    while choice.epochs % every != 1:
+        epoch(n_batches=1)
+    assert epoch(n_batches=1) == [(1, 1)]
+    assert threads_module.ThreadChoice(1).plan(16) == [(16, 1)]
 
 
 def test_glorot_initialization():

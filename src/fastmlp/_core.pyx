@@ -70,12 +70,12 @@ cdef extern from "fastmlp.h" nogil:
     int64_t workspace_size_f32(const fastmlp_net *net, int batch_size, int n_threads, int sparse)
     int64_t workspace_size_f64(const fastmlp_net *net, int batch_size, int n_threads, int sparse)
     int train_epoch_f32(float *params, float *grads, float *state, float *workspace,
-                        double *loss, int64_t *t, const fastmlp_input_f32 *X, const float *Y,
+                        double *batch_loss, int64_t *t, const fastmlp_input_f32 *X, const float *Y,
                         const float *sample_weight, const int64_t *order, int64_t n,
                         int batch_size, const fastmlp_net *net, const fastmlp_optim *opt,
                         uint64_t seed, int n_parts, int n_threads)
     int train_epoch_f64(double *params, double *grads, double *state, double *workspace,
-                        double *loss, int64_t *t, const fastmlp_input_f64 *X, const double *Y,
+                        double *batch_loss, int64_t *t, const fastmlp_input_f64 *X, const double *Y,
                         const double *sample_weight, const int64_t *order, int64_t n,
                         int batch_size, const fastmlp_net *net, const fastmlp_optim *opt,
                         uint64_t seed, int n_parts, int n_threads)
@@ -224,26 +224,31 @@ def work_parts(int64_t n_weights, int64_t batch_size, int most):
 
 
 def train_epoch(Net net, dict hyper, Input X, floating[::1] params, floating[::1] grads,
-                floating[::1] state, floating[::1] workspace, const floating[:, ::1] Y,
-                const floating[::1] sample_weight, const int64_t[::1] order, int batch_size,
-                uint64_t seed, int64_t t, int n_parts, int n_threads):
-    """One epoch over the rows `order`; returns (loss, t) where t counts updates so far."""
+                floating[::1] state, floating[::1] workspace, double[::1] batch_loss,
+                const floating[:, ::1] Y, const floating[::1] sample_weight,
+                const int64_t[::1] order, int batch_size, uint64_t seed, int64_t t, int n_parts,
+                int n_threads):
+    """Mini-batches over the rows `order`, each batch's J_b * |b| into batch_loss
+    (ceil(len(order) / batch_size),); returns t, the count of updates so far."""
     cdef fastmlp_optim opt = _optim(hyper)
-    cdef double loss = 0
     cdef int status
     cdef const floating *sw = NULL if sample_weight is None else &sample_weight[0]
+    if batch_loss.shape[0] < (order.shape[0] + batch_size - 1) // batch_size:
+        raise ValueError("fastmlp internal: batch_loss is shorter than the number of batches")
     with nogil:
         if floating is float:
-            status = train_epoch_f32(&params[0], &grads[0], &state[0], &workspace[0], &loss, &t,
-                                     &X.f32, &Y[0, 0], sw, &order[0], order.shape[0],
-                                     batch_size, &net.c, &opt, seed, n_parts, n_threads)
+            status = train_epoch_f32(&params[0], &grads[0], &state[0], &workspace[0],
+                                     &batch_loss[0], &t, &X.f32, &Y[0, 0], sw, &order[0],
+                                     order.shape[0], batch_size, &net.c, &opt, seed, n_parts,
+                                     n_threads)
         else:
-            status = train_epoch_f64(&params[0], &grads[0], &state[0], &workspace[0], &loss, &t,
-                                     &X.f64, &Y[0, 0], sw, &order[0], order.shape[0],
-                                     batch_size, &net.c, &opt, seed, n_parts, n_threads)
+            status = train_epoch_f64(&params[0], &grads[0], &state[0], &workspace[0],
+                                     &batch_loss[0], &t, &X.f64, &Y[0, 0], sw, &order[0],
+                                     order.shape[0], batch_size, &net.c, &opt, seed, n_parts,
+                                     n_threads)
     if status != 0:
         raise MemoryError("fastmlp: out of memory in train_epoch")
-    return loss, t
+    return t
 
 
 def batch_gradient(Net net, Input X, floating[::1] params, floating[::1] grads,

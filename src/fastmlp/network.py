@@ -4,6 +4,7 @@ predict. The numeric work is in C (fastmlp._core); Python sees only epoch bounda
 A layer is the lecture's pre-activation a = h W + b followed by g(a). All parameters live in one
 buffer per model (see `parameter_layout`); `coefs_`, `intercepts_` and `batchnorm_` are views."""
 import os
+import time
 import warnings
 from numbers import Integral, Real
 
@@ -531,28 +532,41 @@ class Network(BaseEstimator):
         grads, workspace = self._buffers(batch_size, n_threads, sp.issparse(X))
         net, data = self._net(), self._input(X)
         # the slabs a batch's work is cut into fix the bits of the result; the threads that
-        # share them out are chosen by timing epochs, kept across fits and partial_fit calls
-        # while the work per epoch is alike
+        # share them out are chosen by timing stretches of epochs (fastmlp/threads.py), kept
+        # across fits and partial_fit calls while the work per epoch is alike
         parts = _core.work_parts(self._layout["n_weights"], batch_size, available_cores())
         work = (n_threads, batch_size, n, tuple(self._layout["units"]), sp.issparse(X))
         if getattr(self, "_thread_choice", (None,))[0] != work:
             self._thread_choice = (work, ThreadChoice(min(parts, n_threads)))
         thread_choice = self._thread_choice[1]
+        n_batches = -(-n // batch_size)
+        batch_loss = np.zeros(n_batches)  # J_b * |b| of each batch, summed the same way always
         epochs_without_improvement = 0
         converged = False
         with _blas_single_threaded():
             for _ in range(max_iter):
                 order = rows[self._rng.permutation(n)] if self.shuffle else rows
                 hyper = hyperparameters(self, schedule.learning_rate, schedule.c_schedule)
-                threads = thread_choice.threads()
-                loss, self.t_ = _core.train_epoch(
-                    net, hyper, data, self._params, grads, state, workspace, Y, sample_weight,
-                    order, batch_size, self._seed, self.t_, parts, threads)
-                seconds = thread_choice.record(n)
+                batch_loss[:] = 0
+                stretches, first = [], 0
+                for batches, threads in thread_choice.plan(n_batches):
+                    last = first + batches
+                    rows_of = order[first * batch_size:last * batch_size]
+                    started = time.perf_counter()
+                    self.t_ = _core.train_epoch(
+                        net, hyper, data, self._params, grads, state, workspace,
+                        batch_loss[first:last], Y, sample_weight, rows_of, batch_size,
+                        self._seed, self.t_, parts, threads)
+                    stretches.append((len(rows_of), threads, time.perf_counter() - started))
+                    first = last
+                thread_choice.record(stretches)
+                loss = float(batch_loss.sum()) / n
+                seconds = sum(stretch[2] for stretch in stretches)
                 self.n_iter_ += 1
                 self.loss_ = loss
                 self.loss_curve_.append(loss)
                 if self.verbose:
+                    threads = "+".join(str(stretch[1]) for stretch in stretches)
                     print(f"Epoch {self.n_iter_}: loss {loss:.8f}, {seconds:.3f} s, "
                           f"{n / max(seconds, 1e-12):,.0f} samples/s, {threads} threads")
                 if not np.isfinite(loss):
