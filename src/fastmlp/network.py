@@ -58,37 +58,21 @@ def parameter_layout(units, batch_norm, n_normalized):
     W_0 .. W_{L-1} (the L2-penalized part) | b_0 .. b_{L-1} | gamma_l, beta_l of each hidden layer
     (the trainable part ends here) | running mean_l, var_l | input shift, scale (n_normalized each).
     units: (n_features, hidden..., n_outputs). Returns a dict of offset arrays and sizes."""
-    L = len(units) - 1
-    w_offset, b_offset = np.zeros(L, np.int64), np.zeros(L, np.int64)
-    at = 0
-    for l in range(L):
-        w_offset[l] = at
-        at += units[l] * units[l + 1]
-    n_weights = at
-    for l in range(L):
-        b_offset[l] = at
-        at += units[l + 1]
+    units = [int(n) for n in units]
     hidden = units[1:-1] if batch_norm else []
-    blocks = {}
-    for name in ("gamma", "beta"):
-        blocks[name] = np.zeros(len(hidden), np.int64)
-        for l, n in enumerate(hidden):
-            blocks[name][l] = at
-            at += n
-    n_trainable = at
-    for name in ("mean", "var"):
-        blocks[name] = np.zeros(len(hidden), np.int64)
-        for l, n in enumerate(hidden):
-            blocks[name][l] = at
-            at += n
-    shift_offset = at
-    at += 2 * n_normalized
-    return dict(units=np.asarray(units, np.int64), w_offset=w_offset, b_offset=b_offset,
-                gamma_offset=blocks["gamma"], beta_offset=blocks["beta"],
-                mean_offset=blocks["mean"], var_offset=blocks["var"], n_weights=n_weights,
-                n_trainable=n_trainable, shift_offset=shift_offset, n_normalized=n_normalized,
-                size=at)
-
+    sizes = [("w", [n_in * n_out for n_in, n_out in zip(units, units[1:])]),
+             ("b", units[1:]), ("gamma", hidden), ("beta", hidden),  # trainable up to here
+             ("mean", hidden), ("var", hidden)]
+    layout, at = {}, 0
+    for name, block in sizes:
+        layout[name + "_offset"] = np.cumsum([at] + block[:-1], dtype=np.int64)[:len(block)]
+        at += sum(block)
+        if name == "w":
+            layout["n_weights"] = at
+        elif name == "beta":
+            layout["n_trainable"] = at
+    return dict(layout, units=np.asarray(units, np.int64), shift_offset=at,
+                n_normalized=n_normalized, size=at + 2 * n_normalized)
 
 def _column_statistics(X, sample_weight=None):
     """Per-column mean, population std (ddof=0) and whether every value is 0 or 1, in float64,
