@@ -2,12 +2,16 @@
  *
  * Threads: OpenMP owns the cores and every thread calls single-threaded BLAS on its own slab
  * (the bridge caps BLAS at one thread around these calls, so two pools never fight):
- *   forward and dJ/dh:   slabs of batch rows      (rows are independent until the loss)
- *   dW:                  slabs of W's rows or columns, whichever dimension is larger
+ *   forward and dJ/dh:   fixed blocks of batch rows (rows are independent until the loss)
+ *   dW:                  fixed blocks of W's rows or columns, whichever dimension is larger
  *   db, batch-norm sums: slabs of columns         (a reduction over rows per column)
  *   optimizer step:      fixed chunks of the flat buffer
  * so no two threads ever write the same memory, and every reduction runs in an order that does
- * not depend on the thread count: training is bitwise the same with 1 or n threads. */
+ * not depend on the thread count: training is bitwise the same with 1 or n threads. The GEMMs
+ * go in blocks whose shapes do not depend on the thread count either (each thread takes a
+ * contiguous run of them), because BLAS does not promise the same bits for a sub-block of a
+ * product as for the whole: OpenBLAS picks its edge kernels by shape, and measured here a
+ * random row or column split changed some bits of 25-75% of products. */
 
 #ifndef FASTMLP_TRAIN_ONCE
 #define FASTMLP_TRAIN_ONCE
@@ -18,11 +22,23 @@
 #endif
 #define FASTMLP_STEP_CHUNK 8192   /* elements per optimizer chunk: a few L2-sized streams */
 #define FASTMLP_PREDICT_ROWS 128  /* rows per prediction chunk: activations stay in L2 */
+#define FASTMLP_ROW_BLOCK 32      /* rows per training GEMM: 200-row batches split 96/104 on 2 threads */
+#define FASTMLP_PARAM_BLOCK 64    /* rows or columns of dW per GEMM */
 
 static inline void fastmlp_slab(int64_t n, int tid, int nt, int64_t *lo, int64_t *hi)
 {
     *lo = n * tid / nt;
     *hi = n * (tid + 1) / nt;
+}
+/* This thread's share of n items that go in fixed blocks of `block`: blocks [*b0, *b1) and the
+ * items [*lo, *hi) they cover, a contiguous run whatever the thread count. */
+static inline void fastmlp_blocks(int64_t n, int64_t block, int tid, int nt, int64_t *b0,
+                                  int64_t *b1, int64_t *lo, int64_t *hi)
+{
+    const int64_t n_blocks = (n + block - 1) / block;
+    fastmlp_slab(n_blocks, tid, nt, b0, b1);
+    *lo = *b0 * block < n ? *b0 * block : n;
+    *hi = *b1 * block < n ? *b1 * block : n;
 }
 static inline int64_t fastmlp_align(int64_t n) { return (n + 15) & ~(int64_t)15; }
 static inline int fastmlp_thread_id(void)
@@ -146,8 +162,8 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
     const int sparse = X->dense == NULL;
     const uint64_t seed = c->seed;
     FN(views) *v = &c->v;
-    int64_t r0, r1, lo, hi;
-    fastmlp_slab(B, tid, nt, &r0, &r1);
+    int64_t r0, r1, blk0, blk1, lo, hi;
+    fastmlp_blocks(B, FASTMLP_ROW_BLOCK, tid, nt, &blk0, &blk1, &r0, &r1);
     const int rows = (int)(r1 - r0);
 
     /* gather this thread's rows: standardized inputs, targets, weights */
@@ -200,8 +216,11 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
             FN(sparse_dense_forward)(out, X, order + r0, W, b, X->shift ? v->shift_W : NULL,
                                      rows, n_in, n_out, act_now, p_now, seed, t, (int)r0);
         else
-            FN(dense_forward)(out, v->H[l] + r0 * n_in, n_in, W, b, rows, n_in, n_out,
-                              act_now, p_now, seed, t, (int)r0);
+            for (int64_t q0 = r0; q0 < r1; q0 += FASTMLP_ROW_BLOCK) {
+                const int q = (int)(r1 - q0 < FASTMLP_ROW_BLOCK ? r1 - q0 : FASTMLP_ROW_BLOCK);
+                FN(dense_forward)(v->H[l + 1] + q0 * n_out, v->H[l] + q0 * n_in, n_in, W, b, q,
+                                  n_in, n_out, act_now, p_now, seed, t, (int)q0);
+            }
         if (bn) {
             FASTMLP_BARRIER
             fastmlp_slab(n_out, tid, nt, &lo, &hi);
@@ -249,9 +268,14 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
                                              (int)lo, (int)hi);
         } else {
             const int by_inputs = n_in >= n_out;
-            fastmlp_slab(by_inputs ? n_in : n_out, tid, nt, &lo, &hi);
-            FN(dense_backward_params)(dW, v->H[l], delta, B, n_in, n_out, (int)lo, (int)hi,
-                                      by_inputs);
+            int64_t p0, p1;
+            fastmlp_blocks(by_inputs ? n_in : n_out, FASTMLP_PARAM_BLOCK, tid, nt, &p0, &p1,
+                           &lo, &hi);
+            for (int64_t c0 = lo; c0 < hi; c0 += FASTMLP_PARAM_BLOCK) {
+                const int64_t c1 = c0 + FASTMLP_PARAM_BLOCK < hi ? c0 + FASTMLP_PARAM_BLOCK : hi;
+                FN(dense_backward_params)(dW, v->H[l], delta, B, n_in, n_out, (int)c0, (int)c1,
+                                          by_inputs);
+            }
             if (!bn) {
                 fastmlp_slab(n_out, tid, nt, &lo, &hi);
                 FN(bias_backward)(db, delta, B, n_out, (int)lo, (int)hi);
@@ -260,9 +284,12 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
         if (l > 0) {
             /* dJ/dh of the layer below, times its activation's derivative (and dropout mask) */
             const double p_below = net->dropout ? net->dropout[l - 1] : 0.0;
-            FN(dense_backward_input)(v->D[next] + r0 * n_in, delta + r0 * n_out,
-                                     c->params + net->w_offset[l], v->H[l] + r0 * n_in, rows,
-                                     n_in, n_out, net->activation, p_below, seed, t, (int)r0);
+            for (int64_t q0 = r0; q0 < r1; q0 += FASTMLP_ROW_BLOCK) {
+                const int q = (int)(r1 - q0 < FASTMLP_ROW_BLOCK ? r1 - q0 : FASTMLP_ROW_BLOCK);
+                FN(dense_backward_input)(v->D[next] + q0 * n_in, delta + q0 * n_out,
+                                         c->params + net->w_offset[l], v->H[l] + q0 * n_in, q,
+                                         n_in, n_out, net->activation, p_below, seed, t, (int)q0);
+            }
             delta = v->D[next];
             next ^= 1;
         }
