@@ -391,7 +391,11 @@ int FN(batch_gradient)(real *grads, double *loss, real *params, real *workspace,
 
 /* Batch norm at prediction is the affine map z = a * s + c per unit, s = gamma / sqrt(running_var
  * + eps), c = beta - running_mean * s: a bias-like epilogue after the GEMM. affine holds, for each
- * hidden layer l in turn, s (units[l + 1],) then c (units[l + 1],). */
+ * hidden layer l in turn, s (units[l + 1],) then c (units[l + 1],).
+ * Folding s into the weights instead (W' = W * s, b' = c) was measured on 784-256-256-10, 20000
+ * rows, float32: no difference beyond noise (CPU-time ratio fold/epilogue 0.99-1.09 on 1 thread,
+ * 1.00 on 2), because the epilogue's extra multiply is 1 / n_in of the GEMM's work while
+ * folding copies every weight on every call, which dominates small predictions. So: epilogue. */
 static void FN(batchnorm_affine)(real *affine, const real *params, const fastmlp_net *net)
 {
     const int *u = net->units;

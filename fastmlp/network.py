@@ -451,6 +451,8 @@ class Network(BaseEstimator):
                 raise ValueError("sample_weight must have at least one positive weight")
             sample_weight = np.ascontiguousarray(sample_weight)
         batch_size = self._batch_size(n_samples)
+        # batch statistics of one row are meaningless (variance 0): refuse batches of one; a
+        # trailing batch of one row is merged into the batch before it by train_epoch (C)
         if self.batch_norm and batch_size < 2:
             raise ValueError("batch_norm needs at least 2 samples per mini-batch (batch_size "
                              f"and the number of samples), got {batch_size}")
