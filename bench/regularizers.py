@@ -6,6 +6,7 @@ another's. A worker fits 1 + repeats epochs and reports the median of the last `
 times as the estimator measures them (the C train_epoch call only; the first epoch is warm-up).
 
     python bench/regularizers.py            # all configs, prints a table and slowdown ratios
+    python bench/regularizers.py --config 784-256-256-10
 """
 import argparse
 import contextlib
@@ -50,6 +51,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs (median reported)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--config", choices=[c[0] for c in CONFIGS], action="append",
+                        help="run only this config (repeatable); default all")
     parser.add_argument("--worker", nargs=2, metavar=("CONFIG", "CONTENDER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -60,6 +63,8 @@ def main():
     print(f"{'config':18s} {'batch':>5s} {'rows':>6s} " + " ".join(f"{c:>12s}" for c in CONTENDERS)
           + "   dropout/plain  batchnorm/plain")
     for name, _, batch_size, n in CONFIGS:
+        if args.config and name not in args.config:
+            continue
         medians = {}
         for contender in CONTENDERS:
             out = subprocess.run([sys.executable, __file__, "--worker", name, contender,
