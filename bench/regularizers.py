@@ -15,6 +15,7 @@ import json
 import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 
@@ -37,11 +38,10 @@ def worker(config, contender, repeats, threads):
                           random_state=0, n_threads=threads, verbose=True,
                           **CONTENDERS[contender])
     log = io.StringIO()
-    with contextlib.redirect_stdout(log), np.errstate(all="ignore"):
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model.fit(X, y)
+    # verbose lines carry each epoch's time; max_iter is reached on purpose
+    with contextlib.redirect_stdout(log), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, y)
     seconds = [float(s) for s in re.findall(r"Epoch \d+: loss [^,]+, ([0-9.]+) s", log.getvalue())]
     return {"config": config, "contender": contender, "rows": n,
             "epoch_seconds": seconds[1:], "median": float(np.median(seconds[1:]))}
@@ -53,7 +53,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--config", choices=[c[0] for c in CONFIGS], action="append",
                         help="run only this config (repeatable); default all")
-    parser.add_argument("--worker", nargs=2, metavar=("CONFIG", "CONTENDER"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=2, metavar=("CONFIG", "CONTENDER"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(*args.worker, args.repeats, args.threads)))

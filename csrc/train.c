@@ -22,7 +22,7 @@
 #endif
 #define FASTMLP_STEP_CHUNK 8192   /* elements per optimizer chunk: a few L2-sized streams */
 #define FASTMLP_PREDICT_ROWS 128  /* rows per prediction chunk: activations stay in L2 */
-#define FASTMLP_ROW_BLOCK 32      /* rows per training GEMM: 200-row batches split 96/104 on 2 threads */
+#define FASTMLP_ROW_BLOCK 32      /* rows per training GEMM: 200-row batches split 96/104 */
 #define FASTMLP_PARAM_BLOCK 128   /* rows or columns of dW per GEMM: 784 inputs split 384/400 */
 
 static inline void fastmlp_slab(int64_t n, int tid, int nt, int64_t *lo, int64_t *hi)
