@@ -264,4 +264,12 @@ int FN(batch_gradient)(real *grads, double *loss, real *params, real *workspace,
 int FN(predict)(real *out, const FN(fastmlp_input) *X, int64_t n, const real *params,
                 const fastmlp_net *net, int n_threads);
 
+/* batchnorm_population: the lecture's exact alternative to the running averages, after training:
+ *   every batch-norm layer's running_mean / running_var (in params) become the mean and the
+ *   unbiased variance of its pre-activation over all n rows of X, layer by layer (layer l sees
+ *   the layers below in inference mode with their new statistics). n >= 2. Rows go in fixed
+ *   chunks across threads and merge in chunk order: the same bits whatever n_threads. */
+int FN(batchnorm_population)(real *params, const FN(fastmlp_input) *X, int64_t n,
+                             const fastmlp_net *net, int n_threads);
+
 #endif /* FASTMLP_KERNEL_PASS */

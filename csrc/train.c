@@ -2,12 +2,17 @@
  *
  * Threads: OpenMP owns the cores and every thread calls single-threaded BLAS on its own slab
  * (the bridge caps BLAS at one thread around these calls, so two pools never fight):
- *   forward and dJ/dh:   slabs of batch rows      (rows are independent until the loss)
- *   dW:                  slabs of W's rows or columns, whichever dimension is larger
- *   db, batch-norm sums: slabs of columns         (a reduction over rows per column)
+ *   forward and dJ/dh:   parts of the batch's rows  (rows are independent until the loss)
+ *   dW:                  parts of W's rows or columns, whichever dimension is larger
+ *   db, batch-norm sums: slabs of columns           (a reduction over rows per column)
  *   optimizer step:      fixed chunks of the flat buffer
  * so no two threads ever write the same memory, and every reduction runs in an order that does
- * not depend on the thread count: training is bitwise the same with 1 or n threads. */
+ * not depend on the thread count: training is bitwise the same with 1 or n threads. The GEMMs
+ * are cut into n_parts slabs fixed by the caller (fastmlp_work_parts), never by the thread
+ * count, because BLAS does not promise the same bits for a slab of a product as for the whole:
+ * OpenBLAS picks its kernels by shape, and measured here a row or column split at a random point
+ * changed some bits of 25-75% of products. (Fixed small blocks, 32 rows, would do it too, but
+ * every GEMM call packs the whole of W again: 8 packings of a 1024 x 1024 W per 256-row batch.) */
 
 #ifndef FASTMLP_TRAIN_ONCE
 #define FASTMLP_TRAIN_ONCE
@@ -393,60 +398,174 @@ int FN(batch_gradient)(real *grads, double *loss, real *params, real *workspace,
     return FASTMLP_OK;
 }
 
-int FN(predict)(real *out, const FN(fastmlp_input) *X, int64_t n, const real *params,
-                const fastmlp_net *net, int n_threads)
+/* Batch norm at prediction is the affine map z = a * s + c per unit, s = gamma / sqrt(running_var
+ * + eps), c = beta - running_mean * s: a bias-like epilogue after the GEMM. affine holds, for each
+ * hidden layer l in turn, s (units[l + 1],) then c (units[l + 1],).
+ * Folding s into the weights instead (W' = W * s, b' = c) was measured on 784-256-256-10, 20000
+ * rows, float32: no difference beyond noise (CPU-time ratio fold/epilogue 0.99-1.09 on 1 thread,
+ * 1.00 on 2), because the epilogue's extra multiply is 1 / n_in of the GEMM's work while
+ * folding copies every weight on every call, which dominates small predictions. So: epilogue. */
+static void FN(batchnorm_affine)(real *affine, const real *params, const fastmlp_net *net)
 {
-    /* out (n, n_outputs). Each thread carries its chunk of rows through every layer, so no
-     * barrier is needed and the activations stay in cache. */
-    const int L = net->n_layers, *u = net->units, k = u[L], n_features = u[0];
-    const int sparse = X->dense == NULL, gather = !sparse && X->shift != NULL;
-    int max_hidden = 1, hidden_total = 0;
+    const int *u = net->units;
+    real *s = affine;
+    for (int l = 0; l < net->n_layers - 1; l++) {
+        const real *gamma = params + net->gamma_offset[l], *beta = params + net->beta_offset[l];
+        const real *rm = params + net->mean_offset[l], *rv = params + net->var_offset[l];
+        real *cst = s + u[l + 1];
+        for (int j = 0; j < u[l + 1]; j++) {
+            s[j] = gamma[j] / sqrt(rv[j] + (real)FASTMLP_BN_EPS);
+            cst[j] = beta[j] - rm[j] * s[j];
+        }
+        s += 2 * u[l + 1];
+    }
+}
+
+/* What the inference-mode forward of a chunk of rows needs besides the rows themselves. */
+typedef struct {
+    const fastmlp_net *net;
+    const FN(fastmlp_input) *X;
+    const real *params;
+    real *affine;           /* batchnorm_affine's table, or NULL without batch norm */
+    const real *shift_W;    /* (units[1],) centering of a sparse first layer, or NULL */
+    int max_hidden;
+    /* rows per chunk: FASTMLP_PREDICT_ROWS, or n when fewer, so one-row prediction allocates a
+     * few KB of scratch, not the ~0.6 MB of a full chunk (on every call an mmap, page faults
+     * and a munmap: 80% of a one-row predict_proba's time) */
+    int64_t chunk_rows;
+} FN(inference);
+
+/* infer_chunk: the rows [i0, i0 + rows) of X through weight layers [0, n_run) in inference mode
+ * (no dropout, batch norm by its affine table). The output layer writes into out (rows, k);
+ * hidden layers alternate between the two (R, max_hidden) halves of scratch. With pre_only the
+ * last layer run stops at its pre-activation a = h W (a batch-norm layer, so no bias), which
+ * population statistics need. gathered is (R, n_features) when dense X is standardized, order (R,).
+ * Returns the last layer's result (rows, units[n_run]). */
+static real *FN(infer_chunk)(real *out, real *scratch, real *gathered, int64_t *order,
+                             const FN(inference) *in_, int64_t i0, int rows, int n_run,
+                             int pre_only)
+{
+    const fastmlp_net *net = in_->net;
+    const FN(fastmlp_input) *X = in_->X;
+    const int L = net->n_layers, *u = net->units, n_features = u[0];
+    const int64_t R = in_->chunk_rows;
+    const real *in = NULL;
+    real *dst = NULL;
+    if (gathered) {
+        for (int r = 0; r < rows; r++) {
+            const real *src = X->dense + (i0 + r) * n_features;
+            for (int j = 0; j < n_features; j++)
+                gathered[(int64_t)r * n_features + j] = (src[j] - X->shift[j]) * X->scale[j];
+        }
+        in = gathered;
+    } else if (X->dense) {
+        in = X->dense + i0 * n_features;
+    }
+    for (int r = 0; r < rows; r++) order[r] = i0 + r;
+    const real *bn_affine = in_->affine;
+    for (int l = 0; l < n_run; l++) {
+        const int n_in = u[l], n_out = u[l + 1], hidden = l < L - 1;
+        const int bn = hidden && net->batch_norm, last_pre = pre_only && l == n_run - 1;
+        const int act = hidden ? net->activation : FASTMLP_IDENTITY;
+        const real *W = in_->params + net->w_offset[l];
+        const real *b = bn ? NULL : in_->params + net->b_offset[l];
+        dst = hidden ? scratch + (int64_t)(l % 2) * R * in_->max_hidden : out;
+        if (l == 0 && !X->dense)
+            FN(sparse_dense_forward)(dst, X, order, W, b, in_->shift_W, rows, n_in, n_out,
+                                     bn ? FASTMLP_IDENTITY : act, 0.0, 0, 0, 0);
+        else if (bn)
+            FN(gemm)(0, 0, rows, n_out, n_in, (real)1, in, n_in, W, n_out, (real)0, dst, n_out);
+        else
+            FN(dense_forward)(dst, in, n_in, W, b, rows, n_in, n_out, act, 0.0, 0, 0, 0);
+        if (bn && !last_pre)
+            FN(activation_forward)(dst, bn_affine, bn_affine + n_out, rows, n_out, act,
+                                   0.0, 0, 0, 0);
+        if (bn) bn_affine += 2 * n_out;
+        in = dst;
+    }
+    return dst;
+}
+
+/* The inference context of predict and batchnorm_population: the affine table and the
+ * sparse centering term, allocated once per call. */
+static int FN(inference_init)(FN(inference) *c, const FN(fastmlp_input) *X, int64_t n,
+                              const real *params, const fastmlp_net *net)
+{
+    const int L = net->n_layers, *u = net->units, n_features = u[0];
+    int hidden_total = 0;
+    c->net = net; c->X = X; c->params = params; c->affine = NULL; c->shift_W = NULL;
+    c->chunk_rows = n > 0 && n < FASTMLP_PREDICT_ROWS ? n : FASTMLP_PREDICT_ROWS;
+    c->max_hidden = 1;
     for (int l = 1; l < L; l++) {
-        max_hidden = u[l] > max_hidden ? u[l] : max_hidden;
+        c->max_hidden = u[l] > c->max_hidden ? u[l] : c->max_hidden;
         hidden_total += u[l];
     }
-    /* batch norm at prediction is the affine map z = a * s + c per unit with
-     * s = gamma / sqrt(running_var + eps), c = beta - running_mean * s: a bias-like epilogue */
-    real *affine = NULL, *shift_W = NULL;
     if (net->batch_norm) {
-        affine = (real *)malloc((size_t)(2 * hidden_total) * sizeof(real));
+        real *affine = (real *)malloc((size_t)(2 * hidden_total) * sizeof(real));
         if (!affine) return FASTMLP_ENOMEM;
-        real *s = affine;
-        for (int l = 0; l < L - 1; l++) {
-            const real *gamma = params + net->gamma_offset[l], *beta = params + net->beta_offset[l];
-            const real *rm = params + net->mean_offset[l], *rv = params + net->var_offset[l];
-            real *cst = s + u[l + 1];
-            for (int j = 0; j < u[l + 1]; j++) {
-                s[j] = gamma[j] / sqrt(rv[j] + (real)FASTMLP_BN_EPS);
-                cst[j] = beta[j] - rm[j] * s[j];
-            }
-            s += 2 * u[l + 1];
-        }
+        FN(batchnorm_affine)(affine, params, net);
+        c->affine = affine;
     }
-    if (sparse && X->shift) {
-        shift_W = (real *)calloc((size_t)u[1], sizeof(real));
-        if (!shift_W) { free(affine); return FASTMLP_ENOMEM; }
+    if (!X->dense && X->shift) {
+        real *shift_W = (real *)calloc((size_t)u[1], sizeof(real));
+        if (!shift_W) return FASTMLP_ENOMEM;
         const real *W0 = params + net->w_offset[0];
         for (int j = 0; j < n_features; j++) {
             const real s = X->shift[j] * (X->scale ? X->scale[j] : (real)1);
             for (int col = 0; col < u[1]; col++) shift_W[col] -= s * W0[(int64_t)j * u[1] + col];
         }
+        c->shift_W = shift_W;
     }
-    /* rows per chunk: no more than n, so one-row prediction allocates a few KB, not the
-     * ~0.6 MB of a full chunk (an mmap, page faults and a munmap on every call) */
-    const int64_t R = n < FASTMLP_PREDICT_ROWS ? n : FASTMLP_PREDICT_ROWS;
-    const int64_t n_chunks = (n + R - 1) / R;
+    return FASTMLP_OK;
+}
+
+static void FN(inference_free)(FN(inference) *c)
+{
+    free(c->affine);
+    free((void *)c->shift_W);
+}
+
+/* Per-thread scratch of infer_chunk: two (R, max_hidden) activation buffers, the gathered
+ * standardized rows when needed, and the row indices. */
+typedef struct { real *scratch, *gathered; int64_t *order; } FN(chunk_scratch);
+
+static int FN(chunk_scratch_init)(FN(chunk_scratch) *s, const FN(inference) *c)
+{
+    const int64_t R = c->chunk_rows;
+    const int gather = c->X->dense && c->X->shift;
+    s->scratch = (real *)malloc((size_t)(2 * R * c->max_hidden) * sizeof(real));
+    s->gathered = gather ? (real *)malloc((size_t)(R * c->net->units[0]) * sizeof(real)) : NULL;
+    s->order = (int64_t *)malloc((size_t)R * sizeof(int64_t));
+    return s->scratch && s->order && (s->gathered || !gather) ? FASTMLP_OK : FASTMLP_ENOMEM;
+}
+
+static void FN(chunk_scratch_free)(FN(chunk_scratch) *s)
+{
+    free(s->scratch);
+    free(s->gathered);
+    free(s->order);
+}
+
+int FN(predict)(real *out, const FN(fastmlp_input) *X, int64_t n, const real *params,
+                const fastmlp_net *net, int n_threads)
+{
+    /* out (n, n_outputs). Each thread carries its chunk of rows through every layer, so no
+     * barrier is needed and the activations stay in cache. Chunks are fixed blocks of rows, so
+     * every GEMM call, and so every output bit, is the same whatever the thread count. */
+    const int L = net->n_layers, k = net->units[L];
+    FN(inference) c;
+    int status = FN(inference_init)(&c, X, n, params, net);
+    if (status != FASTMLP_OK) { FN(inference_free)(&c); return status; }
+    const int64_t R = c.chunk_rows, n_chunks = (n + R - 1) / R;
     int threads = n_threads > 0 ? n_threads : 1;
     if (threads > n_chunks) threads = n_chunks > 0 ? (int)n_chunks : 1;
-    int status = FASTMLP_OK;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
     {
-        real *scratch = (real *)malloc((size_t)(2 * R * max_hidden + (gather ? R * n_features : 0))
-                                       * sizeof(real));
-        int64_t *order = (int64_t *)malloc((size_t)R * sizeof(int64_t));
-        if (!scratch || !order) {
+        FN(chunk_scratch) s;
+        const int ok = FN(chunk_scratch_init)(&s, &c) == FASTMLP_OK;
+        if (!ok) {
 #ifdef _OPENMP
 #pragma omp atomic write
 #endif
@@ -456,50 +575,100 @@ int FN(predict)(real *out, const FN(fastmlp_input) *X, int64_t n, const real *pa
 #pragma omp for schedule(static)
 #endif
         for (int64_t chunk = 0; chunk < n_chunks; chunk++) {
-            if (!scratch || !order) continue;
+            if (!ok) continue;
             const int64_t i0 = chunk * R;
             const int rows = (int)(n - i0 < R ? n - i0 : R);
-            const real *in = NULL;
-            if (gather) {
-                real *g = scratch + 2 * R * max_hidden;
-                for (int r = 0; r < rows; r++) {
-                    const real *src = X->dense + (i0 + r) * n_features;
-                    for (int j = 0; j < n_features; j++)
-                        g[(int64_t)r * n_features + j] = (src[j] - X->shift[j]) * X->scale[j];
-                }
-                in = g;
-            } else if (!sparse) {
-                in = X->dense + i0 * n_features;
-            }
-            for (int r = 0; r < rows; r++) order[r] = i0 + r;
-            const real *bn_affine = affine;
-            for (int l = 0; l < L; l++) {
-                const int n_in = u[l], n_out = u[l + 1], hidden = l < L - 1;
-                const int bn = hidden && net->batch_norm;
-                const int act = hidden ? net->activation : FASTMLP_IDENTITY;
-                const real *W = params + net->w_offset[l];
-                const real *b = bn ? NULL : params + net->b_offset[l];
-                real *dst = hidden ? scratch + (int64_t)(l % 2) * R * max_hidden : out + i0 * k;
-                if (l == 0 && sparse)
-                    FN(sparse_dense_forward)(dst, X, order, W, b, shift_W, rows, n_in, n_out,
-                                             bn ? FASTMLP_IDENTITY : act, 0.0, 0, 0, 0);
-                else if (bn)
-                    FN(gemm)(0, 0, rows, n_out, n_in, (real)1, in, n_in, W, n_out, (real)0, dst, n_out);
-                else
-                    FN(dense_forward)(dst, in, n_in, W, b, rows, n_in, n_out, act, 0.0, 0, 0, 0);
-                if (bn) {
-                    FN(activation_forward)(dst, bn_affine, bn_affine + n_out, rows, n_out, act,
-                                           0.0, 0, 0, 0);
-                    bn_affine += 2 * n_out;
-                }
-                in = dst;
-            }
+            FN(infer_chunk)(out + i0 * k, s.scratch, s.gathered, s.order, &c, i0, rows, L, 0);
             FN(output_forward)(out + i0 * k, rows, k, net->output);
         }
-        free(scratch);
-        free(order);
+        FN(chunk_scratch_free)(&s);
     }
-    free(affine);
-    free(shift_W);
+    FN(inference_free)(&c);
+    return status;
+}
+
+int FN(batchnorm_population)(real *params, const FN(fastmlp_input) *X, int64_t n,
+                             const fastmlp_net *net, int n_threads)
+{
+    /* Layer by layer: layer l's pre-activations come from the layers below in inference mode
+     * with their statistics already replaced, so the whole network ends up normalized by the
+     * statistics of what it computes at prediction. Each fixed chunk of rows reduces to its
+     * own mean and sum of squared deviations (two passes over the chunk, in double); the
+     * chunks then merge in chunk order (Chan et al.'s pairwise update), so the result does not
+     * depend on the thread count and never suffers E[a^2] - E[a]^2 cancellation. */
+    const int L = net->n_layers, *u = net->units;
+    int max_hidden = 1;
+    for (int l = 1; l < L; l++) max_hidden = u[l] > max_hidden ? u[l] : max_hidden;
+    FN(inference) c;
+    int status = FN(inference_init)(&c, X, n, params, net);
+    const int64_t R = c.chunk_rows, n_chunks = (n + R - 1) / R;
+    /* per chunk: mean (max_hidden,) then sum of squared deviations (max_hidden,) */
+    double *chunk_stats = (double *)malloc((size_t)(n_chunks * 2 * max_hidden) * sizeof(double));
+    if (status != FASTMLP_OK || !chunk_stats) {
+        FN(inference_free)(&c);
+        free(chunk_stats);
+        return FASTMLP_ENOMEM;
+    }
+    int threads = n_threads > 0 ? n_threads : 1;
+    if (threads > n_chunks) threads = (int)n_chunks;
+    for (int l = 0; l < L - 1 && status == FASTMLP_OK; l++) {
+        const int n_out = u[l + 1];
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+        {
+            FN(chunk_scratch) s;
+            const int ok = FN(chunk_scratch_init)(&s, &c) == FASTMLP_OK;
+            if (!ok) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+                status = FASTMLP_ENOMEM;
+            }
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int64_t chunk = 0; chunk < n_chunks; chunk++) {
+                if (!ok) continue;
+                const int64_t i0 = chunk * R;
+                const int rows = (int)(n - i0 < R ? n - i0 : R);
+                const real *a = FN(infer_chunk)(NULL, s.scratch, s.gathered, s.order, &c, i0,
+                                                rows, l + 1, 1);
+                double *mean = chunk_stats + chunk * 2 * max_hidden, *m2 = mean + max_hidden;
+                for (int j = 0; j < n_out; j++) { mean[j] = 0; m2[j] = 0; }
+                for (int r = 0; r < rows; r++)
+                    for (int j = 0; j < n_out; j++) mean[j] += a[(int64_t)r * n_out + j];
+                for (int j = 0; j < n_out; j++) mean[j] /= rows;
+                for (int r = 0; r < rows; r++)
+                    for (int j = 0; j < n_out; j++) {
+                        const double d = a[(int64_t)r * n_out + j] - mean[j];
+                        m2[j] += d * d;
+                    }
+            }
+            FN(chunk_scratch_free)(&s);
+        }
+        if (status != FASTMLP_OK) break;
+        /* merge the chunks in order into the first chunk's slots */
+        double *mean = chunk_stats, *m2 = chunk_stats + max_hidden;
+        int64_t count = n < R ? n : R;
+        for (int64_t chunk = 1; chunk < n_chunks; chunk++) {
+            const double *cm = chunk_stats + chunk * 2 * max_hidden, *c2 = cm + max_hidden;
+            const int64_t rows = n - chunk * R < R ? n - chunk * R : R, total = count + rows;
+            for (int j = 0; j < n_out; j++) {
+                const double d = cm[j] - mean[j];
+                mean[j] += d * (double)rows / (double)total;
+                m2[j] += c2[j] + d * d * (double)count * (double)rows / (double)total;
+            }
+            count = total;
+        }
+        real *rm = params + net->mean_offset[l], *rv = params + net->var_offset[l];
+        for (int j = 0; j < n_out; j++) {
+            rm[j] = (real)mean[j];
+            rv[j] = (real)(m2[j] / (double)(n - 1));  /* unbiased, as the running average is */
+        }
+        FN(batchnorm_affine)(c.affine, params, net);  /* the layers above see layer l's */
+    }
+    FN(inference_free)(&c);
+    free(chunk_stats);
     return status;
 }

@@ -92,6 +92,10 @@ cdef extern from "fastmlp.h" nogil:
                     const fastmlp_net *net, int n_threads)
     int predict_f64(double *out, const fastmlp_input_f64 *X, int64_t n, const double *params,
                     const fastmlp_net *net, int n_threads)
+    int batchnorm_population_f32(float *params, const fastmlp_input_f32 *X, int64_t n,
+                                 const fastmlp_net *net, int n_threads)
+    int batchnorm_population_f64(double *params, const fastmlp_input_f64 *X, int64_t n,
+                                 const fastmlp_net *net, int n_threads)
 
 # every GEMM of the kernels goes to scipy's BLAS: nothing to link at build time
 fastmlp_set_gemm_f32(<fastmlp_gemm_t_f32>sgemm)
@@ -283,3 +287,16 @@ def predict(Net net, Input X, const floating[::1] params, floating[:, ::1] out, 
             status = predict_f64(&out[0, 0], &X.f64, out.shape[0], &params[0], &net.c, n_threads)
     if status != 0:
         raise MemoryError("fastmlp: out of memory in predict")
+
+
+def batchnorm_population(Net net, Input X, floating[::1] params, int64_t n, int n_threads):
+    """Running statistics of every batch-norm layer := the exact population mean and unbiased
+    variance of its pre-activation over the n rows of X (n >= 2), layer by layer."""
+    cdef int status
+    with nogil:
+        if floating is float:
+            status = batchnorm_population_f32(&params[0], &X.f32, n, &net.c, n_threads)
+        else:
+            status = batchnorm_population_f64(&params[0], &X.f64, n, &net.c, n_threads)
+    if status != 0:
+        raise MemoryError("fastmlp: out of memory in batchnorm_population")

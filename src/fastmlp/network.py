@@ -448,6 +448,8 @@ class Network(BaseEstimator):
                 raise ValueError("sample_weight must have at least one positive weight")
             sample_weight = np.ascontiguousarray(sample_weight)
         batch_size = self._batch_size(n_samples)
+        # batch statistics of one row are meaningless (variance 0): refuse batches of one; a
+        # trailing batch of one row is merged into the batch before it by train_epoch (C)
         if self.batch_norm and batch_size < 2:
             raise ValueError("batch_norm needs at least 2 samples per mini-batch (batch_size "
                              f"and the number of samples), got {batch_size}")
@@ -502,6 +504,10 @@ class Network(BaseEstimator):
         rows = np.arange(X.shape[0], dtype=np.int64)
         if self.early_stopping and not incremental:
             rows, validation = self._validation_split(X, Y)
+            if self.batch_norm and len(rows) < 2:
+                raise ValueError("batch_norm needs at least 2 training samples once "
+                                 f"early_stopping has held out validation_fraction="
+                                 f"{self.validation_fraction}; {len(rows)} remain")
         best_params = None
         n = len(rows)
         schedule = LearningRateSchedule(self.learning_rate, self.learning_rate_init, self.tol,
@@ -673,6 +679,26 @@ class Network(BaseEstimator):
         if self._fitted_task == "regression":
             return r2_score(y, self.predict(X), sample_weight=sample_weight)
         return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
+
+    def recompute_batchnorm_statistics(self, X):
+        """Replace every batch-norm layer's running_mean and running_var by the exact mean and
+        unbiased variance of its pre-activation over all rows of X (the training set, say),
+        the lecture's alternative to running averages: one pass over X per layer, layer l
+        seeing the layers below in inference mode with their statistics already replaced.
+        Weights, gamma and beta are unchanged. Returns self."""
+        check_is_fitted(self, "_params")
+        if not self._fitted_spec["batch_norm"]:
+            raise ValueError("recompute_batchnorm_statistics needs a model fitted with "
+                             "batch_norm=True; this one has no batch normalization")
+        X = self._validate_X(X, reset=False)
+        if X.shape[0] < 2:
+            raise ValueError("recompute_batchnorm_statistics needs at least 2 samples (the "
+                             f"variance is unbiased), got {X.shape[0]}")
+        n_threads = self._threads()
+        with _blas_single_threaded():
+            _core.batchnorm_population(self._net(), self._input(X), self._params, X.shape[0],
+                                       n_threads)
+        return self
 
     # ---------------------------------------------------------------- diagnostics
 
