@@ -13,6 +13,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import shlex
 import statistics
 import subprocess
@@ -48,6 +49,9 @@ def parse_args(argv=None):
     p.add_argument("--only", default=",".join(GROUPS), help=f"comma list of groups out of {GROUPS}")
     p.add_argument("--configs", default=",".join(common.TRAIN_CONFIGS), help="comma list of configs")
     p.add_argument("--contenders", default=None, help="comma list: run only these contenders")
+    p.add_argument("--wait-idle", type=float, default=15,
+                   help="seconds to wait, before each worker, for other processes to leave the "
+                        "cores (default 15; 0 to not wait)")
     p.add_argument("--timeout", type=float, default=900, help="seconds before a worker is abandoned")
     p.add_argument("--out", default=os.path.join(HERE, "results"), help="folder for latest.json/.md")
     args = p.parse_args(argv)
@@ -73,11 +77,26 @@ class Runner:
         self.args = args
         self.records = []  # every worker's spec and result, in the order run
 
+    def wait_idle(self):
+        """Wait (up to --wait-idle seconds) until other processes use under a quarter of the
+        machine: on 2 cores a single foreign busy process stalls every barrier of a 2-thread
+        contender, which can slow it 10-30 times. Returns the seconds waited."""
+        started = time.perf_counter()
+        while time.perf_counter() - started < self.args.wait_idle:
+            before = cpu_busy_seconds()
+            time.sleep(0.5)
+            if (cpu_busy_seconds() - before) / (0.5 * CORES) < 0.25:
+                break
+        return time.perf_counter() - started
+
     def worker(self, spec, threads):
+        waited = self.wait_idle()
         env = common.thread_env(threads)
         env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in [env.get("PYTHONPATH")] if p])
         spec = dict(spec, threads=spec.get("threads", threads))
         started = time.perf_counter()
+        busy = cpu_busy_seconds()
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         try:
             done = subprocess.run([sys.executable, os.path.join(HERE, "worker.py"), json.dumps(spec)],
                                   env=env, capture_output=True, text=True, timeout=self.args.timeout,
@@ -90,16 +109,35 @@ class Runner:
         except subprocess.TimeoutExpired:
             result = {"error": f"timed out after {self.args.timeout} s"}
         result["wall_seconds"] = time.perf_counter() - started
+        # share of the machine that other processes used while the worker ran: the noise gauge
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        own = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
+        result["foreign_cpu_share"] = max(0.0, (cpu_busy_seconds() - busy - own)
+                                          / (result["wall_seconds"] * CORES))
+        result["waited_idle_seconds"] = waited
         self.records.append({"spec": spec, "result": result})
         status = result.get("error", result.get("skipped", "ok"))
         print(f"  {spec['task']:8s} {spec.get('contender', ''):22s} {spec.get('config', ''):17s} "
               f"n={spec.get('n', spec.get('rows', ''))!s:6s} t={spec['threads']} "
-              f"{result['wall_seconds']:6.1f} s  {status.splitlines()[-1][:90] if status != 'ok' else 'ok'}",
+              f"{result['wall_seconds']:6.1f} s  other {100 * result['foreign_cpu_share']:3.0f}%  {status.splitlines()[-1][:90] if status != 'ok' else 'ok'}",
               file=sys.stderr, flush=True)
         return result
 
     def wanted(self, name):
         return self.args.contenders is None or name in self.args.contenders
+
+
+CORES = os.cpu_count() or 1  # /proc/stat counts every core of the machine
+
+
+def cpu_busy_seconds():
+    """CPU seconds all processes have spent busy since boot, summed over the cores (/proc/stat)."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:8]]
+    except OSError:
+        return 0.0
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
 
 
 def rotate(items, r):
@@ -184,7 +222,11 @@ def summarize(records, args):
                     rows.append({"config": config, "contender": c,
                                  "error": first_error(train_records, contender=c, config=config)})
                 continue
+            best = max(r["result"]["samples_per_second"] for r in train_records
+                       if r["spec"]["contender"] == c and r["spec"]["config"] == config
+                       and "samples_per_second" in r["result"])
             row = {"config": config, "batch": batch, "contender": c, "samples_per_second": rate,
+                   "best_round_samples_per_second": best,
                    "epoch_seconds": median_of(train_records, "epoch_seconds", contender=c, config=config),
                    "gflops": rate * flops / 1e9}
             if ceiling:
@@ -256,23 +298,28 @@ def markdown(s, machine, args):
            f"start, {machine['load_end']} at the end (other work on the machine adds noise)  ",
            "Versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()) + "  ",
            f"GEMM ceiling (numpy float32 2048³ matmul, {machine['threads']} threads, "
-           f"{machine.get('blas', '?')}): **{fmt(s['gemm_gflops'], '.1f')} GFLOP/s**", ""]
+           f"{machine.get('blas', '?')}; best product per process, median over rounds): "
+           f"**{fmt(s['gemm_gflops'], '.1f')} GFLOP/s**  ",
+           f"Noise: other processes used over 10% of the machine during {machine['loaded']} of "
+           f"{machine['measurements']} measurements (median share {100 * machine['foreign_median']:.0f}%; "
+           "`foreign_cpu_share` per record in latest.json)", ""]
     if s["train"]:
         out += [f"## Training: float32, SGD momentum 0.9, shuffled, n = {args.n} rows × 784, "
                 f"10 classes (medians of {args.rounds} rounds)", "",
                 "Rate as % of the GEMM ceiling at 6 flops per weight per sample; × best peer = "
-                "samples/s over the fastest non-fastmlp contender's.", "",
-                "| config (batch) | contender | samples/s | s/epoch | % ceiling | × best peer |",
-                "|---|---|---:|---:|---:|---:|"]
+                "samples/s over the fastest non-fastmlp contender's (both medians); best round = the fastest "
+                "of the rounds, a hint of what the contender does when nothing else competes for the cores.", "",
+                "| config (batch) | contender | samples/s | s/epoch | % ceiling | × best peer | best round samples/s |",
+                "|---|---|---:|---:|---:|---:|---:|"]
         for r in s["train"]:
             name = LABELS[r["contender"]]
             if "error" in r:
-                out.append(f"| {r['config']} | {name} | {r['error']} | | | |")
+                out.append(f"| {r['config']} | {name} | {r['error']} | | | | |")
                 continue
             note = " (best peer)" if r.get("best_peer") == r["contender"] else ""
             out.append(f"| {r['config']} ({r['batch']}) | {name}{note} | {fmt(r['samples_per_second'])} | "
                        f"{fmt(r['epoch_seconds'], '.3f')} | {fmt(r.get('pct_of_ceiling'), '.1f')}% | "
-                       f"{fmt(r.get('x_best_peer'), '.2f')} |")
+                       f"{fmt(r.get('x_best_peer'), '.2f')} | {fmt(r['best_round_samples_per_second'])} |")
         out.append("")
     if s["predict"]:
         out += [f"## Inference: bulk predict_proba over {args.rows} rows ({args.threads} threads) and "
@@ -350,7 +397,11 @@ def main(argv=None):
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "load_start": load_start, "load_end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
                "seconds": time.time() - started, "versions": versions(records),
-               "blas": ", ".join(gemm.get("blas", []))}
+               "blas": ", ".join(gemm.get("blas", [])),
+               "measurements": len(records),
+               "loaded": sum(1 for r in records if r["result"].get("foreign_cpu_share", 0) > 0.1),
+               "foreign_median": statistics.median([r["result"].get("foreign_cpu_share", 0)
+                                                    for r in records] or [0])}
     text = markdown(s, machine, args)
     print(text)
     os.makedirs(args.out, exist_ok=True)

@@ -40,10 +40,13 @@ def gemm(spec):
         started = time.perf_counter()
         np.matmul(a, b, out=c)
         times.append(time.perf_counter() - started)
-    seconds = float(np.median(times))
+    # the best product, not the median: the ceiling is what the hardware can do, and other work
+    # on the machine only ever slows a product down
+    seconds = float(np.min(times))
     blas = [f"{lib.get('internal_api')} {lib.get('version')}" for lib in threadpool_info()
             if lib.get("user_api") == "blas"]
-    return {"gflops": 2 * size**3 / seconds / 1e9, "seconds": seconds, "blas": blas,
+    return {"gflops": 2 * size**3 / seconds / 1e9, "seconds": seconds,
+            "median_gflops": 2 * size**3 / float(np.median(times)) / 1e9, "blas": blas,
             "version": np.__version__}
 
 
@@ -157,10 +160,14 @@ TASKS = {"gemm": gemm, "train": train, "export": export, "predict": predict, "me
 def main():
     spec = json.loads(sys.argv[1])
     common.pin_cores(spec.get("threads", 2))
+    load_start = os.getloadavg()[0]
     try:
         result = TASKS[spec["task"]](spec)
     except ImportError as error:  # an optional contender that is not installed
         result = {"skipped": f"not installed: {error}"}
+    # 1-minute load averages around the measurement: above the thread count means other work
+    # competed for the cores, and the figure is to be trusted less
+    result["load"] = [load_start, os.getloadavg()[0]]
     print("RESULT " + json.dumps(result), flush=True)
 
 
