@@ -53,6 +53,11 @@ def parse_args(argv=None):
                    help="seconds to wait, before each worker, for other processes to leave the "
                         "cores (default 15; 0 to not wait)")
     p.add_argument("--timeout", type=float, default=900, help="seconds before a worker is abandoned")
+    p.add_argument("--readme", action="store_true",
+                   help="also put the tables into bench/README.md, between its 'latest results' markers")
+    p.add_argument("--render", metavar="JSON", default=None,
+                   help="measure nothing: print (and with --readme, put in the README) the tables "
+                        "of an earlier run's results JSON")
     p.add_argument("--out", default=os.path.join(HERE, "results"), help="folder for latest.json/.md")
     args = p.parse_args(argv)
     quick = args.quick
@@ -383,8 +388,21 @@ def versions(records):
     return found
 
 
+def render(path, readme):
+    """Tables again from a results JSON (no measuring): e.g. to put an earlier run in the README."""
+    with open(path) as f:
+        data = json.load(f)
+    args = argparse.Namespace(**data["args"])
+    text = markdown(summarize(data["records"], args), data["machine"], args)
+    print(text)
+    if readme:
+        update_readme(text)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.render:
+        return render(args.render, args.readme)
     load_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     started = time.time()
     records = run_all(args)
@@ -411,6 +429,25 @@ def main(argv=None):
                    "summary": s, "records": records}, f, indent=1)
     with open(os.path.join(args.out, "latest.md"), "w") as f:
         f.write(text + "\n")
+    if args.readme:
+        update_readme(text)
+
+
+BEGIN, END = "<!-- latest results: written by bench/run.py --readme -->", "<!-- end of latest results -->"
+
+
+def update_readme(text):
+    """Replace what lies between the markers in bench/README.md with `text`, its title demoted."""
+    path = os.path.join(HERE, "README.md")
+    with open(path) as f:
+        readme = f.read()
+    if BEGIN not in readme or END not in readme:
+        print(f"bench/README.md has no '{BEGIN}' marker: not updated", file=sys.stderr)
+        return
+    body = text.replace("# fastmlp benchmark", "## Latest results", 1).replace("\n## ", "\n### ")
+    head, rest = readme.split(BEGIN, 1)
+    with open(path, "w") as f:
+        f.write(head + BEGIN + "\n" + body + "\n" + END + rest.split(END, 1)[1])
 
 
 if __name__ == "__main__":
