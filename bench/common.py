@@ -1,0 +1,108 @@
+"""Shared by the driver and the workers: the configurations, the data and the timing rules.
+
+Kept free of any contender's import so that a worker loads only the library it measures."""
+import os
+import time
+
+import numpy as np
+
+N_FEATURES = 784
+N_CLASSES = 10
+LEARNING_RATE = 0.01
+MOMENTUM = 0.9
+
+# name -> (hidden layer sizes, mini-batch size), as issue 6 fixes them
+TRAIN_CONFIGS = {
+    "784-100-10": ((100,), 200),        # scikit-learn's default MLP shape and batch
+    "784-256-256-10": ((256, 256), 64),
+    "784-1024-1024-10": ((1024, 1024), 256),
+}
+
+
+def units(hidden):
+    """[784, *hidden, 10]: the width of every layer, input and output included."""
+    return [N_FEATURES, *hidden, N_CLASSES]
+
+
+def n_weights(hidden):
+    """Number of weights (biases left out: they cost no multiply-add in a GEMM)."""
+    u = units(hidden)
+    return sum(a * b for a, b in zip(u[:-1], u[1:]))
+
+
+def train_flops_per_sample(hidden):
+    # forward 2 flops per weight, backward 2 for the input delta and 2 for the weight gradient
+    return 6 * n_weights(hidden)
+
+
+def predict_flops_per_sample(hidden):
+    return 2 * n_weights(hidden)
+
+
+def mnist_like(n, seed=0):
+    """(X, y): n x 784 float32 'pixels' in [0, 1) and 10 classes that a linear model can learn,
+    so a training run can be sanity-checked by its loss. Made in float32 directly: no float64
+    temporary, which matters for the memory benchmark."""
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, N_FEATURES), dtype=np.float32)
+    teacher = np.random.default_rng(12345).standard_normal((N_FEATURES, N_CLASSES)).astype(np.float32)
+    y = np.empty(n, dtype=np.int64)
+    for start in range(0, n, 4096):  # in chunks: a temporary as large as X would raise peak RSS
+        y[start:start + 4096] = ((X[start:start + 4096] - 0.5) @ teacher).argmax(axis=1)
+    return X, y
+
+
+def glorot_weights(hidden, seed=0):
+    """[(W (n_in, n_out), b (n_out,)), ...] float32, Glorot uniform weights and small biases:
+    the one set of weights every inference contender loads."""
+    rng = np.random.default_rng(seed)
+    u = units(hidden)
+    layers = []
+    for n_in, n_out in zip(u[:-1], u[1:]):
+        bound = np.sqrt(6.0 / (n_in + n_out))
+        W = rng.uniform(-bound, bound, (n_in, n_out)).astype(np.float32)
+        b = rng.uniform(-0.1, 0.1, n_out).astype(np.float32)
+        layers.append((W, b))
+    return layers
+
+
+def thread_env(threads):
+    """Environment that caps the thread pools a worker may load (OpenMP, OpenBLAS, MKL) at
+    `threads`; it must be set before the libraries are imported. XLA has no such variable: the
+    worker pins itself to `threads` cores instead (pin_cores), which bounds every pool alike."""
+    env = dict(os.environ)
+    t = str(threads)
+    env.update(OMP_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t, MKL_NUM_THREADS=t,
+               NUMEXPR_NUM_THREADS=t, VECLIB_MAXIMUM_THREADS=t)
+    return env
+
+
+def pin_cores(threads):
+    """Restrict this process to the first `threads` of its cores (a no-op where it has no more),
+    so that a library which sizes its pool from the machine still computes on `threads` cores."""
+    try:
+        cores = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux: rely on the environment variables alone
+        return
+    if len(cores) > threads:
+        os.sched_setaffinity(0, cores[:threads])
+
+
+def time_epochs(run, first_epoch_seconds, min_seconds, max_epochs=20):
+    """Per-epoch seconds of `run(k)` (k whole epochs), after the warm-up epoch already run.
+
+    k is chosen from the warm-up epoch so that the timed stretch lasts about `min_seconds`
+    (at least one epoch); each call of run(k) is timed as a whole and divided by k."""
+    k = int(np.clip(np.ceil(min_seconds / max(first_epoch_seconds, 1e-6)), 1, max_epochs))
+    started = time.perf_counter()
+    run(k)
+    return (time.perf_counter() - started) / k, k
+
+
+def rss_bytes():
+    """Current resident set size of this process, from /proc (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
