@@ -5,7 +5,7 @@ without early stopping.
 learning_rate_init=0.001, batch_size=min(200, n), tol=1e-4, n_iter_no_change=10, max_iter=200),
 random_state=0 for the model, one thread so the figures do not depend on the machine's load.
 
-    python bench/optimizers_digits.py     (fastmlp installed, or PYTHONPATH=. from the checkout)
+    python bench/optimizers_digits.py     (fastmlp installed, or PYTHONPATH=src after an in-place build)
 """
 import time
 import warnings

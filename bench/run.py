@@ -5,7 +5,7 @@ order rotates each round, so a slow neighbour or a load spike from elsewhere doe
 hit the same contender), and every figure reported is the median over the rounds. Prints
 markdown tables; writes bench/results/latest.json (all raw rounds) and bench/results/latest.md.
 
-fastmlp is imported from this checkout (its root goes on PYTHONPATH for the workers: build it
+fastmlp is imported from this checkout (its src/ goes on PYTHONPATH for the workers: build it
 in place with `python setup.py build_ext --inplace`) or from wherever `pip install .` put it.
 """
 import argparse
@@ -97,7 +97,8 @@ class Runner:
     def worker(self, spec, threads):
         waited = self.wait_idle()
         env = common.thread_env(threads)
-        env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in [env.get("PYTHONPATH")] if p])
+        env["PYTHONPATH"] = os.pathsep.join([os.path.join(ROOT, "src")]
+                                            + [p for p in [env.get("PYTHONPATH")] if p])
         spec = dict(spec, threads=spec.get("threads", threads))
         started = time.perf_counter()
         busy = cpu_busy_seconds()
