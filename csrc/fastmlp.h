@@ -117,11 +117,15 @@ typedef FASTMLP_INPUT_STRUCT(real) FN(fastmlp_input);
 typedef void (*FN(fastmlp_gemm_t))(char *transa, char *transb, int *m, int *n, int *k,
                                    real *alpha, real *a, int *lda, real *b, int *ldb,
                                    real *beta, real *c, int *ldc);
-/* Set once at import by the bridge; every GEMM below goes through it. */
-void FN(fastmlp_set_gemm)(FN(fastmlp_gemm_t) gemm);
+/* and GEMV (sgemv / dgemv), for products of one row */
+typedef void (*FN(fastmlp_gemv_t))(char *trans, int *m, int *n, real *alpha, real *a, int *lda,
+                                   real *x, int *incx, real *beta, real *y, int *incy);
+/* Set once at import by the bridge; every product below goes through them. */
+void FN(fastmlp_set_blas)(FN(fastmlp_gemm_t) gemm, FN(fastmlp_gemv_t) gemv);
 
 /* gemm: C (M, N) = alpha * op(A) (M, K) @ op(B) (K, N) + beta * C, all row-major with row
- * strides lda, ldb, ldc (the Fortran routine sees the transposes, so the operands swap). */
+ * strides lda, ldb, ldc (the Fortran routine sees the transposes, so the operands swap).
+ * One row times an untransposed B goes to GEMV, which streams B once instead of packing it. */
 void FN(gemm)(int trans_a, int trans_b, int M, int N, int K, real alpha, const real *A, int lda,
               const real *B, int ldb, real beta, real *C, int ldc);
 

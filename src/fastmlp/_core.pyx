@@ -2,7 +2,7 @@
 # released, csrc called. Everything arriving here was validated by the estimator (network.py):
 # shapes agree, arrays are C-contiguous in the model's dtype, indices are in range.
 from libc.stdint cimport int32_t, int64_t, uint64_t
-from scipy.linalg.cython_blas cimport sgemm, dgemm
+from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 from cython cimport floating
 
 import numpy as np
@@ -62,8 +62,12 @@ cdef extern from "fastmlp.h" nogil:
                                         int *, float *, int *, float *, float *, int *) noexcept
     ctypedef void (*fastmlp_gemm_t_f64)(char *, char *, int *, int *, int *, double *, double *,
                                         int *, double *, int *, double *, double *, int *) noexcept
-    void fastmlp_set_gemm_f32(fastmlp_gemm_t_f32 gemm)
-    void fastmlp_set_gemm_f64(fastmlp_gemm_t_f64 gemm)
+    ctypedef void (*fastmlp_gemv_t_f32)(char *, int *, int *, float *, float *, int *, float *,
+                                        int *, float *, float *, int *) noexcept
+    ctypedef void (*fastmlp_gemv_t_f64)(char *, int *, int *, double *, double *, int *,
+                                        double *, int *, double *, double *, int *) noexcept
+    void fastmlp_set_blas_f32(fastmlp_gemm_t_f32 gemm, fastmlp_gemv_t_f32 gemv)
+    void fastmlp_set_blas_f64(fastmlp_gemm_t_f64 gemm, fastmlp_gemv_t_f64 gemv)
     int fastmlp_openmp_enabled()
     int fastmlp_max_threads()
 
@@ -97,9 +101,9 @@ cdef extern from "fastmlp.h" nogil:
     int batchnorm_population_f64(double *params, const fastmlp_input_f64 *X, int64_t n,
                                  const fastmlp_net *net, int n_threads)
 
-# every GEMM of the kernels goes to scipy's BLAS: nothing to link at build time
-fastmlp_set_gemm_f32(<fastmlp_gemm_t_f32>sgemm)
-fastmlp_set_gemm_f64(<fastmlp_gemm_t_f64>dgemm)
+# every product of the kernels goes to scipy's BLAS: nothing to link at build time
+fastmlp_set_blas_f32(<fastmlp_gemm_t_f32>sgemm, <fastmlp_gemv_t_f32>sgemv)
+fastmlp_set_blas_f64(<fastmlp_gemm_t_f64>dgemm, <fastmlp_gemv_t_f64>dgemv)
 
 ACTIVATIONS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
 OUTPUTS = {"identity": 0, "logistic": 1, "softmax": 2}

@@ -634,8 +634,9 @@ class Network(BaseEstimator):
         out = np.empty((X.shape[0], self.n_outputs_), dtype=self._params.dtype)
         if X.shape[0] == 0:
             return out
-        n_threads = self._threads()
-        if X.shape[0] > 256 and n_threads > 1:
+        # up to 256 rows, one thread: waking others costs more than they save (and asking how
+        # many cores there are costs a system call, a tenth of a one-row prediction)
+        if X.shape[0] > 256 and (n_threads := self._threads()) > 1:
             with _blas_single_threaded():
                 _core.predict(self._net(), self._input(X), self._params, out, n_threads)
         else:
