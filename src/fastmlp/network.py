@@ -538,8 +538,10 @@ class Network(BaseEstimator):
                 order = rows[self._rng.permutation(n)] if self.shuffle else rows
                 hyper = hyperparameters(self, schedule.learning_rate, schedule.c_schedule)
                 batch_loss[:] = 0
-                stretches, first = [], 0
+                stretches = []
+                first = 0
                 for batches, threads in thread_choice.plan(n_batches):
+                    # consecutive stretches of the epoch's batches, each on its thread count
                     last = first + batches
                     rows_of = order[first * batch_size:last * batch_size]
                     started = time.perf_counter()
@@ -551,11 +553,11 @@ class Network(BaseEstimator):
                     first = last
                 thread_choice.record(stretches)
                 loss = float(batch_loss.sum()) / n
-                seconds = sum(stretch[2] for stretch in stretches)
                 self.n_iter_ += 1
                 self.loss_ = loss
                 self.loss_curve_.append(loss)
                 if self.verbose:
+                    seconds = sum(stretch[2] for stretch in stretches)
                     threads = "+".join(str(stretch[1]) for stretch in stretches)
                     print(f"Epoch {self.n_iter_}: loss {loss:.8f}, {seconds:.3f} s, "
                           f"{n / max(seconds, 1e-12):,.0f} samples/s, {threads} threads")
