@@ -569,25 +569,25 @@ static void FN(chunk_scratch_free)(FN(chunk_scratch) *s)
     free(s->order);
 }
 
-int FN(predict)(real *out, const FN(fastmlp_input) *X, int64_t n, const real *params,
-                const fastmlp_net *net, int n_threads)
+/* Runs body(ctx, scratch, c, i0, rows) on every chunk of rows [i0, i0 + rows) of the n rows,
+ * chunks of c->chunk_rows shared out over up to n_threads threads, each with its own scratch.
+ * The chunks are fixed by n alone, so every GEMM call, and every bit of what the bodies write
+ * per chunk, is the same whatever the thread count. */
+typedef void (*FN(chunk_body))(void *ctx, FN(chunk_scratch) *s, const FN(inference) *c,
+                               int64_t chunk, int64_t i0, int rows);
+
+static int FN(over_chunks)(const FN(inference) *c, int64_t n, int n_threads, FN(chunk_body) body,
+                           void *ctx)
 {
-    /* out (n, n_outputs). Each thread carries its chunk of rows through every layer, so no
-     * barrier is needed and the activations stay in cache. Chunks are fixed blocks of rows, so
-     * every GEMM call, and so every output bit, is the same whatever the thread count. */
-    const int L = net->n_layers, k = net->units[L];
-    FN(inference) c;
-    int status = FN(inference_init)(&c, X, n, params, net);
-    if (status != FASTMLP_OK) { FN(inference_free)(&c); return status; }
-    const int64_t R = c.chunk_rows, n_chunks = (n + R - 1) / R;
-    int threads = n_threads > 0 ? n_threads : 1;
+    const int64_t R = c->chunk_rows, n_chunks = (n + R - 1) / R;
+    int threads = n_threads > 0 ? n_threads : 1, status = FASTMLP_OK;
     if (threads > n_chunks) threads = n_chunks > 0 ? (int)n_chunks : 1;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
     {
         FN(chunk_scratch) s;
-        const int ok = FN(chunk_scratch_init)(&s, &c) == FASTMLP_OK;
+        const int ok = FN(chunk_scratch_init)(&s, c) == FASTMLP_OK;
         if (!ok) {
 #ifdef _OPENMP
 #pragma omp atomic write
@@ -600,14 +600,58 @@ int FN(predict)(real *out, const FN(fastmlp_input) *X, int64_t n, const real *pa
         for (int64_t chunk = 0; chunk < n_chunks; chunk++) {
             if (!ok) continue;
             const int64_t i0 = chunk * R;
-            const int rows = (int)(n - i0 < R ? n - i0 : R);
-            FN(infer_chunk)(out + i0 * k, s.scratch, s.gathered, s.order, &c, i0, rows, L, 0);
-            FN(output_forward)(out + i0 * k, rows, k, net->output);
+            body(ctx, &s, c, chunk, i0, (int)(n - i0 < R ? n - i0 : R));
         }
         FN(chunk_scratch_free)(&s);
     }
+    return status;
+}
+
+/* predict's chunk: the whole network, then the output units */
+static void FN(predict_chunk)(void *out, FN(chunk_scratch) *s, const FN(inference) *c,
+                              int64_t chunk, int64_t i0, int rows)
+{
+    (void)chunk;
+    const int L = c->net->n_layers, k = c->net->units[L];
+    real *dst = (real *)out + i0 * k;
+    FN(infer_chunk)(dst, s->scratch, s->gathered, s->order, c, i0, rows, L, 0);
+    FN(output_forward)(dst, rows, k, c->net->output);
+}
+
+int FN(predict)(real *out, const FN(fastmlp_input) *X, int64_t n, const real *params,
+                const fastmlp_net *net, int n_threads)
+{
+    /* out (n, n_outputs). Each thread carries its chunk of rows through every layer, so no
+     * barrier is needed and the activations stay in cache. */
+    FN(inference) c;
+    int status = FN(inference_init)(&c, X, n, params, net);
+    if (status == FASTMLP_OK)
+        status = FN(over_chunks)(&c, n, n_threads, FN(predict_chunk), out);
     FN(inference_free)(&c);
     return status;
+}
+
+/* batchnorm_population's chunk: the pre-activation of one batch-norm layer, reduced to the
+ * chunk's mean and sum of squared deviations per unit */
+typedef struct { double *chunk_stats; int layer, max_hidden; } FN(population);
+
+static void FN(population_chunk)(void *ctx, FN(chunk_scratch) *s, const FN(inference) *c,
+                                 int64_t chunk, int64_t i0, int rows)
+{
+    const FN(population) *pop = (const FN(population) *)ctx;
+    const int l = pop->layer, n_out = c->net->units[l + 1];
+    const real *a = FN(infer_chunk)(NULL, s->scratch, s->gathered, s->order, c, i0, rows,
+                                    l + 1, 1);
+    double *mean = pop->chunk_stats + chunk * 2 * pop->max_hidden, *m2 = mean + pop->max_hidden;
+    for (int j = 0; j < n_out; j++) { mean[j] = 0; m2[j] = 0; }
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < n_out; j++) mean[j] += a[(int64_t)r * n_out + j];
+    for (int j = 0; j < n_out; j++) mean[j] /= rows;
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < n_out; j++) {
+            const double d = a[(int64_t)r * n_out + j] - mean[j];
+            m2[j] += d * d;
+        }
 }
 
 int FN(batchnorm_population)(real *params, const FN(fastmlp_input) *X, int64_t n,
@@ -632,44 +676,10 @@ int FN(batchnorm_population)(real *params, const FN(fastmlp_input) *X, int64_t n
         free(chunk_stats);
         return FASTMLP_ENOMEM;
     }
-    int threads = n_threads > 0 ? n_threads : 1;
-    if (threads > n_chunks) threads = (int)n_chunks;
     for (int l = 0; l < L - 1 && status == FASTMLP_OK; l++) {
         const int n_out = u[l + 1];
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-        {
-            FN(chunk_scratch) s;
-            const int ok = FN(chunk_scratch_init)(&s, &c) == FASTMLP_OK;
-            if (!ok) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-                status = FASTMLP_ENOMEM;
-            }
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-            for (int64_t chunk = 0; chunk < n_chunks; chunk++) {
-                if (!ok) continue;
-                const int64_t i0 = chunk * R;
-                const int rows = (int)(n - i0 < R ? n - i0 : R);
-                const real *a = FN(infer_chunk)(NULL, s.scratch, s.gathered, s.order, &c, i0,
-                                                rows, l + 1, 1);
-                double *mean = chunk_stats + chunk * 2 * max_hidden, *m2 = mean + max_hidden;
-                for (int j = 0; j < n_out; j++) { mean[j] = 0; m2[j] = 0; }
-                for (int r = 0; r < rows; r++)
-                    for (int j = 0; j < n_out; j++) mean[j] += a[(int64_t)r * n_out + j];
-                for (int j = 0; j < n_out; j++) mean[j] /= rows;
-                for (int r = 0; r < rows; r++)
-                    for (int j = 0; j < n_out; j++) {
-                        const double d = a[(int64_t)r * n_out + j] - mean[j];
-                        m2[j] += d * d;
-                    }
-            }
-            FN(chunk_scratch_free)(&s);
-        }
+        FN(population) pop = {chunk_stats, l, max_hidden};
+        status = FN(over_chunks)(&c, n, n_threads, FN(population_chunk), &pop);
         if (status != FASTMLP_OK) break;
         /* merge the chunks in order into the first chunk's slots */
         double *mean = chunk_stats, *m2 = chunk_stats + max_hidden;
