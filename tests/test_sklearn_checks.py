@@ -15,6 +15,8 @@ SMALL = dict(hidden_layer_sizes=(16,), max_iter=100, learning_rate_init=0.01, ra
              dtype=np.float64, n_threads=1)
 
 
+# the checks fit tiny, noisy data sets for max_iter epochs: stopping there is expected
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @parametrize_with_checks([Network(**SMALL), MLPClassifier(**SMALL), MLPRegressor(**SMALL)])
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
