@@ -45,7 +45,7 @@ void FN(batchnorm_forward)(real *h, real *xhat, const real *mean, const real *in
             xrow[j] = (hrow[j] - mean[j]) * inv_std[j];
             hrow[j] = xrow[j];
         }
-        FN(activation_forward)(hrow, gamma, beta, 1, n, activation, p, seed, t, row0 + r);
+        FN(activation_forward)(hrow, n, gamma, beta, 1, n, 0, activation, p, seed, t, row0 + r);
     }
 }
 

@@ -35,14 +35,16 @@ void FN(gemm)(int trans_a, int trans_b, int M, int N, int K, real alpha, const r
     FN(blas_gemm)(&tb, &ta, &N, &M, &K, &alpha, (real *)B, &ldb, (real *)A, &lda, &beta, C, &ldc);
 }
 
-void FN(activation_forward)(real *h, const real *scale, const real *shift, int rows, int n,
-                            int activation, double p, uint64_t seed, int64_t t, int row0)
+void FN(activation_forward)(real *h, int ld, const real *scale, const real *shift, int rows,
+                            int n, int col0, int activation, double p, uint64_t seed, int64_t t,
+                            int row0)
 {
-    /* h (rows, n). One row at a time so each row is read once from cache for all three steps. */
+    /* h (rows, n), row stride ld. One row at a time so each row is read once from cache for
+     * all three steps. */
     const uint32_t threshold = fastmlp_drop_threshold(p);
     const real keep_scale = p > 0 ? (real)(1.0 / (1.0 - p)) : (real)1;
     for (int r = 0; r < rows; r++) {
-        real *row = h + (int64_t)r * n;
+        real *row = h + (int64_t)r * ld;
         if (scale)
             for (int j = 0; j < n; j++) row[j] = row[j] * scale[j] + shift[j];
         else if (shift)
@@ -63,7 +65,7 @@ void FN(activation_forward)(real *h, const real *scale, const real *shift, int r
         if (p > 0) {
             uint64_t stream = fastmlp_row_stream(seed, t, (int64_t)row0 + r);
             for (int j = 0; j < n; j++)
-                row[j] = fastmlp_keep(stream, j, threshold) ? row[j] * keep_scale : (real)0;
+                row[j] = fastmlp_keep(stream, col0 + j, threshold) ? row[j] * keep_scale : (real)0;
         }
     }
 }
@@ -79,47 +81,55 @@ static inline real FN(derivative)(real y, int activation)
     }
 }
 
-void FN(activation_backward)(real *dh, const real *h, int rows, int n, int activation,
-                             double p, uint64_t seed, int64_t t, int row0)
+void FN(activation_backward)(real *dh, const real *h, int ld, int rows, int n, int col0,
+                             int activation, double p, uint64_t seed, int64_t t, int row0)
 {
-    /* dh, h (rows, n). With dropout, a kept unit's saved output is g(a) / (1 - p). */
+    /* dh, h (rows, n), row stride ld. With dropout, a kept unit's saved output is
+     * g(a) / (1 - p). */
     if (p > 0) {
         const uint32_t threshold = fastmlp_drop_threshold(p);
         const real keep_scale = (real)(1.0 / (1.0 - p)), keep_prob = (real)(1.0 - p);
         for (int r = 0; r < rows; r++) {
-            real *drow = dh + (int64_t)r * n;
-            const real *hrow = h + (int64_t)r * n;
+            real *drow = dh + (int64_t)r * ld;
+            const real *hrow = h + (int64_t)r * ld;
             uint64_t stream = fastmlp_row_stream(seed, t, (int64_t)row0 + r);
             for (int j = 0; j < n; j++)
-                drow[j] = fastmlp_keep(stream, j, threshold)
+                drow[j] = fastmlp_keep(stream, col0 + j, threshold)
                     ? drow[j] * keep_scale * FN(derivative)(hrow[j] * keep_prob, activation)
                     : (real)0;
         }
         return;
     }
     if (activation == FASTMLP_IDENTITY) return;
-    const int64_t size = (int64_t)rows * n;
     /* one branch-free loop per activation so the compiler vectorizes it */
-    switch (activation) {
-    case FASTMLP_RELU:
-        for (int64_t i = 0; i < size; i++) dh[i] = h[i] > 0 ? dh[i] : (real)0;
-        break;
-    case FASTMLP_TANH:
-        for (int64_t i = 0; i < size; i++) dh[i] *= (real)1 - h[i] * h[i];
-        break;
-    case FASTMLP_SIGMOID:
-        for (int64_t i = 0; i < size; i++) dh[i] *= h[i] * ((real)1 - h[i]);
-        break;
+    for (int r = 0; r < rows; r++) {
+        real *d = dh + (int64_t)r * ld;
+        const real *y = h + (int64_t)r * ld;
+        switch (activation) {
+        case FASTMLP_RELU:
+            for (int j = 0; j < n; j++) d[j] = y[j] > 0 ? d[j] : (real)0;
+            break;
+        case FASTMLP_TANH:
+            for (int j = 0; j < n; j++) d[j] *= (real)1 - y[j] * y[j];
+            break;
+        case FASTMLP_SIGMOID:
+            for (int j = 0; j < n; j++) d[j] *= y[j] * ((real)1 - y[j]);
+            break;
+        }
     }
 }
 
 void FN(dense_forward)(real *out, const real *inp, int ld_in, const real *W, const real *b,
-                       int rows, int n_in, int n_out, int activation,
+                       int rows, int n_in, int n_out, int col0, int col1, int activation,
                        double p, uint64_t seed, int64_t t, int row0)
 {
-    /* inp (rows, n_in) stride ld_in, W (n_in, n_out), b (n_out,) or NULL, out (rows, n_out) */
-    FN(gemm)(0, 0, rows, n_out, n_in, (real)1, inp, ld_in, W, n_out, (real)0, out, n_out);
-    FN(activation_forward)(out, NULL, b, rows, n_out, activation, p, seed, t, row0);
+    /* inp (rows, n_in) stride ld_in, W (n_in, n_out), b (n_out,) or NULL, out (rows, n_out):
+     * the columns [col0, col1) of out, from the same columns of W */
+    if (col1 <= col0) return;
+    FN(gemm)(0, 0, rows, col1 - col0, n_in, (real)1, inp, ld_in, W + col0, n_out, (real)0,
+             out + col0, n_out);
+    FN(activation_forward)(out + col0, n_out, NULL, b ? b + col0 : NULL, rows, col1 - col0,
+                           col0, activation, p, seed, t, row0);
 }
 
 void FN(dense_backward_params)(real *dW, const real *inp, const real *delta,
@@ -146,12 +156,17 @@ void FN(bias_backward)(real *db, const real *delta, int B, int n_out, int lo, in
 }
 
 void FN(dense_backward_input)(real *dinp, const real *delta, const real *W, const real *h_in,
-                              int rows, int n_in, int n_out, int activation,
+                              int rows, int n_in, int n_out, int col0, int col1, int activation,
                               double p, uint64_t seed, int64_t t, int row0)
 {
-    /* delta (rows, n_out), W (n_in, n_out), dinp and h_in (rows, n_in) */
-    FN(gemm)(0, 1, rows, n_in, n_out, (real)1, delta, n_out, W, n_out, (real)0, dinp, n_in);
-    if (h_in) FN(activation_backward)(dinp, h_in, rows, n_in, activation, p, seed, t, row0);
+    /* delta (rows, n_out), W (n_in, n_out), dinp and h_in (rows, n_in): the columns
+     * [col0, col1) of dinp, from the rows [col0, col1) of W */
+    if (col1 <= col0) return;
+    FN(gemm)(0, 1, rows, col1 - col0, n_out, (real)1, delta, n_out, W + (int64_t)col0 * n_out,
+             n_out, (real)0, dinp + col0, n_in);
+    if (h_in)
+        FN(activation_backward)(dinp + col0, h_in + col0, n_in, rows, col1 - col0, col0,
+                                activation, p, seed, t, row0);
 }
 
 void FN(sparse_dense_forward)(real *out, const FN(fastmlp_input) *X, const int64_t *order,
@@ -175,7 +190,7 @@ void FN(sparse_dense_forward)(real *out, const FN(fastmlp_input) *X, const int64
         if (shift_W)
             for (int c = 0; c < n_out; c++) orow[c] += shift_W[c];
     }
-    FN(activation_forward)(out, NULL, b, rows, n_out, activation, p, seed, t, row0);
+    FN(activation_forward)(out, n_out, NULL, b, rows, n_out, 0, activation, p, seed, t, row0);
 }
 
 void FN(sparse_dense_backward_params)(real *dW, const FN(fastmlp_input) *X, const int64_t *order,

@@ -131,24 +131,27 @@ void FN(gemm)(int trans_a, int trans_b, int M, int N, int K, real alpha, const r
 
 /* ---- dense.c: layers ---------------------------------------------------------------- */
 
-/* activation_forward: the epilogue that follows each GEMM, in place on h (rows, n), row stride n:
+/* activation_forward: the epilogue that follows each GEMM, in place on h (rows, n), row stride ld:
  *   h = g(h * scale + shift), then dropout: units dropped with probability p are zeroed and kept
- *   ones scaled by 1 / (1 - p). scale may be NULL (1); shift may be NULL (0).
- *   The dropout mask of unit j of batch row row0 + r is keyed by (seed, t, row0 + r, j). */
-void FN(activation_forward)(real *h, const real *scale, const real *shift, int rows, int n,
-                            int activation, double p, uint64_t seed, int64_t t, int row0);
+ *   ones scaled by 1 / (1 - p). scale may be NULL (1); shift may be NULL (0). h may be a block of
+ *   columns [col0, col0 + n) of a wider layer: the dropout mask of unit col0 + j of batch row
+ *   row0 + r is keyed by (seed, t, row0 + r, col0 + j), whatever block computes it. */
+void FN(activation_forward)(real *h, int ld, const real *scale, const real *shift, int rows,
+                            int n, int col0, int activation, double p, uint64_t seed, int64_t t,
+                            int row0);
 
 /* activation_backward: delta = dh * g'(.) in place on dh (rows, n), with g' read from the saved
  *   output h (relu: h > 0, tanh: 1 - h^2, sigmoid: h (1 - h)); with dropout (p > 0) h is the
- *   output after the mask, so dropped units get 0 and kept ones the 1 / (1 - p) factor. */
-void FN(activation_backward)(real *dh, const real *h, int rows, int n, int activation,
-                             double p, uint64_t seed, int64_t t, int row0);
+ *   output after the mask, so dropped units get 0 and kept ones the 1 / (1 - p) factor. dh and h
+ *   have row stride ld and may be the block of columns [col0, col0 + n), as above. */
+void FN(activation_backward)(real *dh, const real *h, int ld, int rows, int n, int col0,
+                             int activation, double p, uint64_t seed, int64_t t, int row0);
 
 /* dense_forward: out (rows, n_out) = g(inp (rows, n_in) @ W (n_in, n_out) + b) for one slab of
- *   rows, the activation (and dropout) fused in while the output is still in cache. inp has row
- *   stride ld_in. b may be NULL. */
+ *   rows, or only its columns [col0, col1), the activation (and dropout) fused in while the
+ *   output is still in cache. inp has row stride ld_in. b may be NULL. */
 void FN(dense_forward)(real *out, const real *inp, int ld_in, const real *W, const real *b,
-                       int rows, int n_in, int n_out, int activation,
+                       int rows, int n_in, int n_out, int col0, int col1, int activation,
                        double p, uint64_t seed, int64_t t, int row0);
 
 /* dense_backward_params: the parameter gradient of one layer over the whole batch, for a slab
@@ -161,10 +164,11 @@ void FN(dense_backward_params)(real *dW, const real *inp, const real *delta,
                                int B, int n_in, int n_out, int lo, int hi, int by_inputs);
 void FN(bias_backward)(real *db, const real *delta, int B, int n_out, int lo, int hi);
 
-/* dense_backward_input: dinp (rows, n_in) = delta (rows, n_out) @ W^T for one slab of rows, then
- *   (when h_in is not NULL) the previous layer's activation_backward fused in: dinp *= g'(h_in). */
+/* dense_backward_input: dinp (rows, n_in) = delta (rows, n_out) @ W^T for one slab of rows, or
+ *   only dinp's columns [col0, col1), then (when h_in is not NULL) the previous layer's
+ *   activation_backward fused in: dinp *= g'(h_in). */
 void FN(dense_backward_input)(real *dinp, const real *delta, const real *W, const real *h_in,
-                              int rows, int n_in, int n_out, int activation,
+                              int rows, int n_in, int n_out, int col0, int col1, int activation,
                               double p, uint64_t seed, int64_t t, int row0);
 
 /* sparse_dense_forward: out (rows, n_out) = X[rows of `order`] @ (W * scale[:, None]) + b for a

@@ -63,6 +63,6 @@ void FN(output_forward)(real *a, int rows, int k, int output)
             for (int j = 0; j < k; j++) arow[j] *= inv;
         }
     } else if (output == FASTMLP_OUT_LOGISTIC) {
-        FN(activation_forward)(a, NULL, NULL, rows, k, FASTMLP_SIGMOID, 0.0, 0, 0, 0);
+        FN(activation_forward)(a, k, NULL, NULL, rows, k, 0, FASTMLP_SIGMOID, 0.0, 0, 0, 0);
     }
 }

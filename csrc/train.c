@@ -223,7 +223,12 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
         FASTMLP_BARRIER
     }
 
-    /* forward, layer by layer on this thread's row slabs */
+    /* forward, layer by layer. A layer whose width exceeds the batch is cut by columns: every
+     * thread multiplies all rows by its columns of W, so each packs only its share of W instead
+     * of all of it (the bigger operand); a layer with fewer units than rows is cut by rows, and
+     * a thread keeps its rows from layer to layer. Either way the cut depends on the shapes, not
+     * on the threads. Rows written by other threads need a barrier before they are read. */
+    int written_by_columns = 0;
     for (int l = 0; l < L; l++) {
         const int n_in = u[l], n_out = u[l + 1], hidden = l < L - 1;
         const int bn = hidden && net->batch_norm;
@@ -234,7 +239,15 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
         /* with batch norm the epilogue waits for the batch statistics */
         const int act_now = bn ? FASTMLP_IDENTITY : act;
         const double p_now = bn ? 0.0 : p;
+        const int by_columns = P > 1 && n_out > B && !(l == 0 && sparse);
+        if (by_columns || written_by_columns) { FASTMLP_BARRIER }
         for (int part = tid; part < P; part += nt) {
+            if (by_columns) {
+                fastmlp_slab(n_out, part, P, &lo, &hi);
+                FN(dense_forward)(v->H[l + 1], v->H[l], n_in, W, b, B, n_in, n_out, (int)lo,
+                                  (int)hi, act_now, p_now, seed, t, 0);
+                continue;
+            }
             fastmlp_slab(B, part, P, &r0, &r1);
             const int rows = (int)(r1 - r0);
             real *out = v->H[l + 1] + r0 * n_out;
@@ -242,9 +255,10 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
                 FN(sparse_dense_forward)(out, X, order + r0, W, b, X->shift ? v->shift_W : NULL,
                                          rows, n_in, n_out, act_now, p_now, seed, t, (int)r0);
             else
-                FN(dense_forward)(out, v->H[l] + r0 * n_in, n_in, W, b, rows, n_in, n_out,
-                                  act_now, p_now, seed, t, (int)r0);
+                FN(dense_forward)(out, v->H[l] + r0 * n_in, n_in, W, b, rows, n_in, n_out, 0,
+                                  n_out, act_now, p_now, seed, t, (int)r0);
         }
+        written_by_columns = by_columns;
         if (bn) {
             FASTMLP_BARRIER
             fastmlp_slab(n_out, tid, nt, &lo, &hi);
@@ -261,8 +275,10 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
                                       c->params + net->beta_offset[l],
                                       (int)(r1 - r0), n_out, act, p, seed, t, (int)r0);
             }
+            written_by_columns = 0;  /* batch norm's epilogue went by rows */
         }
     }
+    if (written_by_columns) { FASTMLP_BARRIER }
     /* the output units and their loss; H[L] becomes the output delta */
     for (int part = tid; part < P; part += nt) {
         fastmlp_slab(B, part, P, &r0, &r1);
@@ -316,12 +332,20 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
         if (l > 0) {
             /* dJ/dh of the layer below, times its activation's derivative (and dropout mask) */
             const double p_below = net->dropout ? net->dropout[l - 1] : 0.0;
+            const int by_columns = P > 1 && n_in > B;  /* as in forward: W is the bigger operand */
             for (int part = tid; part < P; part += nt) {
+                if (by_columns) {
+                    fastmlp_slab(n_in, part, P, &lo, &hi);
+                    FN(dense_backward_input)(v->D[next], delta, c->params + net->w_offset[l],
+                                             v->H[l], B, n_in, n_out, (int)lo, (int)hi,
+                                             net->activation, p_below, seed, t, 0);
+                    continue;
+                }
                 fastmlp_slab(B, part, P, &r0, &r1);
                 FN(dense_backward_input)(v->D[next] + r0 * n_in, delta + r0 * n_out,
                                          c->params + net->w_offset[l], v->H[l] + r0 * n_in,
-                                         (int)(r1 - r0), n_in, n_out, net->activation, p_below,
-                                         seed, t, (int)r0);
+                                         (int)(r1 - r0), n_in, n_out, 0, n_in, net->activation,
+                                         p_below, seed, t, (int)r0);
             }
             delta = v->D[next];
             next ^= 1;
@@ -499,9 +523,9 @@ static real *FN(infer_chunk)(real *out, real *scratch, real *gathered, int64_t *
         else if (bn)
             FN(gemm)(0, 0, rows, n_out, n_in, (real)1, in, n_in, W, n_out, (real)0, dst, n_out);
         else
-            FN(dense_forward)(dst, in, n_in, W, b, rows, n_in, n_out, act, 0.0, 0, 0, 0);
+            FN(dense_forward)(dst, in, n_in, W, b, rows, n_in, n_out, 0, n_out, act, 0.0, 0, 0, 0);
         if (bn && !last_pre)
-            FN(activation_forward)(dst, bn_affine, bn_affine + n_out, rows, n_out, act,
+            FN(activation_forward)(dst, n_out, bn_affine, bn_affine + n_out, rows, n_out, 0, act,
                                    0.0, 0, 0, 0);
         if (bn) bn_affine += 2 * n_out;
         in = dst;
