@@ -31,6 +31,9 @@ static inline void fastmlp_slab(int64_t n, int tid, int nt, int64_t *lo, int64_t
     *lo = n * tid / nt;
     *hi = n * (tid + 1) / nt;
 }
+/* dW (n_in, n_out) is cut by its rows (inputs) when it has at least as many rows as columns,
+ * else by its columns: the backward pass and the optimizer's chunk owners both follow this. */
+static inline int fastmlp_dw_by_inputs(int n_in, int n_out) { return n_in >= n_out; }
 static inline int64_t fastmlp_align(int64_t n) { return (n + 15) & ~(int64_t)15; }
 static inline int fastmlp_thread_id(void)
 {
@@ -139,8 +142,9 @@ static int FN(context_init)(FN(context) *c, real *workspace, const fastmlp_net *
         for (int l = 0; l < L; l++) {
             const int n_in = net->units[l], n_out = net->units[l + 1];
             const int64_t rel = i0 - net->w_offset[l];
-            if (rel < 0 || rel >= (int64_t)n_in * n_out || n_in < n_out) continue;
-            const int64_t row = rel / n_out;  /* dW rows are cut by n_in when n_in >= n_out */
+            if (rel < 0 || rel >= (int64_t)n_in * n_out || !fastmlp_dw_by_inputs(n_in, n_out))
+                continue;
+            const int64_t row = rel / n_out;
             for (int p = 0; p < c->parts; p++) {
                 int64_t lo, hi;
                 fastmlp_slab(n_in, p, c->parts, &lo, &hi);
@@ -318,7 +322,7 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
             FN(sparse_dense_backward_params)(dW, X, order, delta, colsum, B, n_in, n_out,
                                              (int)lo, (int)hi);
         } else {
-            const int by_inputs = n_in >= n_out;
+            const int by_inputs = fastmlp_dw_by_inputs(n_in, n_out);
             for (int part = tid; part < P; part += nt) {
                 fastmlp_slab(by_inputs ? n_in : n_out, part, P, &lo, &hi);
                 FN(dense_backward_params)(dW, v->H[l], delta, B, n_in, n_out, (int)lo, (int)hi,

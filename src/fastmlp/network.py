@@ -74,6 +74,7 @@ def parameter_layout(units, batch_norm, n_normalized):
     return dict(layout, units=np.asarray(units, np.int64), shift_offset=at,
                 n_normalized=n_normalized, size=at + 2 * n_normalized)
 
+
 def _column_statistics(X, sample_weight=None):
     """Per-column mean, population std (ddof=0) and whether every value is 0 or 1, in float64,
     in chunks of rows so that no temporary the size of X is made (sparse X stays sparse).
@@ -384,6 +385,11 @@ class Network(BaseEstimator):
     def _input(self, X):
         return _core.Input(X, self._x_shift, self._x_scale)
 
+    def _work_parts(self, batch_size):
+        """The slabs a training batch's products are cut into: they, never the thread count,
+        fix the bits of the result (csrc/train.c), so training and the gradient check agree."""
+        return _core.work_parts(self._layout["n_weights"], batch_size, available_cores())
+
     # ---------------------------------------------------------------- fitting
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -524,7 +530,7 @@ class Network(BaseEstimator):
         # the slabs a batch's work is cut into fix the bits of the result; the threads that
         # share them out are chosen by timing stretches of epochs (fastmlp/threads.py), kept
         # across fits and partial_fit calls while the work per epoch is alike
-        parts = _core.work_parts(self._layout["n_weights"], batch_size, available_cores())
+        parts = self._work_parts(batch_size)
         work = (n_threads, batch_size, n, tuple(self._layout["units"]), sp.issparse(X))
         if getattr(self, "_thread_choice", (None,))[0] != work:
             self._thread_choice = (work, ThreadChoice(min(parts, n_threads)))
@@ -721,8 +727,7 @@ class Network(BaseEstimator):
         loss = _core.batch_gradient(self._net(), self._input(X), self._params, grads, workspace, Y,
                                     sample_weight, np.arange(n, dtype=np.int64), self.alpha,
                                     self._seed if seed is None else seed, t,
-                                    _core.work_parts(self._layout["n_weights"], n,
-                                                     available_cores()), 1)
+                                    self._work_parts(n), 1)
         return loss, grads
 
     # ---------------------------------------------------------------- pickling
