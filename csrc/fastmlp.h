@@ -19,7 +19,9 @@
 
 #include <stdint.h>
 
-enum { FASTMLP_OK = 0, FASTMLP_ENOMEM = -1 };
+/* FASTMLP_ENONFINITE: predict was asked to check its input and found a row whose first-layer
+ * pre-activation is not finite (a NaN or inf in X, or finite values that overflow) */
+enum { FASTMLP_OK = 0, FASTMLP_ENOMEM = -1, FASTMLP_ENONFINITE = -2 };
 
 /* hidden-unit activations g */
 enum { FASTMLP_IDENTITY = 0, FASTMLP_RELU = 1, FASTMLP_TANH = 2, FASTMLP_SIGMOID = 3 };
@@ -268,9 +270,12 @@ int FN(batch_gradient)(real *grads, double *loss, real *params, real *workspace,
 
 /* predict: out (n, n_outputs) = the network's outputs (probabilities for softmax / logistic)
  *   for every row of X, in inference mode: no dropout, batch norm with its running statistics
- *   folded into a per-unit affine epilogue. Rows are split into chunks across threads. */
+ *   folded into a per-unit affine epilogue. Rows are split into chunks across threads.
+ *   With check_finite (dense X only) it returns FASTMLP_ENONFINITE when a row's first-layer
+ *   pre-activation is not finite: any NaN or inf in a row makes all of them so (NaN and inf
+ *   times any weight are not finite), so the caller need not scan X itself beforehand. */
 int FN(predict)(real *out, const FN(fastmlp_input) *X, int64_t n, const real *params,
-                const fastmlp_net *net, int n_threads);
+                const fastmlp_net *net, int n_threads, int check_finite);
 
 /* batchnorm_population: the lecture's exact alternative to the running averages, after training:
  *   every batch-norm layer's running_mean / running_var (in params) become the mean and the

@@ -478,6 +478,8 @@ typedef struct {
     const FN(fastmlp_input) *X;
     const real *params;
     real *affine;           /* batchnorm_affine's table, or NULL without batch norm */
+    int *nonfinite;         /* set to 1 when a first-layer pre-activation is not finite; NULL:
+                             * no check (see predict) */
     const real *shift_W;    /* (units[1],) centering of a sparse first layer, or NULL */
     int max_hidden;
     /* rows per chunk: FASTMLP_PREDICT_ROWS, or n when fewer, so one-row prediction allocates a
@@ -520,17 +522,30 @@ static real *FN(infer_chunk)(real *out, real *scratch, real *gathered, int64_t *
         const int act = hidden ? net->activation : FASTMLP_IDENTITY;
         const real *W = in_->params + net->w_offset[l];
         const real *b = bn ? NULL : in_->params + net->b_offset[l];
+        const int check = l == 0 && X->dense && in_->nonfinite;
         dst = hidden ? scratch + (int64_t)(l % 2) * R * in_->max_hidden : out;
         if (l == 0 && !X->dense)
             FN(sparse_dense_forward)(dst, X, order, W, b, in_->shift_W, rows, n_in, n_out,
                                      bn ? FASTMLP_IDENTITY : act, 0.0, 0, 0, 0);
-        else if (bn)
+        else if (bn || check)  /* the pre-activation; the epilogue follows */
             FN(gemm)(0, 0, rows, n_out, n_in, (real)1, in, n_in, W, n_out, (real)0, dst, n_out);
         else
             FN(dense_forward)(dst, in, n_in, W, b, rows, n_in, n_out, 0, n_out, act, 0.0, 0, 0, 0);
+        if (check) {
+            int bad = 0;  /* one unit per row tells: a NaN or inf input spoils them all */
+            for (int r = 0; r < rows; r++) bad |= !isfinite(dst[(int64_t)r * n_out]);
+            if (bad) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+                *in_->nonfinite = 1;
+            }
+        }
         if (bn && !last_pre)
             FN(activation_forward)(dst, n_out, bn_affine, bn_affine + n_out, rows, n_out, 0, act,
                                    0.0, 0, 0, 0);
+        else if (check && !bn)
+            FN(activation_forward)(dst, n_out, NULL, b, rows, n_out, 0, act, 0.0, 0, 0, 0);
         if (bn) bn_affine += 2 * n_out;
         in = dst;
     }
@@ -545,6 +560,7 @@ static int FN(inference_init)(FN(inference) *c, const FN(fastmlp_input) *X, int6
     const int L = net->n_layers, *u = net->units, n_features = u[0];
     int hidden_total = 0;
     c->net = net; c->X = X; c->params = params; c->affine = NULL; c->shift_W = NULL;
+    c->nonfinite = NULL;
     c->chunk_rows = n > 0 && n < FASTMLP_PREDICT_ROWS ? n : FASTMLP_PREDICT_ROWS;
     c->max_hidden = 1;
     for (int l = 1; l < L; l++) {
@@ -647,16 +663,20 @@ static void FN(predict_chunk)(void *out, FN(chunk_scratch) *s, const FN(inferenc
 }
 
 int FN(predict)(real *out, const FN(fastmlp_input) *X, int64_t n, const real *params,
-                const fastmlp_net *net, int n_threads)
+                const fastmlp_net *net, int n_threads, int check_finite)
 {
     /* out (n, n_outputs). Each thread carries its chunk of rows through every layer, so no
-     * barrier is needed and the activations stay in cache. */
+     * barrier is needed and the activations stay in cache. The finiteness check reads one
+     * value per row of what the GEMM wrote anyway: scanning X beforehand instead (numpy's
+     * X.sum()) took 2.5 ms of a 22 ms predict_proba of 20000 x 784 rows, on one thread. */
     FN(inference) c;
+    int nonfinite = 0;
     int status = FN(inference_init)(&c, X, n, params, net);
+    if (check_finite) c.nonfinite = &nonfinite;
     if (status == FASTMLP_OK)
         status = FN(over_chunks)(&c, n, n_threads, FN(predict_chunk), out);
     FN(inference_free)(&c);
-    return status;
+    return status == FASTMLP_OK && nonfinite ? FASTMLP_ENONFINITE : status;
 }
 
 /* batchnorm_population's chunk: the pre-activation of one batch-norm layer, reduced to the

@@ -1,6 +1,7 @@
 """The Network estimator and its two task-fixed subclasses, end to end."""
 import numpy as np
 import pytest
+import scipy.sparse
 from conftest import make_targets
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -161,6 +162,49 @@ def test_train_epoch_bits_depend_on_parts_not_threads(dtype):
                for p, loss in results[1:])
     assert not np.array_equal(results[0][0], model._params)
     assert np.all(results[0][1] > 0)
+
+
+@pytest.mark.parametrize("hidden, extra", [
+    ((40, 70), {}),                                      # dW by columns; dH by W's rows
+    ((8,), {"solver": "adam", "alpha": 0.1}),            # dH by rows: the step waits
+    ((40, 70), {"batch_norm": True, "dropout": 0.2}),    # gamma, beta stepped after their use
+    ((40,), {"sparse": True, "alpha": 0.1}),             # sparse input: dW by columns
+])
+def test_every_parameter_is_stepped_once_however_the_batch_is_cut(hidden, extra):
+    """The optimizer's chunks go to the thread that computed their dW slab (csrc/train.c), and
+    the slabs follow the parts: cutting a batch into 1, 2, 3 or 5 parts moves them about and
+    may only change the rounding, never which parameters move or by how much. The shapes
+    cover dW cut by rows and by columns, dJ/dh cut by rows and by W's rows, batch norm,
+    dropout, Adam's two moments, L2 in the loss and a sparse first layer."""
+    extra = dict(extra)
+    sparse = extra.pop("sparse", False)
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(61, 20), rng.randint(0, 4, 61)
+    if sparse:
+        X = scipy.sparse.csr_matrix(np.where(X > 0.7, X, 0.0))
+    model = MLPClassifier(hidden_layer_sizes=hidden, max_iter=1, random_state=0,
+                          dtype=np.float64, n_threads=1, batch_size=16, momentum=0.9,
+                          **extra).partial_fit(X, y, classes=range(4))
+    Y = model._encode_targets(y, first=False)
+    order = rng.permutation(61).astype(np.int64)
+    hyper = fastmlp.optim.hyperparameters(model, 0.05, "constant")
+    results = []
+    for parts in (1, 2, 3, 5):
+        params = model._params.copy()
+        state = np.zeros(2 * model._layout["n_trainable"])
+        grads = np.zeros(model._layout["n_trainable"])
+        workspace = np.zeros(model._net().workspace_size(16, 2, np.float64))
+        batch_loss = np.zeros(4)
+        for epoch_t in (0, 4):  # two epochs, so momentum and Adam's moments carry over
+            _core.train_epoch(model._net(), hyper, model._input(X), params, grads, state,
+                              workspace, batch_loss, Y, None, order, 16, 7, epoch_t, parts, 2)
+        results.append((params, state, batch_loss))
+    n_weights = model._layout["n_weights"]  # (hidden layers under batch norm have no bias)
+    assert np.all(results[0][0][:n_weights] != model._params[:n_weights])
+    for params, state, batch_loss in results[1:]:
+        np.testing.assert_allclose(params, results[0][0], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(state, results[0][1], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(batch_loss, results[0][2], rtol=1e-10)
 
 
 def test_small_batches_are_not_cut():

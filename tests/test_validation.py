@@ -76,6 +76,37 @@ def test_bad_predict_input(X, error, match, quiet):
         clf.predict(X)
 
 
+@pytest.mark.parametrize("value, match", [(np.nan, "NaN"), (np.inf, "infinity"),
+                                          (-np.inf, "infinity")])
+@pytest.mark.parametrize("n_rows", [1, 600])  # one thread; chunks shared by threads
+@pytest.mark.parametrize("normalize", [None, "auto"])
+def test_non_finite_rows_are_refused_on_the_fast_path(value, match, n_rows, normalize, quiet):
+    """An array already of the model's dtype skips scikit-learn's validation; the C side then
+    checks the first layer's pre-activations, which any NaN or inf input spoils, even where
+    relu would map it to 0 (the weights of that feature are all made negative here)."""
+    X = np.abs(rng.randn(600, 3)).astype(np.float32)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0,
+                        normalize=normalize, n_threads=2).fit(X, rng.randint(0, 3, 600))
+    clf.coefs_[0][1] = -np.abs(clf.coefs_[0][1]) - 1
+    X = X[:n_rows].copy()
+    X[-1, 1] = value
+    for method in (clf.predict, clf.predict_proba):
+        with pytest.raises(ValueError, match=match):
+            method(X)
+
+
+def test_finite_input_that_overflows_is_predicted_not_refused(quiet):
+    """Finite values whose products overflow fail the C-side check, but the full validation
+    then finds X finite, and the prediction goes ahead as scikit-learn's would."""
+    clf = MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0,
+                       normalize=None).fit(X_OK.astype(np.float32), rng.randn(20))
+    clf.coefs_[0][:, 0] = 1.0  # three times 3e38 overflows
+    X = np.full((2, 3), 3e38, dtype=np.float32)
+    out = clf.predict(X)
+    assert out.shape == (2,)
+    assert clf._forward(X, check_finite=True) is None  # the C-side check did fail
+
+
 def test_failed_fit_leaves_model_unchanged(quiet):
     clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X_OK, Y_OK)
     params = clf._params.copy()

@@ -93,9 +93,9 @@ cdef extern from "fastmlp.h" nogil:
                            const fastmlp_net *net, double alpha, uint64_t seed, int64_t t,
                            int n_parts, int n_threads)
     int predict_f32(float *out, const fastmlp_input_f32 *X, int64_t n, const float *params,
-                    const fastmlp_net *net, int n_threads)
+                    const fastmlp_net *net, int n_threads, int check_finite)
     int predict_f64(double *out, const fastmlp_input_f64 *X, int64_t n, const double *params,
-                    const fastmlp_net *net, int n_threads)
+                    const fastmlp_net *net, int n_threads, int check_finite)
     int batchnorm_population_f32(float *params, const fastmlp_input_f32 *X, int64_t n,
                                  const fastmlp_net *net, int n_threads)
     int batchnorm_population_f64(double *params, const fastmlp_input_f64 *X, int64_t n,
@@ -281,16 +281,24 @@ def batch_gradient(Net net, Input X, floating[::1] params, floating[::1] grads,
     return loss
 
 
-def predict(Net net, Input X, const floating[::1] params, floating[:, ::1] out, int n_threads):
-    """out (n, n_outputs) = the network's outputs for every row of X, in inference mode."""
+def predict(Net net, Input X, const floating[::1] params, floating[:, ::1] out, int n_threads,
+            bint check_finite=False):
+    """out (n, n_outputs) = the network's outputs for every row of X, in inference mode.
+    With check_finite (dense X): returns False, out undefined, when some row's first-layer
+    pre-activation is not finite (NaN or inf in X, or an overflow); else True."""
     cdef int status
     with nogil:
         if floating is float:
-            status = predict_f32(&out[0, 0], &X.f32, out.shape[0], &params[0], &net.c, n_threads)
+            status = predict_f32(&out[0, 0], &X.f32, out.shape[0], &params[0], &net.c, n_threads,
+                                 check_finite)
         else:
-            status = predict_f64(&out[0, 0], &X.f64, out.shape[0], &params[0], &net.c, n_threads)
+            status = predict_f64(&out[0, 0], &X.f64, out.shape[0], &params[0], &net.c, n_threads,
+                                 check_finite)
+    if status == -2:  # FASTMLP_ENONFINITE
+        return False
     if status != 0:
         raise MemoryError("fastmlp: out of memory in predict")
+    return True
 
 
 def batchnorm_population(Net net, Input X, floating[::1] params, int64_t n, int n_threads):

@@ -637,8 +637,9 @@ class Network(BaseEstimator):
 
     # ---------------------------------------------------------------- prediction
 
-    def _forward(self, X):
-        """The network's outputs (n, n_outputs) for validated rows X."""
+    def _forward(self, X, check_finite=False):
+        """The network's outputs (n, n_outputs) for validated rows X; with check_finite (X a
+        dense array whose finiteness is not yet known), None when some row is not finite."""
         out = np.empty((X.shape[0], self.n_outputs_), dtype=self._params.dtype)
         if X.shape[0] == 0:
             return out
@@ -646,26 +647,31 @@ class Network(BaseEstimator):
         # many cores there are costs a system call, a tenth of a one-row prediction)
         if X.shape[0] > 256 and (n_threads := self._threads()) > 1:
             with _blas_single_threaded():
-                _core.predict(self._net(), self._input(X), self._params, out, n_threads)
+                ok = _core.predict(self._net(), self._input(X), self._params, out, n_threads,
+                                   check_finite)
         else:
-            _core.predict(self._net(), self._input(X), self._params, out, 1)
-        return out
+            ok = _core.predict(self._net(), self._input(X), self._params, out, 1, check_finite)
+        return out if ok else None
 
-    def _check_fitted_X(self, X):
+    def _outputs(self, X):
+        """The network's outputs for X as the user gave it, validated as scikit-learn does."""
         if not hasattr(self, "_params"):
             check_is_fitted(self, "_params")
         if (type(X) is np.ndarray and X.dtype == self._params.dtype and X.ndim == 2
                 and X.flags.c_contiguous and 0 < X.shape[0] and X.shape[1] == self.n_features_in_
-                and not hasattr(self, "feature_names_in_") and np.isfinite(X.sum())):
+                and not hasattr(self, "feature_names_in_")):
             # Already what the C side reads: validate_data would only confirm it, at ~80 us,
-            # three times the forward pass of one row. A non-finite sum (a NaN/inf, or an
-            # overflow of finite values) takes the full path, which tells which.
-            return X
-        return self._validate_X(X, reset=False)
+            # three times the forward pass of one row. Finiteness is checked in C on the first
+            # layer's pre-activations; a row that fails (a NaN or inf, or finite values that
+            # overflow) sends X down the full path, which tells which.
+            out = self._forward(X, check_finite=True)
+            if out is not None:
+                return out
+        return self._forward(self._validate_X(X, reset=False))
 
     def predict(self, X):
         """Class labels (classification) or predicted values (regression) for X."""
-        out = self._forward(self._check_fitted_X(X))
+        out = self._outputs(X)
         if self._fitted_task == "regression":
             return out.ravel() if self._y_1d else out
         return self._label_binarizer.inverse_transform(out)
@@ -674,7 +680,7 @@ class Network(BaseEstimator):
                   != "regression")
     def predict_proba(self, X):
         """Class probabilities (n, n_classes); a multilabel model gives each label's."""
-        out = self._forward(self._check_fitted_X(X))
+        out = self._outputs(X)
         if self._fitted_task != "classification":
             raise AttributeError("predict_proba is only available after fitting on class labels")
         if self.out_activation_ == "logistic" and len(self.classes_) == 2 \
