@@ -52,6 +52,10 @@ def parse_args(argv=None):
     p.add_argument("--wait-idle", type=float, default=15,
                    help="seconds to wait, before each worker, for other processes to leave the "
                         "cores (default 15; 0 to not wait)")
+    p.add_argument("--wait-near", type=float, default=60,
+                   help="seconds to wait, before each worker, for the first two cores to share a "
+                        "cache (bench/placement.c: a virtual machine's vCPUs move between physical "
+                        "cores; default 60; 0 to not wait)")
     p.add_argument("--timeout", type=float, default=900, help="seconds before a worker is abandoned")
     p.add_argument("--readme", action="store_true",
                    help="also put the tables into bench/README.md, between its 'latest results' markers")
@@ -77,10 +81,49 @@ def parse_args(argv=None):
     return args
 
 
+NEAR_NS = 150  # round trip between cores sharing an L3 here: 50-90 ns; not sharing: 300-370
+
+
+class Placement:
+    """bench/placement.c, built on first use with the C compiler fastmlp's build needs anyway:
+    the round trip of a cache line between the first two cores, in ns (None: not measurable)."""
+
+    def __init__(self, out):
+        self.binary = os.path.join(out, "placement.tmp")
+        try:
+            os.makedirs(out, exist_ok=True)
+            subprocess.run(["cc", "-O2", "-pthread", os.path.join(HERE, "placement.c"), "-o",
+                            self.binary], check=True, capture_output=True, timeout=120)
+        except (OSError, subprocess.SubprocessError):
+            self.binary = None
+
+    def round_trip_ns(self):
+        if self.binary is None:
+            return None
+        try:
+            value = float(subprocess.run([self.binary], capture_output=True, text=True,
+                                         timeout=30).stdout.strip())
+        except (OSError, ValueError, subprocess.SubprocessError):
+            return None
+        return None if value != value else value  # NaN: a single core
+
+
 class Runner:
     def __init__(self, args):
         self.args = args
         self.records = []  # every worker's spec and result, in the order run
+        self.placement = Placement(args.out)
+
+    def wait_near(self):
+        """Wait (up to --wait-near seconds) until the first two cores share a cache, so that every
+        contender is measured on the same kind of placement (bench/placement.c says why).
+        Returns the round trip in ns when the worker starts."""
+        started = time.perf_counter()
+        ns = self.placement.round_trip_ns()
+        while ns is not None and ns >= NEAR_NS and time.perf_counter() - started < self.args.wait_near:
+            time.sleep(1.0)
+            ns = self.placement.round_trip_ns()
+        return ns
 
     def wait_idle(self):
         """Wait (up to --wait-idle seconds) until other processes use under a quarter of the
@@ -96,6 +139,7 @@ class Runner:
 
     def worker(self, spec, threads):
         waited = self.wait_idle()
+        round_trip_before = self.wait_near() if threads > 1 else None
         env = common.thread_env(threads)
         env["PYTHONPATH"] = os.pathsep.join([os.path.join(ROOT, "src")]
                                             + [p for p in [env.get("PYTHONPATH")] if p])
@@ -121,11 +165,15 @@ class Runner:
         result["foreign_cpu_share"] = max(0.0, (cpu_busy_seconds() - busy - own)
                                           / (result["wall_seconds"] * CORES))
         result["waited_idle_seconds"] = waited
+        if threads > 1:  # where the cores were when the worker started and when it ended
+            result["core_round_trip_ns"] = [round_trip_before, self.placement.round_trip_ns()]
         self.records.append({"spec": spec, "result": result})
         status = result.get("error", result.get("skipped", "ok"))
         print(f"  {spec['task']:8s} {spec.get('contender', ''):22s} {spec.get('config', ''):17s} "
               f"n={spec.get('n', spec.get('rows', ''))!s:6s} t={spec['threads']} "
-              f"{result['wall_seconds']:6.1f} s  other {100 * result['foreign_cpu_share']:3.0f}%  {status.splitlines()[-1][:90] if status != 'ok' else 'ok'}",
+              f"{result['wall_seconds']:6.1f} s  other {100 * result['foreign_cpu_share']:3.0f}%  "
+              f"cores {'/'.join(fmt(x, '.0f') for x in result.get('core_round_trip_ns', []))} ns  "
+              f"{status.splitlines()[-1][:90] if status != 'ok' else 'ok'}",
               file=sys.stderr, flush=True)
         return result
 
@@ -292,6 +340,11 @@ def summarize(records, args):
     return s
 
 
+def far(result):
+    """Whether the worker's first two cores did not share a cache when it started or ended."""
+    return any(ns is not None and ns >= NEAR_NS for ns in result.get("core_round_trip_ns", []))
+
+
 def fmt(x, spec=",.0f"):
     return "–" if x is None else format(x, spec)
 
@@ -308,7 +361,13 @@ def markdown(s, machine, args):
            f"**{fmt(s['gemm_gflops'], '.1f')} GFLOP/s**  ",
            f"Noise: other processes used over 10% of the machine during {machine['loaded']} of "
            f"{machine['measurements']} measurements (median share {100 * machine['foreign_median']:.0f}%; "
-           "`foreign_cpu_share` per record in latest.json)", ""]
+           "`foreign_cpu_share` per record in latest.json)" + ("  " if machine.get("placed") else ""),
+           *([f"Placement: before each {machine['threads']}-thread worker the driver waited (up to "
+              f"{getattr(args, 'wait_near', 0):.0f} s) for its first two cores to share a cache (a "
+              f"cache line's round trip under {NEAR_NS} ns; bench/placement.c says why); "
+              f"{machine['far']} of {machine['placed']} such measurements started or ended on cores "
+              "that did not (`core_round_trip_ns` per record)"] if machine.get("placed") else []),
+           ""]
     if s["train"]:
         out += [f"## Training: float32, SGD momentum 0.9, shuffled, n = {args.n} rows × 784, "
                 f"10 classes (medians of {args.rounds} rounds)", "",
@@ -420,7 +479,10 @@ def main(argv=None):
                "measurements": len(records),
                "loaded": sum(1 for r in records if r["result"].get("foreign_cpu_share", 0) > 0.1),
                "foreign_median": statistics.median([r["result"].get("foreign_cpu_share", 0)
-                                                    for r in records] or [0])}
+                                                    for r in records] or [0]),
+               "far": sum(1 for r in records if far(r["result"])),
+               "placed": sum(1 for r in records
+                             if any(r["result"].get("core_round_trip_ns") or [None]))}
     text = markdown(s, machine, args)
     print(text)
     os.makedirs(args.out, exist_ok=True)
