@@ -133,16 +133,17 @@ void FN(dense_forward)(real *out, const real *inp, int ld_in, const real *W, con
 }
 
 void FN(dense_backward_params)(real *dW, const real *inp, const real *delta,
-                               int B, int n_in, int n_out, int lo, int hi, int by_inputs)
+                               int B, int n_in, int n_out, int lo, int hi, int by_inputs,
+                               real beta)
 {
     /* inp (B, n_in), delta (B, n_out), dW (n_in, n_out) */
     if (hi <= lo) return;
     if (by_inputs)
         FN(gemm)(1, 0, hi - lo, n_out, B, (real)1, inp + lo, n_in, delta, n_out,
-                 (real)0, dW + (int64_t)lo * n_out, n_out);
+                 beta, dW + (int64_t)lo * n_out, n_out);
     else
         FN(gemm)(1, 0, n_in, hi - lo, B, (real)1, inp, n_in, delta + lo, n_out,
-                 (real)0, dW + lo, n_out);
+                 beta, dW + lo, n_out);
 }
 
 void FN(bias_backward)(real *db, const real *delta, int B, int n_out, int lo, int hi)

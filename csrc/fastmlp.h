@@ -158,12 +158,13 @@ void FN(dense_forward)(real *out, const real *inp, int ld_in, const real *W, con
 
 /* dense_backward_params: the parameter gradient of one layer over the whole batch, for a slab
  *   of it (threads take disjoint slabs, so they never write the same memory):
- *   dW[lo:hi, :] = inp[:, lo:hi]^T @ delta           when by_inputs (slab of W's rows)
- *   dW[:, lo:hi] = inp^T @ delta[:, lo:hi]           otherwise (slab of W's columns)
- *   db[lo:hi] = sum over rows of delta[:, lo:hi]     when db is not NULL (columns only).
- *   inp (B, n_in), delta (B, n_out). */
+ *   dW[lo:hi, :] = beta * dW[lo:hi, :] + inp[:, lo:hi]^T @ delta   when by_inputs (W's rows)
+ *   dW[:, lo:hi] = beta * dW[:, lo:hi] + inp^T @ delta[:, lo:hi]   otherwise (W's columns)
+ *   inp (B, n_in), delta (B, n_out). beta is 0 for a plain gradient; SGD momentum passes its
+ *   velocity, already times the momentum, as dW and beta = 1 (train.c). */
 void FN(dense_backward_params)(real *dW, const real *inp, const real *delta,
-                               int B, int n_in, int n_out, int lo, int hi, int by_inputs);
+                               int B, int n_in, int n_out, int lo, int hi, int by_inputs,
+                               real beta);
 void FN(bias_backward)(real *db, const real *delta, int B, int n_out, int lo, int hi);
 
 /* dense_backward_input: dinp (rows, n_in) = delta (rows, n_out) @ W^T for one slab of rows, or
@@ -235,6 +236,14 @@ void FN(output_forward)(real *a, int rows, int k, int output);
  *   the weights' squares before the update over [lo, hi), the L2 term of the batch's loss. */
 double FN(optim_step)(real *params, const real *grads, real *state, const fastmlp_optim *opt,
                       int64_t t, int64_t n_weights, int64_t n_trainable, int64_t lo, int64_t hi);
+
+/* momentum_finish: SGD momentum (not Nesterov) on params[lo, hi) of weights whose velocity the
+ *   backward GEMM already updated, state[0] = (momentum * v) + dJ/dW: adds alpha * params to
+ *   it and steps, params -= lr * state[0], the same update as optim_step's; then, unless last,
+ *   leaves momentum * state[0] for the next batch's GEMM (see train.c). Returns the sum of the
+ *   weights' squares before the update. */
+double FN(momentum_finish)(real *params, real *state, const fastmlp_optim *opt, int64_t t,
+                           int64_t lo, int64_t hi, int last);
 
 /* ---- train.c: whole epochs without returning to Python -------------------------------- */
 

@@ -61,13 +61,51 @@ static double FN(step_range)(real *p, const real *grad, real *s0, real *s1,
     return sumsq;
 }
 
+static double FN(step_rate)(const fastmlp_optim *opt, int64_t t)
+{
+    return opt->schedule == FASTMLP_LR_INVSCALING
+               ? opt->learning_rate / pow((double)t, opt->power_t)
+               : opt->learning_rate;
+}
+
+double FN(momentum_finish)(real *params, real *state, const fastmlp_optim *opt, int64_t t,
+                           int64_t lo, int64_t hi, int last)
+{
+    /* v holds this batch's velocity; unless this is the call's last batch, it leaves
+     * momentum * v for the next batch's GEMM to add its gradient to (beta = 1: no pass of
+     * BLAS's own over its output). Two to four streams instead of optim_step's five. */
+    const real lr = (real)FN(step_rate)(opt, t), decay = (real)opt->alpha;
+    const real mu = (real)opt->momentum;
+    real *p = params, *v = state;
+    double sumsq = 0;
+    if (decay != 0)
+        for (int64_t i = lo; i < hi; i++) sumsq += (double)p[i] * p[i];
+    if (decay != 0 && last)
+        for (int64_t i = lo; i < hi; i++) {
+            v[i] += decay * p[i];
+            p[i] -= lr * v[i];
+        }
+    else if (decay != 0)
+        for (int64_t i = lo; i < hi; i++) {
+            const real vi = v[i] + decay * p[i];
+            p[i] -= lr * vi;
+            v[i] = mu * vi;
+        }
+    else if (last)
+        for (int64_t i = lo; i < hi; i++) p[i] -= lr * v[i];
+    else
+        for (int64_t i = lo; i < hi; i++) {
+            p[i] -= lr * v[i];
+            v[i] *= mu;
+        }
+    return sumsq;
+}
+
 double FN(optim_step)(real *params, const real *grads, real *state, const fastmlp_optim *opt,
                       int64_t t, int64_t n_weights, int64_t n_trainable, int64_t lo, int64_t hi)
 {
     /* params, grads (n_trainable,) of the flat layout; state (2, n_trainable) */
-    const double lr = opt->schedule == FASTMLP_LR_INVSCALING
-                          ? opt->learning_rate / pow((double)t, opt->power_t)
-                          : opt->learning_rate;
+    const double lr = FN(step_rate)(opt, t);
     real *s0 = state, *s1 = state + n_trainable;
     const int64_t mid = hi < n_weights ? hi : (lo > n_weights ? lo : n_weights);
     double sumsq = FN(step_range)(params, grads, s0, s1, opt, (real)lr, (real)opt->alpha, t,

@@ -164,6 +164,41 @@ def test_train_epoch_bits_depend_on_parts_not_threads(dtype):
     assert np.all(results[0][1] > 0)
 
 
+@pytest.mark.parametrize("alpha", [0.0, 0.1])
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_an_epoch_in_stretches_gives_the_bits_of_one_call(alpha, nesterov):
+    """The thread-count probe runs an epoch as two calls; SGD momentum keeps its velocity
+    pre-scaled between the batches of one call (csrc/train.c), so a call boundary must give
+    the same bits as no boundary, with and without the L2 term."""
+    rng = np.random.RandomState(1)
+    X, y = rng.rand(230, 20).astype(np.float32), rng.randint(0, 3, 230)
+    model = MLPClassifier(hidden_layer_sizes=(40, 30), max_iter=1, random_state=0,
+                          solver="sgd", momentum=0.9, nesterovs_momentum=nesterov, alpha=alpha,
+                          n_threads=1, batch_size=20).partial_fit(X, y, classes=range(3))
+    Y = model._encode_targets(y, first=False)
+    order = rng.permutation(230).astype(np.int64)
+    hyper = fastmlp.optim.hyperparameters(model, 0.05, "constant")
+    velocity = rng.randn(2 * model._layout["n_trainable"]).astype(np.float32)  # a warm start
+    results = []
+    for cuts in ([0, 230], [0, 40, 230], [0, 20, 120, 140, 230]):
+        params, state = model._params.copy(), velocity.copy()
+        grads = np.zeros(model._layout["n_trainable"], dtype=np.float32)
+        workspace = np.zeros(model._net().workspace_size(20, 1, np.float32), dtype=np.float32)
+        batch_loss = np.zeros(12)
+        t = 0
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            t = _core.train_epoch(model._net(), hyper, model._input(X), params, grads, state,
+                                  workspace, batch_loss[a // 20:], Y, None, order[a:b], 20, 7,
+                                  t, 1, 1)
+        assert t == 12
+        results.append((params, state, batch_loss))
+    assert not np.array_equal(results[0][1], velocity)
+    for params, state, batch_loss in results[1:]:
+        assert np.array_equal(params, results[0][0])
+        assert np.array_equal(state, results[0][1])
+        assert np.array_equal(batch_loss, results[0][2])
+
+
 @pytest.mark.parametrize("hidden, extra", [
     ((40, 70), {}),                                      # dW by columns; dH by W's rows
     ((8,), {"solver": "adam", "alpha": 0.1}),            # dH by rows: the step waits
