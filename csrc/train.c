@@ -35,6 +35,10 @@ static inline void fastmlp_slab(int64_t n, int tid, int nt, int64_t *lo, int64_t
  * else by its columns: the backward pass and the optimizer's chunk owners both follow this. */
 static inline int fastmlp_dw_by_inputs(int n_in, int n_out) { return n_in >= n_out; }
 static inline int64_t fastmlp_align(int64_t n) { return (n + 15) & ~(int64_t)15; }
+static inline int64_t fastmlp_clamp(int64_t x, int64_t lo, int64_t hi)
+{
+    return x < lo ? lo : (x > hi ? hi : x);
+}
 static inline int fastmlp_thread_id(void)
 {
 #ifdef _OPENMP
@@ -176,14 +180,20 @@ static void FN(context_free)(FN(context) *c)
     free(c->chunk_part);
 }
 
+/* The optimizer's chunk: params[lo, hi), FASTMLP_STEP_CHUNK of the flat buffer's trainable part */
+static void FN(chunk_range)(const FN(context) *c, int64_t chunk, int64_t *lo, int64_t *hi)
+{
+    *lo = chunk * FASTMLP_STEP_CHUNK;
+    *hi = fastmlp_clamp(*lo + FASTMLP_STEP_CHUNK, *lo, c->net->n_trainable);
+}
+
 /* The optimizer step of params[lo, hi), as step t: momentum_finish on the weights whose
  * velocity the GEMMs updated (last: the call's last batch), optim_step on the rest. Returns
  * the weights' sum of squares. */
 static double FN(step_chunk)(FN(context) *c, int64_t t, int64_t lo, int64_t hi, int last)
 {
     const fastmlp_net *net = c->net;
-    const int64_t a = c->fused_lo < lo ? lo : (c->fused_lo > hi ? hi : c->fused_lo);
-    const int64_t b = c->fused_hi < a ? a : (c->fused_hi > hi ? hi : c->fused_hi);
+    const int64_t a = fastmlp_clamp(c->fused_lo, lo, hi), b = fastmlp_clamp(c->fused_hi, a, hi);
     double sumsq = 0;
     if (lo < a)
         sumsq += FN(optim_step)(c->params, c->grads, c->state, c->opt, t, net->n_weights,
@@ -425,14 +435,12 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
         double data_loss = 0;
         /* v := momentum * v on the fused weights, each chunk by its owner; the first GEMM to
          * add to it comes after the barriers of the first batch's forward pass */
-        for (int64_t chunk = 0; chunk < c.n_chunks && c.fused_hi > c.fused_lo; chunk++) {
+        for (int64_t chunk = 0; chunk < c.n_chunks; chunk++) {
             if (c.chunk_part[chunk] % nt != tid) continue;
-            const int64_t lo = chunk * FASTMLP_STEP_CHUNK < c.fused_lo ? c.fused_lo
-                                                                      : chunk * FASTMLP_STEP_CHUNK;
-            const int64_t hi = (chunk + 1) * FASTMLP_STEP_CHUNK < c.fused_hi
-                                   ? (chunk + 1) * FASTMLP_STEP_CHUNK : c.fused_hi;
-            const real mu = (real)opt->momentum;
-            for (int64_t i = lo; i < hi; i++) state[i] *= mu;
+            int64_t lo, hi;
+            FN(chunk_range)(&c, chunk, &lo, &hi);
+            const int64_t a = fastmlp_clamp(c.fused_lo, lo, hi), b = fastmlp_clamp(c.fused_hi, a, hi);
+            for (int64_t i = a; i < b; i++) state[i] *= (real)opt->momentum;
         }
         for (int64_t batch = 0; batch < n_batches; batch++) {
             const int64_t b0 = batch * batch_size;
@@ -447,9 +455,8 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
             }
             for (int64_t chunk = 0; chunk < c.n_chunks; chunk++) {
                 if (c.chunk_part[chunk] % nt != tid) continue;  /* parts go tid, tid + nt, ... */
-                const int64_t lo = chunk * FASTMLP_STEP_CHUNK;
-                const int64_t hi = lo + FASTMLP_STEP_CHUNK < net->n_trainable
-                                       ? lo + FASTMLP_STEP_CHUNK : net->n_trainable;
+                int64_t lo, hi;
+                FN(chunk_range)(&c, chunk, &lo, &hi);
                 c.chunk_sumsq[chunk] = FN(step_chunk)(&c, step, lo, hi,
                                                       batch == n_batches - 1);
             }
