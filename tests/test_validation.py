@@ -79,14 +79,16 @@ def test_bad_predict_input(X, error, match, quiet):
 @pytest.mark.parametrize("value, match", [(np.nan, "NaN"), (np.inf, "infinity"),
                                           (-np.inf, "infinity")])
 @pytest.mark.parametrize("n_rows", [1, 600])  # one thread; chunks shared by threads
-@pytest.mark.parametrize("normalize", [None, "auto"])
-def test_non_finite_rows_are_refused_on_the_fast_path(value, match, n_rows, normalize, quiet):
+@pytest.mark.parametrize("normalize, batch_norm", [(None, False), ("auto", False), (None, True)])
+def test_non_finite_rows_are_refused_on_the_fast_path(value, match, n_rows, normalize,
+                                                      batch_norm, quiet):
     """An array already of the model's dtype skips scikit-learn's validation; the C side then
     checks the first layer's pre-activations, which any NaN or inf input spoils, even where
     relu would map it to 0 (the weights of that feature are all made negative here)."""
     X = np.abs(rng.randn(600, 3)).astype(np.float32)
     clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0,
-                        normalize=normalize, n_threads=2).fit(X, rng.randint(0, 3, 600))
+                        normalize=normalize, batch_norm=batch_norm,
+                        n_threads=2).fit(X, rng.randint(0, 3, 600))
     clf.coefs_[0][1] = -np.abs(clf.coefs_[0][1]) - 1
     X = X[:n_rows].copy()
     X[-1, 1] = value
