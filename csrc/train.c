@@ -187,13 +187,21 @@ static void FN(chunk_range)(const FN(context) *c, int64_t chunk, int64_t *lo, in
     *hi = fastmlp_clamp(*lo + FASTMLP_STEP_CHUNK, *lo, c->net->n_trainable);
 }
 
+/* [*a, *b): the part of params[lo, hi) whose velocity the backward GEMMs update */
+static void FN(fused_part)(const FN(context) *c, int64_t lo, int64_t hi, int64_t *a, int64_t *b)
+{
+    *a = fastmlp_clamp(c->fused_lo, lo, hi);
+    *b = fastmlp_clamp(c->fused_hi, *a, hi);
+}
+
 /* The optimizer step of params[lo, hi), as step t: momentum_finish on the weights whose
  * velocity the GEMMs updated (last: the call's last batch), optim_step on the rest. Returns
  * the weights' sum of squares. */
 static double FN(step_chunk)(FN(context) *c, int64_t t, int64_t lo, int64_t hi, int last)
 {
     const fastmlp_net *net = c->net;
-    const int64_t a = fastmlp_clamp(c->fused_lo, lo, hi), b = fastmlp_clamp(c->fused_hi, a, hi);
+    int64_t a, b;
+    FN(fused_part)(c, lo, hi, &a, &b);
     double sumsq = 0;
     if (lo < a)
         sumsq += FN(optim_step)(c->params, c->grads, c->state, c->opt, t, net->n_weights,
@@ -437,9 +445,9 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
          * add to it comes after the barriers of the first batch's forward pass */
         for (int64_t chunk = 0; chunk < c.n_chunks; chunk++) {
             if (c.chunk_part[chunk] % nt != tid) continue;
-            int64_t lo, hi;
+            int64_t lo, hi, a, b;
             FN(chunk_range)(&c, chunk, &lo, &hi);
-            const int64_t a = fastmlp_clamp(c.fused_lo, lo, hi), b = fastmlp_clamp(c.fused_hi, a, hi);
+            FN(fused_part)(&c, lo, hi, &a, &b);
             for (int64_t i = a; i < b; i++) state[i] *= (real)opt->momentum;
         }
         for (int64_t batch = 0; batch < n_batches; batch++) {

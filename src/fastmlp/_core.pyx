@@ -12,6 +12,8 @@ import scipy.sparse as sp
 cnp.import_array()
 
 cdef extern from "fastmlp.h" nogil:
+    enum:
+        FASTMLP_ENONFINITE
     ctypedef struct fastmlp_net:
         int n_layers
         const int *units
@@ -294,7 +296,7 @@ def predict(Net net, Input X, const floating[::1] params, floating[:, ::1] out, 
         else:
             status = predict_f64(&out[0, 0], &X.f64, out.shape[0], &params[0], &net.c, n_threads,
                                  check_finite)
-    if status == -2:  # FASTMLP_ENONFINITE
+    if status == FASTMLP_ENONFINITE:
         return False
     if status != 0:
         raise MemoryError("fastmlp: out of memory in predict")
