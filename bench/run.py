@@ -260,6 +260,16 @@ def first_error(records, **match):
     return "no result"
 
 
+def rate_or_error(rows, records, key, contender, config):
+    """The contender's median `key` on config; None when it has none, and then, if it was run,
+    a row saying why goes into rows."""
+    rate = median_of(records, key, contender=contender, config=config)
+    if rate is None and any(r["spec"].get("contender") == contender for r in records):
+        rows.append({"config": config, "contender": contender,
+                     "error": first_error(records, contender=contender, config=config)})
+    return rate
+
+
 def summarize(records, args):
     s = {"gemm_gflops": median_of(records, "gflops", task="gemm"), "train": [], "predict": [],
          "memory": [], "scaling": {}}
@@ -270,11 +280,8 @@ def summarize(records, args):
         flops = common.train_flops_per_sample(hidden)
         rows = []
         for c in CONTENDERS_TRAIN:
-            rate = median_of(train_records, "samples_per_second", contender=c, config=config)
+            rate = rate_or_error(rows, train_records, "samples_per_second", c, config)
             if rate is None:
-                if any(r["spec"].get("contender") == c for r in train_records):
-                    rows.append({"config": config, "contender": c,
-                                 "error": first_error(train_records, contender=c, config=config)})
                 continue
             best = max(r["result"]["samples_per_second"] for r in train_records
                        if r["spec"]["contender"] == c and r["spec"]["config"] == config
@@ -302,11 +309,8 @@ def summarize(records, args):
         hidden, _ = common.TRAIN_CONFIGS[config]
         rows = []
         for c in CONTENDERS_PREDICT:
-            rate = median_of(predict_records, "rows_per_second", contender=c, config=config)
+            rate = rate_or_error(rows, predict_records, "rows_per_second", c, config)
             if rate is None:
-                if any(r["spec"].get("contender") == c for r in predict_records):
-                    rows.append({"config": config, "contender": c,
-                                 "error": first_error(predict_records, contender=c, config=config)})
                 continue
             row = {"config": config, "contender": c, "rows_per_second": rate,
                    "gflops": rate * common.predict_flops_per_sample(hidden) / 1e9}
