@@ -250,38 +250,96 @@ def test_small_batches_are_not_cut():
     assert _core.work_parts(10**6, 256, 1) == 1
 
 
-def test_thread_choice_probes_the_other_count_and_keeps_the_faster():
-    """Epoch 0 warms up on `most` threads; epoch 1, then every PROBE_EVERY epochs, runs its
-    first eighth of batches on the other count; the faster per row is kept."""
-    every = threads_module.PROBE_EVERY
-    per_row = {1: 1.0, 2: 3.0}  # one thread is faster: a loaded machine
-    choice = threads_module.ThreadChoice(2)
+class _Epochs:
+    """Runs ThreadChoice's plans against made-up seconds per row for each thread count."""
 
-    def epoch(n_batches=16, batch=10):
-        plan = choice.plan(n_batches)
+    def __init__(self):
+        self.choice = threads_module.ThreadChoice(2)
+        self.per_row = {1: 1.0, 2: 1.0}
+
+    def __call__(self, n_batches=16, batch=10):
+        plan = self.choice.plan(n_batches)
         assert sum(batches for batches, _ in plan) == n_batches
-        choice.record([(b * batch, threads, b * batch * per_row[threads])
-                       for b, threads in plan])
+        self.choice.record([(b * batch, threads, b * batch * self.per_row[threads])
+                            for b, threads in plan])
         return plan
 
+
+def test_thread_choice_probes_at_the_tail_of_the_warm_up_and_keeps_the_faster():
+    """The warm-up epoch's first batches fault the buffers in, so its last eighth probes the
+    other count; the verdict comes once the first full epoch has timed the count in use."""
+    every = threads_module.PROBE_EVERY
+    epoch = _Epochs()
+    epoch.per_row.update({1: 1.0, 2: 3.0})  # one thread is faster: a loaded machine
+    assert epoch() == [(14, 2), (2, 1)]
     assert epoch() == [(16, 2)]
-    assert epoch() == [(2, 1), (14, 2)]  # the probe finds one thread faster
-    plans = [epoch() for _ in range(2 * every)]
-    assert plans[0] == [(16, 1)]
+    assert epoch.choice.best == 1
+    plans = [epoch() for _ in range(3 * every)]
     probes = [e for e, plan in enumerate(plans, start=2) if len(plan) > 1]
-    assert probes == [every + 1, 2 * every + 1]
-    assert plans[every - 1] == [(2, 2), (14, 1)]
+    # on fewer threads than it could use, the probes never thin out: only they can see the
+    # load go away
+    assert probes == [every, 2 * every, 3 * every]
+    assert plans[every - 2] == [(2, 2), (14, 1)]
+    assert all(plan == [(16, 1)] for plan in plans if len(plan) == 1)
     # the load goes away: the next probe finds two threads faster, and they stay
-    per_row[2] = 0.5
-    while choice.epochs % every != 1:
-        epoch()
+    epoch.per_row[2] = 0.5
+    while epoch.choice.epochs < epoch.choice.next_probe:
+        assert epoch() == [(16, 1)]
     assert epoch() == [(2, 2), (14, 1)]
     assert epoch() == [(16, 2)]
-    # an epoch of one batch probes whole; one thread has nothing to choose
-    while choice.epochs % every != 1:
-        epoch(n_batches=1)
+
+
+def test_thread_choice_thins_out_probes_that_keep_confirming_all_threads():
+    """Each probe that finds the other count clearly slower doubles the gap to the next, up
+    to PROBE_EVERY_MAX epochs; a close call puts it back to PROBE_EVERY."""
+    epoch = _Epochs()
+    epoch.per_row.update({1: 1.8, 2: 1.0})  # two threads nearly twice as fast
+    plans = [epoch() for _ in range(200)]
+    probes = [e for e, plan in enumerate(plans) if len(plan) > 1]
+    assert probes == [0, 16, 48, 112, 176]
+    assert all(plans[e] == [(2, 1), (14, 2)] for e in probes[1:])
+    # a close call: one thread only 10% slower; the probes come every PROBE_EVERY again
+    epoch.per_row[1] = 1.1
+    while epoch.choice.epochs < epoch.choice.next_probe:
+        epoch()
+    every, start = threads_module.PROBE_EVERY, epoch.choice.epochs
+    plans = [epoch() for _ in range(3 * every + 1)]
+    probes = [e for e, plan in enumerate(plans, start=start) if len(plan) > 1]
+    assert probes == [start, start + every, start + 2 * every, start + 3 * every]
+
+
+def test_thread_choice_probes_at_once_when_the_count_in_use_slows_down():
+    """Between thinned-out probes, an epoch much slower per row than the latest verdict (another
+    process took a core) makes the next epoch probe, and the faster count takes over."""
+    epoch = _Epochs()
+    epoch.per_row.update({1: 1.8, 2: 1.0})
+    for _ in range(20):
+        epoch()
+    assert epoch.choice.best == 2 and epoch.choice.next_probe > epoch.choice.epochs + 1
+    epoch.per_row[2] = 1.1  # noise: no probe
+    assert epoch() == [(16, 2)]
+    assert epoch() == [(16, 2)]
+    epoch.per_row[2] = 4.0  # a core taken away
+    assert epoch() == [(16, 2)]
+    assert epoch() == [(2, 1), (14, 2)]
+    assert epoch.choice.best == 1
+    assert epoch() == [(16, 1)]
+
+
+def test_thread_choice_one_batch_epochs_and_one_thread():
+    """An epoch of one batch cannot be cut: the warm-up runs whole on all threads and the next
+    epoch probes whole. With one thread there is nothing to choose."""
+    epoch = _Epochs()
+    epoch.per_row.update({1: 1.0, 2: 3.0})
+    assert epoch(n_batches=1) == [(1, 2)]
     assert epoch(n_batches=1) == [(1, 1)]
-    assert threads_module.ThreadChoice(1).plan(16) == [(16, 1)]
+    assert epoch(n_batches=1) == [(1, 2)]
+    assert epoch.choice.best == 1
+    assert epoch(n_batches=1) == [(1, 1)]
+    one = threads_module.ThreadChoice(1)
+    for _ in range(20):
+        assert one.plan(16) == [(16, 1)]
+        one.record([(160, 1, 1.0)])
 
 
 def test_glorot_initialization():

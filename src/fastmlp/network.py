@@ -535,8 +535,10 @@ class Network(BaseEstimator):
         if getattr(self, "_thread_choice", (None,))[0] != work:
             self._thread_choice = (work, ThreadChoice(min(parts, n_threads)))
         thread_choice = self._thread_choice[1]
-        n_batches = -(-n // batch_size)
-        batch_loss = np.zeros(n_batches)  # J_b * |b| of each batch, summed the same way always
+        batch_loss = np.zeros(-(-n // batch_size))  # J_b * |b| of each batch, summed alike
+        n_batches = len(batch_loss)
+        if self.batch_norm and n_batches > 1 and n % batch_size == 1:
+            n_batches -= 1  # as in C: a last batch of one row joins the one before it
         epochs_without_improvement = 0
         converged = False
         with _blas_single_threaded():
@@ -549,12 +551,13 @@ class Network(BaseEstimator):
                 for batches, threads in thread_choice.plan(n_batches):
                     # consecutive stretches of the epoch's batches, each on its thread count
                     last = first + batches
-                    rows_of = order[first * batch_size:last * batch_size]
+                    stop = last * batch_size if last < n_batches else n  # the last takes the rest
+                    rows_of = order[first * batch_size:stop]
                     started = time.perf_counter()
                     self.t_ = _core.train_epoch(
                         net, hyper, data, self._params, grads, state, workspace,
-                        batch_loss[first:last], Y, sample_weight, rows_of, batch_size,
-                        self._seed, self.t_, parts, threads)
+                        batch_loss[first:last if last < n_batches else None], Y, sample_weight,
+                        rows_of, batch_size, self._seed, self.t_, parts, threads)
                     stretches.append((len(rows_of), threads, time.perf_counter() - started))
                     first = last
                 thread_choice.record(stretches)
