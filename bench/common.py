@@ -1,6 +1,7 @@
 """Shared by the driver and the workers: the configurations, the data and the timing rules.
 
 Kept free of any contender's import so that a worker loads only the library it measures."""
+import gc
 import os
 import time
 
@@ -88,12 +89,23 @@ def pin_cores(threads):
         os.sched_setaffinity(0, cores[:threads])
 
 
+def collect_garbage():
+    """A full garbage collection before a timed stretch, for every contender alike. Importing
+    scikit-learn leaves ~110k objects that Python's collector has not yet moved to its oldest
+    generation; its first full collection then takes ~60 ms here, and lands in whichever call
+    crosses the threshold: a contender whose loop allocates Python objects (a fit's validation,
+    an eager loop's tensors) would pay for the imports inside its timing. The collector stays on:
+    garbage a contender makes while timed is its own."""
+    gc.collect()
+
+
 def time_epochs(run, first_epoch_seconds, min_seconds, max_epochs=20):
     """Per-epoch seconds of `run(k)` (k whole epochs), after the warm-up epoch already run.
 
     k is chosen from the warm-up epoch so that the timed stretch lasts about `min_seconds`
     (at least one epoch); each call of run(k) is timed as a whole and divided by k."""
     k = int(np.clip(np.ceil(min_seconds / max(first_epoch_seconds, 1e-6)), 1, max_epochs))
+    collect_garbage()
     started = time.perf_counter()
     run(k)
     return (time.perf_counter() - started) / k, k
