@@ -551,13 +551,13 @@ class Network(BaseEstimator):
                 for batches, threads in thread_choice.plan(n_batches):
                     # consecutive stretches of the epoch's batches, each on its thread count
                     last = first + batches
-                    stop = last * batch_size if last < n_batches else n  # the last takes the rest
-                    rows_of = order[first * batch_size:stop]
+                    final = last == n_batches  # the last stretch takes all the rows left
+                    rows_of = order[first * batch_size:n if final else last * batch_size]
                     started = time.perf_counter()
                     self.t_ = _core.train_epoch(
                         net, hyper, data, self._params, grads, state, workspace,
-                        batch_loss[first:last if last < n_batches else None], Y, sample_weight,
-                        rows_of, batch_size, self._seed, self.t_, parts, threads)
+                        batch_loss[first:None if final else last], Y, sample_weight, rows_of,
+                        batch_size, self._seed, self.t_, parts, threads)
                     stretches.append((len(rows_of), threads, time.perf_counter() - started))
                     first = last
                 thread_choice.record(stretches)
