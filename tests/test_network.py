@@ -199,6 +199,25 @@ def test_an_epoch_in_stretches_gives_the_bits_of_one_call(alpha, nesterov):
         assert np.array_equal(batch_loss, results[0][2])
 
 
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_an_epoch_cut_before_its_last_batch_trains_as_one_call(monkeypatch, batch_norm):
+    """The warm-up epoch's probe is its last stretch. With batch norm, a last batch of one row
+    joins the batch before it, so that stretch must take the rows of both: cut or not, 201 rows
+    in batches of 50 make 4 updates with batch norm (5 without) and the same bits."""
+    rng = np.random.RandomState(2)
+    X, y = rng.randn(201, 6), rng.randint(0, 3, 201)
+    fits = []
+    for cut in (False, True):
+        def plan(self, n_batches, cut=cut):
+            return [(n_batches - 1, 1), (1, 1)] if cut else [(n_batches, 1)]
+        monkeypatch.setattr(threads_module.ThreadChoice, "plan", plan)
+        fits.append(MLPClassifier(hidden_layer_sizes=(7,), batch_size=50, max_iter=2,
+                                  batch_norm=batch_norm, random_state=0, n_threads=1).fit(X, y))
+    assert fits[0].t_ == fits[1].t_ == (8 if batch_norm else 10)
+    assert np.array_equal(fits[0]._params, fits[1]._params)
+    assert fits[0].loss_curve_ == fits[1].loss_curve_
+
+
 @pytest.mark.parametrize("hidden, extra", [
     ((40, 70), {}),                                      # dW by columns; dH by W's rows
     ((8,), {"solver": "adam", "alpha": 0.1}),            # dH by rows: the step waits
