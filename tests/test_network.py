@@ -200,7 +200,7 @@ def test_an_epoch_in_stretches_gives_the_bits_of_one_call(alpha, nesterov):
 
 
 @pytest.mark.parametrize("batch_norm", [False, True])
-def test_an_epoch_cut_before_its_last_batch_trains_as_one_call(monkeypatch, batch_norm):
+def test_an_epoch_cut_before_its_last_batch_trains_as_one_call(monkeypatch, batch_norm, quiet):
     """The warm-up epoch's probe is its last stretch. With batch norm, a last batch of one row
     joins the batch before it, so that stretch must take the rows of both: cut or not, 201 rows
     in batches of 50 make 4 updates with batch norm (5 without) and the same bits."""
