@@ -49,6 +49,12 @@ static inline void fastmlp_slab(int64_t n, int tid, int nt, int64_t *lo, int64_t
 /* dW (n_in, n_out) is cut by its rows (inputs) when it has at least as many rows as columns,
  * else by its columns: the backward pass and the optimizer's chunk owners both follow this. */
 static inline int fastmlp_dw_by_inputs(int n_in, int n_out) { return n_in >= n_out; }
+/* The rows of batch `batch` of an epoch of n rows in n_batches batches: batch_size each, the
+ * last takes the rest (with batch norm, a trailing row besides) */
+static inline int fastmlp_batch_rows(int64_t n, int batch_size, int64_t batch, int64_t n_batches)
+{
+    return (int)(batch == n_batches - 1 ? n - batch * batch_size : batch_size);
+}
 static inline int64_t fastmlp_align(int64_t n) { return (n + 15) & ~(int64_t)15; }
 static inline int64_t fastmlp_clamp(int64_t x, int64_t lo, int64_t hi)
 {
@@ -228,29 +234,15 @@ static double FN(step_chunk)(FN(context) *c, int64_t t, int64_t lo, int64_t hi, 
     return sumsq;
 }
 
-/* Forward, loss and backward of one batch, rows order[0, B), by thread tid of nt. Leaves the
- * gradient of the data term in c->grads and each row's weighted loss in c->row_loss; returns
- * 1 / sum of the batch's weights. Every thread must call it (it holds barriers).
- *
- * The BLAS calls work on c->parts slabs (of rows, or of W's rows or columns), thread tid taking
- * parts tid, tid + nt, ...: the slabs, and so every GEMM's shape, depend on the problem and never
- * on nt. That is what makes training bitwise the same for any thread count: BLAS picks its
- * kernel (and with it the order of its sums) by the shape of the call. A thread keeps the same
- * row slabs in every layer, so layers without batch norm need no barrier between them. Our own
- * loops (bias and batch-norm sums, per column over all rows) split by thread: their order of
- * summation does not depend on the split. */
-static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, int64_t t,
-                                   int tid, int nt)
+/* The rows order[0, B) of this thread's parts into the batch buffers: standardized inputs,
+ * targets, weights. */
+static void FN(gather_rows)(FN(context) *c, const int64_t *order, int B, int tid, int nt)
 {
-    const fastmlp_net *net = c->net;
     const FN(fastmlp_input) *X = c->X;
-    const int L = net->n_layers, *u = net->units, k = u[L], n_features = u[0];
+    const int k = c->net->units[c->net->n_layers], n_features = c->net->units[0];
     const int sparse = X->dense == NULL, P = c->parts;
-    const uint64_t seed = c->seed;
     FN(views) *v = &c->v;
-    int64_t r0, r1, lo, hi;
-
-    /* gather this thread's rows: standardized inputs, targets, weights */
+    int64_t r0, r1;
     for (int part = tid; part < P; part += nt) {
         fastmlp_slab(B, part, P, &r0, &r1);
         for (int64_t r = r0; r < r1; r++) {
@@ -267,6 +259,34 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
             if (c->sample_weight) v->W[r] = c->sample_weight[i];
         }
     }
+}
+
+/* Forward, loss and backward of one batch, rows order[0, B), by thread tid of nt. Leaves the
+ * gradient of the data term in c->grads and each row's weighted loss in c->row_loss; returns
+ * 1 / sum of the batch's weights. Every thread must call it (it holds barriers). rows_ready:
+ * gather_rows has run for this batch and a barrier has passed since (train_epoch gathers the
+ * next batch before the optimizer's barrier, which saves a barrier per batch where the first
+ * layer is cut by columns: 784-1024-1024-10 +2%).
+ *
+ * The BLAS calls work on c->parts slabs (of rows, or of W's rows or columns), thread tid taking
+ * parts tid, tid + nt, ...: the slabs, and so every GEMM's shape, depend on the problem and never
+ * on nt. That is what makes training bitwise the same for any thread count: BLAS picks its
+ * kernel (and with it the order of its sums) by the shape of the call. A thread keeps the same
+ * row slabs in every layer, so layers without batch norm need no barrier between them. Our own
+ * loops (bias and batch-norm sums, per column over all rows) split by thread: their order of
+ * summation does not depend on the split. */
+static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, int64_t t,
+                                   int tid, int nt, int rows_ready)
+{
+    const fastmlp_net *net = c->net;
+    const FN(fastmlp_input) *X = c->X;
+    const int L = net->n_layers, *u = net->units, k = u[L], n_features = u[0];
+    const int sparse = X->dense == NULL, P = c->parts;
+    const uint64_t seed = c->seed;
+    FN(views) *v = &c->v;
+    int64_t r0, r1, lo, hi;
+
+    if (!rows_ready) FN(gather_rows)(c, order, B, tid, nt);
     double sum_w = B;
     if (c->sample_weight) {
         sum_w = 0;
@@ -304,7 +324,8 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
         const int act_now = bn ? FASTMLP_IDENTITY : act;
         const double p_now = bn ? 0.0 : p;
         const int by_columns = P > 1 && n_out > B && !(l == 0 && sparse);
-        if (by_columns || written_by_columns) { FASTMLP_BARRIER }
+        /* the first layer's rows were gathered, and synchronized, before the call */
+        if ((by_columns && !(l == 0 && rows_ready)) || written_by_columns) { FASTMLP_BARRIER }
         for (int part = tid; part < P; part += nt) {
             if (by_columns) {
                 fastmlp_slab(n_out, part, P, &lo, &hi);
@@ -465,12 +486,15 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
             FN(fused_part)(&c, lo, hi, &a, &b);
             for (int64_t i = a; i < b; i++) state[i] *= (real)opt->momentum;
         }
+        if (n_batches > 0)
+            FN(gather_rows)(&c, order, fastmlp_batch_rows(n, batch_size, 0, n_batches), tid, nt);
+        FASTMLP_BARRIER
         for (int64_t batch = 0; batch < n_batches; batch++) {
             const int64_t b0 = batch * batch_size;
-            const int64_t b1 = batch == n_batches - 1 ? n : b0 + batch_size;
-            const int B = (int)(b1 - b0);
+            const int B = fastmlp_batch_rows(n, batch_size, batch, n_batches);
+            const int64_t b1 = b0 + B;
             const int64_t step = t0 + batch + 1;
-            const double inv_sum_w = FN(forward_backward)(&c, order + b0, B, step, tid, nt);
+            const double inv_sum_w = FN(forward_backward)(&c, order + b0, B, step, tid, nt, 1);
             if (tid == 0) {  /* read before the barrier below: the next batch rewrites row_loss */
                 data_loss = 0;
                 for (int r = 0; r < B; r++) data_loss += c.row_loss[r];
@@ -483,6 +507,10 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
                 c.chunk_sumsq[chunk] = FN(step_chunk)(&c, step, lo, hi,
                                                       batch == n_batches - 1);
             }
+            /* the next batch's rows, behind this barrier: its forward needs none of its own */
+            if (batch + 1 < n_batches)
+                FN(gather_rows)(&c, order + b1,
+                                fastmlp_batch_rows(n, batch_size, batch + 1, n_batches), tid, nt);
             FASTMLP_BARRIER
             if (tid == 0) {
                 double sumsq = 0;
@@ -515,7 +543,7 @@ int FN(batch_gradient)(real *grads, double *loss, real *params, real *workspace,
 #endif
     {
         const double inv = FN(forward_backward)(&c, order, B, t, fastmlp_thread_id(),
-                                                fastmlp_thread_count());
+                                                fastmlp_thread_count(), 0);
         if (fastmlp_thread_id() == 0) inv_sum_w = inv;
     }
     double data_loss = 0, sumsq = 0;
