@@ -53,6 +53,17 @@ static inline int fastmlp_work_parts(int64_t n_weights, int64_t B, int most)
     return useful < 1 ? 1 : useful < most ? (int)useful : most;
 }
 
+/* The batches of an epoch of n rows in batches of batch_size: the last takes the rest. Batch
+ * statistics of one row are meaningless (variance 0), so with batch norm a trailing single row
+ * joins the batch before it. train_epoch and the Python epoch loop (which cuts an epoch into
+ * stretches of batches) both count by this. */
+static inline int64_t fastmlp_epoch_batches(int64_t n, int64_t batch_size, int batch_norm)
+{
+    int64_t batches = (n + batch_size - 1) / batch_size;
+    if (batch_norm && batches > 1 && n - (batches - 1) * batch_size == 1) batches--;
+    return batches;
+}
+
 /* The architecture and where each parameter block sits in the flat buffer (type-agnostic). */
 typedef struct {
     int n_layers;               /* weight layers: the hidden layers and the output layer */

@@ -467,8 +467,7 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
             c.fused_hi = net->n_weights;
         }
     }
-    int64_t n_batches = (n + batch_size - 1) / batch_size;
-    if (net->batch_norm && n_batches > 1 && n - (n_batches - 1) * batch_size == 1) n_batches--;
+    const int64_t n_batches = fastmlp_epoch_batches(n, batch_size, net->batch_norm);
     const int64_t t0 = *t;
 
 #ifdef _OPENMP

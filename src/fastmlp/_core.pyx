@@ -31,6 +31,7 @@ cdef extern from "fastmlp.h" nogil:
         int64_t n_trainable
 
     int fastmlp_work_parts(int64_t n_weights, int64_t B, int most)
+    int64_t fastmlp_epoch_batches(int64_t n, int64_t batch_size, int batch_norm)
 
     ctypedef struct fastmlp_optim:
         int solver
@@ -231,6 +232,12 @@ def work_parts(int64_t n_weights, int64_t batch_size, int most):
     """How many slabs (at most `most`) the GEMMs of a training batch of `batch_size` rows are
     worth cutting into (fastmlp.h): the slabs fix the result; threads only share them out."""
     return fastmlp_work_parts(n_weights, batch_size, most)
+
+
+def epoch_batches(int64_t n, int64_t batch_size, bint batch_norm):
+    """The batches train_epoch makes of n rows (fastmlp.h): with batch norm, a trailing
+    single row joins the batch before it."""
+    return fastmlp_epoch_batches(n, batch_size, batch_norm)
 
 
 def train_epoch(Net net, dict hyper, Input X, floating[::1] params, floating[::1] grads,

@@ -536,9 +536,7 @@ class Network(BaseEstimator):
             self._thread_choice = (work, ThreadChoice(min(parts, n_threads)))
         thread_choice = self._thread_choice[1]
         batch_loss = np.zeros(-(-n // batch_size))  # J_b * |b| of each batch, summed alike
-        n_batches = len(batch_loss)
-        if self.batch_norm and n_batches > 1 and n % batch_size == 1:
-            n_batches -= 1  # as in C: a last batch of one row joins the one before it
+        n_batches = _core.epoch_batches(n, batch_size, self.batch_norm)
         epochs_without_improvement = 0
         converged = False
         with _blas_single_threaded():
