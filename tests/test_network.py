@@ -131,12 +131,15 @@ def test_threads_give_the_same_bits(digits, quiet):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_train_epoch_bits_depend_on_parts_not_threads(dtype):
+@pytest.mark.parametrize("hidden", [(64, 32), (120, 110)])
+def test_train_epoch_bits_depend_on_parts_not_threads(dtype, hidden):
     """Driving the bridge directly, so the test holds on a one-core machine too: 2 parts on
-    1, 2 or 3 threads, switching count within the epoch, give the same bits."""
+    1, 2 or 3 threads, switching count within the epoch, give the same bits. (64, 32) runs
+    forward by rows; (120, 110), wider than the batch and each no wider than its input, by
+    W's rows in both hidden layers, with the two partial products summed."""
     rng = np.random.RandomState(0)
-    X, y = rng.randn(347, 30), rng.randint(0, 4, 347)
-    model = MLPClassifier(hidden_layer_sizes=(64, 32), max_iter=1, random_state=0, dtype=dtype,
+    X, y = rng.randn(347, 130), rng.randint(0, 4, 347)
+    model = MLPClassifier(hidden_layer_sizes=hidden, max_iter=1, random_state=0, dtype=dtype,
                           n_threads=1, batch_size=100).partial_fit(X, y, classes=range(4))
     X = X.astype(dtype)
     Y = model._encode_targets(y, first=False)
@@ -220,6 +223,8 @@ def test_an_epoch_cut_before_its_last_batch_trains_as_one_call(monkeypatch, batc
 
 @pytest.mark.parametrize("hidden, extra", [
     ((40, 70), {}),                                      # dW by columns; dH by W's rows
+    ((18, 17), {"dropout": 0.2}),                        # forward by W's rows, on 2 parts
+    ((18, 17), {"batch_norm": True}),
     ((8,), {"solver": "adam", "alpha": 0.1}),            # dH by rows: the step waits
     ((40, 70), {"batch_norm": True, "dropout": 0.2}),    # gamma, beta stepped after their use
     ((40,), {"sparse": True, "alpha": 0.1}),             # sparse input: dW by columns
@@ -228,7 +233,8 @@ def test_every_parameter_is_stepped_once_however_the_batch_is_cut(hidden, extra)
     """The optimizer's chunks go to the thread that computed their dW slab (csrc/train.c), and
     the slabs follow the parts: cutting a batch into 1, 2, 3 or 5 parts moves them about and
     may only change the rounding, never which parameters move or by how much. The shapes
-    cover dW cut by rows and by columns, dJ/dh cut by rows and by W's rows, batch norm,
+    cover dW cut by rows and by columns, dJ/dh cut by rows and by W's rows, forward cut by
+    W's rows (layers no wider than their input but wider than the batch), batch norm,
     dropout, Adam's two moments, L2 in the loss and a sparse first layer."""
     extra = dict(extra)
     sparse = extra.pop("sparse", False)
