@@ -35,7 +35,8 @@ void FN(gemm)(int trans_a, int trans_b, int M, int N, int K, real alpha, const r
     FN(blas_gemm)(&tb, &ta, &N, &M, &K, &alpha, (real *)B, &ldb, (real *)A, &lda, &beta, C, &ldc);
 }
 
-FASTMLP_VECTOR_CLONES void FN(activation_forward)(real *h, int ld, const real *scale, const real *shift, int rows,
+FASTMLP_VECTOR_CLONES
+void FN(activation_forward)(real *h, int ld, const real *scale, const real *shift, int rows,
                             int n, int col0, int activation, double p, uint64_t seed, int64_t t,
                             int row0)
 {
@@ -81,7 +82,8 @@ static inline real FN(derivative)(real y, int activation)
     }
 }
 
-FASTMLP_VECTOR_CLONES void FN(activation_backward)(real *dh, const real *h, int ld, int rows, int n, int col0,
+FASTMLP_VECTOR_CLONES
+void FN(activation_backward)(real *dh, const real *h, int ld, int rows, int n, int col0,
                              int activation, double p, uint64_t seed, int64_t t, int row0)
 {
     /* dh, h (rows, n), row stride ld. With dropout, a kept unit's saved output is
@@ -146,7 +148,8 @@ void FN(dense_backward_params)(real *dW, const real *inp, const real *delta,
                  beta, dW + lo, n_out);
 }
 
-FASTMLP_VECTOR_CLONES void FN(bias_backward)(real *db, const real *delta, int B, int n_out, int lo, int hi)
+FASTMLP_VECTOR_CLONES
+void FN(bias_backward)(real *db, const real *delta, int B, int n_out, int lo, int hi)
 {
     /* db[lo:hi] = column sums of delta (B, n_out); rows outer so the inner loop is contiguous */
     for (int j = lo; j < hi; j++) db[j] = 0;

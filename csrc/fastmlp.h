@@ -42,7 +42,8 @@ enum { FASTMLP_LR_CONSTANT = 0, FASTMLP_LR_INVSCALING = 1 };
  * 784-1024-1024-10 within noise (+0.6%; -1%, +0.7%). Clones need the loader's ifunc: glibc. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) \
     && __GNUC__ >= 12
-#define FASTMLP_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define FASTMLP_VECTOR_CLONES \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define FASTMLP_VECTOR_CLONES
 #endif

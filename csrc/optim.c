@@ -3,7 +3,8 @@
  * the four arrays stream through cache once. */
 
 /* One branch-free loop per solver over params[lo, hi); decay is alpha on weights, 0 elsewhere. */
-FASTMLP_VECTOR_CLONES static double FN(step_range)(real *p, const real *grad, real *s0, real *s1,
+FASTMLP_VECTOR_CLONES
+static double FN(step_range)(real *p, const real *grad, real *s0, real *s1,
                              const fastmlp_optim *opt, real lr, real decay, int64_t t,
                              int64_t lo, int64_t hi)
 {
@@ -68,7 +69,8 @@ static double FN(step_rate)(const fastmlp_optim *opt, int64_t t)
                : opt->learning_rate;
 }
 
-FASTMLP_VECTOR_CLONES double FN(momentum_finish)(real *params, real *state, const fastmlp_optim *opt, int64_t t,
+FASTMLP_VECTOR_CLONES
+double FN(momentum_finish)(real *params, real *state, const fastmlp_optim *opt, int64_t t,
                            int64_t lo, int64_t hi, int last)
 {
     /* v holds this batch's velocity; unless this is the call's last batch, it leaves
