@@ -627,9 +627,10 @@ typedef struct {
                              * no check (see predict) */
     const real *shift_W;    /* (units[1],) centering of a sparse first layer, or NULL */
     int max_hidden;
-    /* rows per chunk: FASTMLP_PREDICT_ROWS, or n when fewer, so one-row prediction allocates a
-     * few KB of scratch, not the MBs of a full chunk (on every call an mmap, page faults
-     * and a munmap: 80% of a one-row predict_proba's time) */
+    /* rows per chunk: n cut into equal chunks of at most FASTMLP_PREDICT_ROWS (inference_init),
+     * so n when fewer: one-row prediction allocates a few KB of scratch, not the MBs of a full
+     * chunk (on every call an mmap, page faults and a munmap: 80% of a one-row predict_proba's
+     * time) */
     int64_t chunk_rows;
 } FN(inference);
 
@@ -708,7 +709,11 @@ static int FN(inference_init)(FN(inference) *c, const FN(fastmlp_input) *X, int6
     int hidden_total = 0;
     c->net = net; c->X = X; c->params = params; c->affine = NULL; c->shift_W = NULL;
     c->nonfinite = NULL;
-    c->chunk_rows = n > 0 && n < FASTMLP_PREDICT_ROWS ? n : FASTMLP_PREDICT_ROWS;
+    /* chunks of one size, at most FASTMLP_PREDICT_ROWS rows: the threads take equal runs of
+     * chunks (schedule(static)), and a short last chunk left its thread idle at the end (20000
+     * rows were 39 chunks of 512 and one of 32, so one of 2 threads had 5% less to do) */
+    const int64_t n_chunks = (n + FASTMLP_PREDICT_ROWS - 1) / FASTMLP_PREDICT_ROWS;
+    c->chunk_rows = n > 0 ? (n + n_chunks - 1) / n_chunks : FASTMLP_PREDICT_ROWS;
     c->max_hidden = 1;
     for (int l = 1; l < L; l++) {
         c->max_hidden = u[l] > c->max_hidden ? u[l] : c->max_hidden;
