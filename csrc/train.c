@@ -266,10 +266,9 @@ static void FN(gather_rows)(FN(context) *c, const int64_t *order, int B, int tid
  * H[l] that meet its slab of W's rows, q = 0 into H[l + 1] and q = 1 into D[0] (backward's
  * buffer, free during forward; it is (Bmax, widest hidden layer), hence hidden layers only),
  * and after a barrier each part sums the two for its slab of batch rows and runs the epilogue
- * on them while they are in cache. The point is where W's
- * lines live: backward (dW by inputs) and the optimizer's step already cut W by these rows,
- * so a forward cut by columns reads half of each core's weights from the other core, which
- * rewrites them every batch. 784-256-256-10, batch 64, near placement, medians of 4-5
+ * on them while they are in cache. The point is where W's lines live: backward (dW by inputs)
+ * and the optimizer's step already cut W by these rows, so a forward cut by columns reads half
+ * of each core's weights from the other core, which rewrites them every batch. 784-256-256-10, batch 64, near placement, medians of 4-5
  * alternating pairs in three runs: +2.3%, +4.4% and +4.8% (110-111k -> 114-116k samples/s),
  * with one more barrier and a (B, n_out) sum per layer; 784-1024-1024-10 +1.6% (noise).
  * Two parts only: with P parts the sum reads P partial products per row, and past a few

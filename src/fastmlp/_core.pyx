@@ -246,11 +246,12 @@ def train_epoch(Net net, dict hyper, Input X, floating[::1] params, floating[::1
                 const int64_t[::1] order, int batch_size, uint64_t seed, int64_t t, int n_parts,
                 int n_threads):
     """Mini-batches over the rows `order`, each batch's J_b * |b| into batch_loss
-    (ceil(len(order) / batch_size),); returns t, the count of updates so far."""
+    (epoch_batches(len(order), batch_size, batch_norm),); returns t, the count of updates so
+    far."""
     cdef fastmlp_optim opt = _optim(hyper)
     cdef int status
     cdef const floating *sw = NULL if sample_weight is None else &sample_weight[0]
-    if batch_loss.shape[0] < (order.shape[0] + batch_size - 1) // batch_size:
+    if batch_loss.shape[0] < fastmlp_epoch_batches(order.shape[0], batch_size, net.c.batch_norm):
         raise ValueError("fastmlp internal: batch_loss is shorter than the number of batches")
     with nogil:
         if floating is float:

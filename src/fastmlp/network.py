@@ -535,8 +535,8 @@ class Network(BaseEstimator):
         if getattr(self, "_thread_choice", (None,))[0] != work:
             self._thread_choice = (work, ThreadChoice(min(parts, n_threads)))
         thread_choice = self._thread_choice[1]
-        batch_loss = np.zeros(-(-n // batch_size))  # J_b * |b| of each batch, summed alike
         n_batches = _core.epoch_batches(n, batch_size, self.batch_norm)
+        batch_loss = np.zeros(n_batches)  # J_b * |b| of each batch, summed alike
         epochs_without_improvement = 0
         converged = False
         with _blas_single_threaded():
@@ -554,7 +554,7 @@ class Network(BaseEstimator):
                     started = time.perf_counter()
                     self.t_ = _core.train_epoch(
                         net, hyper, data, self._params, grads, state, workspace,
-                        batch_loss[first:None if final else last], Y, sample_weight, rows_of,
+                        batch_loss[first:last], Y, sample_weight, rows_of,
                         batch_size, self._seed, self.t_, parts, threads)
                     stretches.append((len(rows_of), threads, time.perf_counter() - started))
                     first = last

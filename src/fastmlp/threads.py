@@ -14,16 +14,16 @@ is kept. The first probe is the last eighth of the warm-up epoch, whose first ba
 buffers in (their rate means nothing) but whose tail runs warm. A probe costs: the slower count
 runs an eighth of an epoch (784-1024-1024-10 on one thread: ~10% of that epoch). So while all
 threads keep winning clearly, the probes thin out (every 8, 16, 32, then 64 epochs), and the
-count in use is watched instead: an epoch that runs it much slower per row than the last probe
-found (another process took a core, the vCPUs moved apart) brings the next probe forward to the
-next epoch. With fewer threads in use, a probe every 8 epochs is the only way to see the load
+count in use is watched instead: an epoch that runs it much slower per row than its best since
+the last verdict (another process took a core, the vCPUs moved apart) brings the next probe
+forward to the next epoch. With fewer threads in use, a probe every 8 epochs is the only way to see the load
 go away, so those do not thin out."""
 
 PROBE_EVERY = 8        # epochs between probes: at first, after a change, and on fewer threads
 PROBE_EVERY_MAX = 64   # while the probes keep confirming all threads, the gap doubles up to this
 CLEAR_MARGIN = 1.25    # a probe confirms all threads when the other count is this much slower
-SLOWDOWN = 1.3         # the count in use this much slower per row than at the last probe: the
-                       # next epoch probes (epoch-to-epoch noise here is a few percent)
+SLOWDOWN = 1.3         # the count in use this much slower per row than its best since the
+                       # last verdict: the next epoch probes (epoch-to-epoch noise: a few %)
 
 
 class ThreadChoice:
