@@ -29,7 +29,8 @@ import common  # noqa: E402
 from contenders import CONTENDERS_PREDICT, CONTENDERS_TRAIN  # noqa: E402
 
 GROUPS = ["gemm", "train", "predict", "memory", "scaling"]
-LABELS = {"fastmlp": "fastmlp", "torch": "PyTorch eager", "torch_compile": "PyTorch torch.compile",
+LABELS = {"fastmlp": "fastmlp", "fastmlp_blas": "fastmlp, BLAS instead of its tiles",
+          "torch": "PyTorch eager", "torch_compile": "PyTorch torch.compile",
           "jax": "JAX jit(scan epoch)", "sklearn": "scikit-learn MLPClassifier",
           "numpy": "numpy loop", "onnxruntime": "onnxruntime"}
 

@@ -134,6 +134,215 @@ void FN(dense_forward)(real *out, const real *inp, int ld_in, const real *W, con
                            col0, activation, p, seed, t, row0);
 }
 
+/* ---- dense_forward_tiled: prediction's layers by register tiles ------------------------- */
+/* Why not BLAS here: OpenBLAS packs the rows of X for every GEMM call before its kernel reads
+ * them, and prediction streams X from DRAM once, so that packing (plus the pass that warmed the
+ * rows for it) was a tenth of a bulk predict_proba of 784-100-10. Here each 6-row tile reads its
+ * inputs straight from X, broadcast one at a time against 4 vectors of a packed row of W, with
+ * the next tile's rows prefetched meanwhile; the bias and relu go in before the first store.
+ * Measured on one core (AMD EPYC, 20000 rows in 500-row calls, float32): 784 -> 100 at 102-105
+ * GFLOP/s against OpenBLAS's 85; 784 -> 256 113 against 98; 1024 -> 1024 112 against 101.
+ * Training keeps BLAS: its batches are gathered into cache-resident buffers anyway. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define FASTMLP_TILES 1
+#include <immintrin.h>
+
+#define FASTMLP_TILE_TARGET __attribute__((target("avx512f,avx512vl,fma")))
+#if FASTMLP_REAL_IS_FLOAT
+#define LANES 16
+typedef __m512 vreal;   /* a full vector: 16 lanes */
+typedef __m256 hreal;   /* half a vector, for a panel's last few columns */
+#define v_load _mm512_loadu_ps
+#define v_maskz_load(m, p) _mm512_maskz_loadu_ps((__mmask16)(m), (p))
+#define v_store _mm512_storeu_ps
+#define v_mask_store(p, m, v) _mm512_mask_storeu_ps((p), (__mmask16)(m), (v))
+#define v_set1 _mm512_set1_ps
+#define v_fma _mm512_fmadd_ps
+#define v_max _mm512_max_ps
+#define v_zero _mm512_setzero_ps
+#define v_nonfinite(v) _mm512_cmp_ps_mask(_mm512_sub_ps((v), (v)), _mm512_setzero_ps(), _CMP_NEQ_UQ)
+#define h_load _mm256_loadu_ps
+#define h_maskz_load(m, p) _mm256_maskz_loadu_ps((__mmask8)(m), (p))
+#define h_mask_store(p, m, v) _mm256_mask_storeu_ps((p), (__mmask8)(m), (v))
+#define h_set1 _mm256_set1_ps
+#define h_fma _mm256_fmadd_ps
+#define h_max _mm256_max_ps
+#define h_zero _mm256_setzero_ps
+#define h_nonfinite(v) _mm256_cmp_ps_mask(_mm256_sub_ps((v), (v)), _mm256_setzero_ps(), _CMP_NEQ_UQ)
+#else
+#define LANES 8
+typedef __m512d vreal;
+typedef __m256d hreal;
+#define v_load _mm512_loadu_pd
+#define v_maskz_load(m, p) _mm512_maskz_loadu_pd((__mmask8)(m), (p))
+#define v_store _mm512_storeu_pd
+#define v_mask_store(p, m, v) _mm512_mask_storeu_pd((p), (__mmask8)(m), (v))
+#define v_set1 _mm512_set1_pd
+#define v_fma _mm512_fmadd_pd
+#define v_max _mm512_max_pd
+#define v_zero _mm512_setzero_pd
+#define v_nonfinite(v) _mm512_cmp_pd_mask(_mm512_sub_pd((v), (v)), _mm512_setzero_pd(), _CMP_NEQ_UQ)
+#define h_load _mm256_loadu_pd
+#define h_maskz_load(m, p) _mm256_maskz_loadu_pd((__mmask8)(m), (p))
+#define h_mask_store(p, m, v) _mm256_mask_storeu_pd((p), (__mmask8)(m), (v))
+#define h_set1 _mm256_set1_pd
+#define h_fma _mm256_fmadd_pd
+#define h_max _mm256_max_pd
+#define h_zero _mm256_setzero_pd
+#define h_nonfinite(v) _mm256_cmp_pd_mask(_mm256_sub_pd((v), (v)), _mm256_setzero_pd(), _CMP_NEQ_UQ)
+#endif
+#define PANEL_COLS (FASTMLP_TILE_VECTORS * LANES)
+
+/* A panel of `width` <= PANEL_COLS columns is `full` full vectors plus `half` (0 or 1) half
+ * vectors wide: a remainder of up to LANES / 2 columns takes half a vector, which costs half an
+ * FMA of a full one on CPUs that split 512-bit operations (784-100-10's 4 last columns). */
+static void FN(panel_shape)(int width, int *full, int *half)
+{
+    const int rem = width % LANES;
+    *full = width / LANES + (rem > LANES / 2);
+    *half = rem > 0 && rem <= LANES / 2;
+}
+
+static int FN(panel_padded)(int width)
+{
+    int full, half;
+    FN(panel_shape)(width, &full, &half);
+    return full * LANES + half * (LANES / 2);
+}
+
+int64_t FN(dense_packed_size)(int K, int n_out)
+{
+    int64_t size = 0;
+    for (int c0 = 0; c0 < n_out; c0 += PANEL_COLS)
+        size += (int64_t)K * FN(panel_padded)(n_out - c0 < PANEL_COLS ? n_out - c0 : PANEL_COLS);
+    return size;
+}
+
+void FN(dense_pack)(real *packed, const real *W, int K, int n_out)
+{
+    for (int c0 = 0; c0 < n_out; c0 += PANEL_COLS) {
+        const int width = n_out - c0 < PANEL_COLS ? n_out - c0 : PANEL_COLS;
+        const int padded = FN(panel_padded)(width);
+        for (int k = 0; k < K; k++, packed += padded)
+            for (int j = 0; j < padded; j++)
+                packed[j] = j < width ? W[(int64_t)k * n_out + c0 + j] : (real)0;
+    }
+}
+
+/* One tile: rows [0, FASTMLP_TILE_ROWS) of x (row stride ldx) times one panel (`full`, `half`
+ * as panel_shape gives them; constants once inlined into panel_tile's cases, so the
+ * accumulators live in registers: 6 rows x 4 vectors = 24 of the 32). */
+static inline __attribute__((always_inline)) FASTMLP_TILE_TARGET int FN(tile)(
+    real *out, int ldo, const real *x, int ldx, const real *wp, int K, const real *bias,
+    int width, int relu, const real *next, int check, const int full, const int half)
+{
+    enum { R = FASTMLP_TILE_ROWS };
+    const int padded = full * LANES + half * (LANES / 2);
+    /* the last vector holds `last` columns; lanes beyond them are neither loaded nor stored */
+    const int last = width - (full - 1 + half) * LANES;
+    const unsigned last_mask = last >= LANES ? (1u << LANES) - 1 : (1u << last) - 1;
+    vreal acc[R][FASTMLP_TILE_VECTORS], init[FASTMLP_TILE_VECTORS];
+    hreal acc_half[R], init_half = h_zero();
+#pragma GCC unroll 4
+    for (int v = 0; v < full; v++)
+        init[v] = !bias ? v_zero()
+                : v == full - 1 && !half ? v_maskz_load(last_mask, bias + v * LANES)
+                : v_load(bias + v * LANES);
+    if (half && bias) init_half = h_maskz_load(last_mask, bias + full * LANES);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++) {
+#pragma GCC unroll 4
+        for (int v = 0; v < full; v++) acc[r][v] = init[v];
+        acc_half[r] = init_half;
+    }
+    for (int k = 0; k < K; k++) {
+        if (next && k % LANES == 0)  /* one cache line of each next row per line of these */
+#pragma GCC unroll 6
+            for (int r = 0; r < R; r++)
+                _mm_prefetch((const char *)(next + (int64_t)r * ldx + k), _MM_HINT_T0);
+        const real *wk = wp + (int64_t)k * padded;
+        vreal w[FASTMLP_TILE_VECTORS];
+        hreal w_half = h_zero();
+#pragma GCC unroll 4
+        for (int v = 0; v < full; v++) w[v] = v_load(wk + v * LANES);
+        if (half) w_half = h_load(wk + full * LANES);
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++) {
+            const real xk = x[(int64_t)r * ldx + k];
+            const vreal xv = v_set1(xk);
+#pragma GCC unroll 4
+            for (int v = 0; v < full; v++) acc[r][v] = v_fma(xv, w[v], acc[r][v]);
+            if (half) acc_half[r] = h_fma(h_set1(xk), w_half, acc_half[r]);
+        }
+    }
+    unsigned bad = 0;
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++) {
+        real *o = out + (int64_t)r * ldo;
+        if (check) bad |= full ? v_nonfinite(acc[r][0]) : h_nonfinite(acc_half[r]);
+#pragma GCC unroll 4
+        for (int v = 0; v < full; v++) {
+            /* max(a, 0) gives 0 for a NaN a, as activation_forward's a > 0 ? a : 0 does */
+            const vreal h = relu ? v_max(acc[r][v], v_zero()) : acc[r][v];
+            if (v == full - 1 && !half) v_mask_store(o + v * LANES, last_mask, h);
+            else v_store(o + v * LANES, h);
+        }
+        if (half)
+            h_mask_store(o + full * LANES, last_mask, relu ? h_max(acc_half[r], h_zero())
+                                                               : acc_half[r]);
+    }
+    return bad != 0;
+}
+
+static FASTMLP_TILE_TARGET int FN(panel_tile)(real *out, int ldo, const real *x, int ldx,
+                                              const real *wp, int K, const real *bias, int width,
+                                              int relu, const real *next, int check)
+{
+    int full, half;
+    FN(panel_shape)(width, &full, &half);
+    switch (full * 2 + half) {
+    case 8: return FN(tile)(out, ldo, x, ldx, wp, K, bias, width, relu, next, check, 4, 0);
+    case 7: return FN(tile)(out, ldo, x, ldx, wp, K, bias, width, relu, next, check, 3, 1);
+    case 6: return FN(tile)(out, ldo, x, ldx, wp, K, bias, width, relu, next, check, 3, 0);
+    case 5: return FN(tile)(out, ldo, x, ldx, wp, K, bias, width, relu, next, check, 2, 1);
+    case 4: return FN(tile)(out, ldo, x, ldx, wp, K, bias, width, relu, next, check, 2, 0);
+    case 3: return FN(tile)(out, ldo, x, ldx, wp, K, bias, width, relu, next, check, 1, 1);
+    case 2: return FN(tile)(out, ldo, x, ldx, wp, K, bias, width, relu, next, check, 1, 0);
+    default: return FN(tile)(out, ldo, x, ldx, wp, K, bias, width, relu, next, check, 0, 1);
+    }
+}
+
+int FN(dense_forward_tiled)(real *out, const real *in, int ld_in, const real *packed,
+                            const real *b, int rows, int K, int n_out, int relu, int64_t rows_after,
+                            int check)
+{
+    /* Blocks of FASTMLP_TILE_BLOCK_ROWS rows; in each, every panel in turn (W's panel streams
+     * from L2 while the block's inputs stay there too), tile by tile. A block that does not end
+     * on a whole tile ends with a tile moved back over rows already done: they come out the
+     * same, and no tile of fewer rows is needed. */
+    enum { R = FASTMLP_TILE_ROWS };
+    int bad = 0;
+    for (int b0 = 0; b0 < rows; b0 += FASTMLP_TILE_BLOCK_ROWS) {
+        const int b1 = rows - b0 < FASTMLP_TILE_BLOCK_ROWS ? rows : b0 + FASTMLP_TILE_BLOCK_ROWS;
+        const real *wp = packed;
+        for (int c0 = 0; c0 < n_out; c0 += PANEL_COLS) {
+            const int width = n_out - c0 < PANEL_COLS ? n_out - c0 : PANEL_COLS;
+            for (int r0 = b0; r0 < b1; r0 += R) {
+                const int top = r0 + R <= b1 ? r0 : b1 - R;
+                /* the first panel's pass reads the rows from memory: fetch the next tile's */
+                const real *next = c0 == 0 && (int64_t)top + 2 * R <= rows + rows_after
+                                 ? in + (int64_t)(top + R) * ld_in : NULL;
+                bad |= FN(panel_tile)(out + (int64_t)top * n_out + c0, n_out,
+                                      in + (int64_t)top * ld_in, ld_in, wp, K, b ? b + c0 : NULL,
+                                      width, relu, next, check && c0 == 0);
+            }
+            wp += (int64_t)K * FN(panel_padded)(width);
+        }
+    }
+    return bad;
+}
+#endif /* FASTMLP_TILES */
+
 void FN(dense_backward_params)(real *dW, const real *inp, const real *delta,
                                int B, int n_in, int n_out, int lo, int hi, int by_inputs,
                                real beta)

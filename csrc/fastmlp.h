@@ -136,6 +136,23 @@ typedef struct {
 int fastmlp_openmp_enabled(void);
 int fastmlp_max_threads(void);
 
+/* Prediction's dense layers by our own register tiles (dense_forward_tiled, dense.c) where the
+ * build has them (x86-64, GCC or Clang) and the CPU runs AVX-512 (F and VL); otherwise BLAS.
+ * fastmlp_tiles_available: both hold. fastmlp_set_tiles(0) sends prediction back to BLAS (tests
+ * and benchmarks compare the two); it returns the setting before the call. */
+int fastmlp_tiles_available(void);
+int fastmlp_tiles_enabled(void);
+int fastmlp_set_tiles(int enabled);
+#define FASTMLP_TILE_ROWS 6          /* rows of one register tile */
+#define FASTMLP_TILE_VECTORS 4       /* 512-bit vectors across a full panel of W's columns */
+#define FASTMLP_TILE_BLOCK_ROWS 96   /* rows that go through every panel before the next rows:
+                                      * their inputs stay in L2 (784 float32 inputs: 300 KB) */
+/* Prediction of fewer rows runs on one OpenMP thread and leaves BLAS its own threads (network.py
+ * asks _core for this number): there BLAS on two cores beat the tiles on one (64 rows of
+ * 784-100-10 took 1.3x as long by tiles, 128 rows of 784-1024-1024-10 1.6x). From here on the
+ * OpenMP threads own the cores, each with single-threaded BLAS or the tiles. */
+#define FASTMLP_PREDICT_THREADED_ROWS 257
+
 #endif /* FASTMLP_H */
 #else  /* FASTMLP_KERNEL_PASS: the typed API, read once per `real` */
 
@@ -181,6 +198,21 @@ void FN(activation_backward)(real *dh, const real *h, int ld, int rows, int n, i
 void FN(dense_forward)(real *out, const real *inp, int ld_in, const real *W, const real *b,
                        int rows, int n_in, int n_out, int col0, int col1, int activation,
                        double p, uint64_t seed, int64_t t, int row0);
+
+/* dense_packed_size / dense_pack: W (K, n_out) copied into the panels dense_forward_tiled reads:
+ *   for each run of FASTMLP_TILE_VECTORS * 64 bytes of columns, its K rows one after another,
+ *   the last run's rows padded with zeros to whole (or half) 512-bit vectors. */
+int64_t FN(dense_packed_size)(int K, int n_out);
+void FN(dense_pack)(real *packed, const real *W, int K, int n_out);
+
+/* dense_forward_tiled: out (rows, n_out) = in (rows, K) @ W + b, then max(., 0) when relu,
+ *   from W as dense_pack left it; in has row stride ld_in, b may be NULL, rows >=
+ *   FASTMLP_TILE_ROWS. Each row's sums run over k in order, so a row's bits do not depend on the
+ *   rows beside it. rows_after: rows of `in` past the last that exist, which it prefetches. With
+ *   check, returns 1 when some row's first pre-activations (before relu) are not all finite. */
+int FN(dense_forward_tiled)(real *out, const real *in, int ld_in, const real *packed,
+                            const real *b, int rows, int K, int n_out, int relu, int64_t rows_after,
+                            int check);
 
 /* dense_backward_params: the parameter gradient of one layer over the whole batch, for a slab
  *   of it (threads take disjoint slabs, so they never write the same memory):

@@ -11,6 +11,7 @@
 #include "rng.h"
 
 #define real float
+#define FASTMLP_REAL_IS_FLOAT 1  /* picks the vector intrinsics of dense.c's tiles */
 #define FN(name) name##_f32
 #include "dense.c"
 #include "batchnorm.c"
@@ -35,4 +36,29 @@ int fastmlp_max_threads(void)
 #else
     return 1;
 #endif
+}
+
+/* Off until the bridge turns it on at import; on only where the tiles can run. */
+static int fastmlp_tiles_on = 0;
+
+int fastmlp_tiles_available(void)
+{
+#ifdef FASTMLP_TILES
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+#else
+    return 0;
+#endif
+}
+
+int fastmlp_tiles_enabled(void)
+{
+    return fastmlp_tiles_on;
+}
+
+int fastmlp_set_tiles(int enabled)
+{
+    const int before = fastmlp_tiles_on;
+    fastmlp_tiles_on = enabled && fastmlp_tiles_available();
+    return before;
 }

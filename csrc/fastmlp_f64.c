@@ -11,6 +11,7 @@
 #include "rng.h"
 
 #define real double
+#define FASTMLP_REAL_IS_FLOAT 0  /* picks the vector intrinsics of dense.c's tiles */
 #define FN(name) name##_f64
 #include "dense.c"
 #include "batchnorm.c"

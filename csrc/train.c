@@ -625,6 +625,9 @@ typedef struct {
     int *nonfinite;         /* set to 1 when a first-layer pre-activation is not finite; NULL:
                              * no check (see predict) */
     const real *shift_W;    /* (units[1],) centering of a sparse first layer, or NULL */
+    real *packed;           /* every dense layer's W as dense_pack leaves it, or NULL: BLAS */
+    int64_t *packed_offset; /* (n_layers,) where layer l's panels start in packed */
+    int64_t n;              /* rows of X */
     int max_hidden;
     /* rows per chunk: n cut into equal chunks of at most FASTMLP_PREDICT_ROWS (inference_init),
      * so n when fewer: one-row prediction allocates a few KB of scratch, not the MBs of a full
@@ -647,6 +650,7 @@ static real *FN(infer_chunk)(real *out, real *scratch, real *gathered, int64_t *
     const FN(fastmlp_input) *X = in_->X;
     const int L = net->n_layers, *u = net->units, n_features = u[0];
     const int64_t R = in_->chunk_rows;
+    const int tiled = in_->packed && rows >= FASTMLP_TILE_ROWS;
     const real *in = NULL;
     real *dst = NULL;
     if (gathered) {
@@ -658,7 +662,7 @@ static real *FN(infer_chunk)(real *out, real *scratch, real *gathered, int64_t *
         in = gathered;
     } else if (X->dense) {
         in = X->dense + i0 * n_features;
-        if (rows >= FASTMLP_WARM_MIN_ROWS)
+        if (rows >= FASTMLP_WARM_MIN_ROWS && !tiled)  /* the tiles prefetch their own rows */
             fastmlp_warm(in, (int64_t)rows * n_features * (int64_t)sizeof(real));
     }
     for (int r = 0; r < rows; r++) order[r] = i0 + r;
@@ -671,28 +675,42 @@ static real *FN(infer_chunk)(real *out, real *scratch, real *gathered, int64_t *
         const real *b = bn ? NULL : in_->params + net->b_offset[l];
         const int check = l == 0 && X->dense && in_->nonfinite;
         dst = hidden ? scratch + (int64_t)(l % 2) * R * in_->max_hidden : out;
-        if (l == 0 && !X->dense)
+        /* done: what is left of the epilogue after the product; 0: bias and activation, 1:
+         * the activation, 2: nothing. bad: a row's first pre-activation is not finite (one
+         * unit per row tells: a NaN or inf input spoils them all) */
+        int done = 0, bad = 0;
+        if (l == 0 && !X->dense) {
             FN(sparse_dense_forward)(dst, X, order, W, b, in_->shift_W, rows, n_in, n_out,
                                      bn ? FASTMLP_IDENTITY : act, 0.0, 0, 0, 0);
-        else if (bn || check)  /* the pre-activation; the epilogue follows */
+            done = 2;
+#ifdef FASTMLP_TILES
+        } else if (tiled) {
+            const int relu = !bn && act == FASTMLP_RELU;
+            const int64_t after = l == 0 && !gathered ? in_->n - (i0 + rows) : 0;
+            bad = FN(dense_forward_tiled)(dst, in, n_in, in_->packed + in_->packed_offset[l],
+                                          bn ? NULL : b, rows, n_in, n_out, relu, after, check);
+            done = relu || (!bn && act == FASTMLP_IDENTITY) ? 2 : 1;
+#endif
+        } else if (bn || check) {  /* the pre-activation; the epilogue follows */
             FN(gemm)(0, 0, rows, n_out, n_in, (real)1, in, n_in, W, n_out, (real)0, dst, n_out);
-        else
+            if (check)
+                for (int r = 0; r < rows; r++) bad |= !isfinite(dst[(int64_t)r * n_out]);
+        } else {
             FN(dense_forward)(dst, in, n_in, W, b, rows, n_in, n_out, 0, n_out, act, 0.0, 0, 0, 0);
-        if (check) {
-            int bad = 0;  /* one unit per row tells: a NaN or inf input spoils them all */
-            for (int r = 0; r < rows; r++) bad |= !isfinite(dst[(int64_t)r * n_out]);
-            if (bad) {
+            done = 2;
+        }
+        if (bad) {
 #ifdef _OPENMP
 #pragma omp atomic write
 #endif
-                *in_->nonfinite = 1;
-            }
+            *in_->nonfinite = 1;
         }
         if (bn && !last_pre)
             FN(activation_forward)(dst, n_out, bn_affine, bn_affine + n_out, rows, n_out, 0, act,
                                    0.0, 0, 0, 0);
-        else if (check && !bn)
-            FN(activation_forward)(dst, n_out, NULL, b, rows, n_out, 0, act, 0.0, 0, 0, 0);
+        else if (!bn && done < 2)
+            FN(activation_forward)(dst, n_out, NULL, done ? NULL : b, rows, n_out, 0, act, 0.0, 0,
+                                   0, 0);
         if (bn) bn_affine += 2 * n_out;
         in = dst;
     }
@@ -707,7 +725,7 @@ static int FN(inference_init)(FN(inference) *c, const FN(fastmlp_input) *X, int6
     const int L = net->n_layers, *u = net->units, n_features = u[0];
     int hidden_total = 0;
     c->net = net; c->X = X; c->params = params; c->affine = NULL; c->shift_W = NULL;
-    c->nonfinite = NULL;
+    c->nonfinite = NULL; c->packed = NULL; c->packed_offset = NULL; c->n = n;
     /* chunks of one size, at most FASTMLP_PREDICT_ROWS rows: the threads take equal runs of
      * chunks (schedule(static)), and a short last chunk left its thread idle at the end (20000
      * rows were 39 chunks of 512 and one of 32, so one of 2 threads had 5% less to do) */
@@ -734,11 +752,30 @@ static int FN(inference_init)(FN(inference) *c, const FN(fastmlp_input) *X, int6
         }
         c->shift_W = shift_W;
     }
+#ifdef FASTMLP_TILES
+    if (fastmlp_tiles_enabled() && n >= FASTMLP_PREDICT_THREADED_ROWS) {
+        /* layer l's panels at packed + packed_offset[l]; a sparse first layer has none */
+        int64_t total = 0;
+        c->packed_offset = (int64_t *)malloc((size_t)L * sizeof(int64_t));
+        if (!c->packed_offset) return FASTMLP_ENOMEM;
+        for (int l = 0; l < L; l++) {
+            c->packed_offset[l] = total;
+            if (l > 0 || X->dense) total += FN(dense_packed_size)(u[l], u[l + 1]);
+        }
+        c->packed = (real *)malloc((size_t)total * sizeof(real));
+        if (!c->packed) return FASTMLP_ENOMEM;
+        for (int l = X->dense ? 0 : 1; l < L; l++)
+            FN(dense_pack)(c->packed + c->packed_offset[l], params + net->w_offset[l], u[l],
+                           u[l + 1]);
+    }
+#endif
     return FASTMLP_OK;
 }
 
 static void FN(inference_free)(FN(inference) *c)
 {
+    free(c->packed);
+    free(c->packed_offset);
     free(c->affine);
     free((void *)c->shift_W);
 }

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 
+from fastmlp import _core
+
 
 @pytest.fixture
 def quiet():
@@ -11,6 +13,17 @@ def quiet():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         yield
+
+
+@pytest.fixture(params=["tiles", "blas"])
+def prediction_path(request):
+    """Prediction's dense layers by csrc/dense.c's register tiles (where the CPU has AVX-512;
+    they serve calls of _core.PREDICT_THREADED_ROWS = 257 rows or more) or by BLAS."""
+    if request.param == "tiles" and not _core.tiles_available():
+        pytest.skip("the register tiles need an x86-64 CPU with AVX-512F and AVX-512VL")
+    before = _core.set_tiles(request.param == "tiles")
+    yield request.param
+    _core.set_tiles(before)
 
 
 def make_targets(kind, n, rng):

@@ -78,7 +78,7 @@ def test_forward_matches_numpy(kind, activation, dtype, rtol):
 
 
 @pytest.mark.parametrize("n_rows", [1, 127, 128, 129, 1000, 1025])
-def test_forward_any_number_of_rows_and_threads(n_rows):
+def test_forward_any_number_of_rows_and_threads(n_rows, prediction_path):
     """Prediction splits rows into chunks of one size (at most 512 rows: 1025 rows make 342,
     342 and 341) across threads; every split gives the same bits."""
     model, _, _ = fitted("multiclass", "relu")
@@ -90,6 +90,34 @@ def test_forward_any_number_of_rows_and_threads(n_rows):
         outputs.append(model.predict_proba(X))
         np.testing.assert_allclose(outputs[-1], expected, rtol=1e-12, atol=1e-14)
     assert all(np.array_equal(outputs[0], out) for out in outputs[1:])
+
+
+# Layer widths whose last panel of W's columns (64 float32 or 32 float64 columns a panel) takes
+# every shape the register tiles have: 0 to 4 full vectors, with or without half a vector, at 16
+# and at 8 lanes; 100 and 130 add whole panels before it.
+PANEL_WIDTHS = [1, 4, 5, 8, 9, 12, 13, 16, 20, 24, 25, 29, 32, 40, 41, 56, 57, 64, 100, 130]
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 2e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("width", PANEL_WIDTHS)
+def test_prediction_any_layer_width(width, dtype, rtol, prediction_path):
+    """A hidden and an output layer `width` units wide against the numpy oracle. 289 rows are
+    three blocks of 96 and one row, which the last tile covers by moving back over rows already
+    done; the hidden layer fuses relu into the tile, the output layer (identity) does not."""
+    rng = np.random.RandomState(width)
+    X = rng.randn(289, 11)
+    Y = rng.randn(289, width)
+    model = Network(hidden_layer_sizes=(width,), activation="relu", max_iter=1, dtype=dtype,
+                    normalize=None, random_state=0)
+    model.partial_fit(X, Y)
+    for W, b in zip(model.coefs_, model.intercepts_):
+        W[...] = rng.uniform(-1, 1, W.shape)
+        b[...] = rng.uniform(-0.5, 0.5, b.shape)
+    coefs = [W.astype(np.float64) for W in model.coefs_]
+    intercepts = [b.astype(np.float64) for b in model.intercepts_]
+    expected = network_forward(X, coefs, intercepts, "relu", "identity")
+    out = model._forward(model._validate_X(X, reset=False))
+    np.testing.assert_allclose(out, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
 
 
 def test_normalize_auto_equals_standardizing_by_hand(quiet):

@@ -9,4 +9,4 @@
   weights are ``layers`` = [(W (n_in, n_out), b), ...] with relu hidden units.
 """
 CONTENDERS_TRAIN = ["fastmlp", "torch", "torch_compile", "jax", "sklearn", "numpy"]
-CONTENDERS_PREDICT = ["fastmlp", "onnxruntime", "torch"]
+CONTENDERS_PREDICT = ["fastmlp", "fastmlp_blas", "onnxruntime", "torch"]

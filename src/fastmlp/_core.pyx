@@ -73,6 +73,9 @@ cdef extern from "fastmlp.h" nogil:
     void fastmlp_set_blas_f64(fastmlp_gemm_t_f64 gemm, fastmlp_gemv_t_f64 gemv)
     int fastmlp_openmp_enabled()
     int fastmlp_max_threads()
+    int fastmlp_tiles_available()
+    int fastmlp_set_tiles(int enabled)
+    int FASTMLP_PREDICT_THREADED_ROWS
 
     int64_t workspace_size_f32(const fastmlp_net *net, int batch_size, int n_threads, int sparse)
     int64_t workspace_size_f64(const fastmlp_net *net, int batch_size, int n_threads, int sparse)
@@ -107,7 +110,11 @@ cdef extern from "fastmlp.h" nogil:
 # every product of the kernels goes to scipy's BLAS: nothing to link at build time
 fastmlp_set_blas_f32(<fastmlp_gemm_t_f32>sgemm, <fastmlp_gemv_t_f32>sgemv)
 fastmlp_set_blas_f64(<fastmlp_gemm_t_f64>dgemm, <fastmlp_gemv_t_f64>dgemv)
+# prediction's dense layers by csrc/dense.c's register tiles where the CPU has AVX-512
+fastmlp_set_tiles(1)
 
+# prediction of fewer rows: one OpenMP thread, BLAS with its own threads (csrc/fastmlp.h)
+PREDICT_THREADED_ROWS = FASTMLP_PREDICT_THREADED_ROWS
 ACTIVATIONS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
 OUTPUTS = {"identity": 0, "logistic": 1, "softmax": 2}
 SOLVERS = {"sgd": 0, "adagrad": 1, "rmsprop": 2, "adam": 3}
@@ -120,6 +127,17 @@ def openmp_enabled():
 
 def max_threads():
     return fastmlp_max_threads()
+
+
+def tiles_available():
+    """Whether prediction can use the register tiles (this build and this CPU: AVX-512)."""
+    return bool(fastmlp_tiles_available())
+
+
+def set_tiles(bint enabled):
+    """Prediction by the register tiles (where available) or by BLAS; returns the setting
+    before. For tests and benchmarks that compare the two."""
+    return bool(fastmlp_set_tiles(enabled))
 
 
 cdef const int64_t *_offsets(const int64_t[::1] view):

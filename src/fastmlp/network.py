@@ -646,7 +646,7 @@ class Network(BaseEstimator):
             return out
         # up to 256 rows, one thread: waking others costs more than they save (and asking how
         # many cores there are costs a system call, a tenth of a one-row prediction)
-        if X.shape[0] > 256 and (n_threads := self._threads()) > 1:
+        if X.shape[0] >= _core.PREDICT_THREADED_ROWS and (n_threads := self._threads()) > 1:
             with _blas_single_threaded():
                 ok = _core.predict(self._net(), self._input(X), self._params, out, n_threads,
                                    check_finite)
