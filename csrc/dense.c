@@ -218,14 +218,17 @@ int64_t FN(dense_packed_size)(int K, int n_out)
     return size;
 }
 
-void FN(dense_pack)(real *packed, const real *W, int K, int n_out)
+void FN(dense_pack)(real *packed, const real *W, int ldw, int K, int n_out)
 {
     for (int c0 = 0; c0 < n_out; c0 += PANEL_COLS) {
         const int width = n_out - c0 < PANEL_COLS ? n_out - c0 : PANEL_COLS;
         const int padded = FN(panel_padded)(width);
-        for (int k = 0; k < K; k++, packed += padded)
-            for (int j = 0; j < padded; j++)
-                packed[j] = j < width ? W[(int64_t)k * n_out + c0 + j] : (real)0;
+        for (int k = 0; k < K; k++, packed += padded) {
+            const real *row = W + (int64_t)k * ldw + c0;
+            int j = 0;
+            for (; j < width; j++) packed[j] = row[j];
+            for (; j < padded; j++) packed[j] = 0;
+        }
     }
 }
 
@@ -312,7 +315,7 @@ static FASTMLP_TILE_TARGET int FN(panel_tile)(real *out, int ldo, const real *x,
     }
 }
 
-int FN(dense_forward_tiled)(real *out, const real *in, int ld_in, const real *packed,
+int FN(dense_forward_tiled)(real *out, int ldo, const real *in, int ld_in, const real *packed,
                             const real *b, int rows, int K, int n_out, int relu, int64_t rows_after,
                             int check)
 {
@@ -332,7 +335,7 @@ int FN(dense_forward_tiled)(real *out, const real *in, int ld_in, const real *pa
                 /* the first panel's pass reads the rows from memory: fetch the next tile's */
                 const real *next = c0 == 0 && (int64_t)top + 2 * R <= rows + rows_after
                                  ? in + (int64_t)(top + R) * ld_in : NULL;
-                bad |= FN(panel_tile)(out + (int64_t)top * n_out + c0, n_out,
+                bad |= FN(panel_tile)(out + (int64_t)top * ldo + c0, ldo,
                                       in + (int64_t)top * ld_in, ld_in, wp, K, b ? b + c0 : NULL,
                                       width, relu, next, check && c0 == 0);
             }

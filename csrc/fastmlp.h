@@ -199,18 +199,20 @@ void FN(dense_forward)(real *out, const real *inp, int ld_in, const real *W, con
                        int rows, int n_in, int n_out, int col0, int col1, int activation,
                        double p, uint64_t seed, int64_t t, int row0);
 
-/* dense_packed_size / dense_pack: W (K, n_out) copied into the panels dense_forward_tiled reads:
- *   for each run of FASTMLP_TILE_VECTORS * 64 bytes of columns, its K rows one after another,
- *   the last run's rows padded with zeros to whole (or half) 512-bit vectors. */
+/* dense_packed_size / dense_pack: W (K, n_out), row stride ldw, copied into the panels
+ *   dense_forward_tiled reads: for each run of FASTMLP_TILE_VECTORS * 64 bytes of columns, its K
+ *   rows one after another, the last run's rows padded with zeros to whole (or half) 512-bit
+ *   vectors. */
 int64_t FN(dense_packed_size)(int K, int n_out);
-void FN(dense_pack)(real *packed, const real *W, int K, int n_out);
+void FN(dense_pack)(real *packed, const real *W, int ldw, int K, int n_out);
 
 /* dense_forward_tiled: out (rows, n_out) = in (rows, K) @ W + b, then max(., 0) when relu,
- *   from W as dense_pack left it; in has row stride ld_in, b may be NULL, rows >=
- *   FASTMLP_TILE_ROWS. Each row's sums run over k in order, so a row's bits do not depend on the
- *   rows beside it. rows_after: rows of `in` past the last that exist, which it prefetches. With
- *   check, returns 1 when some row's first pre-activations (before relu) are not all finite. */
-int FN(dense_forward_tiled)(real *out, const real *in, int ld_in, const real *packed,
+ *   from W as dense_pack left it; out and in have row strides ldo and ld_in, b may be NULL,
+ *   rows >= FASTMLP_TILE_ROWS. Each row's sums run over k in order, so a row's bits do not
+ *   depend on the rows beside it. rows_after: rows of `in` past the last that exist, which it
+ *   prefetches. With check, returns 1 when some row's first pre-activations (before relu) are
+ *   not all finite. */
+int FN(dense_forward_tiled)(real *out, int ldo, const real *in, int ld_in, const real *packed,
                             const real *b, int rows, int K, int n_out, int relu, int64_t rows_after,
                             int check);
 

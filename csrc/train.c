@@ -154,6 +154,9 @@ typedef struct {
      * Measured on 784-256-256-10 (1 thread): the step's passes were ~5% of training, and
      * letting BLAS scale v instead (beta = momentum) cost more than it saved. */
     int64_t fused_lo, fused_hi;
+    /* (parts,) each part's copy of the weights its forward GEMM reads, as dense_pack lays
+     * them out for the register tiles; NULL where the tiles do not run (then BLAS) */
+    real **packed;
 } FN(context);
 
 /* Views, row-loss and chunk buffers for one call: small tables, once per call, never per batch. */
@@ -191,11 +194,31 @@ static int FN(context_init)(FN(context) *c, real *workspace, const fastmlp_net *
     c->v.bn_mean = c->v.xhat + L;
     c->v.bn_inv_std = c->v.bn_mean + L;
     FN(lay_out)(&c->v, workspace, net, Bmax, sparse);
+#ifdef FASTMLP_TILES
+    if (fastmlp_tiles_enabled()) {
+        /* a part packs all of W (forward by rows) or a slab of it: never more than the
+         * largest layer; a sparse first layer runs its own loop */
+        int64_t most = 0;
+        for (int l = sparse ? 1 : 0; l < L; l++) {
+            const int64_t size = FN(dense_packed_size)(net->units[l], net->units[l + 1]);
+            most = size > most ? size : most;
+        }
+        c->packed = (real **)calloc((size_t)c->parts, sizeof(real *));
+        if (!c->packed) return FASTMLP_ENOMEM;
+        for (int part = 0; part < c->parts; part++) {
+            c->packed[part] = (real *)malloc((size_t)(most > 0 ? most : 1) * sizeof(real));
+            if (!c->packed[part]) return FASTMLP_ENOMEM;
+        }
+    }
+#endif
     return FASTMLP_OK;
 }
 
 static void FN(context_free)(FN(context) *c)
 {
+    if (c->packed)
+        for (int part = 0; part < c->parts; part++) free(c->packed[part]);
+    free(c->packed);
     free(c->v.H);
     free(c->row_loss);
     free(c->chunk_sumsq);
@@ -262,6 +285,31 @@ static void FN(gather_rows)(FN(context) *c, const int64_t *order, int B, int tid
     }
 }
 
+/* dense_forward of one part's slab: by the register tiles from the part's own packed copy of
+ * the weights it reads where the context has one, else by BLAS. A copy per batch costs little:
+ * each packed weight serves every row of the slab (rows >= FASTMLP_TILE_ROWS), and BLAS packs
+ * the weights per call too, besides the rows. The epilogue the tiles leave (dropout, tanh,
+ * sigmoid) follows with the same dropout keys as dense_forward's. */
+static void FN(forward_part)(FN(context) *c, int part, real *out, const real *inp, int ld_in,
+                             const real *W, const real *b, int rows, int n_in, int n_out,
+                             int col0, int col1, int activation, double p, int64_t t, int row0)
+{
+#ifdef FASTMLP_TILES
+    if (c->packed && rows >= FASTMLP_TILE_ROWS && col1 > col0) {
+        const int n = col1 - col0, relu = activation == FASTMLP_RELU;
+        FN(dense_pack)(c->packed[part], W + col0, n_out, n_in, n);
+        FN(dense_forward_tiled)(out + col0, n_out, inp, ld_in, c->packed[part],
+                                b ? b + col0 : NULL, rows, n_in, n, relu, 0, 0);
+        if (p > 0 || !(relu || activation == FASTMLP_IDENTITY))
+            FN(activation_forward)(out + col0, n_out, NULL, NULL, rows, n, col0,
+                                   relu ? FASTMLP_IDENTITY : activation, p, c->seed, t, row0);
+        return;
+    }
+#endif
+    FN(dense_forward)(out, inp, ld_in, W, b, rows, n_in, n_out, col0, col1, activation, p,
+                      c->seed, t, row0);
+}
+
 /* Forward of hidden layer l cut by W's rows, for two parts: part q multiplies the columns of
  * H[l] that meet its slab of W's rows, q = 0 into H[l + 1] and q = 1 into D[0] (backward's
  * buffer, free during forward; it is (Bmax, widest hidden layer), hence hidden layers only),
@@ -281,8 +329,9 @@ static void FN(forward_by_inputs)(FN(context) *c, int l, int B, const real *W, c
     int64_t lo, hi;
     for (int part = tid; part < 2; part += nt) {
         fastmlp_slab(n_in, part, 2, &lo, &hi);
-        FN(gemm)(0, 0, B, n_out, (int)(hi - lo), (real)1, v->H[l] + lo, n_in, W + lo * n_out,
-                 n_out, (real)0, part == 0 ? v->H[l + 1] : v->D[0], n_out);
+        FN(forward_part)(c, part, part == 0 ? v->H[l + 1] : v->D[0], v->H[l] + lo, n_in,
+                         W + lo * n_out, NULL, B, (int)(hi - lo), n_out, 0, n_out,
+                         FASTMLP_IDENTITY, 0.0, t, 0);
     }
     FASTMLP_BARRIER
     for (int part = tid; part < 2; part += nt) {
@@ -366,8 +415,8 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
         else for (int part = tid; part < P; part += nt) {
             if (by_columns) {
                 fastmlp_slab(n_out, part, P, &lo, &hi);
-                FN(dense_forward)(v->H[l + 1], v->H[l], n_in, W, b, B, n_in, n_out, (int)lo,
-                                  (int)hi, act_now, p_now, seed, t, 0);
+                FN(forward_part)(c, part, v->H[l + 1], v->H[l], n_in, W, b, B, n_in, n_out,
+                                 (int)lo, (int)hi, act_now, p_now, t, 0);
                 continue;
             }
             fastmlp_slab(B, part, P, &r0, &r1);
@@ -377,8 +426,8 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
                 FN(sparse_dense_forward)(out, X, order + r0, W, b, X->shift ? v->shift_W : NULL,
                                          rows, n_in, n_out, act_now, p_now, seed, t, (int)r0);
             else
-                FN(dense_forward)(out, v->H[l] + r0 * n_in, n_in, W, b, rows, n_in, n_out, 0,
-                                  n_out, act_now, p_now, seed, t, (int)r0);
+                FN(forward_part)(c, part, out, v->H[l] + r0 * n_in, n_in, W, b, rows, n_in,
+                                 n_out, 0, n_out, act_now, p_now, t, (int)r0);
         }
         written_by_columns = by_columns && !by_inputs;
         if (bn) {
@@ -687,7 +736,8 @@ static real *FN(infer_chunk)(real *out, real *scratch, real *gathered, int64_t *
         } else if (tiled) {
             const int relu = !bn && act == FASTMLP_RELU;
             const int64_t after = l == 0 && !gathered ? in_->n - (i0 + rows) : 0;
-            bad = FN(dense_forward_tiled)(dst, in, n_in, in_->packed + in_->packed_offset[l],
+            bad = FN(dense_forward_tiled)(dst, n_out, in, n_in,
+                                          in_->packed + in_->packed_offset[l],
                                           bn ? NULL : b, rows, n_in, n_out, relu, after, check);
             done = relu || (!bn && act == FASTMLP_IDENTITY) ? 2 : 1;
 #endif
@@ -765,8 +815,8 @@ static int FN(inference_init)(FN(inference) *c, const FN(fastmlp_input) *X, int6
         c->packed = (real *)malloc((size_t)total * sizeof(real));
         if (!c->packed) return FASTMLP_ENOMEM;
         for (int l = X->dense ? 0 : 1; l < L; l++)
-            FN(dense_pack)(c->packed + c->packed_offset[l], params + net->w_offset[l], u[l],
-                           u[l + 1]);
+            FN(dense_pack)(c->packed + c->packed_offset[l], params + net->w_offset[l],
+                           u[l + 1], u[l], u[l + 1]);
     }
 #endif
     return FASTMLP_OK;

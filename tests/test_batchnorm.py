@@ -163,7 +163,7 @@ def population_oracle(model, X):
 
 @pytest.mark.parametrize("n", [2, 129, 300])  # one chunk of rows, a chunk and one row, several
 def test_recompute_batchnorm_statistics_gives_the_population_statistics(n, quiet,
-                                                                          prediction_path):
+                                                                          gemm_path):
     model, X, _ = fitted(n=300)
     X = np.random.RandomState(5).randn(n, 4) * 2 + 1
     trained = model._params[:model._layout["mean_offset"][0]].copy()

@@ -29,7 +29,7 @@ def fitted(kind, activation, dtype=np.float64, alpha=0.1, hidden=(6, 5), normali
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("kind", TASKS)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_gradients_match_finite_differences(kind, activation, seed):
+def test_gradients_match_finite_differences(kind, activation, seed, gemm_path):
     model, X, y = fitted(kind, activation, seed=seed)
     max_error, errors = check_gradients(model, X, y, eps=1e-6)
     assert errors.size == model._layout["n_trainable"]
@@ -38,7 +38,7 @@ def test_gradients_match_finite_differences(kind, activation, seed):
 
 @pytest.mark.parametrize("kind", TASKS)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_gradients_match_numpy_backward(kind, activation):
+def test_gradients_match_numpy_backward(kind, activation, gemm_path):
     model, X, y = fitted(kind, activation)
     Y = model._encode_targets(y, first=False).astype(np.float64)
     loss, grads = model._batch_gradient(X, y)
@@ -78,7 +78,7 @@ def test_forward_matches_numpy(kind, activation, dtype, rtol):
 
 
 @pytest.mark.parametrize("n_rows", [1, 127, 128, 129, 1000, 1025])
-def test_forward_any_number_of_rows_and_threads(n_rows, prediction_path):
+def test_forward_any_number_of_rows_and_threads(n_rows, gemm_path):
     """Prediction splits rows into chunks of one size (at most 512 rows: 1025 rows make 342,
     342 and 341) across threads; every split gives the same bits."""
     model, _, _ = fitted("multiclass", "relu")
@@ -100,7 +100,7 @@ PANEL_WIDTHS = [1, 4, 5, 8, 9, 12, 13, 16, 20, 24, 25, 29, 32, 40, 41, 56, 57, 6
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float32, 2e-5), (np.float64, 1e-12)])
 @pytest.mark.parametrize("width", PANEL_WIDTHS)
-def test_prediction_any_layer_width(width, dtype, rtol, prediction_path):
+def test_prediction_any_layer_width(width, dtype, rtol, gemm_path):
     """A hidden and an output layer `width` units wide against the numpy oracle. 289 rows are
     three blocks of 96 and one row, which the last tile covers by moving back over rows already
     done; the hidden layer fuses relu into the tile, the output layer (identity) does not."""

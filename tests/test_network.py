@@ -115,7 +115,7 @@ def test_random_state_makes_fits_bitwise_repeatable(digits, quiet):
     assert not np.array_equal(other.fit(X_train, y_train)._params, fits[0]._params)
 
 
-def test_threads_give_the_same_bits(digits, quiet):
+def test_threads_give_the_same_bits(digits, quiet, gemm_path):
     """The work of a batch is cut into slabs by its size and the machine's cores, never by
     n_threads: a last batch of 147 rows (1347 = 6 * 200 + 147) once split 73/74 on two threads
     and 147 on one, and BLAS, which picks its kernel by shape, summed differently."""
@@ -132,7 +132,7 @@ def test_threads_give_the_same_bits(digits, quiet):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("hidden", [(64, 32), (120, 110)])
-def test_train_epoch_bits_depend_on_parts_not_threads(dtype, hidden):
+def test_train_epoch_bits_depend_on_parts_not_threads(dtype, hidden, gemm_path):
     """Driving the bridge directly, so the test holds on a one-core machine too: 2 parts on
     1, 2 or 3 threads, switching count within the epoch, give the same bits. (64, 32) runs
     forward by rows; (120, 110), wider than the batch and each no wider than its input, by
@@ -229,7 +229,7 @@ def test_an_epoch_cut_before_its_last_batch_trains_as_one_call(monkeypatch, batc
     ((40, 70), {"batch_norm": True, "dropout": 0.2}),    # gamma, beta stepped after their use
     ((40,), {"sparse": True, "alpha": 0.1}),             # sparse input: dW by columns
 ])
-def test_every_parameter_is_stepped_once_however_the_batch_is_cut(hidden, extra):
+def test_every_parameter_is_stepped_once_however_the_batch_is_cut(hidden, extra, gemm_path):
     """The optimizer's chunks go to the thread that computed their dW slab (csrc/train.c), and
     the slabs follow the parts: cutting a batch into 1, 2, 3 or 5 parts moves them about and
     may only change the rounding, never which parameters move or by how much. The shapes

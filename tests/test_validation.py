@@ -83,7 +83,7 @@ def test_bad_predict_input(X, error, match, quiet):
 @pytest.mark.parametrize("n_rows", [1, 289, 600])
 @pytest.mark.parametrize("normalize, batch_norm", [(None, False), ("auto", False), (None, True)])
 def test_non_finite_rows_are_refused_on_the_fast_path(value, match, n_rows, normalize,
-                                                      batch_norm, quiet, prediction_path):
+                                                      batch_norm, quiet, gemm_path):
     """An array already of the model's dtype skips scikit-learn's validation; the C side then
     checks the first layer's pre-activations, which any NaN or inf input spoils, even where
     relu would map it to 0 (the weights of that feature are all made negative here)."""
