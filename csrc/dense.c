@@ -232,38 +232,55 @@ void FN(dense_pack)(real *packed, const real *W, int ldw, int K, int n_out)
     }
 }
 
-/* One tile: rows [0, FASTMLP_TILE_ROWS) of x (row stride ldx) times one panel (`full`, `half`
- * as panel_shape gives them; constants once inlined into panel_tile's cases, so the
- * accumulators live in registers: 6 rows x 4 vectors = 24 of the 32). */
+/* What one tile computes: rows [skip, FASTMLP_TILE_ROWS) of out (row stride ldo) = the same rows
+ * of x times a panel of `width` columns, x's element (r, k) at x[r * x_row + k * x_k]: rows of
+ * a layer's input (x_k = 1) in forward, columns of it (x_row = 1) for dW. The sums start from
+ * bias (or 0), or from out itself when accumulating. Rows below skip are computed, not stored:
+ * they overlap a tile before. next: rows to prefetch (forward only), or NULL. */
+typedef struct {
+    real *out;
+    int ldo;
+    const real *x;
+    int64_t x_row, x_k;
+    const real *panel;
+    int K;
+    const real *bias;
+    int width, relu, accumulate, check, skip;
+    const real *next;
+} FN(tile_job);
+
+/* One tile of a panel `full` full vectors and `half` half vectors wide (panel_shape), constants
+ * once inlined into panel_tile's cases, so the accumulators live in registers: 6 rows x 4
+ * vectors = 24 of the 32. */
 static inline __attribute__((always_inline)) FASTMLP_TILE_TARGET int FN(tile)(
-    real *out, int ldo, const real *x, int ldx, const real *wp, int K, const real *bias,
-    int width, int relu, const real *next, int check, const int full, const int half)
+    const FN(tile_job) *job, const int full, const int half)
 {
     enum { R = FASTMLP_TILE_ROWS };
-    const int padded = full * LANES + half * (LANES / 2);
+    const int padded = full * LANES + half * (LANES / 2), K = job->K, ldo = job->ldo;
+    const int64_t x_row = job->x_row, x_k = job->x_k;
+    const real *x = job->x, *next = job->next, *bias = job->bias;
+    real *out = job->out;
     /* the last vector holds `last` columns; lanes beyond them are neither loaded nor stored */
-    const int last = width - (full - 1 + half) * LANES;
+    const int last = job->width - (full - 1 + half) * LANES;
     const unsigned last_mask = last >= LANES ? (1u << LANES) - 1 : (1u << last) - 1;
-    vreal acc[R][FASTMLP_TILE_VECTORS], init[FASTMLP_TILE_VECTORS];
-    hreal acc_half[R], init_half = h_zero();
-#pragma GCC unroll 4
-    for (int v = 0; v < full; v++)
-        init[v] = !bias ? v_zero()
-                : v == full - 1 && !half ? v_maskz_load(last_mask, bias + v * LANES)
-                : v_load(bias + v * LANES);
-    if (half && bias) init_half = h_maskz_load(last_mask, bias + full * LANES);
+    vreal acc[R][FASTMLP_TILE_VECTORS];
+    hreal acc_half[R];
 #pragma GCC unroll 6
     for (int r = 0; r < R; r++) {
+        const real *from = job->accumulate ? out + (int64_t)r * ldo : bias;
 #pragma GCC unroll 4
-        for (int v = 0; v < full; v++) acc[r][v] = init[v];
-        acc_half[r] = init_half;
+        for (int v = 0; v < full; v++)
+            acc[r][v] = !from ? v_zero()
+                      : v == full - 1 && !half ? v_maskz_load(last_mask, from + v * LANES)
+                      : v_load(from + v * LANES);
+        acc_half[r] = half && from ? h_maskz_load(last_mask, from + full * LANES) : h_zero();
     }
     for (int k = 0; k < K; k++) {
         if (next && k % LANES == 0)  /* one cache line of each next row per line of these */
 #pragma GCC unroll 6
             for (int r = 0; r < R; r++)
-                _mm_prefetch((const char *)(next + (int64_t)r * ldx + k), _MM_HINT_T0);
-        const real *wk = wp + (int64_t)k * padded;
+                _mm_prefetch((const char *)(next + r * x_row + k), _MM_HINT_T0);
+        const real *wk = job->panel + (int64_t)k * padded;
         vreal w[FASTMLP_TILE_VECTORS];
         hreal w_half = h_zero();
 #pragma GCC unroll 4
@@ -271,7 +288,7 @@ static inline __attribute__((always_inline)) FASTMLP_TILE_TARGET int FN(tile)(
         if (half) w_half = h_load(wk + full * LANES);
 #pragma GCC unroll 6
         for (int r = 0; r < R; r++) {
-            const real xk = x[(int64_t)r * ldx + k];
+            const real xk = x[r * x_row + k * x_k];
             const vreal xv = v_set1(xk);
 #pragma GCC unroll 4
             for (int v = 0; v < full; v++) acc[r][v] = v_fma(xv, w[v], acc[r][v]);
@@ -281,68 +298,91 @@ static inline __attribute__((always_inline)) FASTMLP_TILE_TARGET int FN(tile)(
     unsigned bad = 0;
 #pragma GCC unroll 6
     for (int r = 0; r < R; r++) {
+        if (r < job->skip) continue;
         real *o = out + (int64_t)r * ldo;
-        if (check) bad |= full ? v_nonfinite(acc[r][0]) : h_nonfinite(acc_half[r]);
+        if (job->check) bad |= full ? v_nonfinite(acc[r][0]) : h_nonfinite(acc_half[r]);
 #pragma GCC unroll 4
         for (int v = 0; v < full; v++) {
             /* max(a, 0) gives 0 for a NaN a, as activation_forward's a > 0 ? a : 0 does */
-            const vreal h = relu ? v_max(acc[r][v], v_zero()) : acc[r][v];
+            const vreal h = job->relu ? v_max(acc[r][v], v_zero()) : acc[r][v];
             if (v == full - 1 && !half) v_mask_store(o + v * LANES, last_mask, h);
             else v_store(o + v * LANES, h);
         }
         if (half)
-            h_mask_store(o + full * LANES, last_mask, relu ? h_max(acc_half[r], h_zero())
-                                                               : acc_half[r]);
+            h_mask_store(o + full * LANES, last_mask, job->relu ? h_max(acc_half[r], h_zero())
+                                                                : acc_half[r]);
     }
     return bad != 0;
 }
 
-static FASTMLP_TILE_TARGET int FN(panel_tile)(real *out, int ldo, const real *x, int ldx,
-                                              const real *wp, int K, const real *bias, int width,
-                                              int relu, const real *next, int check)
+static FASTMLP_TILE_TARGET int FN(panel_tile)(const FN(tile_job) *job)
 {
     int full, half;
-    FN(panel_shape)(width, &full, &half);
+    FN(panel_shape)(job->width, &full, &half);
     switch (full * 2 + half) {
-    case 8: return FN(tile)(out, ldo, x, ldx, wp, K, bias, width, relu, next, check, 4, 0);
-    case 7: return FN(tile)(out, ldo, x, ldx, wp, K, bias, width, relu, next, check, 3, 1);
-    case 6: return FN(tile)(out, ldo, x, ldx, wp, K, bias, width, relu, next, check, 3, 0);
-    case 5: return FN(tile)(out, ldo, x, ldx, wp, K, bias, width, relu, next, check, 2, 1);
-    case 4: return FN(tile)(out, ldo, x, ldx, wp, K, bias, width, relu, next, check, 2, 0);
-    case 3: return FN(tile)(out, ldo, x, ldx, wp, K, bias, width, relu, next, check, 1, 1);
-    case 2: return FN(tile)(out, ldo, x, ldx, wp, K, bias, width, relu, next, check, 1, 0);
-    default: return FN(tile)(out, ldo, x, ldx, wp, K, bias, width, relu, next, check, 0, 1);
+    case 8: return FN(tile)(job, 4, 0);
+    case 7: return FN(tile)(job, 3, 1);
+    case 6: return FN(tile)(job, 3, 0);
+    case 5: return FN(tile)(job, 2, 1);
+    case 4: return FN(tile)(job, 2, 0);
+    case 3: return FN(tile)(job, 1, 1);
+    case 2: return FN(tile)(job, 1, 0);
+    default: return FN(tile)(job, 0, 1);
     }
+}
+
+/* out (rows, n_out) (+)= x (rows, K) @ the packed W (+ b), x's element (r, k) at
+ * x[r * x_row + k * x_k], rows >= FASTMLP_TILE_ROWS. Blocks of FASTMLP_TILE_BLOCK_ROWS rows;
+ * in each, every panel in turn (W's panel streams from L2 while the block's inputs stay there
+ * too), tile by tile. A block that does not end on a whole tile ends with a tile moved back
+ * over rows already done, which stores only its new rows: no tile of fewer rows is needed. */
+static int FN(tiles)(real *out, int ldo, const real *x, int64_t x_row, int64_t x_k,
+                     const real *packed, const real *b, int rows, int K, int n_out, int relu,
+                     int accumulate, int64_t rows_after, int check)
+{
+    enum { R = FASTMLP_TILE_ROWS };
+    int bad = 0;
+    for (int b0 = 0; b0 < rows; b0 += FASTMLP_TILE_BLOCK_ROWS) {
+        const int b1 = rows - b0 < FASTMLP_TILE_BLOCK_ROWS ? rows : b0 + FASTMLP_TILE_BLOCK_ROWS;
+        const real *panel = packed;
+        for (int c0 = 0; c0 < n_out; c0 += PANEL_COLS) {
+            const int width = n_out - c0 < PANEL_COLS ? n_out - c0 : PANEL_COLS;
+            for (int r0 = b0; r0 < b1; r0 += R) {
+                const int top = r0 + R <= b1 ? r0 : b1 - R;
+                FN(tile_job) job = {
+                    out + (int64_t)top * ldo + c0, ldo, x + top * x_row, x_row, x_k, panel, K,
+                    b ? b + c0 : NULL, width, relu, accumulate, check && c0 == 0, r0 - top,
+                    /* the first panel's pass reads a layer's rows from memory: fetch the
+                     * next tile's */
+                    x_k == 1 && c0 == 0 && (int64_t)top + 2 * R <= rows + rows_after
+                        ? x + (top + R) * x_row : NULL};
+                bad |= FN(panel_tile)(&job);
+            }
+            panel += (int64_t)K * FN(panel_padded)(width);
+        }
+    }
+    return bad;
 }
 
 int FN(dense_forward_tiled)(real *out, int ldo, const real *in, int ld_in, const real *packed,
                             const real *b, int rows, int K, int n_out, int relu, int64_t rows_after,
                             int check)
 {
-    /* Blocks of FASTMLP_TILE_BLOCK_ROWS rows; in each, every panel in turn (W's panel streams
-     * from L2 while the block's inputs stay there too), tile by tile. A block that does not end
-     * on a whole tile ends with a tile moved back over rows already done: they come out the
-     * same, and no tile of fewer rows is needed. */
-    enum { R = FASTMLP_TILE_ROWS };
-    int bad = 0;
-    for (int b0 = 0; b0 < rows; b0 += FASTMLP_TILE_BLOCK_ROWS) {
-        const int b1 = rows - b0 < FASTMLP_TILE_BLOCK_ROWS ? rows : b0 + FASTMLP_TILE_BLOCK_ROWS;
-        const real *wp = packed;
-        for (int c0 = 0; c0 < n_out; c0 += PANEL_COLS) {
-            const int width = n_out - c0 < PANEL_COLS ? n_out - c0 : PANEL_COLS;
-            for (int r0 = b0; r0 < b1; r0 += R) {
-                const int top = r0 + R <= b1 ? r0 : b1 - R;
-                /* the first panel's pass reads the rows from memory: fetch the next tile's */
-                const real *next = c0 == 0 && (int64_t)top + 2 * R <= rows + rows_after
-                                 ? in + (int64_t)(top + R) * ld_in : NULL;
-                bad |= FN(panel_tile)(out + (int64_t)top * ldo + c0, ldo,
-                                      in + (int64_t)top * ld_in, ld_in, wp, K, b ? b + c0 : NULL,
-                                      width, relu, next, check && c0 == 0);
-            }
-            wp += (int64_t)K * FN(panel_padded)(width);
-        }
-    }
-    return bad;
+    return FN(tiles)(out, ldo, in, ld_in, 1, packed, b, rows, K, n_out, relu, 0, rows_after,
+                     check);
+}
+
+void FN(dense_backward_params_tiled)(real *dW, const real *inp, const real *packed_delta,
+                                     int B, int n_in, int n_out, int lo, int hi, int by_inputs,
+                                     int accumulate)
+{
+    /* dW's rows lo..hi are inputs lo..hi: columns of inp (B, n_in), hence x_row = 1 */
+    if (by_inputs)
+        FN(tiles)(dW + (int64_t)lo * n_out, n_out, inp + lo, 1, n_in, packed_delta, NULL, hi - lo,
+                  B, n_out, 0, accumulate, 0, 0);
+    else
+        FN(tiles)(dW + lo, n_out, inp, 1, n_in, packed_delta, NULL, n_in, B, hi - lo, 0,
+                  accumulate, 0, 0);
 }
 #endif /* FASTMLP_TILES */
 

@@ -216,6 +216,13 @@ int FN(dense_forward_tiled)(real *out, int ldo, const real *in, int ld_in, const
                             const real *b, int rows, int K, int n_out, int relu, int64_t rows_after,
                             int check);
 
+/* dense_backward_params_tiled: dense_backward_params (below) by the register tiles, from delta
+ *   as dense_pack left it (all of its columns when by_inputs, else the columns [lo, hi)), beta
+ *   0 or 1 (accumulate). The slab has at least FASTMLP_TILE_ROWS rows of dW. */
+void FN(dense_backward_params_tiled)(real *dW, const real *inp, const real *packed_delta,
+                                     int B, int n_in, int n_out, int lo, int hi, int by_inputs,
+                                     int accumulate);
+
 /* dense_backward_params: the parameter gradient of one layer over the whole batch, for a slab
  *   of it (threads take disjoint slabs, so they never write the same memory):
  *   dW[lo:hi, :] = beta * dW[lo:hi, :] + inp[:, lo:hi]^T @ delta   when by_inputs (W's rows)

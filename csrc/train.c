@@ -196,12 +196,14 @@ static int FN(context_init)(FN(context) *c, real *workspace, const fastmlp_net *
     FN(lay_out)(&c->v, workspace, net, Bmax, sparse);
 #ifdef FASTMLP_TILES
     if (fastmlp_tiles_enabled()) {
-        /* a part packs all of W (forward by rows) or a slab of it: never more than the
-         * largest layer; a sparse first layer runs its own loop */
+        /* a part packs all of W (forward by rows) or a slab of it, or delta (Bmax, units[l + 1])
+         * for dW, or a slab of it; a sparse first layer runs its own loops */
         int64_t most = 0;
         for (int l = sparse ? 1 : 0; l < L; l++) {
-            const int64_t size = FN(dense_packed_size)(net->units[l], net->units[l + 1]);
-            most = size > most ? size : most;
+            const int64_t weights = FN(dense_packed_size)(net->units[l], net->units[l + 1]);
+            const int64_t delta = FN(dense_packed_size)(Bmax, net->units[l + 1]);
+            most = weights > most ? weights : most;
+            most = delta > most ? delta : most;
         }
         c->packed = (real **)calloc((size_t)c->parts, sizeof(real *));
         if (!c->packed) return FASTMLP_ENOMEM;
@@ -308,6 +310,25 @@ static void FN(forward_part)(FN(context) *c, int part, real *out, const real *in
 #endif
     FN(dense_forward)(out, inp, ld_in, W, b, rows, n_in, n_out, col0, col1, activation, p,
                       c->seed, t, row0);
+}
+
+/* dense_backward_params of one part's slab of dW: by the register tiles from the part's packed
+ * copy of delta (all its columns when dW is cut by inputs, the slab's columns otherwise) where
+ * the context has one, else by BLAS. */
+static void FN(backward_params_part)(FN(context) *c, int part, real *dW, const real *inp,
+                                     const real *delta, int B, int n_in, int n_out, int lo,
+                                     int hi, int by_inputs, real beta)
+{
+#ifdef FASTMLP_TILES
+    if (c->packed && (by_inputs ? hi - lo : n_in) >= FASTMLP_TILE_ROWS && hi > lo) {
+        if (by_inputs) FN(dense_pack)(c->packed[part], delta, n_out, B, n_out);
+        else FN(dense_pack)(c->packed[part], delta + lo, n_out, B, hi - lo);
+        FN(dense_backward_params_tiled)(dW, inp, c->packed[part], B, n_in, n_out, lo, hi,
+                                        by_inputs, beta != 0);
+        return;
+    }
+#endif
+    FN(dense_backward_params)(dW, inp, delta, B, n_in, n_out, lo, hi, by_inputs, beta);
 }
 
 /* Forward of hidden layer l cut by W's rows, for two parts: part q multiplies the columns of
@@ -495,8 +516,8 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
             const real beta = into_velocity ? (real)1 : (real)0;
             for (int part = tid; part < P; part += nt) {
                 fastmlp_slab(by_inputs ? n_in : n_out, part, P, &lo, &hi);
-                FN(dense_backward_params)(target, v->H[l], delta, B, n_in, n_out, (int)lo,
-                                          (int)hi, by_inputs, beta);
+                FN(backward_params_part)(c, part, target, v->H[l], delta, B, n_in, n_out,
+                                         (int)lo, (int)hi, by_inputs, beta);
             }
             if (!bn) {
                 fastmlp_slab(n_out, tid, nt, &lo, &hi);

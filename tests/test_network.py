@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 from conftest import make_targets
+from reference import network_loss_and_gradients
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
@@ -265,6 +266,45 @@ def test_every_parameter_is_stepped_once_however_the_batch_is_cut(hidden, extra,
         np.testing.assert_allclose(params, results[0][0], rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(state, results[0][1], rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(batch_loss, results[0][2], rtol=1e-10)
+
+
+@pytest.mark.parametrize("hidden", [(40, 70), (9,)])
+def test_momentum_epoch_matches_the_gradient_oracle(hidden, gemm_path):
+    """SGD momentum adds each batch's gradient straight into the velocity within the dW product
+    (csrc/train.c). Two batches against v = momentum * v + g, p -= lr * v, with g from the numpy
+    oracle at each batch's parameters. 20 inputs make the first layer's dW 20 rows by columns:
+    on the tiles, three tiles and a fourth moved back over rows already done, which must not
+    add their gradient twice."""
+    rng = np.random.RandomState(3)
+    X, y = rng.randn(60, 20), rng.randint(0, 4, 60)
+    model = MLPClassifier(hidden_layer_sizes=hidden, max_iter=1, random_state=0,
+                          dtype=np.float64, n_threads=1, batch_size=30, solver="sgd",
+                          momentum=0.9, nesterovs_momentum=False,
+                          alpha=0.0, normalize=None).partial_fit(X, y, classes=range(4))
+    lay, n_trainable = model._layout, model._layout["n_trainable"]
+    Y = model._encode_targets(y, first=False).astype(np.float64)
+    hyper = fastmlp.optim.hyperparameters(model, 0.05, "constant")
+    params = model._params.copy()
+    expected, velocity = params.copy(), np.zeros(n_trainable)
+    units = lay["units"]
+    for rows in (slice(0, 30), slice(30, 60)):
+        coefs = [expected[lay["w_offset"][l]:][:units[l] * units[l + 1]]
+                 .reshape(units[l], units[l + 1]) for l in range(len(units) - 1)]
+        intercepts = [expected[lay["b_offset"][l]:][:units[l + 1]] for l in range(len(units) - 1)]
+        _, dcoefs, dintercepts = network_loss_and_gradients(
+            X[rows], Y[rows], coefs, intercepts, "relu", "softmax", 0.0)
+        g = np.zeros(n_trainable)
+        for l, (dW, db) in enumerate(zip(dcoefs, dintercepts)):
+            g[lay["w_offset"][l]:][:dW.size] = dW.ravel()
+            g[lay["b_offset"][l]:][:db.size] = db
+        velocity = 0.9 * velocity + g
+        expected[:n_trainable] -= 0.05 * velocity
+    state = np.zeros(2 * n_trainable)
+    grads = np.zeros(n_trainable)
+    workspace = np.zeros(model._net().workspace_size(30, 1, np.float64))
+    _core.train_epoch(model._net(), hyper, model._input(X), params, grads, state, workspace,
+                      np.zeros(2), Y, None, np.arange(60, dtype=np.int64), 30, 7, 0, 2, 1)
+    np.testing.assert_allclose(params, expected, rtol=1e-10, atol=1e-13)
 
 
 def test_small_batches_are_not_cut():
