@@ -232,6 +232,32 @@ void FN(dense_pack)(real *packed, const real *W, int ldw, int K, int n_out)
     }
 }
 
+void FN(dense_pack_transposed)(real *packed, const real *W, int ldw, int K, int n)
+{
+    /* the operand (K, n) whose element (k, j) is W[j * ldw + k]: W's rows become columns. By
+     * blocks of one cache line of k: each line of a W row is read once, whole, and its values
+     * go to LINE packed rows, whose lines stay in L1 while the panel's j run through them.
+     * Reading one k of 64 rows at a time instead touched 64 lines 4 KB apart (784-1024-1024-10)
+     * that share an L1 set: 8% of training time against 2.5% for BLAS's own copy. */
+    enum { LINE = 64 / (int)sizeof(real) };
+    for (int c0 = 0; c0 < n; c0 += PANEL_COLS) {
+        const int width = n - c0 < PANEL_COLS ? n - c0 : PANEL_COLS;
+        const int padded = FN(panel_padded)(width);
+        const real *rows = W + (int64_t)c0 * ldw;
+        for (int k0 = 0; k0 < K; k0 += LINE) {
+            const int kn = K - k0 < LINE ? K - k0 : LINE;
+            real *dst = packed + (int64_t)k0 * padded;
+            for (int j = 0; j < width; j++) {
+                const real *src = rows + (int64_t)j * ldw + k0;
+                for (int i = 0; i < kn; i++) dst[(int64_t)i * padded + j] = src[i];
+            }
+            for (int i = 0; i < kn; i++)
+                for (int j = width; j < padded; j++) dst[(int64_t)i * padded + j] = 0;
+        }
+        packed += (int64_t)K * padded;
+    }
+}
+
 /* What one tile computes: rows [skip, FASTMLP_TILE_ROWS) of out (row stride ldo) = the same rows
  * of x times a panel of `width` columns, x's element (r, k) at x[r * x_row + k * x_k]: rows of
  * a layer's input (x_k = 1) in forward, columns of it (x_row = 1) for dW. The sums start from
@@ -370,6 +396,13 @@ int FN(dense_forward_tiled)(real *out, int ldo, const real *in, int ld_in, const
 {
     return FN(tiles)(out, ldo, in, ld_in, 1, packed, b, rows, K, n_out, relu, 0, rows_after,
                      check);
+}
+
+void FN(dense_backward_input_tiled)(real *dinp, const real *delta, const real *packed_WT,
+                                    int rows, int n_in, int n_out, int col0, int col1)
+{
+    FN(tiles)(dinp + col0, n_in, delta, n_out, 1, packed_WT, NULL, rows, n_out, col1 - col0, 0,
+              0, 0, 0);
 }
 
 void FN(dense_backward_params_tiled)(real *dW, const real *inp, const real *packed_delta,

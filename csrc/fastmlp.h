@@ -216,6 +216,17 @@ int FN(dense_forward_tiled)(real *out, int ldo, const real *in, int ld_in, const
                             const real *b, int rows, int K, int n_out, int relu, int64_t rows_after,
                             int check);
 
+/* dense_pack_transposed: the transpose of W's n rows (row stride ldw, K columns) packed as
+ *   dense_pack packs a (K, n) matrix. */
+void FN(dense_pack_transposed)(real *packed, const real *W, int ldw, int K, int n);
+
+/* dense_backward_input_tiled: the product of dense_backward_input (below), its columns
+ *   [col0, col1) of dinp (rows, n_in) = delta (rows, n_out) @ W[col0:col1, :]^T, by the register
+ *   tiles from W's rows [col0, col1) as dense_pack_transposed left them; rows >=
+ *   FASTMLP_TILE_ROWS. */
+void FN(dense_backward_input_tiled)(real *dinp, const real *delta, const real *packed_WT,
+                                    int rows, int n_in, int n_out, int col0, int col1);
+
 /* dense_backward_params_tiled: dense_backward_params (below) by the register tiles, from delta
  *   as dense_pack left it (all of its columns when by_inputs, else the columns [lo, hi)), beta
  *   0 or 1 (accumulate). The slab has at least FASTMLP_TILE_ROWS rows of dW. */

@@ -196,14 +196,18 @@ static int FN(context_init)(FN(context) *c, real *workspace, const fastmlp_net *
     FN(lay_out)(&c->v, workspace, net, Bmax, sparse);
 #ifdef FASTMLP_TILES
     if (fastmlp_tiles_enabled()) {
-        /* a part packs all of W (forward by rows) or a slab of it, or delta (Bmax, units[l + 1])
-         * for dW, or a slab of it; a sparse first layer runs its own loops */
+        /* a part packs all of W (forward by rows) or a slab of it, delta (Bmax, units[l + 1])
+         * for dW or a slab of it, or W's transpose or a slab of it for dJ/dh; a sparse first
+         * layer runs its own loops */
         int64_t most = 0;
         for (int l = sparse ? 1 : 0; l < L; l++) {
             const int64_t weights = FN(dense_packed_size)(net->units[l], net->units[l + 1]);
             const int64_t delta = FN(dense_packed_size)(Bmax, net->units[l + 1]);
+            /* W's transpose, for dJ/dh of the layer below */
+            const int64_t transposed = FN(dense_packed_size)(net->units[l + 1], net->units[l]);
             most = weights > most ? weights : most;
             most = delta > most ? delta : most;
+            most = transposed > most ? transposed : most;
         }
         c->packed = (real **)calloc((size_t)c->parts, sizeof(real *));
         if (!c->packed) return FASTMLP_ENOMEM;
@@ -329,6 +333,30 @@ static void FN(backward_params_part)(FN(context) *c, int part, real *dW, const r
     }
 #endif
     FN(dense_backward_params)(dW, inp, delta, B, n_in, n_out, lo, hi, by_inputs, beta);
+}
+
+/* dense_backward_input of one part's slab: by the register tiles from the part's packed
+ * transpose of W's rows [col0, col1) where the context has one, else by BLAS (which packs that
+ * transpose per call too). */
+static void FN(backward_input_part)(FN(context) *c, int part, real *dinp, const real *delta,
+                                    const real *W, const real *h_in, int rows, int n_in,
+                                    int n_out, int col0, int col1, int activation, double p,
+                                    int64_t t, int row0)
+{
+#ifdef FASTMLP_TILES
+    if (c->packed && rows >= FASTMLP_TILE_ROWS && col1 > col0) {
+        FN(dense_pack_transposed)(c->packed[part], W + (int64_t)col0 * n_out, n_out, n_out,
+                                  col1 - col0);
+        FN(dense_backward_input_tiled)(dinp, delta, c->packed[part], rows, n_in, n_out, col0,
+                                       col1);
+        if (h_in)
+            FN(activation_backward)(dinp + col0, h_in + col0, n_in, rows, col1 - col0, col0,
+                                    activation, p, c->seed, t, row0);
+        return;
+    }
+#endif
+    FN(dense_backward_input)(dinp, delta, W, h_in, rows, n_in, n_out, col0, col1, activation, p,
+                             c->seed, t, row0);
 }
 
 /* Forward of hidden layer l cut by W's rows, for two parts: part q multiplies the columns of
@@ -531,16 +559,17 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
             for (int part = tid; part < P; part += nt) {
                 if (by_columns) {
                     fastmlp_slab(n_in, part, P, &lo, &hi);
-                    FN(dense_backward_input)(v->D[next], delta, c->params + net->w_offset[l],
-                                             v->H[l], B, n_in, n_out, (int)lo, (int)hi,
-                                             net->activation, p_below, seed, t, 0);
+                    FN(backward_input_part)(c, part, v->D[next], delta,
+                                            c->params + net->w_offset[l], v->H[l], B, n_in,
+                                            n_out, (int)lo, (int)hi, net->activation, p_below,
+                                            t, 0);
                     continue;
                 }
                 fastmlp_slab(B, part, P, &r0, &r1);
-                FN(dense_backward_input)(v->D[next] + r0 * n_in, delta + r0 * n_out,
-                                         c->params + net->w_offset[l], v->H[l] + r0 * n_in,
-                                         (int)(r1 - r0), n_in, n_out, 0, n_in, net->activation,
-                                         p_below, seed, t, (int)r0);
+                FN(backward_input_part)(c, part, v->D[next] + r0 * n_in, delta + r0 * n_out,
+                                        c->params + net->w_offset[l], v->H[l] + r0 * n_in,
+                                        (int)(r1 - r0), n_in, n_out, 0, n_in, net->activation,
+                                        p_below, t, (int)r0);
             }
             delta = v->D[next];
             next ^= 1;
