@@ -17,7 +17,12 @@ threads keep winning clearly, the probes thin out (every 8, 16, 32, then 64 epoc
 count in use is watched instead: an epoch that runs it much slower per row than its best since
 the last verdict (another process took a core, the vCPUs moved apart) brings the next probe
 forward to the next epoch. With fewer threads in use, a probe every 8 epochs is the only way to see the load
-go away, so those do not thin out."""
+go away, so those do not thin out.
+
+A verdict that changes the count is checked by a probe in the very next epoch. One epoch can be
+far off: right after the data is made, while the kernel merges its pages into huge pages, the
+second epoch of 784-100-10 ran 2-3x slower than the rest on two threads (measured here), and the
+verdict it gave kept one thread for eight epochs at half the speed."""
 
 PROBE_EVERY = 8        # epochs between probes: at first, after a change, and on fewer threads
 PROBE_EVERY_MAX = 64   # while the probes keep confirming all threads, the gap doubles up to this
@@ -86,6 +91,8 @@ class ThreadChoice:
         confirmed = (self.best == previous == self.most and self.seconds_per_row[other]
                      >= CLEAR_MARGIN * self.seconds_per_row[self.best])
         self.interval = min(2 * self.interval, PROBE_EVERY_MAX) if confirmed else PROBE_EVERY
-        self.next_probe = max(self.probe_epoch + self.interval, self.epochs)
+        # a change is checked at once (the module's docstring says why)
+        self.next_probe = (self.epochs if self.best != previous
+                           else max(self.probe_epoch + self.interval, self.epochs))
         self.reference = self.seconds_per_row[self.best]
         self.probe_epoch = None
