@@ -20,9 +20,10 @@ forward to the next epoch. With fewer threads in use, a probe every 8 epochs is 
 go away, so those do not thin out.
 
 A verdict that changes the count is checked by a probe in the very next epoch. One epoch can be
-far off: right after the data is made, while the kernel merges its pages into huge pages, the
-second epoch of 784-100-10 ran 2-3x slower than the rest on two threads (measured here), and the
-verdict it gave kept one thread for eight epochs at half the speed."""
+far off: seconds after the data was made, the second epoch of 784-100-10 ran 2-3x slower than the
+rest on two threads (measured here; not after a 3 s pause, so probably the kernel merging the
+data's pages into huge pages), and the verdict it gave kept one thread for eight epochs at half
+the speed."""
 
 PROBE_EVERY = 8        # epochs between probes: at first, after a change, and on fewer threads
 PROBE_EVERY_MAX = 64   # while the probes keep confirming all threads, the gap doubles up to this
