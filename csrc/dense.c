@@ -134,15 +134,19 @@ void FN(dense_forward)(real *out, const real *inp, int ld_in, const real *W, con
                            col0, activation, p, seed, t, row0);
 }
 
-/* ---- dense_forward_tiled: prediction's layers by register tiles ------------------------- */
-/* Why not BLAS here: OpenBLAS packs the rows of X for every GEMM call before its kernel reads
- * them, and prediction streams X from DRAM once, so that packing (plus the pass that warmed the
- * rows for it) was a tenth of a bulk predict_proba of 784-100-10. Here each 6-row tile reads its
- * inputs straight from X, broadcast one at a time against 4 vectors of a packed row of W, with
- * the next tile's rows prefetched meanwhile; the bias and relu go in before the first store.
- * Measured on one core (AMD EPYC, 20000 rows in 500-row calls, float32): 784 -> 100 at 102-105
- * GFLOP/s against OpenBLAS's 85; 784 -> 256 113 against 98; 1024 -> 1024 112 against 101.
- * Training keeps BLAS: its batches are gathered into cache-resident buffers anyway. */
+/* ---- register tiles: a layer's products without BLAS ------------------------------------ */
+/* Why not BLAS: OpenBLAS packs the rows of X for every GEMM call before its kernel reads them,
+ * and prediction streams X from DRAM once, so that packing (plus the pass that warmed the rows
+ * for it) was a tenth of a bulk predict_proba of 784-100-10. Here each 6-row tile reads its
+ * inputs straight from where they lie, broadcast one at a time against 4 vectors of a packed
+ * row of W, with the next tile's rows prefetched meanwhile; the bias and relu go in before the
+ * first store. Measured on one core (AMD EPYC, 20000 rows in 500-row calls, float32): 784 ->
+ * 100 at 102-105 GFLOP/s against OpenBLAS's 85; 784 -> 256 113 against 98; 1024 -> 1024 112
+ * against 101. The same kernel runs training's three products (train.c: forward_part,
+ * backward_params_part, backward_input_part), packing per batch what they multiply by:
+ * 256 x 784 by 784 x 512 with that packing 114 GFLOP/s against 104, 256 x 512 by 512 x 1024 113
+ * against 95 (in cache). OpenBLAS runs its SkylakeX kernels on this Zen 4 core; why they fall
+ * short of the tiles was not studied. */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define FASTMLP_TILES 1
 #include <immintrin.h>

@@ -520,3 +520,4 @@ def test_show_config(capsys):
     fastmlp.show_config()
     out = capsys.readouterr().out
     assert "fastmlp" in out and "OpenMP" in out and "BLAS" in out and "float64" in out
+    assert ("register tiles" in out) == _core.tiles_available()
