@@ -154,8 +154,9 @@ typedef struct {
      * Measured on 784-256-256-10 (1 thread): the step's passes were ~5% of training, and
      * letting BLAS scale v instead (beta = momentum) cost more than it saved. */
     int64_t fused_lo, fused_hi;
-    /* (parts,) each part's copy of the weights its forward GEMM reads, as dense_pack lays
-     * them out for the register tiles; NULL where the tiles do not run (then BLAS) */
+    /* (parts,) each part's scratch for what its tiled products multiply by (a slab of W, of
+     * delta or of W's transpose, as dense_pack lays them out), one product at a time; NULL
+     * where the tiles do not run (then BLAS). Allocated per call, like the tables above. */
     real **packed;
 } FN(context);
 
