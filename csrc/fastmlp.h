@@ -326,9 +326,10 @@ double FN(momentum_finish)(real *params, real *state, const fastmlp_optim *opt, 
 /* ---- train.c: whole epochs without returning to Python -------------------------------- */
 
 /* workspace_size: how many reals train_epoch / batch_gradient need for batches of at most
- *   `batch_size` rows with `n_threads` threads; a sparse X (sparse = 1) needs no dense
+ *   `batch_size` rows cut into n_parts parts (each part, where the CPU runs the register tiles,
+ *   has scratch for what its products multiply by); a sparse X (sparse = 1) needs no dense
  *   (batch_size, n_features) gather buffer, which for wide sparse data would dwarf the rest. */
-int64_t FN(workspace_size)(const fastmlp_net *net, int batch_size, int n_threads, int sparse);
+int64_t FN(workspace_size)(const fastmlp_net *net, int batch_size, int n_parts, int sparse);
 
 /* train_epoch: one pass over the rows `order` (n,) in mini-batches of batch_size (the last one
  *   smaller): gather, forward, fused output loss, backward, optimizer step, for each batch.

@@ -87,11 +87,36 @@ typedef struct {
     real *Y, *W, *shift_W, *colsum;
     real **H, **xhat, **bn_mean, **bn_inv_std;
     real *D[2];
+    /* (parts,) each part's scratch for what its tiled products multiply by (a slab of W, of
+     * delta or of W's transpose, as dense_pack lays them out), one product at a time; laid out
+     * where the CPU can run the tiles */
+    real **packed;
 } FN(views);
+
+/* The reals a part's pack scratch needs: all of W (forward by rows) or a slab of it, delta
+ * (Bmax, units[l + 1]) for dW or a slab of it, or W's transpose or a slab of it for dJ/dh, for
+ * the largest layer; a sparse first layer runs its own loops. 0 where the tiles cannot run. */
+static int64_t FN(pack_size)(const fastmlp_net *net, int Bmax, int sparse)
+{
+    int64_t most = 0;
+#ifdef FASTMLP_TILES
+    if (!fastmlp_tiles_available()) return 0;
+    for (int l = sparse ? 1 : 0; l < net->n_layers; l++) {
+        const int n_in = net->units[l], n_out = net->units[l + 1];
+        const int64_t sizes[3] = {FN(dense_packed_size)(n_in, n_out),
+                                  FN(dense_packed_size)(Bmax, n_out),
+                                  FN(dense_packed_size)(n_out, n_in)};
+        for (int i = 0; i < 3; i++) most = sizes[i] > most ? sizes[i] : most;
+    }
+#else
+    (void)net; (void)Bmax; (void)sparse;
+#endif
+    return most;
+}
 
 /* Lay the views out from `base` (or only count when base is NULL); returns the size in reals. */
 static int64_t FN(lay_out)(FN(views) *v, real *base, const fastmlp_net *net, int Bmax,
-                           int sparse)
+                           int sparse, int parts)
 {
     const int L = net->n_layers;
     const int *u = net->units;
@@ -114,6 +139,9 @@ static int64_t FN(lay_out)(FN(views) *v, real *base, const fastmlp_net *net, int
             FASTMLP_TAKE(v->bn_mean[l], u[l + 1]);
             FASTMLP_TAKE(v->bn_inv_std[l], u[l + 1]);
         }
+    const int64_t pack = FN(pack_size)(net, Bmax, sparse);
+    if (pack > 0)
+        for (int part = 0; part < parts; part++) FASTMLP_TAKE(v->packed[part], pack);
 #undef FASTMLP_TAKE
     if (base) v->Bmax = Bmax;
     return at;
@@ -125,10 +153,10 @@ static int FN(max_batch)(const fastmlp_net *net, int batch_size)
     return batch_size + (net->batch_norm ? 1 : 0);
 }
 
-int64_t FN(workspace_size)(const fastmlp_net *net, int batch_size, int n_threads, int sparse)
+int64_t FN(workspace_size)(const fastmlp_net *net, int batch_size, int n_parts, int sparse)
 {
-    (void)n_threads;
-    return FN(lay_out)(NULL, NULL, net, FN(max_batch)(net, batch_size), sparse);
+    return FN(lay_out)(NULL, NULL, net, FN(max_batch)(net, batch_size), sparse,
+                       n_parts > 0 ? n_parts : 1);
 }
 
 /* Everything one batch step needs; shared by the threads of the parallel region. */
@@ -154,9 +182,7 @@ typedef struct {
      * Measured on 784-256-256-10 (1 thread): the step's passes were ~5% of training, and
      * letting BLAS scale v instead (beta = momentum) cost more than it saved. */
     int64_t fused_lo, fused_hi;
-    /* (parts,) each part's scratch for what its tiled products multiply by (a slab of W, of
-     * delta or of W's transpose, as dense_pack lays them out), one product at a time; NULL
-     * where the tiles do not run (then BLAS). Allocated per call, like the tables above. */
+    /* v.packed where the tiles run, else NULL (then BLAS) */
     real **packed;
 } FN(context);
 
@@ -165,7 +191,7 @@ static int FN(context_init)(FN(context) *c, real *workspace, const fastmlp_net *
                             int sparse)
 {
     const int L = net->n_layers;
-    c->v.H = (real **)calloc((size_t)(4 * L + 1), sizeof(real *));
+    c->v.H = (real **)calloc((size_t)(4 * L + 1 + c->parts), sizeof(real *));
     c->row_loss = (double *)malloc((size_t)Bmax * sizeof(double));
     c->n_chunks = (net->n_trainable + FASTMLP_STEP_CHUNK - 1) / FASTMLP_STEP_CHUNK;
     c->chunk_sumsq = (double *)malloc((size_t)(c->n_chunks + 1) * sizeof(double));
@@ -194,38 +220,16 @@ static int FN(context_init)(FN(context) *c, real *workspace, const fastmlp_net *
     c->v.xhat = c->v.H + L + 1;
     c->v.bn_mean = c->v.xhat + L;
     c->v.bn_inv_std = c->v.bn_mean + L;
-    FN(lay_out)(&c->v, workspace, net, Bmax, sparse);
+    c->v.packed = c->v.bn_inv_std + L;
+    FN(lay_out)(&c->v, workspace, net, Bmax, sparse, c->parts);
 #ifdef FASTMLP_TILES
-    if (fastmlp_tiles_enabled()) {
-        /* a part packs all of W (forward by rows) or a slab of it, delta (Bmax, units[l + 1])
-         * for dW or a slab of it, or W's transpose or a slab of it for dJ/dh; a sparse first
-         * layer runs its own loops */
-        int64_t most = 0;
-        for (int l = sparse ? 1 : 0; l < L; l++) {
-            const int64_t weights = FN(dense_packed_size)(net->units[l], net->units[l + 1]);
-            const int64_t delta = FN(dense_packed_size)(Bmax, net->units[l + 1]);
-            /* W's transpose, for dJ/dh of the layer below */
-            const int64_t transposed = FN(dense_packed_size)(net->units[l + 1], net->units[l]);
-            most = weights > most ? weights : most;
-            most = delta > most ? delta : most;
-            most = transposed > most ? transposed : most;
-        }
-        c->packed = (real **)calloc((size_t)c->parts, sizeof(real *));
-        if (!c->packed) return FASTMLP_ENOMEM;
-        for (int part = 0; part < c->parts; part++) {
-            c->packed[part] = (real *)malloc((size_t)(most > 0 ? most : 1) * sizeof(real));
-            if (!c->packed[part]) return FASTMLP_ENOMEM;
-        }
-    }
+    if (fastmlp_tiles_enabled() && FN(pack_size)(net, Bmax, sparse) > 0) c->packed = c->v.packed;
 #endif
     return FASTMLP_OK;
 }
 
 static void FN(context_free)(FN(context) *c)
 {
-    if (c->packed)
-        for (int part = 0; part < c->parts; part++) free(c->packed[part]);
-    free(c->packed);
     free(c->v.H);
     free(c->row_loss);
     free(c->chunk_sumsq);

@@ -150,7 +150,7 @@ def test_train_epoch_bits_depend_on_parts_not_threads(dtype, hidden, gemm_path):
         params = model._params.copy()
         state = np.zeros(2 * model._layout["n_trainable"], dtype=dtype)
         grads = np.zeros(model._layout["n_trainable"], dtype=dtype)
-        workspace = np.zeros(model._net().workspace_size(100, threads, dtype), dtype=dtype)
+        workspace = np.zeros(model._net().workspace_size(100, 2, dtype), dtype=dtype)
         hyper = fastmlp.optim.hyperparameters(model, 0.01, "constant")
         batch_loss = np.zeros(4)
         # the epoch as two calls, the second on another thread count, as a probe runs it
@@ -166,6 +166,27 @@ def test_train_epoch_bits_depend_on_parts_not_threads(dtype, hidden, gemm_path):
                for p, loss in results[1:])
     assert not np.array_equal(results[0][0], model._params)
     assert np.all(results[0][1] > 0)
+
+
+def test_train_epoch_refuses_a_workspace_too_small():
+    """The C side lays its buffers out in the workspace, one pack scratch per part where the
+    tiles run: the bridge checks the size against the batch and the part count it is given."""
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(40, 30), rng.randint(0, 3, 40)
+    model = MLPClassifier(hidden_layer_sizes=(50,), max_iter=1, random_state=0, batch_size=20,
+                          n_threads=1).partial_fit(X, y, classes=range(3))
+    net, dtype = model._net(), model._params.dtype
+    one, two = net.workspace_size(20, 1, dtype), net.workspace_size(20, 2, dtype)
+    assert two > one if _core.tiles_available() else two == one
+    n_trainable = model._layout["n_trainable"]
+    for parts, size in ((1, one - 1), (2, two - 1)):
+        with pytest.raises(ValueError, match="workspace holds"):
+            _core.train_epoch(net, fastmlp.optim.hyperparameters(model, 0.01, "constant"),
+                              model._input(X.astype(dtype)), model._params.copy(),
+                              np.zeros(n_trainable, dtype), np.zeros(2 * n_trainable, dtype),
+                              np.zeros(size, dtype), np.zeros(2),
+                              model._encode_targets(y, first=False), None,
+                              np.arange(40, dtype=np.int64), 20, 7, 0, parts, 1)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.1])
@@ -254,7 +275,7 @@ def test_every_parameter_is_stepped_once_however_the_batch_is_cut(hidden, extra,
         params = model._params.copy()
         state = np.zeros(2 * model._layout["n_trainable"])
         grads = np.zeros(model._layout["n_trainable"])
-        workspace = np.zeros(model._net().workspace_size(16, 2, np.float64))
+        workspace = np.zeros(model._net().workspace_size(16, parts, np.float64))
         batch_loss = np.zeros(4)
         for epoch_t in (0, 4):  # two epochs, so momentum and Adam's moments carry over
             _core.train_epoch(model._net(), hyper, model._input(X), params, grads, state,
@@ -301,7 +322,7 @@ def test_momentum_epoch_matches_the_gradient_oracle(hidden, gemm_path):
         expected[:n_trainable] -= 0.05 * velocity
     state = np.zeros(2 * n_trainable)
     grads = np.zeros(n_trainable)
-    workspace = np.zeros(model._net().workspace_size(30, 1, np.float64))
+    workspace = np.zeros(model._net().workspace_size(30, 2, np.float64))
     _core.train_epoch(model._net(), hyper, model._input(X), params, grads, state, workspace,
                       np.zeros(2), Y, None, np.arange(60, dtype=np.int64), 30, 7, 0, 2, 1)
     np.testing.assert_allclose(params, expected, rtol=1e-10, atol=1e-13)

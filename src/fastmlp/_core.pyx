@@ -77,8 +77,8 @@ cdef extern from "fastmlp.h" nogil:
     int fastmlp_set_tiles(int enabled)
     int FASTMLP_PREDICT_THREADED_ROWS
 
-    int64_t workspace_size_f32(const fastmlp_net *net, int batch_size, int n_threads, int sparse)
-    int64_t workspace_size_f64(const fastmlp_net *net, int batch_size, int n_threads, int sparse)
+    int64_t workspace_size_f32(const fastmlp_net *net, int batch_size, int n_parts, int sparse)
+    int64_t workspace_size_f64(const fastmlp_net *net, int batch_size, int n_parts, int sparse)
     int train_epoch_f32(float *params, float *grads, float *state, float *workspace,
                         double *batch_loss, int64_t *t, const fastmlp_input_f32 *X, const float *Y,
                         const float *sample_weight, const int64_t *order, int64_t n,
@@ -179,10 +179,12 @@ cdef class Net:
         self.c.n_weights = n_weights
         self.c.n_trainable = n_trainable
 
-    def workspace_size(self, int batch_size, int n_threads, dtype, bint sparse=False):
+    def workspace_size(self, int batch_size, int n_parts, dtype, bint sparse=False):
+        """Reals of workspace that train_epoch / batch_gradient need for batches of at most
+        batch_size rows cut into n_parts parts."""
         if np.dtype(dtype) == np.float32:
-            return workspace_size_f32(&self.c, batch_size, n_threads, sparse)
-        return workspace_size_f64(&self.c, batch_size, n_threads, sparse)
+            return workspace_size_f32(&self.c, batch_size, n_parts, sparse)
+        return workspace_size_f64(&self.c, batch_size, n_parts, sparse)
 
 
 cdef fastmlp_optim _optim(dict hp):
@@ -258,6 +260,15 @@ def epoch_batches(int64_t n, int64_t batch_size, bint batch_norm):
     return fastmlp_epoch_batches(n, batch_size, batch_norm)
 
 
+def _check_workspace(Net net, Input X, floating[::1] workspace, int batch_size, int n_parts):
+    """The C side lays its buffers out in the workspace as workspace_size counts them."""
+    dtype = np.float32 if floating is float else np.float64
+    needed = net.workspace_size(batch_size, n_parts, dtype, X.f64.dense == NULL)
+    if workspace.shape[0] < needed:
+        raise ValueError(f"fastmlp internal: the workspace holds {workspace.shape[0]} values, "
+                         f"batches of {batch_size} rows in {n_parts} parts need {needed}")
+
+
 def train_epoch(Net net, dict hyper, Input X, floating[::1] params, floating[::1] grads,
                 floating[::1] state, floating[::1] workspace, double[::1] batch_loss,
                 const floating[:, ::1] Y, const floating[::1] sample_weight,
@@ -271,6 +282,7 @@ def train_epoch(Net net, dict hyper, Input X, floating[::1] params, floating[::1
     cdef const floating *sw = NULL if sample_weight is None else &sample_weight[0]
     if batch_loss.shape[0] < fastmlp_epoch_batches(order.shape[0], batch_size, net.c.batch_norm):
         raise ValueError("fastmlp internal: batch_loss is shorter than the number of batches")
+    _check_workspace(net, X, workspace, batch_size, n_parts)
     with nogil:
         if floating is float:
             status = train_epoch_f32(&params[0], &grads[0], &state[0], &workspace[0],
@@ -294,6 +306,7 @@ def batch_gradient(Net net, Input X, floating[::1] params, floating[::1] grads,
     """J and its gradient (into grads) for the batch of rows `order`, in training mode."""
     cdef double loss = 0
     cdef int status
+    _check_workspace(net, X, workspace, order.shape[0], n_parts)
     cdef const floating *sw = NULL if sample_weight is None else &sample_weight[0]
     with nogil:
         if floating is float:

@@ -371,11 +371,11 @@ class Network(BaseEstimator):
                 lay["n_trainable"])
         return self._c_net
 
-    def _buffers(self, batch_size, n_threads, sparse):
+    def _buffers(self, batch_size, sparse):
         """Gradient and workspace buffers, allocated once per fit and reused across calls."""
         dtype = self._params.dtype
         n_train = self._layout["n_trainable"]
-        size = self._net().workspace_size(batch_size, n_threads, dtype, sparse)
+        size = self._net().workspace_size(batch_size, self._work_parts(batch_size), dtype, sparse)
         if getattr(self, "_grads", None) is None or self._grads.size != n_train:
             self._grads = np.zeros(n_train, dtype=dtype)
         if getattr(self, "_workspace", None) is None or self._workspace.size < size:
@@ -525,7 +525,7 @@ class Network(BaseEstimator):
                 schedule.best, schedule.epochs_without_improvement = np.inf, 0
         self.validation_scores_ = [] if validation is not None else None
         self.best_validation_score_ = -np.inf if validation is not None else None
-        grads, workspace = self._buffers(batch_size, n_threads, sp.issparse(X))
+        grads, workspace = self._buffers(batch_size, sp.issparse(X))
         net, data = self._net(), self._input(X)
         # the slabs a batch's work is cut into fix the bits of the result; the threads that
         # share them out are chosen by timing stretches of epochs (fastmlp/threads.py), kept
@@ -729,12 +729,12 @@ class Network(BaseEstimator):
                 _check_sample_weight(sample_weight, X, dtype=self._params.dtype))
         n = X.shape[0]
         grads = np.zeros(self._layout["n_trainable"], dtype=self._params.dtype)
-        workspace = np.zeros(self._net().workspace_size(n, 1, self._params.dtype, sp.issparse(X)),
-                             dtype=self._params.dtype)
+        parts = self._work_parts(n)
+        workspace = np.zeros(self._net().workspace_size(n, parts, self._params.dtype,
+                                                        sp.issparse(X)), dtype=self._params.dtype)
         loss = _core.batch_gradient(self._net(), self._input(X), self._params, grads, workspace, Y,
                                     sample_weight, np.arange(n, dtype=np.int64), self.alpha,
-                                    self._seed if seed is None else seed, t,
-                                    self._work_parts(n), 1)
+                                    self._seed if seed is None else seed, t, parts, 1)
         return loss, grads
 
     # ---------------------------------------------------------------- pickling
