@@ -73,6 +73,16 @@ def test_sparse_training_and_prediction_equal_dense(dtype, normalize, fmt, n_thr
     np.testing.assert_allclose(out_sparse, out_dense, rtol=rtol, atol=rtol)
 
 
+@pytest.mark.parametrize("normalize", ["auto", None])
+def test_sparse_prediction_of_many_rows_equals_dense(normalize, gemm_path):
+    """From 257 rows on, prediction runs its dense layers on the register tiles (where the CPU
+    has them) while a sparse first layer keeps its own loop; rows in chunks across 2 threads."""
+    X, y = sparse_problem(n=600)
+    clf = model(dtype=np.float64, normalize=normalize, n_threads=2).fit(X, y)
+    np.testing.assert_allclose(clf.predict_proba(X), clf.predict_proba(X.toarray()),
+                               rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_sparse_normalization_statistics_equal_dense(dtype):
     X, y = sparse_problem()
