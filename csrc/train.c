@@ -833,8 +833,10 @@ static int FN(inference_init)(FN(inference) *c, const FN(fastmlp_input) *X, int6
     c->nonfinite = NULL; c->packed = NULL; c->packed_offset = NULL; c->n = n;
     /* chunks of one size, at most FASTMLP_PREDICT_ROWS rows: the threads take equal runs of
      * chunks (schedule(static)), and a short last chunk left its thread idle at the end (20000
-     * rows were 39 chunks of 512 and one of 32, so one of 2 threads had 5% less to do) */
-    const int64_t n_chunks = (n + FASTMLP_PREDICT_ROWS - 1) / FASTMLP_PREDICT_ROWS;
+     * rows were 39 chunks of 512 and one of 32, so one of 2 threads had 5% less to do). From
+     * FASTMLP_PREDICT_THREADED_ROWS on, two chunks at least, so that two threads share them */
+    int64_t n_chunks = (n + FASTMLP_PREDICT_ROWS - 1) / FASTMLP_PREDICT_ROWS;
+    if (n >= FASTMLP_PREDICT_THREADED_ROWS && n_chunks < 2) n_chunks = 2;
     c->chunk_rows = n > 0 ? (n + n_chunks - 1) / n_chunks : FASTMLP_PREDICT_ROWS;
     c->max_hidden = 1;
     for (int l = 1; l < L; l++) {

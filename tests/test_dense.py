@@ -77,10 +77,11 @@ def test_forward_matches_numpy(kind, activation, dtype, rtol):
     np.testing.assert_allclose(out, expected, rtol=rtol, atol=rtol)
 
 
-@pytest.mark.parametrize("n_rows", [1, 127, 128, 129, 1000, 1025])
+@pytest.mark.parametrize("n_rows", [1, 127, 128, 129, 300, 1000, 1025])
 def test_forward_any_number_of_rows_and_threads(n_rows, gemm_path):
     """Prediction splits rows into chunks of one size (at most 512 rows: 1025 rows make 342,
-    342 and 341) across threads; every split gives the same bits."""
+    342 and 341; from 257 rows on at least two: 300 rows make 150 and 150) across threads;
+    every split gives the same bits."""
     model, _, _ = fitted("multiclass", "relu")
     X = np.random.RandomState(1).randn(n_rows, 4)
     expected = network_forward(X, model.coefs_, model.intercepts_, "relu", "softmax")
