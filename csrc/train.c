@@ -1,7 +1,8 @@
 /* train.c: whole epochs of mini-batch training, a gradient for checking, and prediction.
  *
- * Threads: OpenMP owns the cores and every thread calls single-threaded BLAS on its own slab
- * (the bridge caps BLAS at one thread around these calls, so two pools never fight):
+ * Threads: OpenMP owns the cores and every thread runs the register tiles (dense.c), or
+ * single-threaded BLAS where they do not run, on its own slab (the bridge caps BLAS at one
+ * thread around these calls, so two pools never fight):
  *   forward and dJ/dh:   parts of the batch's rows  (rows are independent until the loss),
  *                        of W's columns, or (forward on two parts) of W's rows, then summed
  *   dW:                  parts of W's rows or columns, whichever dimension is larger
@@ -222,9 +223,8 @@ static int FN(context_init)(FN(context) *c, real *workspace, const fastmlp_net *
     c->v.bn_inv_std = c->v.bn_mean + L;
     c->v.packed = c->v.bn_inv_std + L;
     FN(lay_out)(&c->v, workspace, net, Bmax, sparse, c->parts);
-#ifdef FASTMLP_TILES
-    if (fastmlp_tiles_enabled() && FN(pack_size)(net, Bmax, sparse) > 0) c->packed = c->v.packed;
-#endif
+    /* lay_out gave the parts scratch only where the tiles can run */
+    if (fastmlp_tiles_enabled() && c->v.packed[0]) c->packed = c->v.packed;
     return FASTMLP_OK;
 }
 
@@ -370,9 +370,10 @@ static void FN(backward_input_part)(FN(context) *c, int part, real *dinp, const 
  * and after a barrier each part sums the two for its slab of batch rows and runs the epilogue
  * on them while they are in cache. The point is where W's lines live: backward (dW by inputs)
  * and the optimizer's step already cut W by these rows, so a forward cut by columns reads half
- * of each core's weights from the other core, which rewrites them every batch. 784-256-256-10, batch 64, near placement, medians of 4-5
- * alternating pairs in three runs: +2.3%, +4.4% and +4.8% (110-111k -> 114-116k samples/s),
- * with one more barrier and a (B, n_out) sum per layer; 784-1024-1024-10 +1.6% (noise).
+ * of each core's weights from the other core, which rewrites them every batch.
+ * 784-256-256-10, batch 64, near placement, medians of 4-5 alternating pairs in three runs:
+ * +2.3%, +4.4% and +4.8% (110-111k -> 114-116k samples/s), with one more barrier and a
+ * (B, n_out) sum per layer; 784-1024-1024-10 +1.6% (noise).
  * Two parts only: with P parts the sum reads P partial products per row, and past a few
  * parts that costs more than the weights it keeps in place (not measured beyond two cores). */
 static void FN(forward_by_inputs)(FN(context) *c, int l, int B, const real *W, const real *b,

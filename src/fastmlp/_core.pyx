@@ -107,10 +107,10 @@ cdef extern from "fastmlp.h" nogil:
     int batchnorm_population_f64(double *params, const fastmlp_input_f64 *X, int64_t n,
                                  const fastmlp_net *net, int n_threads)
 
-# every product of the kernels goes to scipy's BLAS: nothing to link at build time
+# the products the register tiles do not take go to scipy's BLAS: nothing to link at build time
 fastmlp_set_blas_f32(<fastmlp_gemm_t_f32>sgemm, <fastmlp_gemv_t_f32>sgemv)
 fastmlp_set_blas_f64(<fastmlp_gemm_t_f64>dgemm, <fastmlp_gemv_t_f64>dgemv)
-# prediction's dense layers by csrc/dense.c's register tiles where the CPU has AVX-512
+# the dense layers' products by csrc/dense.c's register tiles where the CPU has AVX-512
 fastmlp_set_tiles(1)
 
 # prediction of fewer rows: one OpenMP thread, BLAS with its own threads (csrc/fastmlp.h)
@@ -130,13 +130,14 @@ def max_threads():
 
 
 def tiles_available():
-    """Whether prediction can use the register tiles (this build and this CPU: AVX-512)."""
+    """Whether training and prediction can use the register tiles (this build and this CPU:
+    AVX-512)."""
     return bool(fastmlp_tiles_available())
 
 
 def set_tiles(bint enabled):
-    """Prediction by the register tiles (where available) or by BLAS; returns the setting
-    before. For tests and benchmarks that compare the two."""
+    """The dense layers' products by the register tiles (where available) or by BLAS; returns
+    the setting before. For tests and benchmarks that compare the two."""
     return bool(fastmlp_set_tiles(enabled))
 
 

@@ -371,11 +371,11 @@ class Network(BaseEstimator):
                 lay["n_trainable"])
         return self._c_net
 
-    def _buffers(self, batch_size, sparse):
+    def _buffers(self, batch_size, parts, sparse):
         """Gradient and workspace buffers, allocated once per fit and reused across calls."""
         dtype = self._params.dtype
         n_train = self._layout["n_trainable"]
-        size = self._net().workspace_size(batch_size, self._work_parts(batch_size), dtype, sparse)
+        size = self._net().workspace_size(batch_size, parts, dtype, sparse)
         if getattr(self, "_grads", None) is None or self._grads.size != n_train:
             self._grads = np.zeros(n_train, dtype=dtype)
         if getattr(self, "_workspace", None) is None or self._workspace.size < size:
@@ -525,12 +525,12 @@ class Network(BaseEstimator):
                 schedule.best, schedule.epochs_without_improvement = np.inf, 0
         self.validation_scores_ = [] if validation is not None else None
         self.best_validation_score_ = -np.inf if validation is not None else None
-        grads, workspace = self._buffers(batch_size, sp.issparse(X))
-        net, data = self._net(), self._input(X)
         # the slabs a batch's work is cut into fix the bits of the result; the threads that
         # share them out are chosen by timing stretches of epochs (fastmlp/threads.py), kept
         # across fits and partial_fit calls while the work per epoch is alike
         parts = self._work_parts(batch_size)
+        grads, workspace = self._buffers(batch_size, parts, sp.issparse(X))
+        net, data = self._net(), self._input(X)
         work = (n_threads, batch_size, n, tuple(self._layout["units"]), sp.issparse(X))
         if getattr(self, "_thread_choice", (None,))[0] != work:
             self._thread_choice = (work, ThreadChoice(min(parts, n_threads)))
