@@ -161,7 +161,8 @@ _PARAMETERS = r"""
 
     verbose : bool or int, default=False
         Whether to print one line per epoch: its loss, the validation loss and score when
-        there is a validation set, the learning rate, seconds and samples per second.
+        there is a validation set, the learning rate, seconds and samples per second; from
+        ``verbose=2`` on, the threads used as well.
 
     warm_start : bool, default=False
         Whether ``fit`` starts from the current weights (with a fresh optimizer state)
