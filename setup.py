@@ -1,6 +1,10 @@
 """Build of fastmlp's one extension, fastmlp._core: the Cython bridge plus the C kernels of csrc/,
 compiled for float and double. OpenMP is used when a tiny OpenMP program compiles and links;
-without it the package still builds and runs single-threaded."""
+without it the package still builds and runs single-threaded.
+
+Environment variables read at build time (README.md, "Development"):
+  FASTMLP_NO_OPENMP=1   build without OpenMP even where the compiler has it (single-threaded)
+  FASTMLP_DEBUG=1       -O0 -g with AddressSanitizer and UndefinedBehaviorSanitizer"""
 import os
 import sys
 import tempfile
@@ -9,6 +13,7 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.sdist import sdist
 
 OPENMP_PROBE = r"""
 #include <omp.h>
@@ -42,9 +47,14 @@ def openmp_flags(compiler):
 
 class BuildExt(build_ext):
     def build_extensions(self):
-        flags = None if os.environ.get("FASTMLP_NO_OPENMP") else openmp_flags(self.compiler)
-        if flags is None:
-            sys.stderr.write("fastmlp: OpenMP not found; building single-threaded kernels\n")
+        if os.environ.get("FASTMLP_NO_OPENMP"):
+            flags = None
+            sys.stderr.write("fastmlp: OpenMP turned off by FASTMLP_NO_OPENMP; building "
+                             "single-threaded kernels\n")
+        else:
+            flags = openmp_flags(self.compiler)
+            if flags is None:
+                sys.stderr.write("fastmlp: OpenMP not found; building single-threaded kernels\n")
         unix = self.compiler.compiler_type != "msvc"
         for ext in self.extensions:
             if unix:
@@ -59,6 +69,16 @@ class BuildExt(build_ext):
                 ext.extra_compile_args += flags[0]
                 ext.extra_link_args += flags[1]
         super().build_extensions()
+
+
+class Sdist(sdist):
+    def make_distribution(self):
+        # setuptools lists its egg-info folder's SOURCES.txt in every sdist whatever
+        # MANIFEST.in prunes; a build from the sdist makes its own, so leave it out
+        self.filelist.files = [name for name in self.filelist.files
+                               if not any(part.endswith(".egg-info")
+                                          for part in os.path.normpath(name).split(os.sep))]
+        super().make_distribution()
 
 
 kernel_sources = ["dense.c", "batchnorm.c", "loss.c", "optim.c", "train.c", "rng.h", "fastmlp.h"]
@@ -76,5 +96,5 @@ setup(
         compiler_directives={"language_level": 3, "boundscheck": False, "wraparound": False,
                              "cdivision": True, "initializedcheck": False},
     ),
-    cmdclass={"build_ext": BuildExt},
+    cmdclass={"build_ext": BuildExt, "sdist": Sdist},
 )

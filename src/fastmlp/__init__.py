@@ -1,5 +1,12 @@
-"""fastmlp: multi-layer perceptrons on the CPU, with C/OpenMP kernels behind a scikit-learn
-estimator. The public names are those of shared/API.md."""
+"""Multi-layer perceptrons on the CPU, with C/OpenMP kernels behind scikit-learn estimators.
+
+`MLPClassifier` and `MLPRegressor` take the parameters of scikit-learn's estimators of the same
+names, and more (dropout, batch normalization, more optimizers and schedules, float32 or
+float64); `Network` learns its task from the targets. `save` and `load` keep a fitted model
+in a file of arrays and JSON, `check_gradients` checks the backward pass against finite
+differences and `show_config` prints what this build runs with. The user guide and the API
+reference are in the repository's docs/ folder.
+"""
 __version__ = "0.1.0"
 
 from ._config import show_config

@@ -6,7 +6,28 @@ from .network import available_cores
 
 
 def show_config():
-    """Print version, precisions, OpenMP, threads and the BLAS in use."""
+    """Print what this build of fastmlp runs with.
+
+    One line each for the version, the precisions, whether the kernels were built with
+    OpenMP, whether the dense products run on fastmlp's AVX-512 register tiles or on BLAS,
+    the default thread count, and every BLAS library loaded in the process with its own
+    thread count. ``python -m fastmlp config`` prints the same. Include it in a bug report.
+
+    See Also
+    --------
+    MLPClassifier : Its ``n_threads`` parameter caps the threads of one estimator.
+
+    Examples
+    --------
+    >>> import fastmlp
+    >>> fastmlp.show_config()  # doctest: +ELLIPSIS
+    fastmlp ...
+    precision: float32 (default), float64
+    OpenMP: ...
+    products: ...
+    threads: ... by default ...
+    BLAS: ...
+    """
     from . import __version__
 
     lines = [

@@ -9,9 +9,9 @@ def check_gradients(estimator, X, y, sample_weight=None, eps=1e-6, seed=0, t=1, 
     batch made of all rows of (X, y), in training mode (batch statistics; dropout with the fixed
     mask keyed by (seed, t)). J includes the L2 term. Needs a fitted float64 estimator (float32
     cannot resolve eps = 1e-6). Returns the largest relative error
-    |analytic - numeric| / max(|analytic| + |numeric|, floor) and the array of all of them,
-    in the flat buffer's layout. The floor is there because J itself carries float64 rounding
-    of about 1e-16 |J|, so central differences resolve a gradient only to ~1e-10 absolute at
+    abs(analytic - numeric) / max(abs(analytic) + abs(numeric), floor) and the array of all of
+    them, in the flat buffer's layout. The floor is there because J itself carries float64 rounding
+    of about 1e-16 abs(J), so central differences resolve a gradient only to ~1e-10 absolute at
     eps = 1e-6: a component much smaller than `floor` is judged on its absolute error.
     """
     params = estimator._params

@@ -1,14 +1,291 @@
-"""MLPClassifier and MLPRegressor: a Network whose task is fixed, with scikit-learn's scores."""
+"""MLPClassifier and MLPRegressor: a Network whose task is fixed, with scikit-learn's scores.
+
+The class docstrings share their parameter descriptions (`_PARAMETERS`), written once below and
+joined with each task's own sections."""
 from sklearn.base import ClassifierMixin, RegressorMixin
 
 from .network import Network
 
+# The constructor parameters both estimators share, in the signature's order. Each class adds
+# its own (MLPRegressor's `loss`, MLPClassifier's `class_weight`) where its signature has them.
+_PARAMETERS = r"""
+    hidden_layer_sizes : array-like of shape (n_layers - 2,) or int, default=(100,)
+        The number of units of each hidden layer, from the input side: ``(256, 128)`` is two
+        hidden layers. An int is one hidden layer of that many units.
+
+    activation : {"relu", "tanh", "logistic", "sigmoid", "identity"}, default="relu"
+        The unit :math:`g` of every hidden layer, applied to the pre-activation
+        :math:`a = hW + b`:
+
+        - "relu": :math:`g(a) = \max(0, a)`;
+        - "tanh": :math:`g(a) = \tanh(a)`;
+        - "logistic" or "sigmoid" (the same unit by two names):
+          :math:`g(a) = 1 / (1 + e^{-a})`;
+        - "identity": :math:`g(a) = a` (the network is then linear).
+
+        The derivatives used by backpropagation are computed from the unit's output
+        :math:`h = g(a)`: relu :math:`h > 0`, tanh :math:`1 - h^2`, sigmoid :math:`h(1 - h)`.
+
+    solver : {"adam", "sgd", "adagrad", "rmsprop", "lbfgs"}, default="adam"
+        The optimizer. With ``g`` the gradient of the mini-batch objective (see Notes),
+        ``lr`` the current learning rate and every state starting at zero:
+
+        - "sgd": ``v = momentum * v + g``; with Nesterov momentum
+          ``p -= lr * (g + momentum * v)``, else ``p -= lr * v`` (``momentum=0`` is plain
+          stochastic gradient descent);
+        - "adagrad": ``s += g * g``; ``p -= lr * g / (sqrt(s) + epsilon)``;
+        - "rmsprop": ``s = rho * s + (1 - rho) * g * g``;
+          ``p -= lr * g / (sqrt(s) + epsilon)``;
+        - "adam": ``m = beta_1 * m + (1 - beta_1) * g``;
+          ``v = beta_2 * v + (1 - beta_2) * g * g``;
+          ``p -= lr * (m / (1 - beta_1**t)) / (sqrt(v / (1 - beta_2**t)) + epsilon)``,
+          ``t`` the update count;
+        - "lbfgs": full-batch L-BFGS (scipy.optimize's L-BFGS-B) on the loss and gradient
+          over all rows, each computed by one pass of the C forward and backward kernels;
+          it runs at most ``max_iter`` iterations and ``max_fun`` loss evaluations. It suits
+          small data sets. ``batch_size``, ``shuffle`` and the learning-rate parameters do
+          not apply to it.
+
+        Every update is one fused pass over the model's single parameter buffer.
+
+    learning_rate_init : float, default=0.001
+        The learning rate ``lr`` the stochastic solvers start from.
+
+    learning_rate : {"constant", "invscaling", "adaptive", "plateau"}, default="constant"
+        How the learning rate changes during training:
+
+        - "constant": ``lr = learning_rate_init`` throughout;
+        - "invscaling": ``lr = learning_rate_init / t**power_t``, ``t`` the update count,
+          applied at every update;
+        - "adaptive": scikit-learn's rule, for ``solver="sgd"``: the rate is divided by 5
+          each time two consecutive epochs fail to improve the monitored quantity by
+          ``tol``;
+        - "plateau": the lecture's rule: the rate is halved when the monitored quantity has
+          not improved by ``tol`` for ``n_iter_no_change`` epochs, and training stops once it
+          has been halved 5 times.
+
+        The monitored quantity is the one early stopping watches (``scoring`` on the
+        validation set when there is one), else the training loss.
+
+    power_t : float, default=0.5
+        The exponent of ``learning_rate="invscaling"``.
+
+    momentum : float, default=0.9
+        The momentum of ``solver="sgd"``, in [0, 1].
+
+    nesterovs_momentum : bool, default=True
+        Whether ``solver="sgd"`` uses Nesterov's momentum (see ``solver``).
+
+    beta_1 : float, default=0.9
+        The decay of Adam's first-moment estimate ``m``, in [0, 1).
+
+    beta_2 : float, default=0.999
+        The decay of Adam's second-moment estimate ``v``, in [0, 1).
+
+    rho : float, default=0.99
+        The decay of RMSprop's average of squared gradients ``s``, in [0, 1).
+
+    epsilon : float, default=None
+        The term that keeps the adaptive solvers' division finite. None is the solver's
+        own default: 1e-8 for "adam" and "rmsprop", 1e-10 for "adagrad".
+
+    alpha : float, default=0.0001
+        The strength of the L2 penalty (weight decay): each mini-batch objective adds
+        ``(alpha / 2) * sum of squared weights``, so a weight's gradient gains
+        ``alpha * W``. Biases and batch normalization's ``gamma`` and ``beta`` are not
+        penalized.
+
+    batch_size : int or "auto", default="auto"
+        The number of rows of each mini-batch; "auto" is ``min(200, n_samples)``. A value
+        larger than the number of rows is clipped to it, with a warning.
+
+    max_iter : int, default=200
+        The most epochs (passes over the training rows) a ``fit`` runs; for "lbfgs", the
+        most iterations. Reaching it raises a ``ConvergenceWarning``.
+
+    shuffle : bool, default=True
+        Whether the rows are visited in a fresh random order every epoch.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initial weights, the validation split of early stopping, the shuffling
+        and the dropout masks. An int makes ``fit`` reproducible, bit for bit, whatever the
+        number of threads.
+
+    tol : float, default=1e-4
+        The improvement that counts: the monitored quantity must beat its best by more
+        than ``tol`` for an epoch to count as progress.
+
+    n_iter_no_change : int or numpy.inf, default=10
+        The lecture's look-ahead: training stops after this many epochs in a row without
+        progress (see ``tol``). ``numpy.inf`` never stops early, so training runs
+        ``max_iter`` epochs.
+
+    early_stopping : bool, default=False
+        Whether to hold out ``validation_fraction`` of the training rows (a stratified
+        split for class labels) and stop when the validation score (see ``scoring``) has not
+        improved for ``n_iter_no_change`` epochs; ``X_val`` and ``y_val`` given to ``fit``
+        are watched instead of a held-out share. At the end the weights of the best
+        validation epoch are restored. Without it training stops on the training loss.
+
+    validation_fraction : float, default=0.1
+        The share of the training rows held out by ``early_stopping``, in (0, 1).
+
+    dropout : float or array-like of shape (n_layers - 2,), default=0.0
+        The probability of dropping each hidden unit during training, one value for every
+        hidden layer or one per hidden layer, each in [0, 1). A fresh mask is drawn for
+        every row and every update, and a kept unit is scaled by ``1 / (1 - p)``, so
+        prediction uses the whole network unscaled.
+
+    batch_norm : bool, default=False
+        Whether every hidden layer normalizes its pre-activation ``a``: during training by
+        the mini-batch's mean and biased variance,
+        ``(a - mean) / sqrt(var + 1e-5) * gamma + beta``, updating running averages
+        ``running = 0.9 * running + 0.1 * batch`` (the variance unbiased); at prediction by
+        the running averages. Such layers have no trainable bias (``beta`` plays its role).
+
+    normalize : "auto" or None, default="auto"
+        "auto" standardizes every real-valued input column, ``(x - mean) / std``, with the
+        mean and population standard deviation of the data the first ``fit`` saw (a
+        constant column is only centered); columns whose training values are all 0 or 1
+        are left as they are. The statistics are applied as rows are read, so ``X`` is
+        never copied, and ``coefs_[0]`` applies to the standardized inputs. None turns it
+        off.
+
+    dtype : numpy.float32 or numpy.float64, default=numpy.float32
+        The precision of the parameters and of every computation. Predictions of float64
+        input are returned in float64.
+
+    n_threads : int or None, default=None
+        The most threads training and prediction use; None is every core available to the
+        process. The result does not depend on it.
+
+    verbose : bool or int, default=False
+        Whether to print one line per epoch: its loss, the validation loss and score when
+        there is a validation set, the learning rate, seconds and samples per second; from
+        ``verbose=2`` on, the threads used as well.
+
+    warm_start : bool, default=False
+        Whether ``fit`` starts from the current weights (with a fresh optimizer state)
+        when the architecture is unchanged, instead of from a new initialization.
+
+    max_fun : int, default=15000
+        The most loss and gradient evaluations of ``solver="lbfgs"``.
+"""
+
+# what both have after the task's own parameters; {score} names the estimator's score
+_PARAMETERS_TRAINING = r"""
+    scoring : str, callable or None, default=None
+        What early stopping and the "plateau" and "adaptive" schedules watch on the
+        validation set: "loss" (the validation loss, lower is better), the name of a
+        scikit-learn scorer (such as "neg_log_loss") or a callable
+        ``scorer(estimator, X, y)``; None is the estimator's ``score``, {score}.
+
+    callbacks : list of objects or None, default=None
+        Objects told about training as it runs, each with any of the methods
+        ``on_train_begin(estimator)``, ``on_epoch_end(estimator, record)`` (``record`` is
+        the epoch's entry of ``history_``; returning True stops training as early
+        stopping would) and ``on_train_end(estimator)``. They are cloned and pickled with
+        the estimator. Ready-made ones are in ``fastmlp.callbacks``.
+"""
+
+_ATTRIBUTES = r"""
+    loss_ : float
+        The training loss of the last epoch (the mean of its mini-batch objectives, L2
+        term included).
+
+    best_loss_ : float or None
+        The lowest training loss of any epoch; None with ``early_stopping``, where
+        ``best_validation_score_`` takes its place.
+
+    loss_curve_ : list of float
+        The training loss of every epoch, oldest first.
+
+    validation_scores_ : list of float or None
+        The validation score of every epoch when there is a validation set, else None.
+
+    best_validation_score_ : float or None
+        The best of ``validation_scores_``, or None.
+
+    validation_loss_curve_ : list of float or None
+        The validation loss of every epoch when there is a validation set, else None.
+
+    history_ : list-like of dict
+        One record per epoch, oldest first, with at least ``epoch`` (1-based),
+        ``train_loss``, ``valid_loss`` and ``valid_score`` (None without a validation
+        set), ``learning_rate`` (the rate at the epoch's start), ``seconds``,
+        ``samples_per_s`` and ``threads``. ``history_.to_frame()`` gives a pandas
+        DataFrame.
+
+    best_epoch_ : int or None
+        With early stopping, the (1-based) epoch whose weights the model holds after
+        ``fit``.
+
+    t_ : int
+        The number of optimizer updates (mini-batches) made so far.
+
+    n_iter_ : int
+        The number of epochs run by the last ``fit``, or counted over ``partial_fit``
+        calls.
+
+    coefs_ : list of ndarray
+        ``coefs_[i]`` is the weight matrix of layer i, of shape (n_in, n_out). It is a
+        view onto the model's parameters: writing into it in place changes the model.
+
+    intercepts_ : list of ndarray
+        ``intercepts_[i]`` is the bias of layer i, of shape (n_out,), also a view.
+
+    batchnorm_ : list of dict
+        With ``batch_norm=True``, one dict per hidden layer with the arrays ``gamma``,
+        ``beta``, ``running_mean`` and ``running_var`` (views as well).
+
+    n_features_in_ : int
+        The number of features seen during ``fit``.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        The names of the features seen during ``fit``, when ``X`` had string column names.
+
+    n_layers_ : int
+        The number of layers, input and output included.
+
+    n_outputs_ : int
+        The number of output units.
+"""
+
+_NOTES = r"""
+    For a mini-batch :math:`B` with sample weights :math:`w_t` (1 without
+    ``sample_weight``), training minimizes
+
+    .. math::
+
+        J = \frac{\sum_{t \in B} w_t \, \ell(f(x_t), y_t)}{\sum_{t \in B} w_t}
+            + \frac{\alpha}{2} \sum_l \lVert W_l \rVert_F^2
+
+    by backpropagation: each layer is the pre-activation :math:`a = hW + b` followed by
+    :math:`g(a)`, the output layer's units are fused with their loss, and whole epochs
+    run in C without returning to Python, with the GIL released.
+
+    Weights start from Glorot's uniform distribution :math:`U(-b, b)`,
+    :math:`b = \sqrt{6 / (n_{in} + n_{out})}`, and biases at 0.
+"""
+
+_REFERENCES = r"""
+    Glorot, X. and Bengio, Y. "Understanding the difficulty of training deep feedforward
+    neural networks." AISTATS, 2010.
+
+    Kingma, D. P. and Ba, J. "Adam: A method for stochastic optimization." ICLR, 2015.
+
+    Srivastava, N., Hinton, G., Krizhevsky, A., Sutskever, I. and Salakhutdinov, R.
+    "Dropout: a simple way to prevent neural networks from overfitting." JMLR 15, 2014.
+
+    Ioffe, S. and Szegedy, C. "Batch normalization: accelerating deep network training by
+    reducing internal covariate shift." ICML, 2015.
+
+    Bergstra, J. and Bengio, Y. "Random search for hyper-parameter optimization." JMLR 13,
+    2012.
+"""
+
 
 class MLPClassifier(ClassifierMixin, Network):
-    """Classification: softmax outputs with cross-entropy for several classes, one logistic
-    output for two, one logistic output per label for a multilabel indicator matrix.
-    `score` is the accuracy."""
-
     _task = "classification"
 
     def __sklearn_tags__(self):
@@ -21,12 +298,102 @@ class MLPClassifier(ClassifierMixin, Network):
         return tags
 
     def score(self, X, y, sample_weight=None):
+        """Return the accuracy of ``predict(X)`` against ``y``.
+
+        For a multilabel model this is the subset accuracy: a row counts only when every one
+        of its labels is right.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The rows to predict.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Their true labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows in the mean.
+
+        Returns
+        -------
+        score : float
+            The (weighted) share of rows predicted right.
+
+        See Also
+        --------
+        sklearn.metrics.accuracy_score : The metric computed.
+
+        Examples
+        --------
+        >>> from fastmlp import MLPClassifier
+        >>> X, y = [[0.0], [0.2], [0.8], [1.0]], [0, 0, 1, 1]
+        >>> clf = MLPClassifier(learning_rate_init=0.05, max_iter=300, random_state=0)
+        >>> clf.fit(X, y).score(X, y)
+        1.0
+        """
         return ClassifierMixin.score(self, X, y, sample_weight=sample_weight)
 
 
-class MLPRegressor(RegressorMixin, Network):
-    """Regression: identity outputs with squared error, one per target column. `score` is R^2."""
+MLPClassifier.__doc__ = r"""Multi-layer perceptron classifier, trained by C kernels.
 
+    Softmax outputs with cross-entropy for several classes, one logistic output for two
+    classes, and one logistic output per label for a multilabel indicator matrix. Training
+    and prediction run in C on every core, bitwise the same for any number of threads. The
+    parameters, attributes and behaviour are scikit-learn's ``MLPClassifier``'s, with the
+    additions described here (the user guide lists the differences).
+
+    Parameters
+    ----------""" + _PARAMETERS + r"""
+    class_weight : dict, list of dict, "balanced" or None, default=None
+        Weights of the classes, multiplied into ``sample_weight``: a dict
+        ``{label: weight}``, or "balanced", which weighs class c by
+        ``n_samples / (n_classes * count(c))`` as scikit-learn's classifiers do. A
+        multilabel y takes "balanced" per label or a list of one dict per label.
+        ``partial_fit`` refuses "balanced", whose weights would change with every call.
+""" + _PARAMETERS_TRAINING.replace("{score}", "the accuracy") + r"""
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels (for a multilabel model, the label columns).
+""" + _ATTRIBUTES + r"""
+    out_activation_ : {"softmax", "logistic"}
+        The output units: "softmax" for several classes, "logistic" for two classes and
+        for multilabel y.
+
+    See Also
+    --------
+    MLPRegressor : The same network with identity outputs, for regression.
+    Network : The estimator that learns its task from the targets of the first fit.
+    check_gradients : Finite-difference check of the backward pass.
+    sklearn.neural_network.MLPClassifier : The classifier of scikit-learn, which this one
+        can replace.
+
+    Notes
+    -----""" + _NOTES + r"""
+    The per-sample loss :math:`\ell` is the cross-entropy :math:`-\log f_y(x)` of the
+    softmax outputs for several classes, and the binary cross-entropy summed over the
+    logistic outputs for two classes or several labels.
+
+    References
+    ----------""" + _REFERENCES + r"""
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.model_selection import train_test_split
+    >>> from fastmlp import MLPClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> X_train, X_test, y_train, y_test = train_test_split(X, y, stratify=y,
+    ...                                                     random_state=0)
+    >>> clf = MLPClassifier(hidden_layer_sizes=(32,), learning_rate_init=0.01,
+    ...                     max_iter=300, random_state=0).fit(X_train, y_train)
+    >>> clf.out_activation_, [W.shape for W in clf.coefs_]
+    ('softmax', [(4, 32), (32, 3)])
+    >>> clf.predict_proba(X_test[:2]).shape
+    (2, 3)
+    >>> clf.score(X_test, y_test) > 0.9
+    True
+    """
+
+
+class MLPRegressor(RegressorMixin, Network):
     _task = "regression"
 
     def __sklearn_tags__(self):
@@ -35,4 +402,89 @@ class MLPRegressor(RegressorMixin, Network):
         return tags
 
     def score(self, X, y, sample_weight=None):
+        """Return the coefficient of determination R^2 of ``predict(X)`` against ``y``.
+
+        R^2 is ``1 - sum (y - y_pred)^2 / sum (y - mean(y))^2``: 1 for a perfect prediction,
+        0 for one that always predicts the mean, and lower for worse. Several target columns
+        are averaged uniformly.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The rows to predict.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Their true values.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows.
+
+        Returns
+        -------
+        score : float
+            R^2 of the predictions.
+
+        See Also
+        --------
+        sklearn.metrics.r2_score : The metric computed.
+
+        Examples
+        --------
+        >>> from fastmlp import MLPRegressor
+        >>> X, y = [[0.0], [0.5], [1.0], [1.5]], [0.0, 1.0, 2.0, 3.0]
+        >>> reg = MLPRegressor(learning_rate_init=0.05, max_iter=500, random_state=0)
+        >>> reg.fit(X, y).score(X, y) > 0.9
+        True
+        """
         return RegressorMixin.score(self, X, y, sample_weight=sample_weight)
+
+
+MLPRegressor.__doc__ = r"""Multi-layer perceptron regressor, trained by C kernels.
+
+    Identity outputs with squared error, one per target column, or exponential outputs
+    with the Poisson deviance. Training and prediction run in C on every core, bitwise the
+    same for any number of threads. The parameters, attributes and behaviour are
+    scikit-learn's ``MLPRegressor``'s, with the additions described here (the user guide
+    lists the differences).
+
+    Parameters
+    ----------
+    loss : {"squared_error", "poisson"}, default="squared_error"
+        The per-sample loss and its output units: "squared_error" is
+        ``0.5 * sum_j (f_j - y_j)**2 / n_outputs`` on identity outputs; "poisson" is the
+        Poisson deviance on exponential outputs ``f = exp(a)``, as scikit-learn's, for
+        counts and other non-negative targets.
+""" + _PARAMETERS + _PARAMETERS_TRAINING.replace("{score}", "R^2") + r"""
+    Attributes
+    ----------""" + _ATTRIBUTES + r"""
+    out_activation_ : str
+        The output units: "identity" (squared error) or "exp" (Poisson).
+
+    See Also
+    --------
+    MLPClassifier : The same network with softmax or logistic outputs, for classification.
+    Network : The estimator that learns its task from the targets of the first fit.
+    check_gradients : Finite-difference check of the backward pass.
+    sklearn.neural_network.MLPRegressor : The regressor of scikit-learn, which this one
+        can replace.
+
+    Notes
+    -----""" + _NOTES + r"""
+    With ``loss="squared_error"`` the per-sample loss :math:`\ell` is
+    :math:`\frac{1}{2 k} \sum_{j=1}^{k} (f_j(x) - y_j)^2` over the :math:`k` outputs.
+
+    References
+    ----------""" + _REFERENCES + r"""
+    Examples
+    --------
+    >>> from sklearn.datasets import make_regression
+    >>> from sklearn.model_selection import train_test_split
+    >>> from fastmlp import MLPRegressor
+    >>> X, y = make_regression(n_samples=200, n_features=5, noise=1.0, random_state=0)
+    >>> y = y / y.std()
+    >>> X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+    >>> reg = MLPRegressor(hidden_layer_sizes=(32,), learning_rate_init=0.01,
+    ...                    max_iter=500, random_state=0).fit(X_train, y_train)
+    >>> reg.predict(X_test[:3]).shape
+    (3,)
+    >>> reg.score(X_test, y_test) > 0.9
+    True
+    """
