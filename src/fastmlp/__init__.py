@@ -3,10 +3,11 @@ estimator. The public names are those of shared/API.md."""
 __version__ = "0.1.0"
 
 from ._config import show_config
-from .diagnostics import check_gradients
+from .diagnostics import check_gradients, overfit_check
 from .estimators import MLPClassifier, MLPRegressor
 from .network import Network
 from .persistence import load, save
 
 __all__ = ["Network", "MLPClassifier", "MLPRegressor", "check_gradients", "show_config", "save",
-           "load", "__version__"]
+           "load", "__version__",
+           "overfit_check"]
