@@ -7,7 +7,8 @@ from .diagnostics import check_gradients, overfit_check
 from .estimators import MLPClassifier, MLPRegressor
 from .network import Network
 from .persistence import load, save
+from .plotting import LayerHealthDisplay, TrainingCurveDisplay
 
 __all__ = ["Network", "MLPClassifier", "MLPRegressor", "check_gradients", "show_config", "save",
            "load", "__version__",
-           "overfit_check"]
+           "overfit_check", "TrainingCurveDisplay", "LayerHealthDisplay"]

@@ -179,9 +179,10 @@ class OverfitReport:
     initial_health : list of dict
         Per weight layer at initialization: ``"saturated"`` and ``"dead"`` (fractions of the
         layer's units, None where they do not apply, as on the output layer),
-        ``"mean_activation"``, ``"grad_norm"``, ``"weight_norm"`` and ``"zero_gradients"``
-        (the fraction of the layer's weights whose gradient is exactly zero, among those
-        whose input is not zero on every example).
+        ``"mean_activation"``, ``"grad_norm"``, ``"weight_norm"``, ``"update_ratio"`` (None:
+        no update yet) and ``"zero_gradients"`` (the fraction of the layer's weights whose
+        gradient is exactly zero, among those whose input is not zero on every example): the
+        structure of a history record's ``"health"``, which LayerHealthDisplay draws.
     n_samples : int
         The number of examples.
     """
@@ -320,7 +321,7 @@ def overfit_check(estimator, X, y, n_samples=50, random_state=None, *, max_epoch
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # one-epoch fits stop on purpose
         start = _initialized(estimator, Xs, ys, classes)
-        health, inputs = _initial_health(start, rows, Xs, ys)
+        health, inputs = _layer_health(start, rows, Xs, ys)
         findings = _initialization_findings(start, health, inputs, rows)
         rate = estimator.learning_rate_init
         model, losses, epochs, error = _train(start, Xs, ys, rate, fits, max_epochs)
@@ -400,10 +401,14 @@ def _layer_outputs(model, rows):
     return outputs
 
 
-def _initial_health(model, rows, Xs, ys):
-    """Per weight layer at initialization: the saturated and dead fractions of the units it
-    feeds (hidden layers), their mean activation, the gradient's and weights' norms and the
-    fraction of exactly-zero gradient entries among weights whose input is not always zero."""
+def _layer_health(model, rows, Xs, ys, previous=None):
+    """Per weight layer, the measures of a history record's "health" (see LayerHealthDisplay):
+    the saturated and dead fractions of the units it feeds (None on the output layer, and
+    where the activation has no such state), their mean activation, the gradient's and the
+    weights' norms, the update ratio ||W - W_previous|| / ||W_previous|| (None without
+    `previous`, the coefs_ before the update), and "zero_gradients": the fraction of
+    exactly-zero gradient entries among the weights whose input is not zero on every example.
+    Also returns the layers' inputs (see _layer_outputs)."""
     inputs = _layer_outputs(model, rows)
     _, grads = model._batch_gradient(Xs, ys)
     activation = model._fitted_spec["activation"]
@@ -414,8 +419,11 @@ def _initial_health(model, rows, Xs, ys):
         live = np.any(inputs[l] != 0, axis=0)  # input units not zero on every example
         record = {"saturated": None, "dead": None, "mean_activation": None,
                   "grad_norm": float(np.linalg.norm(G)),
-                  "weight_norm": float(np.linalg.norm(W)),
+                  "weight_norm": float(np.linalg.norm(W)), "update_ratio": None,
                   "zero_gradients": float((G[live] == 0).mean()) if live.any() else 0.0}
+        if previous is not None:
+            record["update_ratio"] = float(np.linalg.norm(W - previous[l])
+                                           / max(np.linalg.norm(previous[l]), 1e-300))
         if l + 1 < len(model.coefs_):
             h = inputs[l + 1]
             record["mean_activation"] = float(h.mean())
