@@ -185,6 +185,7 @@ def test_layer_health_draws_dead_units_and_gradient_norms_per_layer(relu_run):
         assert line.get_color() == f"C{line.layer - 1}"  # one colour per layer in every panel
     assert display.axes_["grad_norm"].get_yscale() == "log"
     assert display.axes_["dead"].get_yscale() == "linear"
+    assert display.axes_["dead"].get_ylim() == (-0.02, 1.02)  # a fraction, whatever its values
     assert display.axes_["dead"].get_ylabel() == "dead units (fraction)"
     assert display.figure_.get_suptitle() == "relu"
 

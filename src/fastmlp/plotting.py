@@ -16,6 +16,7 @@ HEALTH_METRICS = {
 }
 # spread over orders of magnitude, and fading towards the lower layers: drawn on a log scale
 LOG_METRICS = ("grad_norm", "weight_norm", "update_ratio")
+FRACTION_METRICS = ("saturated", "dead")  # drawn on [0, 1] whatever their values
 
 
 def _pyplot(what):
@@ -252,13 +253,17 @@ class TrainingCurveDisplay:
                 self.learning_rate_lines_.append(ax.axvline(
                     change[0], color="C3", linestyle=":", linewidth=1,
                     label="learning rate change" if first else "_nolegend_"))
-                ax.annotate(f"lr {change[2]:.3g}", (change[0], 1),
-                            xycoords=("data", "axes fraction"), xytext=(2, -12),
-                            textcoords="offset points", color="C3", fontsize="small")
+                # halfway up, along the line: the losses end low and the score high
+                ax.annotate(f"lr {change[2]:.3g}", (change[0], 0.5),
+                            xycoords=("data", "axes fraction"), xytext=(-2, 0),
+                            textcoords="offset points", rotation=90, ha="right",
+                            va="center", color="C3", fontsize="small")
         handles = [artist for artist in (self.train_line_, self.valid_line_, self.score_line_,
                                          self.best_epoch_line_) if artist is not None]
         handles += self.learning_rate_lines_[:1]
-        ax.legend(handles=handles, title=name, loc="center right")
+        # "best" would not see the score's twin axes; the middle is where a training run's
+        # curves are not (the losses fall to the bottom, the score rises to the top)
+        ax.legend(handles=handles, title=name, loc="center")
         self.ax_, self.figure_ = ax, ax.figure
         return self
 
@@ -449,6 +454,8 @@ class LayerHealthDisplay:
                 lines.append(line)
             if metric in LOG_METRICS and np.nanmin(table) > 0:
                 panel.set_yscale("log")
+            elif metric in FRACTION_METRICS:
+                panel.set_ylim(-0.02, 1.02)
             panel.set_xlabel("epoch")
             panel.set_ylabel(HEALTH_METRICS[metric])
             panel.legend(fontsize="small")
