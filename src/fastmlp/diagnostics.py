@@ -131,6 +131,15 @@ def check_gradients(estimator, X, y, sample_weight=None, eps=1e-6, seed=0, t=1, 
 class Finding:
     """One thing `overfit_check` measured, with the lecture's remedy.
 
+    ``str(finding)`` gives the cause, the fact and the remedy as the report prints them.
+
+    Parameters
+    ----------
+    cause, fact, remedy : str
+        See Attributes.
+    **data
+        The measurement as numbers: `data`.
+
     Attributes
     ----------
     cause : str
@@ -143,6 +152,18 @@ class Finding:
         What to do about it.
     data : dict
         The measurement as numbers (per-layer fractions, column indices, epochs, ...).
+
+    See Also
+    --------
+    overfit_check : What makes the findings.
+
+    Examples
+    --------
+    >>> from fastmlp.diagnostics import Finding
+    >>> print(Finding("dead_units", "layer 1: 40% of its 10 relu units are zero.",
+    ...               "Initialize the weights small and random.", layers={1: 0.4}))
+    [dead_units] layer 1: 40% of its 10 relu units are zero.
+        Remedy: Initialize the weights small and random.
     """
 
     def __init__(self, cause, fact, remedy, **data):
@@ -157,6 +178,28 @@ class Finding:
 
 class OverfitReport:
     """What `overfit_check` found; ``print(report)`` gives it as a short text.
+
+    The text's first line says whether the check passed, in how many epochs, at which loss
+    and training score; a numbered line per finding follows, with its remedy.
+
+    Parameters
+    ----------
+    fitted : bool
+        Whether the examples were fitted.
+    epochs : int
+        The epochs trained.
+    final_loss, training_score : float
+        The last epoch's loss, and the training score at the end.
+    loss_curve : list of float
+        The loss of each epoch.
+    findings : list of Finding
+        The causes found.
+    initial_health : list of dict
+        The measures per weight layer at initialization.
+    n_samples : int
+        The number of examples.
+    task : {"classification", "regression"}
+        What the training score is: an accuracy, or the fraction of variation explained.
 
     Attributes
     ----------
@@ -185,6 +228,20 @@ class OverfitReport:
         structure of a history record's ``"health"``, which LayerHealthDisplay draws.
     n_samples : int
         The number of examples.
+
+    See Also
+    --------
+    overfit_check : What makes the report.
+
+    Examples
+    --------
+    >>> from fastmlp.diagnostics import OverfitReport
+    >>> report = OverfitReport(fitted=True, epochs=12, final_loss=0.05, training_score=1.0,
+    ...                        loss_curve=[2.3, 0.05], findings=[], initial_health=[],
+    ...                        n_samples=50, task="classification")
+    >>> print(report)
+    overfit_check on 50 examples: PASSED, fitted in 12 epochs (final loss 0.05, training accuracy 1.000)
+    No findings: the model can learn; go on to the full experiment.
     """
 
     def __init__(self, *, fitted, epochs, final_loss, training_score, loss_curve, findings,
@@ -268,7 +325,7 @@ def overfit_check(estimator, X, y, n_samples=50, random_state=None, *, max_epoch
 
     Returns
     -------
-    report : OverfitReport
+    OverfitReport
         ``passed``, ``epochs``, ``final_loss``, ``findings`` and the measurements.
 
     Raises

@@ -135,6 +135,9 @@ class TrainingCurveDisplay:
     def from_history(cls, history, *, best_epoch=None, ax=None, name=None):
         """Draw the curves of a list of epoch records.
 
+        The records need not come from an estimator: any list of dicts in the structure of
+        ``history_`` will do (a run recorded by hand, one loaded from a file).
+
         Parameters
         ----------
         history : list-like of dict
@@ -157,6 +160,22 @@ class TrainingCurveDisplay:
         ------
         ValueError
             If the history is empty or a record lacks ``"epoch"`` or ``"train_loss"``.
+        TypeError
+            If a record is not a dict.
+
+        See Also
+        --------
+        TrainingCurveDisplay.from_estimator : The curves of a fitted estimator's history_.
+
+        Examples
+        --------
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> from fastmlp import TrainingCurveDisplay
+        >>> records = [{"epoch": e, "train_loss": 2.0 / e} for e in range(1, 5)]
+        >>> display = TrainingCurveDisplay.from_history(records)
+        >>> display.best_epoch, display.score_ax_ is None
+        (4, True)
         """
         records = _records(history, ("epoch", "train_loss"))
         epochs = np.array([int(record["epoch"]) for record in records])
@@ -199,6 +218,22 @@ class TrainingCurveDisplay:
             If the estimator is not fitted.
         ValueError
             If it has no ``history_``.
+
+        See Also
+        --------
+        TrainingCurveDisplay.from_history : The curves of any list of epoch records.
+
+        Examples
+        --------
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> from sklearn.datasets import load_digits
+        >>> from fastmlp import MLPClassifier, TrainingCurveDisplay
+        >>> X, y = load_digits(return_X_y=True)
+        >>> model = MLPClassifier((16,), early_stopping=True, random_state=0).fit(X, y)
+        >>> display = TrainingCurveDisplay.from_estimator(model)  # doctest: +SKIP
+        >>> display.best_epoch == model.best_epoch_  # doctest: +SKIP
+        True
         """
         history = _history_of(estimator, "TrainingCurveDisplay.from_estimator")
         return cls.from_history(history, best_epoch=getattr(estimator, "best_epoch_", None),
@@ -206,6 +241,9 @@ class TrainingCurveDisplay:
 
     def plot(self, ax=None, *, name=None):
         """Draw the curves.
+
+        Each call draws them again, on `ax` or on a new figure, and points ``ax_``,
+        ``figure_`` and the lines at the new artists.
 
         Parameters
         ----------
@@ -216,8 +254,23 @@ class TrainingCurveDisplay:
 
         Returns
         -------
-        display : TrainingCurveDisplay
+        TrainingCurveDisplay
             Itself, with ``ax_``, ``figure_`` and the lines set.
+
+        See Also
+        --------
+        TrainingCurveDisplay.from_history : Build the display from records and draw it.
+
+        Examples
+        --------
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt
+        >>> from fastmlp import TrainingCurveDisplay
+        >>> display = TrainingCurveDisplay(epochs=[1, 2, 3], train_loss=[1.0, 0.6, 0.5])
+        >>> figure, ax = plt.subplots()
+        >>> display.plot(ax=ax).ax_ is ax
+        True
         """
         plt = _pyplot("TrainingCurveDisplay.plot")
         if ax is None:
@@ -269,10 +322,10 @@ class TrainingCurveDisplay:
 
 
 class LayerHealthDisplay:
-    """Per layer, over the epochs: the saturated and dead fractions of its units and the norm
-    of its weights' gradient (by default), one panel per measure, one line per layer.
+    """The health of every layer over the epochs: one panel per measure, one line per layer.
 
-    The measures come from each epoch record's ``"health"``: a list with one dict per weight
+    By default the measures are the saturated and dead fractions of the layer's units and the
+    norm of its weights' gradient. They come from each epoch record's ``"health"``: a list with one dict per weight
     layer (layer l computes the pre-activation of layer l's units from ``coefs_[l - 1]``;
     the last is the output layer), with ``"saturated"`` (the fraction of its tanh or sigmoid
     units whose output is within 0.02 of a bound on at least 95% of the epoch's examples),
@@ -335,6 +388,9 @@ class LayerHealthDisplay:
                      name=None):
         """Draw the layer health of a list of epoch records.
 
+        The records need not come from an estimator: any list of dicts with ``"epoch"`` and
+        ``"health"`` in the structure described for the class will do.
+
         Parameters
         ----------
         history : list-like of dict
@@ -357,6 +413,22 @@ class LayerHealthDisplay:
         ValueError
             If the history is empty, a record lacks ``"epoch"`` or ``"health"``, the records
             have different numbers of layers, or a measure is unknown or applies to no layer.
+
+        See Also
+        --------
+        LayerHealthDisplay.from_estimator : The layer health in a fitted estimator's history_.
+
+        Examples
+        --------
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> from fastmlp import LayerHealthDisplay
+        >>> layer = {"saturated": 0.0, "dead": None, "grad_norm": 0.5}
+        >>> records = [{"epoch": e, "health": [layer, dict(layer, saturated=None)]}
+        ...            for e in (1, 2, 3)]
+        >>> display = LayerHealthDisplay.from_history(records)
+        >>> list(display.axes_), len(display.lines_["saturated"])
+        (['saturated', 'grad_norm'], 1)
         """
         unknown = [metric for metric in metrics if metric not in HEALTH_METRICS]
         if unknown or not metrics:
@@ -384,6 +456,9 @@ class LayerHealthDisplay:
                        name=None):
         """Draw the layer health recorded in a fitted estimator's ``history_``.
 
+        The records' ``"health"`` is filled by the C side while it trains, one dict per
+        weight layer and epoch.
+
         Parameters
         ----------
         estimator : fitted Network, MLPClassifier or MLPRegressor
@@ -405,6 +480,22 @@ class LayerHealthDisplay:
             If the estimator is not fitted.
         ValueError
             If it has no ``history_``, or its records hold no ``"health"``.
+
+        See Also
+        --------
+        LayerHealthDisplay.from_history : The layer health of any list of epoch records.
+
+        Examples
+        --------
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> from sklearn.datasets import load_digits
+        >>> from fastmlp import LayerHealthDisplay, MLPClassifier
+        >>> X, y = load_digits(return_X_y=True)
+        >>> model = MLPClassifier((16, 8), random_state=0).fit(X, y)
+        >>> display = LayerHealthDisplay.from_estimator(model)  # doctest: +SKIP
+        >>> [line.layer for line in display.lines_["grad_norm"]]  # doctest: +SKIP
+        [1, 2, 3]
         """
         history = _history_of(estimator, "LayerHealthDisplay.from_estimator")
         return cls.from_history(history, metrics=metrics, ax=ax,
@@ -412,6 +503,9 @@ class LayerHealthDisplay:
 
     def plot(self, ax=None, *, name=None):
         """Draw the panels.
+
+        Each call draws them again, on `ax` or on a new figure, and points ``axes_``,
+        ``lines_`` and ``figure_`` at the new artists.
 
         Parameters
         ----------
@@ -423,13 +517,27 @@ class LayerHealthDisplay:
 
         Returns
         -------
-        display : LayerHealthDisplay
+        LayerHealthDisplay
             Itself, with ``axes_``, ``lines_`` and ``figure_`` set.
 
         Raises
         ------
         ValueError
             If `ax` does not hold one Axes per measure.
+
+        See Also
+        --------
+        LayerHealthDisplay.from_history : Build the display from records and draw it.
+
+        Examples
+        --------
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import numpy as np
+        >>> from fastmlp import LayerHealthDisplay
+        >>> display = LayerHealthDisplay(epochs=[1, 2], values={"grad_norm": np.ones((2, 3))})
+        >>> len(display.plot().lines_["grad_norm"])
+        3
         """
         plt = _pyplot("LayerHealthDisplay.plot")
         metrics = list(self.values)
