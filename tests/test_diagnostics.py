@@ -4,13 +4,15 @@ sabotages a model one way and checks that the report names that cause; a healthy
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
+import scipy.sparse as sp
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 from fastmlp import MLPClassifier, MLPRegressor, Network, check_gradients, overfit_check
-from fastmlp.diagnostics import OverfitReport, _layer_outputs
+from fastmlp.diagnostics import REPORTED_FRACTION, OverfitReport, _layer_outputs
 
 X_DIGITS, Y_DIGITS = load_digits(return_X_y=True)
 
@@ -163,6 +165,22 @@ def test_the_hidden_outputs_match_the_c_forward_pass(activation):
     np.testing.assert_allclose(proba, model.predict_proba(X_DIGITS[100:150]), atol=1e-10)
 
 
+def test_the_hidden_outputs_with_batch_norm_match_the_c_training_loss():
+    """With batch norm the hidden outputs are those of training mode (batch statistics): the
+    numpy forward pass finished by softmax cross-entropy gives the C training loss."""
+    model = MLPClassifier((12, 7), batch_norm=True, alpha=0.0, max_iter=3, random_state=0,
+                          n_threads=1, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X_DIGITS[:100], Y_DIGITS[:100])
+    rows, labels = X_DIGITS[100:150], Y_DIGITS[100:150]
+    logits = _layer_outputs(model, rows)[-1] @ model.coefs_[-1] + model.intercepts_[-1]
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_proba = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss, _ = model._batch_gradient(rows, labels)
+    np.testing.assert_allclose(-log_proba[np.arange(50), labels].mean(), loss, rtol=1e-10)
+
+
 def test_check_gradients_on_a_sample_of_parameters():
     rng = np.random.RandomState(0)
     X, y = rng.randn(15, 3), rng.randint(0, 3, 15)
@@ -190,3 +208,29 @@ def test_bad_arguments_are_refused_clearly():
         overfit_check(model, X_DIGITS, Y_DIGITS, max_epochs=0)
     with pytest.raises(ValueError, match="constant"):
         overfit_check(MLPRegressor((4,)), X_DIGITS[:60], np.ones(60))
+
+
+@pytest.mark.parametrize("case", ["sparse", "dataframe", "batch_norm", "float64", "multilabel",
+                                  "large batch"])
+def test_healthy_models_pass_on_every_kind_of_input(case):
+    X, y = X_DIGITS, Y_DIGITS
+    params = dict(learning_rate_init=0.01, random_state=0, n_threads=1)
+    if case == "sparse":
+        X = sp.csr_matrix(X)
+    elif case == "dataframe":
+        X = pd.DataFrame(X, columns=[f"pixel{i}" for i in range(64)])
+    elif case == "batch_norm":
+        params["batch_norm"] = True
+    elif case == "float64":
+        params["dtype"] = np.float64
+    elif case == "multilabel":
+        y = np.column_stack([y % 2, y >= 5, y == 0]).astype(int)
+    else:
+        params["batch_size"] = 500  # more than the 50 rows: no warning every epoch
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = overfit_check(MLPClassifier((32,), **params), X, y, random_state=0,
+                               max_epochs=300)
+    assert report.passed and report.findings == [], str(report)
+    if case == "batch_norm":
+        assert report.initial_health[0]["dead"] < REPORTED_FRACTION

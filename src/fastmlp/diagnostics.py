@@ -423,6 +423,8 @@ def _initialized(estimator, Xs, ys, classes):
            "warm_start": True, "max_iter": 1, "learning_rate_init": FROZEN_RATE}
     if "callbacks" in model.get_params():
         off["callbacks"] = None  # a user's checkpoint or progress bar has no business here
+    if model.batch_size != "auto" and model.batch_size > len(ys):
+        off["batch_size"] = len(ys)  # what fit would use, without its warning every epoch
     model.set_params(**off)
     if warm:
         return model.fit(Xs, ys)  # keeps the weights (or, if the architecture changed, not)
@@ -571,7 +573,10 @@ def _train(start, Xs, ys, rate, fits, max_epochs):
     losses = []
     for epoch in range(1, max_epochs + 1):
         try:
-            model.fit(Xs, ys) if epoch == 1 else model.partial_fit(Xs, ys)
+            if epoch == 1:
+                model.fit(Xs, ys)
+            else:
+                model.partial_fit(Xs, ys)
         except ValueError as error:
             # the inputs passed once already (the initializing epoch): this is the loss
             return model, losses, None, str(error)
@@ -587,7 +592,9 @@ def _gradient_findings(start, Xs, ys, classes, random_state):
     if start._params.dtype == np.float64:
         exact = start
     else:
-        exact = _initialized(clone(start).set_params(dtype=np.float64), Xs, ys, classes)
+        # the same outputs as `start`, whose classes a warm start may have taken from its fit
+        exact = _initialized(clone(start).set_params(dtype=np.float64), Xs, ys,
+                             None if classes is None else start.classes_)
         exact._params[...] = start._params  # same layout: same architecture and normalize
     lay = start._layout
     units = lay["units"]
