@@ -36,8 +36,10 @@ RISE, OSCILLATING_EPOCHS, PLATEAU = 0.1, 0.2, 0.05
 # (a relu kink crossed by eps can make one parameter disagree on a correct implementation)
 GRADIENT_TOLERANCE = 1e-3
 GRADIENTS_CHECKED_PER_BLOCK = 12
-# fastmlp has no public "initialize, don't train": one epoch at this rate moves no weight
-# (a step of at most 1e-38 times a unit-sized direction is below half an ulp of any weight)
+# fastmlp has no public "initialize, don't train": one epoch at this rate leaves every
+# non-zero weight as it was (a step of 1e-38 times the update direction, which is unit-sized
+# for adam, adagrad and rmsprop and the gradient for sgd, is far below half an ulp of it);
+# parameters at exactly zero, such as the initial biases, move to about +-1e-38
 FROZEN_RATE = float(np.finfo(np.float32).tiny)
 
 
