@@ -85,6 +85,9 @@ def test_the_best_epoch_and_every_learning_rate_change_are_marked(relu_run):
     display = TrainingCurveDisplay.from_history(relu_run, best_epoch=7)
     assert list(display.best_epoch_line_.get_xdata()) == [7, 7]
     assert display.best_epoch_line_.get_linestyle() == "--"
+    marker = display.best_epoch_marker_
+    assert marker.get_marker() == "o" and marker.axes is display.score_ax_
+    assert (marker.get_xdata()[0], marker.get_ydata()[0]) == (7, relu_run[6]["valid_score"])
     assert display.learning_rate_changes_ == [(5, 0.2, 0.1), (9, 0.1, 0.05)]
     assert [line.get_xdata()[0] for line in display.learning_rate_lines_] == list(HALVED_AT)
     notes = [text.get_text() for text in display.ax_.texts]
@@ -108,6 +111,8 @@ def test_a_history_without_validation_has_no_score_axis():
     assert display.score_ax_ is None and len(display.figure_.axes) == 1
     assert display.learning_rate_changes_ == [] and display.learning_rate_lines_ == []
     assert display.best_epoch == int(np.argmin(model.loss_curve_)) + 1
+    assert display.best_epoch_marker_.get_ydata()[0] == min(model.loss_curve_)
+    assert display.best_epoch_marker_.axes is display.ax_
     assert display.ax_.get_legend().get_title().get_text() == "no validation"
 
 
@@ -134,7 +139,8 @@ def test_plot_draws_on_the_axes_given_and_again():
     display = TrainingCurveDisplay.from_history(records, ax=right)
     assert display.ax_ is right and display.figure_ is figure and not left.lines
     display.plot(ax=left, name="again")
-    assert display.ax_ is left and len(left.lines) == 2  # the curve and the best epoch
+    # the curve, the best epoch's line and its dot
+    assert display.ax_ is left and len(left.lines) == 3
     assert display.ax_.get_legend().get_title().get_text() == "again"
     png = io.BytesIO()
     display.figure_.savefig(png, format="png")

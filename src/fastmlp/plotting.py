@@ -96,6 +96,9 @@ class TrainingCurveDisplay:
         The curves (None for what the history does not have).
     best_epoch_line_ : matplotlib Line2D or None
         The vertical line at the best epoch.
+    best_epoch_marker_ : matplotlib Line2D or None
+        A dot at the best epoch on the validation score's curve (else the validation loss's,
+        else the training loss's).
     learning_rate_lines_ : list of matplotlib Line2D
         One vertical line per change of the learning rate, at the first epoch of the new rate.
     learning_rate_changes_ : list of (int, float, float)
@@ -290,11 +293,20 @@ class TrainingCurveDisplay:
             self.score_line_ = self.score_ax_.plot(self.epochs, self.valid_score, color="C2",
                                                    label="validation score")[0]
             self.score_ax_.set_ylabel("validation score")
-        self.best_epoch_line_ = None
+        self.best_epoch_line_ = self.best_epoch_marker_ = None
         if self.best_epoch is not None:
             self.best_epoch_line_ = ax.axvline(self.best_epoch, color="0.3", linestyle="--",
                                                linewidth=1,
                                                label=f"best epoch ({self.best_epoch})")
+            # a dot on the curve that chose it: the score, else the validation loss, else the
+            # training loss
+            chosen = next(line for line in (self.score_line_, self.valid_line_,
+                                            self.train_line_) if line is not None)
+            at = np.flatnonzero(self.epochs == self.best_epoch)
+            if at.size:
+                self.best_epoch_marker_ = chosen.axes.plot(
+                    self.best_epoch, chosen.get_ydata()[at[0]], marker="o", linestyle="none",
+                    color=chosen.get_color(), label="_nolegend_")[0]
         self.learning_rate_changes_, self.learning_rate_lines_ = [], []
         if self.learning_rate is not None:
             rate = self.learning_rate
