@@ -234,3 +234,15 @@ def test_healthy_models_pass_on_every_kind_of_input(case):
     assert report.passed and report.findings == [], str(report)
     if case == "batch_norm":
         assert report.initial_health[0]["dead"] < REPORTED_FRACTION
+
+
+def test_a_regressor_whose_rate_diverges_is_named_and_a_tenth_of_it_fits():
+    rng = np.random.RandomState(0)
+    X = rng.randn(120, 4)
+    y = np.sin(X).sum(axis=1)
+    model = MLPRegressor((32,), solver="sgd", learning_rate_init=1.0, random_state=0,
+                         n_threads=1)
+    report = overfit_check(model, X, y, n_samples=40, random_state=1, max_epochs=400)
+    assert report.causes == ["learning_rate_too_large"] and not report.passed
+    assert report.findings[0].data["retry_epochs"] is not None
+    assert "variance explained" in str(report)
