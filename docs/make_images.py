@@ -13,6 +13,7 @@ import tempfile
 import warnings
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
@@ -32,8 +33,10 @@ def digits_records():
     X, y = load_digits(return_X_y=True)
     X_train, X_valid, y_train, y_valid = train_test_split(X, y, test_size=0.25,
                                                           random_state=0, stratify=y)
+    # float64: log_loss wants probabilities that sum to 1 to float64 precision
     model = MLPClassifier((64, 32), solver="sgd", momentum=0.0, learning_rate_init=0.2,
-                          max_iter=1, warm_start=True, random_state=0, n_threads=1)
+                          max_iter=1, warm_start=True, random_state=0, dtype=np.float64,
+                          n_threads=1)
     records, previous = [], None
     rate, best, waited = 0.2, float("inf"), 0
     with warnings.catch_warnings():

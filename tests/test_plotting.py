@@ -33,9 +33,10 @@ def digits_run(activation="relu", n_epochs=12):
     """The records of a real run, epoch by epoch: plain SGD (no optimizer state, so a
     warm-started one-epoch fit continues training exactly) at a rate halved at HALVED_AT,
     with the validation loss and score and the layer health measured on the training rows."""
+    # float64: log_loss wants probabilities that sum to 1 to float64 precision
     model = MLPClassifier((16, 8), activation=activation, solver="sgd", momentum=0.0,
                           learning_rate_init=0.2, max_iter=1, warm_start=True, random_state=0,
-                          n_threads=1)
+                          dtype=np.float64, n_threads=1)
     records, rate, previous = [], 0.2, None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

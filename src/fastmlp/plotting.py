@@ -318,11 +318,12 @@ class TrainingCurveDisplay:
                 self.learning_rate_lines_.append(ax.axvline(
                     change[0], color="C3", linestyle=":", linewidth=1,
                     label="learning rate change" if first else "_nolegend_"))
-                # halfway up, along the line: the losses end low and the score high
-                ax.annotate(f"lr {change[2]:.3g}", (change[0], 0.5),
+                # along the line, above the legend and below where a score ends: the rate
+                # changes late, when the losses are low and the score high
+                ax.annotate(f"lr {change[2]:.3g}", (change[0], 0.72),
                             xycoords=("data", "axes fraction"), xytext=(-2, 0),
                             textcoords="offset points", rotation=90, ha="right",
-                            va="center", color="C3", fontsize="small")
+                            va="bottom", color="C3", fontsize="small")
         handles = [artist for artist in (self.train_line_, self.valid_line_, self.score_line_,
                                          self.best_epoch_line_) if artist is not None]
         handles += self.learning_rate_lines_[:1]
