@@ -429,7 +429,8 @@ def _initialized(estimator, Xs, ys, classes):
         off["batch_size"] = len(ys)  # what fit would use, without its warning every epoch
     model.set_params(**off)
     if warm:
-        return model.fit(Xs, ys)  # keeps the weights (or, if the architecture changed, not)
+        # a warm start keeps the weights (fit makes new ones if the architecture has changed)
+        return model.fit(Xs, ys)
     return model.partial_fit(Xs, ys, **({} if classes is None else {"classes": classes}))
 
 
@@ -439,7 +440,9 @@ def _layer_outputs(model, rows):
     dropout, as the check trains. fastmlp's forward pass runs in C and hands back only the
     output layer; the check needs the hidden layers' outputs once, on n_samples rows, at
     initialization: a few small products in numpy here, a diagnostic that never feeds training
-    or prediction (tests/reference.py is the oracle the C forward pass is tested against)."""
+    or prediction (tests/reference.py is the oracle the C forward pass is tested against).
+    Until the C side fills the history records' "health", the tests and docs/make_images.py
+    also measure it with this, after each epoch of a small run."""
     h = rows
     if model._x_shift is not None:
         h = (h - model._x_shift) * model._x_scale
