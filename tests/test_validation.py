@@ -38,7 +38,7 @@ def test_bad_fit_input(X, y, match):
     ({"hidden_layer_sizes": (10, 0)}, "hidden_layer_sizes"),
     ({"hidden_layer_sizes": (10, 2.5)}, "hidden_layer_sizes"),
     ({"activation": "softplus"}, "activation"),
-    ({"solver": "lbfgs"}, "solver"),
+    ({"solver": "newton-cg"}, "solver"),
     ({"learning_rate_init": 0}, "learning_rate_init"),
     ({"learning_rate_init": -1}, "learning_rate_init"),
     ({"alpha": -0.1}, "alpha"),
