@@ -8,7 +8,6 @@ rows, the (weighted) mean loss plus (alpha / 2) * sum of squared weights (shared
 import numpy as np
 import scipy.optimize
 import scipy.sparse as sp
-from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
 from sklearn.utils.optimize import _check_optimize_result
 
 from . import _core
@@ -73,17 +72,18 @@ def fit_lbfgs(estimator, X, Y, sample_weight, n_threads):
     objective = FullBatchObjective(estimator, X, Y, sample_weight, n_threads)
     curve = []
 
+    # verbose prints here: scipy's own iprint printing is gone since scipy 1.15 (and
+    # scikit-learn's lbfgs prints nothing with verbose=True, its issue 10236)
     def record(intermediate_result):
         curve.append(float(intermediate_result.fun))
         if estimator.verbose:
             print(f"Iteration {len(curve)}, loss = {curve[-1]:.8f}")
 
-    iprint = 1 if estimator.verbose else -1
     result = scipy.optimize.minimize(
         objective, objective.trainable.astype(np.float64), method="L-BFGS-B", jac=True,
         callback=record,
         options={"maxfun": estimator.max_fun, "maxiter": estimator.max_iter,
-                 "gtol": estimator.tol, **_get_additional_lbfgs_options_dict("iprint", iprint)})
+                 "gtol": estimator.tol})
     if not (np.isfinite(result.x).all() and np.isfinite(result.fun)):
         raise ValueError(NON_FINITE)
     objective.trainable[...] = result.x
