@@ -44,6 +44,17 @@ def test_sklearn_compatible_estimator_float64(estimator, check):
     check(estimator)
 
 
+# full-batch L-BFGS: deterministic, so weighted and repeated rows agree to 1e-7 in float64
+LBFGS = dict(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=100, random_state=0,
+             dtype=np.float64, n_threads=1)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@parametrize_with_checks([MLPClassifier(**LBFGS), MLPRegressor(**LBFGS)])
+def test_sklearn_compatible_estimator_lbfgs(estimator, check):
+    check(estimator)
+
+
 def test_tags_say_what_each_estimator_supports():
     net, clf, reg = (est.__sklearn_tags__() for est in (Network(), MLPClassifier(),
                                                         MLPRegressor()))

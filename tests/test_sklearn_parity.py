@@ -284,3 +284,75 @@ def test_early_stopping_attributes():
         assert estimator.best_loss_ is None and estimator.n_iter_ == 8
         assert len(estimator.validation_scores_) == 8
         assert estimator.best_validation_score_ == max(estimator.validation_scores_)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_one_class_is_accepted_by_fit_and_partial_fit():
+    X = dataset("breast_cancer")[0][:40]
+    for solver in ("adam", "lbfgs"):
+        for estimator in both("classifier", solver=solver, max_iter=5, random_state=0):
+            np.testing.assert_array_equal(estimator.fit(X, np.full(40, "only")).predict(X),
+                                          np.full(40, "only"))
+    # partial_fit with classes that y does not all show, and with a single class
+    for classes in ([0, 1], [0]):
+        for estimator in both("classifier", random_state=0):
+            estimator.partial_fit(X, np.zeros(40, dtype=int), classes=classes)
+            assert list(estimator.classes_) == classes
+    # one class has probability 1: one column, as classes_ has (scikit-learn gives two)
+    ours = fastmlp.MLPClassifier(max_iter=5, n_threads=1).fit(X, np.zeros(40, dtype=int))
+    np.testing.assert_array_equal(ours.predict_proba(X[:3]), np.ones((3, 1)))
+    np.testing.assert_array_equal(ours.predict_log_proba(X[:3]), np.zeros((3, 1)))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_multilabel_early_stopping_splits_without_stratifying():
+    """scikit-learn stratifies only single-output targets; a multilabel y is split plainly,
+    in both, and trains."""
+    X = dataset("breast_cancer")[0][:120]
+    Y = np.column_stack([X[:, 0] > 0, X[:, 1] > 0.5, X[:, 2] < 0]).astype(int)
+    for estimator in both("classifier", early_stopping=True, max_iter=5, random_state=0):
+        estimator.fit(X, Y)
+        assert estimator.predict(X).shape == Y.shape and len(estimator.validation_scores_) == 5
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind, params", [
+    ("classifier", dict(activation="logistic")),
+    ("classifier", dict(solver="sgd", learning_rate="adaptive")),
+    ("classifier", dict(n_iter_no_change=np.inf)),
+    ("classifier", dict(solver="lbfgs", max_fun=100)),
+    ("regressor", dict(loss="poisson")),
+])
+def test_new_parameter_values_survive_save_and_load(tmp_path, kind, params):
+    X = dataset("breast_cancer")[0][:60]
+    y = (X[:, 0] > 0).astype(int) if kind == "classifier" else np.abs(X[:, 0])
+    model = PAIRS[kind][0](max_iter=3, random_state=0, n_threads=1, **params).fit(X, y)
+    fastmlp.save(model, tmp_path / "model")
+    loaded = fastmlp.load(tmp_path / "model")
+    assert loaded.get_params() == model.get_params()
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    if params.get("solver") != "lbfgs":  # the schedule carries on where it was
+        loaded.partial_fit(X, y)
+        model.partial_fit(X, y)
+        np.testing.assert_array_equal(loaded._params, model._params)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_validation_fraction_zero_is_refused_only_by_early_stopping():
+    X, y = dataset("breast_cancer")[0][:40], dataset("breast_cancer")[2][:40]
+    for estimator in both("classifier", validation_fraction=0.0, max_iter=2):
+        estimator.fit(X, y)
+        estimator.set_params(early_stopping=True)
+        with pytest.raises(ValueError, match="test_size=0.0 should be"):
+            estimator.fit(X, y)
+
+
+def test_regressor_partial_fit_takes_sample_weight_third_as_scikit_learn():
+    X, y = dataset("diabetes")[0][:60], dataset("diabetes")[2][:60]
+    weights = np.r_[np.ones(30), np.zeros(30)]
+    kw = dict(hidden_layer_sizes=(4,), random_state=0, shuffle=False, batch_size=60)
+    by_position = fastmlp.MLPRegressor(n_threads=1, **kw).partial_fit(X, y, weights)
+    by_name = fastmlp.MLPRegressor(n_threads=1, **kw).partial_fit(X, y, sample_weight=weights)
+    np.testing.assert_array_equal(by_position._params, by_name._params)
+    assert list(inspect.signature(fastmlp.MLPRegressor.partial_fit).parameters) == \
+        list(inspect.signature(sk.MLPRegressor.partial_fit).parameters)

@@ -33,7 +33,6 @@ BAD = [
     ({"n_iter_no_change": 0}, "n_iter_no_change"),
     ({"n_iter_no_change": 2.5}, "n_iter_no_change"),
     ({"max_fun": 0}, "max_fun"),
-    ({"validation_fraction": 0.0}, "validation_fraction"),
     ({"validation_fraction": 1.0}, "validation_fraction"),
     ({"validation_fraction": -0.2}, "validation_fraction"),
     ({"validation_fraction": 1.5}, "validation_fraction"),

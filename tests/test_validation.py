@@ -25,7 +25,6 @@ def bad_X(kind):
     (X_OK[:, 0], Y_OK, "2D array"),
     (X_OK[:, :, None], Y_OK, "dim"),
     (X_OK, Y_OK[:-1], "inconsistent numbers of samples"),
-    (X_OK, np.zeros(20), "one class"),
     (X_OK, rng.randn(20), "class labels"),
     (np.full((20, 3), "a"), Y_OK, "convert"),
 ])

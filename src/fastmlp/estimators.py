@@ -3,6 +3,7 @@ import inspect
 
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.metaestimators import available_if
 
 from .network import Network
 
@@ -40,6 +41,13 @@ class MLPRegressor(RegressorMixin, Network):
                  **params):
         super().__init__(hidden_layer_sizes, activation, **params)
         self.loss = loss
+
+    @available_if(lambda self: self._check_solver())
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over (X, y), keeping the optimizer state between calls. A regressor has
+        no classes: sample_weight is the third parameter, as in scikit-learn's MLPRegressor,
+        so a weight vector passed by position is never taken for labels."""
+        return super().partial_fit(X, y, sample_weight=sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

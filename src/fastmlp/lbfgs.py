@@ -2,15 +2,20 @@
 
 One evaluation of the objective is one C pass over every training row (forward, fused output
 loss, backward: csrc/train.c's batch_gradient, its products cut into parts that the threads
-share), so there is no per-layer Python. Python only moves scipy's float64 iterate into the
+share), so there is no per-layer Python. The calls are alike, so each is an "epoch" of one
+batch to the thread choice that training uses (fastmlp/threads.py): on a busy machine fewer
+threads can be faster, and only timing tells. Python only moves scipy's float64 iterate into the
 model's parameter buffer and hands the gradient back. The objective is fastmlp's J over all
 rows, the (weighted) mean loss plus (alpha / 2) * sum of squared weights (shared/API.md)."""
+import time
+
 import numpy as np
 import scipy.optimize
 import scipy.sparse as sp
 from sklearn.utils.optimize import _check_optimize_result
 
 from . import _core
+from .threads import ThreadChoice
 
 NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large "
               "values and need to be preprocessed.")
@@ -37,19 +42,20 @@ class FullBatchObjective:
         self.alpha, self.seed = float(estimator.alpha), estimator._seed
         # the parts fix the bits of the result; the threads only share them out (train.c)
         self.parts = estimator._work_parts(n)
-        self.n_threads = n_threads
+        self.thread_choice = ThreadChoice(min(self.parts, n_threads))
         self.grads = np.zeros(n_trainable, dtype=dtype)
         self.workspace = np.zeros(self.net.workspace_size(n, self.parts, dtype, sp.issparse(X)),
                                   dtype=dtype)
         self.grad64 = self.grads if dtype == np.float64 else np.zeros(n_trainable)
-        self.calls = 0
 
     def __call__(self, x):
         self.trainable[...] = x
+        (_, threads), = self.thread_choice.plan(1)
+        started = time.perf_counter()
         loss = _core.batch_gradient(self.net, self.data, self.params, self.grads, self.workspace,
                                     self.Y, self.sample_weight, self.rows, self.alpha, self.seed,
-                                    1, self.parts, self.n_threads)
-        self.calls += 1
+                                    1, self.parts, threads)
+        self.thread_choice.record([(len(self.rows), threads, time.perf_counter() - started)])
         if self.grad64 is not self.grads:
             self.grad64[...] = self.grads
         return loss, self.grad64
@@ -95,4 +101,4 @@ def fit_lbfgs(estimator, X, Y, sample_weight, n_threads):
     estimator.best_validation_score_ = None
     if estimator._fitted_spec["batch_norm"]:
         _core.batchnorm_population(objective.net, objective.data, objective.params, X.shape[0],
-                                   n_threads)
+                                   objective.thread_choice.best)

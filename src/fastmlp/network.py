@@ -146,7 +146,7 @@ class Network(BaseEstimator):
                              Options(Real, {np.inf})],
         "max_fun": [Interval(Integral, 1, None, closed="left")],
         "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left"), "array-like"],
         "batch_norm": ["boolean"],
         "normalize": [StrOptions({"auto"}), None],
@@ -285,9 +285,8 @@ class Network(BaseEstimator):
                 binarizer.fit(y)
             else:
                 binarizer.fit(unique_labels(y) if classes is None else classes)
-            if len(binarizer.classes_) < 2:
-                raise ValueError("y has only one class: a classifier needs samples of at least "
-                                 f"2 classes, got {binarizer.classes_.tolist()}")
+            # one class is accepted, as scikit-learn does: its single logistic output learns
+            # the all-zero target of LabelBinarizer, and predict gives that class
             self._label_binarizer = binarizer
             self.classes_ = binarizer.classes_
             multilabel = binarizer.y_type_ == "multilabel-indicator"
@@ -710,6 +709,8 @@ class Network(BaseEstimator):
         out = self._outputs(X)
         if self._fitted_task != "classification":
             raise AttributeError("predict_proba is only available after fitting on class labels")
+        if len(self.classes_) == 1:
+            return np.ones((len(out), 1), dtype=out.dtype)  # the one class, for certain
         if self.out_activation_ == "logistic" and len(self.classes_) == 2 \
                 and self._label_binarizer.y_type_ == "binary":
             return np.hstack([1 - out, out])
