@@ -185,3 +185,13 @@ def test_network_and_pickle():
     clone = pickle.loads(pickle.dumps(net))
     np.testing.assert_array_equal(clone.predict_proba(X), net.predict_proba(X))
     assert fastmlp.MLPClassifier(solver="lbfgs").max_fun == 15000
+
+
+def test_early_stopping_does_not_apply_to_the_full_batch_solver():
+    """As in scikit-learn: every row trains, no validation set is held out."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        held = MLPClassifier(early_stopping=True, max_iter=10, **SMALL).fit(X, Y_CLASS)
+        plain = MLPClassifier(max_iter=10, **SMALL).fit(X, Y_CLASS)
+    np.testing.assert_array_equal(held._params, plain._params)
+    assert held.validation_scores_ is None and held.best_validation_score_ is None

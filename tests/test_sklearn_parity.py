@@ -356,3 +356,14 @@ def test_regressor_partial_fit_takes_sample_weight_third_as_scikit_learn():
     np.testing.assert_array_equal(by_position._params, by_name._params)
     assert list(inspect.signature(fastmlp.MLPRegressor.partial_fit).parameters) == \
         list(inspect.signature(sk.MLPRegressor.partial_fit).parameters)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_early_stopping_with_string_labels():
+    """scikit-learn 1.9's issue 33760 (fixed there): string labels with early stopping."""
+    X = dataset("breast_cancer")[0][:120]
+    y = np.array(["low", "mid", "high"])[(X[:, 0] > 0).astype(int) + (X[:, 1] > 0)]
+    for estimator in both("classifier", early_stopping=True, max_iter=5, random_state=0):
+        estimator.fit(X, y)
+        assert set(estimator.predict(X)) <= {"low", "mid", "high"}
+        assert all(0 <= s <= 1 for s in estimator.validation_scores_)
