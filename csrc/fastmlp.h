@@ -28,7 +28,9 @@ enum { FASTMLP_IDENTITY = 0, FASTMLP_RELU = 1, FASTMLP_TANH = 2, FASTMLP_SIGMOID
 /* output units, each fused with its loss */
 enum { FASTMLP_OUT_IDENTITY = 0,  /* squared error 0.5 * sum_j (f_j - y_j)^2 / n_outputs */
        FASTMLP_OUT_LOGISTIC = 1,  /* binary cross-entropy summed over outputs */
-       FASTMLP_OUT_SOFTMAX = 2 }; /* cross-entropy -sum_j y_j log f_j */
+       FASTMLP_OUT_SOFTMAX = 2,   /* cross-entropy -sum_j y_j log f_j */
+       FASTMLP_OUT_EXP = 3 };     /* f = exp(a), half Poisson deviance
+                                   * sum_j y_j log(y_j / f_j) - y_j + f_j (y >= 0) */
 enum { FASTMLP_SGD = 0, FASTMLP_ADAGRAD = 1, FASTMLP_RMSPROP = 2, FASTMLP_ADAM = 3 };
 /* within an epoch the rate is either fixed or lr0 / t^power_t (t = update count) */
 enum { FASTMLP_LR_CONSTANT = 0, FASTMLP_LR_INVSCALING = 1 };
@@ -296,14 +298,15 @@ void FN(batchnorm_backward)(real *dz, const real *xhat, const real *gamma, const
 /* ---- loss.c: output units fused with their loss ------------------------------------- */
 
 /* output_loss: for one slab of rows, in place on the output pre-activations a (rows, k):
- *   writes delta = dJ/da = w_t / sum_w * dloss_t/da (softmax / logistic: f - y; squared error:
- *   (f - y) / k) and returns sum_t w_t * loss_t over the slab (w_t = 1 without weights).
- *   Numerically stable: log-sum-exp for softmax, log1p(exp(-|a|)) for logistic. */
+ *   writes delta = dJ/da = w_t / sum_w * dloss_t/da (softmax / logistic / exp with Poisson
+ *   deviance: f - y; squared error: (f - y) / k) and returns sum_t w_t * loss_t over the slab
+ *   (w_t = 1 without weights). Numerically stable: log-sum-exp for softmax, log1p(exp(-|a|))
+ *   for logistic, the deviance from a itself (y log y - y a - y + exp(a)) for exp. */
 double FN(output_loss)(real *a, const real *Y, const real *sample_weight, int rows, int k,
                        int output, double inv_sum_w);
 
 /* output_forward: the output units at prediction, in place on a (rows, k): softmax,
- *   logistic or identity. */
+ *   logistic, exp or identity. */
 void FN(output_forward)(real *a, int rows, int k, int output);
 
 /* ---- optim.c: one fused pass over the flat buffer ------------------------------------- */

@@ -36,6 +36,15 @@ double FN(output_loss)(real *a, const real *Y, const real *sample_weight, int ro
                 const real f = x >= 0 ? (real)1 / ((real)1 + e) : e / ((real)1 + e);
                 arow[j] = (f - y) * coef;
             }
+        } else if (output == FASTMLP_OUT_EXP) {
+            for (int j = 0; j < k; j++) {
+                const real x = arow[j], y = yrow[j];
+                const real f = exp(x);
+                /* y log(y / f) - y + f with log f = x: no log of an underflowed f; the
+                 * y log y term (0 at y = 0) makes a perfect fit cost 0, as scikit-learn's */
+                loss += (y > 0 ? (double)y * log(y) : 0.0) - (double)y * x - y + f;
+                arow[j] = (f - y) * coef;
+            }
         } else {
             const real inv_k = (real)1 / (real)k;
             for (int j = 0; j < k; j++) {
@@ -64,5 +73,7 @@ void FN(output_forward)(real *a, int rows, int k, int output)
         }
     } else if (output == FASTMLP_OUT_LOGISTIC) {
         FN(activation_forward)(a, k, NULL, NULL, rows, k, 0, FASTMLP_SIGMOID, 0.0, 0, 0, 0);
+    } else if (output == FASTMLP_OUT_EXP) {
+        for (int64_t i = 0; i < (int64_t)rows * k; i++) a[i] = exp(a[i]);
     }
 }

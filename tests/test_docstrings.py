@@ -44,6 +44,7 @@ PENDING_OBJECTS = {
     "fastmlp.Network", "fastmlp.Network.fit", "fastmlp.Network.partial_fit",
     "fastmlp.Network.predict", "fastmlp.Network.predict_proba", "fastmlp.Network.score",
     "fastmlp.Network.recompute_batchnorm_statistics",
+    "fastmlp.Network.predict_log_proba", "fastmlp.MLPClassifier.predict_log_proba",
     "fastmlp.MLPClassifier.fit", "fastmlp.MLPClassifier.partial_fit",
     "fastmlp.MLPClassifier.predict", "fastmlp.MLPClassifier.predict_proba",
     "fastmlp.MLPClassifier.recompute_batchnorm_statistics",
@@ -57,8 +58,8 @@ PENDING_OBJECTS = {
 # constructors (API.md, issues 15 and 16): the only unknown parameters allowed, and only while
 # the signature lacks them.
 PENDING_PARAMETERS = {
-    "fastmlp.MLPClassifier": {"max_fun", "class_weight", "scoring", "callbacks"},
-    "fastmlp.MLPRegressor": {"loss", "max_fun", "scoring", "callbacks"},
+    "fastmlp.MLPClassifier": {"class_weight", "scoring", "callbacks"},
+    "fastmlp.MLPRegressor": {"scoring", "callbacks"},
 }
 
 

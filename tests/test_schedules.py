@@ -184,3 +184,88 @@ def test_invscaling_hands_the_initial_rate_to_the_per_update_decay(epochs, quiet
     n = len(gradient)
     np.testing.assert_allclose(before[:n] - clf._params[:n], 0.2 / 10 ** 0.25 * gradient,
                                rtol=1e-12, atol=1e-15)
+
+
+def adaptive_oracle(monitored, lr0, tol, patience):
+    """scikit-learn's "adaptive" rule (its SGDOptimizer.trigger_stopping and the MLP's
+    no-improvement count): the rate of each epoch and the epoch after which training stops."""
+    rates, lr, best, waited = [], lr0, np.inf, 0
+    for epoch, value in enumerate(monitored, start=1):
+        rates.append(lr)
+        waited = 0 if value < best - tol else waited + 1
+        best = min(best, value)
+        if waited > patience:
+            waited = 0
+            if lr <= 1e-6:
+                return rates, epoch
+            lr /= 5
+    return rates, None
+
+
+def test_adaptive_divides_by_five_after_more_than_patience_epochs_then_stops_at_1e_6():
+    schedule = LearningRateSchedule("adaptive", 1e-3, tol=0.0, n_iter_no_change=2)
+    values = [1.0, 1.0, 1.0, 1.0, 0.5, 0.6, 0.6, 0.7]
+    rates, stops = [], []
+    for value in values:
+        stops.append(schedule.epoch_ends(value))
+        rates.append(schedule.learning_rate)
+    assert rates == pytest.approx([1e-3] * 3 + [2e-4] * 4 + [4e-5])
+    assert not any(stops)
+    # 4e-5 -> 8e-6 -> 1.6e-6 -> 3.2e-7, then the next trigger finds it below 1e-6 and stops
+    stops = [schedule.epoch_ends(1.0) for _ in range(12)]
+    assert schedule.learning_rate == pytest.approx(3.2e-7)
+    assert stops == [False] * 11 + [True]
+
+
+def test_adaptive_is_for_sgd_and_keeps_other_solvers_constant():
+    for solver in ("adam", "adagrad", "rmsprop"):
+        schedule = LearningRateSchedule("adaptive", 0.1, 0.0, 1, solver)
+        assert schedule.kind == "constant" and not schedule.acts_between_epochs
+    assert LearningRateSchedule("adaptive", 0.1, 0.0, 1, "sgd").acts_between_epochs
+
+
+def test_n_iter_no_change_inf_never_adapts_or_stops():
+    for kind in ("adaptive", "plateau"):
+        schedule = LearningRateSchedule(kind, 0.1, tol=1e9, n_iter_no_change=np.inf)
+        assert not any(schedule.epoch_ends(1.0) for _ in range(50))
+        assert schedule.learning_rate == 0.1
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_adaptive_fit_follows_scikit_learns_rule(epochs, early_stopping):
+    clf = MLPClassifier(hidden_layer_sizes=(5,), solver="sgd", learning_rate="adaptive",
+                        learning_rate_init=0.05, tol=1e-3, n_iter_no_change=2, max_iter=300,
+                        early_stopping=early_stopping, validation_fraction=0.3,
+                        random_state=0, n_threads=1).fit(X, Y)
+    monitored = ([-s for s in clf.validation_scores_] if early_stopping else clf.loss_curve_)
+    rates, stop = adaptive_oracle(monitored, 0.05, 1e-3, 2)
+    assert [lr for lr, _ in epochs] == pytest.approx(rates)
+    assert stop == clf.n_iter_ < 300  # it ran the rate down below 1e-6 and stopped
+    assert min(rates) <= 1e-6
+
+
+def test_adaptive_with_adam_stops_on_the_usual_patience(epochs):
+    clf = MLPClassifier(hidden_layer_sizes=(5,), learning_rate="adaptive", tol=1e9,
+                        n_iter_no_change=2, learning_rate_init=0.01, random_state=0,
+                        n_threads=1).fit(X, Y)
+    assert clf.n_iter_ == 3 and {lr for lr, _ in epochs} == {0.01}
+
+
+def test_n_iter_no_change_inf_trains_max_iter_epochs():
+    clf = MLPClassifier(hidden_layer_sizes=(5,), tol=1e9, n_iter_no_change=np.inf,
+                        max_iter=7, random_state=0, n_threads=1)
+    with pytest.warns(ConvergenceWarning, match=r"Stochastic Optimizer: Maximum iterations "
+                                                r"\(7\) reached"):
+        clf.fit(X, Y)
+    assert clf.n_iter_ == 7
+
+
+def test_partial_fit_carries_the_adaptive_schedule(epochs):
+    clf = MLPClassifier(hidden_layer_sizes=(5,), solver="sgd", learning_rate="adaptive",
+                        tol=1e9, n_iter_no_change=1, learning_rate_init=0.01, random_state=0,
+                        n_threads=1)
+    for _ in range(7):
+        clf.partial_fit(X, Y, classes=[0, 1])
+    # only the first epoch improves on an infinite best; then every second epoch divides
+    assert [lr for lr, _ in epochs] == pytest.approx(
+        [0.01 / 5 ** k for k in (0, 0, 0, 1, 1, 2, 2)])

@@ -1,24 +1,57 @@
-"""scikit-learn's estimator check suite, with no expected failures."""
+"""scikit-learn's estimator check suite, in the default float32 and in float64."""
 import numpy as np
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fastmlp import MLPClassifier, MLPRegressor, Network
 
-# float64: check_sample_weight_equivalence_* compares weighted and repeated-row fits at
-# rtol=1e-7, which float32 sums in other orders cannot meet (with float32 every other check
-# passes but check_regressor_multioutput, which wants float64 predictions; tests/test_inputs.py
-# checks the weights in float32 at float32 tolerances). One thread: results do not depend on
-# the count, and two spinning OpenMP threads make these tiny fits slow on a busy machine.
-# 100 epochs at lr 0.01 reach the accuracy / R^2 the checks ask for without poor_score tags.
+# One thread: results do not depend on the count, and two spinning OpenMP threads make these
+# tiny fits slow on a busy machine. 100 epochs at lr 0.01 reach the accuracy / R^2 the checks
+# ask for without poor_score tags.
 SMALL = dict(hidden_layer_sizes=(16,), max_iter=100, learning_rate_init=0.01, random_state=0,
-             dtype=np.float64, n_threads=1)
+             n_threads=1)
+# check_sample_weight_equivalence_* compares fits with weights and with repeated rows at
+# rtol=1e-7, which float32 sums taken in other orders cannot meet (the float64 run passes
+# them; tests/test_inputs.py checks the weights in float32 at float32 tolerances)
+FLOAT32_CANNOT = "float32 sums in another order: rtol=1e-7 is below float32's resolution"
+FLOAT32_EXPECTED = {"check_sample_weight_equivalence_on_dense_data": FLOAT32_CANNOT,
+                    "check_sample_weight_equivalence_on_sparse_data": FLOAT32_CANNOT}
+# helper `loop` makes a regressor's predict of float64 input return float64 (issue 15,
+# "Predictions' dtype"); until that lands, check_regressor_multioutput sees float32
+PREDICT_DTYPE = {"check_regressor_multioutput": "predict returns the model's float32 until "
+                                                "loop's prediction dtype change is merged"}
+
+
+def float32_expected_failures(estimator):
+    if isinstance(estimator, MLPRegressor):
+        return {**FLOAT32_EXPECTED, **PREDICT_DTYPE}
+    return FLOAT32_EXPECTED
 
 
 # the checks fit tiny, noisy data sets for max_iter epochs: stopping there is expected
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@parametrize_with_checks([Network(**SMALL), MLPClassifier(**SMALL), MLPRegressor(**SMALL)])
+@parametrize_with_checks([Network(**SMALL), MLPClassifier(**SMALL), MLPRegressor(**SMALL)],
+                         expected_failed_checks=float32_expected_failures)
 def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@parametrize_with_checks([Network(dtype=np.float64, **SMALL),
+                          MLPClassifier(dtype=np.float64, **SMALL),
+                          MLPRegressor(dtype=np.float64, **SMALL)])
+def test_sklearn_compatible_estimator_float64(estimator, check):
+    check(estimator)
+
+
+# full-batch L-BFGS: deterministic, so weighted and repeated rows agree to 1e-7 in float64
+LBFGS = dict(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=100, random_state=0,
+             dtype=np.float64, n_threads=1)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@parametrize_with_checks([MLPClassifier(**LBFGS), MLPRegressor(**LBFGS)])
+def test_sklearn_compatible_estimator_lbfgs(estimator, check):
     check(estimator)
 
 

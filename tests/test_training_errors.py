@@ -13,9 +13,9 @@ Y = rng.randint(0, 3, 30)
 Y[:3] = [0, 1, 2]
 
 BAD = [
-    ({"solver": "lbfgs"}, "solver"),
+    ({"solver": "newton-cg"}, "solver"),
     ({"solver": "Adam"}, "solver"),
-    ({"learning_rate": "adaptive"}, "learning_rate"),
+    ({"learning_rate": "cyclic"}, "learning_rate"),
     ({"learning_rate": "cosine"}, "learning_rate"),
     ({"learning_rate_init": -0.01}, "learning_rate_init"),
     ({"learning_rate_init": 0.0}, "learning_rate_init"),
@@ -31,7 +31,8 @@ BAD = [
     ({"alpha": -1e-4}, "alpha"),
     ({"tol": -1.0}, "tol"),
     ({"n_iter_no_change": 0}, "n_iter_no_change"),
-    ({"validation_fraction": 0.0}, "validation_fraction"),
+    ({"n_iter_no_change": 2.5}, "n_iter_no_change"),
+    ({"max_fun": 0}, "max_fun"),
     ({"validation_fraction": 1.0}, "validation_fraction"),
     ({"validation_fraction": -0.2}, "validation_fraction"),
     ({"validation_fraction": 1.5}, "validation_fraction"),

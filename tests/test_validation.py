@@ -25,7 +25,6 @@ def bad_X(kind):
     (X_OK[:, 0], Y_OK, "2D array"),
     (X_OK[:, :, None], Y_OK, "dim"),
     (X_OK, Y_OK[:-1], "inconsistent numbers of samples"),
-    (X_OK, np.zeros(20), "one class"),
     (X_OK, rng.randn(20), "class labels"),
     (np.full((20, 3), "a"), Y_OK, "convert"),
 ])
@@ -38,7 +37,7 @@ def test_bad_fit_input(X, y, match):
     ({"hidden_layer_sizes": (10, 0)}, "hidden_layer_sizes"),
     ({"hidden_layer_sizes": (10, 2.5)}, "hidden_layer_sizes"),
     ({"activation": "softplus"}, "activation"),
-    ({"solver": "lbfgs"}, "solver"),
+    ({"solver": "newton-cg"}, "solver"),
     ({"learning_rate_init": 0}, "learning_rate_init"),
     ({"learning_rate_init": -1}, "learning_rate_init"),
     ({"alpha": -0.1}, "alpha"),

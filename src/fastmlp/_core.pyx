@@ -115,8 +115,9 @@ fastmlp_set_tiles(1)
 
 # prediction of fewer rows: one OpenMP thread, BLAS with its own threads (csrc/fastmlp.h)
 PREDICT_THREADED_ROWS = FASTMLP_PREDICT_THREADED_ROWS
-ACTIVATIONS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
-OUTPUTS = {"identity": 0, "logistic": 1, "softmax": 2}
+# "logistic" is scikit-learn's name for the sigmoid unit
+ACTIVATIONS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3, "logistic": 3}
+OUTPUTS = {"identity": 0, "logistic": 1, "softmax": 2, "exp": 3}
 SOLVERS = {"sgd": 0, "adagrad": 1, "rmsprop": 2, "adam": 3}
 SCHEDULES = {"constant": 0, "invscaling": 1}
 

@@ -2,7 +2,11 @@
 
 The class docstrings share their parameter descriptions (`_PARAMETERS`), written once below and
 joined with each task's own sections."""
+import inspect
+
 from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.metaestimators import available_if
 
 from .network import Network
 
@@ -395,6 +399,20 @@ MLPClassifier.__doc__ = r"""Multi-layer perceptron classifier, trained by C kern
 
 class MLPRegressor(RegressorMixin, Network):
     _task = "regression"
+    _parameter_constraints = {**Network._parameter_constraints,
+                              "loss": [StrOptions({"squared_error", "poisson"})]}
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, loss="squared_error",
+                 **params):
+        super().__init__(hidden_layer_sizes, activation, **params)
+        self.loss = loss
+
+    @available_if(lambda self: self._check_solver())
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over (X, y), keeping the optimizer state between calls. A regressor has
+        no classes: sample_weight is the third parameter, as in scikit-learn's MLPRegressor,
+        so a weight vector passed by position is never taken for labels."""
+        return super().partial_fit(X, y, sample_weight=sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -488,3 +506,18 @@ MLPRegressor.__doc__ = r"""Multi-layer perceptron regressor, trained by C kernel
     >>> reg.score(X_test, y_test) > 0.9
     True
     """
+
+
+def _with_loss(network_init):
+    """Network's signature with `loss` among the keywords: scikit-learn reads an estimator's
+    parameters from its __init__ signature, and this keeps the one list of the others in
+    Network. (`loss` is keyword-only: scikit-learn's MLPRegressor takes it as its first
+    positional parameter, fastmlp keeps hidden_layer_sizes first for every estimator.)"""
+    signature = inspect.signature(network_init)
+    parameters = list(signature.parameters.values())
+    keywords = next(i for i, p in enumerate(parameters) if p.kind is p.KEYWORD_ONLY)
+    loss = inspect.Parameter("loss", inspect.Parameter.KEYWORD_ONLY, default="squared_error")
+    return signature.replace(parameters=parameters[:keywords] + [loss] + parameters[keywords:])
+
+
+MLPRegressor.__init__.__signature__ = _with_loss(Network.__init__)

@@ -17,7 +17,7 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import ClassifierTags, RegressorTags, check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import (_check_sample_weight, check_is_fitted, column_or_1d,
@@ -25,6 +25,7 @@ from sklearn.utils.validation import (_check_sample_weight, check_is_fitted, col
 from threadpoolctl import ThreadpoolController
 
 from . import _core
+from .lbfgs import NON_FINITE, fit_lbfgs
 from .optim import hyperparameters, new_state
 from .schedules import LearningRateSchedule
 from .threads import ThreadChoice
@@ -124,10 +125,10 @@ class Network(BaseEstimator):
 
     _parameter_constraints = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions({"identity", "relu", "tanh", "sigmoid"})],
-        "solver": [StrOptions({"sgd", "adam", "adagrad", "rmsprop"})],
+        "activation": [StrOptions({"identity", "relu", "tanh", "sigmoid", "logistic"})],
+        "solver": [StrOptions({"sgd", "adam", "adagrad", "rmsprop", "lbfgs"})],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
-        "learning_rate": [StrOptions({"constant", "invscaling", "plateau"})],
+        "learning_rate": [StrOptions({"constant", "invscaling", "plateau", "adaptive"})],
         "power_t": [Interval(Real, 0, None, closed="left")],
         "momentum": [Interval(Real, 0, 1, closed="both")],
         "nesterovs_momentum": ["boolean"],
@@ -141,9 +142,11 @@ class Network(BaseEstimator):
         "shuffle": ["boolean"],
         "random_state": ["random_state"],
         "tol": [Interval(Real, 0, None, closed="left")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"),
+                             Options(Real, {np.inf})],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
         "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left"), "array-like"],
         "batch_norm": ["boolean"],
         "normalize": [StrOptions({"auto"}), None],
@@ -155,11 +158,11 @@ class Network(BaseEstimator):
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  learning_rate_init=0.001, learning_rate="constant", power_t=0.5, momentum=0.9,
-                 nesterovs_momentum=False, beta_1=0.9, beta_2=0.999, rho=0.99, epsilon=None,
+                 nesterovs_momentum=True, beta_1=0.9, beta_2=0.999, rho=0.99, epsilon=None,
                  alpha=0.0001, batch_size="auto", max_iter=200, shuffle=True, random_state=None,
                  tol=1e-4, n_iter_no_change=10, early_stopping=False, validation_fraction=0.1,
                  dropout=0.0, batch_norm=False, normalize="auto", dtype=np.float32,
-                 n_threads=None, verbose=False, warm_start=False):
+                 n_threads=None, verbose=False, warm_start=False, max_fun=15000):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -188,6 +191,7 @@ class Network(BaseEstimator):
         self.n_threads = n_threads
         self.verbose = verbose
         self.warm_start = warm_start
+        self.max_fun = max_fun
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -255,8 +259,12 @@ class Network(BaseEstimator):
             if first:
                 self._y_1d = Y.ndim == 1
             Y = Y.reshape(len(Y), -1)
+            poisson = getattr(self, "loss", "squared_error") == "poisson"
+            if poisson and np.any(Y < 0):
+                raise ValueError("loss='poisson' needs targets y >= 0 (counts, rates); y has "
+                                 f"negative values, the least {Y.min()}")
             if first:
-                self.out_activation_ = "identity"
+                self.out_activation_ = "exp" if poisson else "identity"
             elif Y.shape[1] != self.n_outputs_:
                 raise ValueError(f"y has {Y.shape[1]} outputs; the model was fitted with "
                                  f"{self.n_outputs_}")
@@ -277,9 +285,8 @@ class Network(BaseEstimator):
                 binarizer.fit(y)
             else:
                 binarizer.fit(unique_labels(y) if classes is None else classes)
-            if len(binarizer.classes_) < 2:
-                raise ValueError("y has only one class: a classifier needs samples of at least "
-                                 f"2 classes, got {binarizer.classes_.tolist()}")
+            # one class is accepted, as scikit-learn does: its single logistic output learns
+            # the all-zero target of LabelBinarizer, and predict gives that class
             self._label_binarizer = binarizer
             self.classes_ = binarizer.classes_
             multilabel = binarizer.y_type_ == "multilabel-indicator"
@@ -397,6 +404,7 @@ class Network(BaseEstimator):
         """Train from the start (or from the current weights with warm_start=True)."""
         return self._fit(X, y, sample_weight, incremental=False)
 
+    @available_if(lambda self: self._check_solver())
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over (X, y), keeping the optimizer state between calls. Classifiers need
         `classes` on the first call (all labels that will ever be seen)."""
@@ -406,6 +414,13 @@ class Network(BaseEstimator):
             self._validate_params()
         with config_context(skip_parameter_validation=True):
             return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def _check_solver(self):
+        """partial_fit is there for the stochastic solvers only, as in scikit-learn."""
+        if self.solver == "lbfgs":
+            raise AttributeError("partial_fit is only available for stochastic optimizers. "
+                                 f"{self.solver} is not stochastic.")
+        return True
 
     def _fit(self, X, y, sample_weight, incremental, classes=None):
         """Validate, then train; on any error the estimator is left exactly as it was."""
@@ -453,7 +468,8 @@ class Network(BaseEstimator):
             if not np.any(sample_weight > 0):
                 raise ValueError("sample_weight must have at least one positive weight")
             sample_weight = np.ascontiguousarray(sample_weight)
-        batch_size = self._batch_size(n_samples)
+        # L-BFGS takes one batch of every row
+        batch_size = n_samples if self.solver == "lbfgs" else self._batch_size(n_samples)
         # batch statistics of one row are meaningless (variance 0): refuse batches of one; a
         # trailing batch of one row is merged into the batch before it by train_epoch (C)
         if self.batch_norm and batch_size < 2:
@@ -477,8 +493,13 @@ class Network(BaseEstimator):
             self.loss_curve_ = []
             self.best_loss_ = np.inf
             self.t_ = 0
-        self._train(X, Y, sample_weight, state, batch_size,
-                    max_iter=1 if incremental else self.max_iter, incremental=incremental)
+        if self.solver == "lbfgs":
+            with _blas_single_threaded():
+                fit_lbfgs(self, X, Y, sample_weight, self._threads())
+            state = None  # L-BFGS keeps no optimizer state between fits
+        else:
+            self._train(X, Y, sample_weight, state, batch_size,
+                        max_iter=1 if incremental else self.max_iter, incremental=incremental)
         self._state = state
         return self
 
@@ -514,10 +535,13 @@ class Network(BaseEstimator):
                 raise ValueError("batch_norm needs at least 2 training samples once "
                                  f"early_stopping has held out validation_fraction="
                                  f"{self.validation_fraction}; {len(rows)} remain")
+            if len(validation[1]) < 2:
+                raise ValueError("The validation set is too small. Increase "
+                                 "'validation_fraction' or the size of your dataset.")
         best_params = None
         n = len(rows)
         schedule = LearningRateSchedule(self.learning_rate, self.learning_rate_init, self.tol,
-                                        self.n_iter_no_change)
+                                        self.n_iter_no_change, self.solver)
         if incremental and getattr(self, "_schedule", None) is not None:
             schedule = self._schedule
             if getattr(self, "validation_scores_", None) is not None:
@@ -569,8 +593,9 @@ class Network(BaseEstimator):
                     print(f"Epoch {self.n_iter_}: loss {loss:.8f}, {seconds:.3f} s, "
                           f"{n / max(seconds, 1e-12):,.0f} samples/s, {threads} threads")
                 if not np.isfinite(loss):
-                    raise ValueError("training diverged (the loss is not finite): lower "
-                                     "learning_rate_init, or standardize the inputs")
+                    raise ValueError(f"{NON_FINITE} Training diverged (the loss is not "
+                                     "finite): lower learning_rate_init, or standardize the "
+                                     "inputs")
                 if validation is not None:
                     score = self._validation_score(*validation)
                     self.validation_scores_.append(score)
@@ -590,11 +615,11 @@ class Network(BaseEstimator):
                 if incremental:
                     # one epoch per call, as in scikit-learn: plateau may halve the rate for the
                     # next call; whether to go on is the caller's choice
-                    if self.learning_rate == "plateau":
+                    if schedule.acts_between_epochs:
                         schedule.epoch_ends(monitored)
                     continue
                 epochs_without_improvement = 0 if improved else epochs_without_improvement + 1
-                if self.learning_rate == "plateau":
+                if schedule.acts_between_epochs:
                     if schedule.epoch_ends(monitored):
                         converged = True
                         break
@@ -607,7 +632,7 @@ class Network(BaseEstimator):
         if validation is not None:
             self.best_loss_ = None
         if not incremental and not converged:
-            warnings.warn(f"Stochastic optimizer: maximum iterations ({max_iter}) reached and "
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({max_iter}) reached and "
                           "the optimization hasn't converged yet.", ConvergenceWarning)
 
     def _validation_split(self, X, Y):
@@ -684,10 +709,21 @@ class Network(BaseEstimator):
         out = self._outputs(X)
         if self._fitted_task != "classification":
             raise AttributeError("predict_proba is only available after fitting on class labels")
+        if len(self.classes_) == 1:
+            return np.ones((len(out), 1), dtype=out.dtype)  # the one class, for certain
         if self.out_activation_ == "logistic" and len(self.classes_) == 2 \
                 and self._label_binarizer.y_type_ == "binary":
             return np.hstack([1 - out, out])
         return out
+
+    @available_if(lambda self: (getattr(self, "_fitted_task", None) or self._task)
+                  != "regression")
+    def predict_log_proba(self, X):
+        """The natural log of predict_proba(X), as scikit-learn's (-inf where a probability
+        underflowed to 0)."""
+        proba = self.predict_proba(X)
+        with np.errstate(divide="ignore"):
+            return np.log(proba, out=proba)
 
     def score(self, X, y, sample_weight=None):
         """Accuracy for classification, R^2 for regression."""

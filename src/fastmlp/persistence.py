@@ -200,7 +200,7 @@ def _expected_arrays(model, meta):
     spec = meta.get("fitted_spec")
     hidden = len(units) - 2
     _require(isinstance(spec, dict) and set(spec) == {"activation", "batch_norm", "dropout"}
-             and spec["activation"] in ("identity", "relu", "tanh", "sigmoid")
+             and spec["activation"] in ("identity", "relu", "tanh", "sigmoid", "logistic")
              and isinstance(spec["batch_norm"], bool)
              and isinstance(spec["dropout"], list) and len(spec["dropout"]) == hidden
              and all(isinstance(p, (int, float)) and 0 <= p < 1 for p in spec["dropout"]),
@@ -301,18 +301,22 @@ def _restore(model, meta, arrays):
         _require(model.out_activation_ == out, f"out_activation_ {model.out_activation_!r} "
                  f"for {meta['label_type']} labels")
     else:
-        _require(model.out_activation_ == "identity" and "_y_1d" in attrs,
-                 "a regression model has identity outputs and knows its target shape")
+        _require(model.out_activation_ in ("identity", "exp") and "_y_1d" in attrs,
+                 "a regression model has identity (or, loss='poisson', exp) outputs and knows "
+                 "its target shape")
     model._point_views()
 
 
 def _schedule(state):
     fields = {"kind": str, "learning_rate": (int, float), "tol": (int, float),
-              "n_iter_no_change": int, "best": (int, float), "epochs_without_improvement": int,
+              "n_iter_no_change": (int, float), "best": (int, float),
+              "epochs_without_improvement": int,
               "halvings": int}
     _require(isinstance(state, dict) and set(state) == set(fields)
              and all(isinstance(state[k], t) for k, t in fields.items())
-             and state["kind"] in ("constant", "invscaling", "plateau"),
+             and state["kind"] in ("constant", "invscaling", "plateau", "adaptive")
+             and (isinstance(state["n_iter_no_change"], int)
+                  or state["n_iter_no_change"] == np.inf),
              "learning-rate schedule state")
     schedule = LearningRateSchedule(state["kind"], state["learning_rate"], state["tol"],
                                     state["n_iter_no_change"])

@@ -1,0 +1,104 @@
+"""solver="lbfgs": full-batch L-BFGS (scipy.optimize's L-BFGS-B) on the C loss and gradient.
+
+One evaluation of the objective is one C pass over every training row (forward, fused output
+loss, backward: csrc/train.c's batch_gradient, its products cut into parts that the threads
+share), so there is no per-layer Python. The calls are alike, so each is an "epoch" of one
+batch to the thread choice that training uses (fastmlp/threads.py): on a busy machine fewer
+threads can be faster, and only timing tells. Python only moves scipy's float64 iterate into the
+model's parameter buffer and hands the gradient back. The objective is fastmlp's J over all
+rows, the (weighted) mean loss plus (alpha / 2) * sum of squared weights (shared/API.md)."""
+import time
+
+import numpy as np
+import scipy.optimize
+import scipy.sparse as sp
+from sklearn.utils.optimize import _check_optimize_result
+
+from . import _core
+from .threads import ThreadChoice
+
+NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large "
+              "values and need to be preprocessed.")
+
+
+class FullBatchObjective:
+    """J(p) and dJ/dp over all rows of (X, Y) for scipy, p the trainable part of the model's
+    parameter buffer (weights, biases, batch-norm gamma and beta).
+
+    scipy iterates in float64. A float64 model reads each iterate straight into its buffer and
+    returns its own gradient buffer (L-BFGS-B copies what it keeps); a float32 model casts the
+    iterate into its buffer and returns one float64 vector that the float32 gradient is copied
+    into: one copy in and one out per call, nothing the size of X."""
+
+    def __init__(self, estimator, X, Y, sample_weight, n_threads):
+        self.params = estimator._params
+        n_trainable = int(estimator._layout["n_trainable"])
+        self.trainable = self.params[:n_trainable]
+        n, dtype = X.shape[0], self.params.dtype
+        self.net = estimator._net()
+        self.data = estimator._input(X)
+        self.Y, self.sample_weight = Y, sample_weight
+        self.rows = np.arange(n, dtype=np.int64)
+        self.alpha, self.seed = float(estimator.alpha), estimator._seed
+        # the parts fix the bits of the result; the threads only share them out (train.c)
+        self.parts = estimator._work_parts(n)
+        self.thread_choice = ThreadChoice(min(self.parts, n_threads))
+        self.grads = np.zeros(n_trainable, dtype=dtype)
+        self.workspace = np.zeros(self.net.workspace_size(n, self.parts, dtype, sp.issparse(X)),
+                                  dtype=dtype)
+        self.grad64 = self.grads if dtype == np.float64 else np.zeros(n_trainable)
+
+    def __call__(self, x):
+        self.trainable[...] = x
+        (_, threads), = self.thread_choice.plan(1)
+        started = time.perf_counter()
+        loss = _core.batch_gradient(self.net, self.data, self.params, self.grads, self.workspace,
+                                    self.Y, self.sample_weight, self.rows, self.alpha, self.seed,
+                                    1, self.parts, threads)
+        self.thread_choice.record([(len(self.rows), threads, time.perf_counter() - started)])
+        if self.grad64 is not self.grads:
+            self.grad64[...] = self.grads
+        return loss, self.grad64
+
+
+def fit_lbfgs(estimator, X, Y, sample_weight, n_threads):
+    """Minimize J over all rows from the estimator's current parameters, as scikit-learn's
+    solver="lbfgs" does: at most max_iter iterations and max_fun evaluations, gtol = tol; a
+    ConvergenceWarning with scikit-learn's text when a limit ends it. Sets n_iter_, loss_,
+    loss_curve_ (J after each iteration) and best_loss_; validation_scores_ and
+    best_validation_score_ are None (early_stopping does not apply to a full-batch solver).
+    With batch_norm, the running statistics become the population statistics of X at the
+    end, the statistics every iteration normalized with."""
+    if np.any(np.asarray(estimator._fitted_spec["dropout"]) > 0):
+        raise ValueError("solver='lbfgs' minimizes one deterministic objective and cannot "
+                         "drop units: set dropout=0.0 or choose a stochastic solver (sgd, adam, "
+                         "adagrad, rmsprop)")
+    if estimator._fitted_spec["batch_norm"] and X.shape[0] < 2:
+        raise ValueError(f"batch_norm needs at least 2 samples, got {X.shape[0]}")
+    objective = FullBatchObjective(estimator, X, Y, sample_weight, n_threads)
+    curve = []
+
+    # verbose prints here: scipy's own iprint printing is gone since scipy 1.15 (and
+    # scikit-learn's lbfgs prints nothing with verbose=True, its issue 10236)
+    def record(intermediate_result):
+        curve.append(float(intermediate_result.fun))
+        if estimator.verbose:
+            print(f"Iteration {len(curve)}, loss = {curve[-1]:.8f}")
+
+    result = scipy.optimize.minimize(
+        objective, objective.trainable.astype(np.float64), method="L-BFGS-B", jac=True,
+        callback=record,
+        options={"maxfun": estimator.max_fun, "maxiter": estimator.max_iter,
+                 "gtol": estimator.tol})
+    if not (np.isfinite(result.x).all() and np.isfinite(result.fun)):
+        raise ValueError(NON_FINITE)
+    objective.trainable[...] = result.x
+    estimator.n_iter_ = _check_optimize_result("lbfgs", result, estimator.max_iter)
+    estimator.loss_ = float(result.fun)
+    estimator.loss_curve_ = curve
+    estimator.best_loss_ = min(curve, default=estimator.loss_)
+    estimator.validation_scores_ = None
+    estimator.best_validation_score_ = None
+    if estimator._fitted_spec["batch_norm"]:
+        _core.batchnorm_population(objective.net, objective.data, objective.params, X.shape[0],
+                                   objective.thread_choice.best)
