@@ -5,8 +5,10 @@ __version__ = "0.1.0"
 from ._config import show_config
 from .diagnostics import check_gradients
 from .estimators import MLPClassifier, MLPRegressor
+from .export import to_onnx
 from .network import Network
 from .persistence import load, save
 
 __all__ = ["Network", "MLPClassifier", "MLPRegressor", "check_gradients", "show_config", "save",
            "load", "__version__"]
+__all__ += ["to_onnx"]
