@@ -202,3 +202,40 @@ def test_random_search_of_a_pipeline_with_the_default_space():
                                         "mlpregressor__alpha", "mlpregressor__dropout"}
     with pytest.raises(TypeError, match="fastmlp estimator"):
         random_search(StandardScaler(), X, y)
+
+
+@pytest.mark.parametrize("extension", ["csv", "parquet"])
+def test_search_command_on_a_file(tmp_path, capsys, extension):
+    pd = pytest.importorskip("pandas")
+    if extension == "parquet":
+        pytest.importorskip("pyarrow")
+    from fastmlp.__main__ import main
+
+    rng = np.random.RandomState(0)
+    table = pd.DataFrame({"x": rng.normal(size=80), "size": rng.choice(["S", "M", "L"], 80)})
+    table["y"] = table["x"] * 2 + (table["size"] == "L")
+    path = tmp_path / f"data.{extension}"
+    table.to_csv(path, index=False) if extension == "csv" else table.to_parquet(path)
+    assert main(["search", str(path), "--target", "y", "--n-iter", "2", "--cv", "2",
+                 "--max-iter", "3", "--random-state", "0", "--n-jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "regression (R^2) of 'y'" in out
+    assert "trial 1/2: score" in out and "trial 2/2: score" in out
+    assert "best score:" in out and "best parameters: alpha=" in out
+    assert "hidden_layer_sizes=(" in out
+
+
+def test_search_command_errors(tmp_path, capsys):
+    pd = pytest.importorskip("pandas")
+    from fastmlp.__main__ import main
+
+    path = tmp_path / "data.csv"
+    pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1]}).to_csv(path, index=False)
+    for argv, message in ((["--target", "z"], "'z' is not a column"),
+                          (["--target", "y", "--cv", "1"], "--cv at least 2")):
+        with pytest.raises(SystemExit):
+            main(["search", str(path)] + argv)
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["search", str(tmp_path / "data.xlsx"), "--target", "y"])
+    assert "expected a .csv or .parquet file" in capsys.readouterr().err
