@@ -264,3 +264,13 @@ def test_errors():
         to_onnx(reg, zipmap=True)
     with pytest.raises(ValueError, match="zipmap must be"):
         to_onnx(fit(MLPClassifier, X, halves(X[:, 0])), zipmap="yes")
+
+
+def test_zipmap_multilabel_keys_the_label_columns():
+    X, Y = make_multilabel_classification(n_samples=60, n_features=5, n_classes=3,
+                                          random_state=0)
+    clf = fit(MLPClassifier, X, Y)
+    label, probabilities = run(to_onnx(clf, zipmap=True), X.astype(np.float32))
+    np.testing.assert_array_equal(label, clf.predict(X))
+    np.testing.assert_allclose([[row[j] for j in range(3)] for row in probabilities],
+                               clf.predict_proba(X), rtol=1e-5, atol=1e-6)

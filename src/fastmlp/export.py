@@ -316,7 +316,8 @@ def to_onnx(model, *, target_opset=None, zipmap=False):
     model : Network, MLPClassifier or MLPRegressor
         A fitted fastmlp estimator.
     target_opset : int, optional
-        The ONNX opset to target; by default the newest one skl2onnx was tested with.
+        The highest ONNX opset the graph may use (skl2onnx writes the lowest one its nodes
+        need, up to this); by default the newest one skl2onnx was tested with.
     zipmap : bool or "columns", default=False
         Classifiers only: False gives "probabilities" as a tensor; True adds skl2onnx's
         ZipMap, so the outputs are "output_label" and "output_probability" (a list of
