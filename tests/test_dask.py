@@ -93,6 +93,24 @@ def test_processes_cluster_workers_use_their_thread(client):
     assert client.submit(_threads).result() == 1
 
 
+def test_search_command_on_the_cluster(client, tmp_path, capsys):
+    pd = pytest.importorskip("pandas")
+    from fastmlp.__main__ import main
+
+    X, y = make_classification(n_samples=120, n_features=4, random_state=3)
+    table = pd.DataFrame(X, columns=list("abcd")).assign(label=np.where(y, "yes", "no"))
+    table.to_csv(tmp_path / "data.csv", index=False)
+    argv = ["search", str(tmp_path / "data.csv"), "--target", "label", "--n-iter", "2",
+            "--cv", "2", "--max-iter", "3", "--random-state", "0"]
+    assert main(argv + ["--scheduler", client.scheduler.address]) == 0
+    on_dask = capsys.readouterr().out
+    assert f"on {client.scheduler.address}" in on_dask and "trial 2/2: score" in on_dask
+    assert main(argv + ["--n-jobs", "1"]) == 0
+    local = capsys.readouterr().out
+    # the same trials and the same best, wherever they ran
+    assert on_dask.splitlines()[1:] == local.splitlines()[1:]
+
+
 def test_a_worker_killed_mid_search(client, local):
     """The scheduler reruns the dead worker's fits elsewhere: same result."""
     pids = client.run(os.getpid)
@@ -190,3 +208,4 @@ def test_dask_ml_hyperband_search(client):
     search.fit(da.from_array(X, chunks=100), da.from_array(y, chunks=100), classes=[0, 1])
     assert 0.5 < search.best_score_ <= 1
     assert search.best_estimator_.n_iter_ >= 1
+
