@@ -134,6 +134,21 @@ class BatchedRandomizedSearchCV(RandomizedSearchCV):
     See Also
     --------
     random_search : The lecture's random search with this class.
+
+    Examples
+    --------
+    >>> from scipy.stats import loguniform
+    >>> from sklearn.datasets import make_regression
+    >>> from fastmlp import MLPRegressor
+    >>> from fastmlp.model_selection import BatchedRandomizedSearchCV
+    >>> X, y = make_regression(n_samples=60, n_features=3, random_state=0)
+    >>> search = BatchedRandomizedSearchCV(
+    ...     MLPRegressor(hidden_layer_sizes=(8,), max_iter=5, random_state=0),
+    ...     {"alpha": loguniform(1e-5, 1e-1)}, n_iter=4, cv=2, random_state=0, batch_size=2,
+    ...     callback=lambda results, done, total: print(f"{done}/{total} trials"))
+    >>> search = search.fit(X, y)
+    2/4 trials
+    4/4 trials
     """
 
     def __init__(self, estimator, param_distributions, *, n_iter=10, scoring=None, n_jobs=None,
