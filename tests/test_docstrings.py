@@ -23,7 +23,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 # the modules users import names from; fastmlp.callbacks and fastmlp.model_selection join at
 # the merge of the branches that add them
-PUBLIC_MODULES = ["fastmlp"]
+PUBLIC_MODULES = ["fastmlp", "fastmlp.export", "fastmlp.model_selection"]
 
 # numpydoc checks not applied, each for a reason scikit-learn's test_docstrings also gives
 IGNORED_EVERYWHERE = {
@@ -76,8 +76,9 @@ def _defined_by_fastmlp(klass, name):
         raw = raw.fget
     if hasattr(raw, "check"):
         # a method scikit-learn's available_if guards, kept as .fn: public where the check
-        # lets an unfitted instance have it (MLPRegressor has no predict_proba)
-        if not raw.check(klass()):
+        # lets an unfitted instance have it (MLPRegressor has no predict_proba); scikit-learn's
+        # own guarded methods (a search's predict) are scikit-learn's to document
+        if not raw.fn.__module__.startswith("fastmlp") or not raw.check(klass()):
             return False
         raw = raw.fn
     if not (inspect.isfunction(raw) or inspect.ismethod(raw)):

@@ -140,3 +140,102 @@ def test_threadpool_limits_caps_the_default_thread_count():
         assert Network()._threads() == 1
         assert Network(n_threads=2)._threads() == 2
     assert Network()._threads() >= 1
+
+
+def test_default_search_space_follows_the_lecture():
+    from fastmlp.model_selection import HiddenLayerSizes, default_search_space
+
+    space = default_search_space()
+    rng = np.random.RandomState(0)
+    rates = space["learning_rate_init"].rvs(2000, random_state=rng)
+    # log-uniform: as many draws in each decade's half on the log scale
+    assert rates.min() >= 1e-3 and rates.max() <= 1e-2
+    assert abs(np.mean(np.log10(rates) < -2.5) - 0.5) < 0.05
+    alphas = space["alpha"].rvs(2000, random_state=rng)
+    assert alphas.min() >= 1e-6 and alphas.max() <= 1e-2
+    assert abs(np.mean(np.log10(alphas) < -4) - 0.5) < 0.05
+    dropout = space["dropout"].rvs(500, random_state=rng)
+    assert dropout.min() >= 0 and dropout.max() <= 0.5
+    sizes = space["hidden_layer_sizes"].rvs(300, random_state=rng)
+    assert {len(s) for s in sizes} == {1, 2, 3}
+    assert all(len(set(s)) == 1 and 100 <= s[0] <= 1000 for s in sizes)
+    assert isinstance(space["hidden_layer_sizes"], HiddenLayerSizes)
+    assert default_search_space() is not space  # a fresh dict to change
+    assert HiddenLayerSizes(units=[4, 6], depth=2).rvs(random_state=0) in [(4, 4), (6, 6)]
+    with pytest.raises(ValueError, match="at least 1"):
+        HiddenLayerSizes(units=0, depth=1).rvs()
+
+
+def test_random_search_early_stops_every_trial_and_reports_progress():
+    from fastmlp.model_selection import HiddenLayerSizes, random_search
+
+    X, y = classification(200)
+    reports = []
+    search = random_search(
+        MLPClassifier(max_iter=200, random_state=0, n_threads=1), X, y,
+        param_distributions={"hidden_layer_sizes": HiddenLayerSizes(units=[4, 8], depth=1),
+                             "learning_rate_init": loguniform(1e-3, 1e-1)},
+        n_iter=3, cv=2, random_state=0, return_train_score=True,
+        callback=lambda results, done, total: reports.append((done, total)))
+    assert reports == [(1, 3), (2, 3), (3, 3)]  # one trial at a time on one job
+    assert len(search.cv_results_["params"]) == 3 and "mean_train_score" in search.cv_results_
+    best = search.best_estimator_
+    assert best.early_stopping and best.n_iter_ < 200
+    # the same trials as scikit-learn's own RandomizedSearchCV
+    plain = RandomizedSearchCV(MLPClassifier(max_iter=200, random_state=0, n_threads=1,
+                                             early_stopping=True),
+                               search.param_distributions, n_iter=3, cv=2,
+                               random_state=0).fit(X, y)
+    assert plain.best_params_ == search.best_params_
+    np.testing.assert_array_equal(plain.cv_results_["mean_test_score"],
+                                  search.cv_results_["mean_test_score"])
+
+
+def test_random_search_of_a_pipeline_with_the_default_space():
+    from fastmlp.model_selection import random_search
+
+    X, y = make_regression(n_samples=60, n_features=4, random_state=0)
+    pipe = make_pipeline(StandardScaler(), MLPRegressor(max_iter=3, n_threads=1, random_state=0))
+    search = random_search(pipe, X, y, n_iter=1, cv=2, random_state=0, refit=False)
+    assert set(search.best_params_) == {"mlpregressor__hidden_layer_sizes",
+                                        "mlpregressor__learning_rate_init",
+                                        "mlpregressor__alpha", "mlpregressor__dropout"}
+    with pytest.raises(TypeError, match="fastmlp estimator"):
+        random_search(StandardScaler(), X, y)
+
+
+@pytest.mark.parametrize("extension", ["csv", "parquet"])
+def test_search_command_on_a_file(tmp_path, capsys, extension):
+    pd = pytest.importorskip("pandas")
+    if extension == "parquet":
+        pytest.importorskip("pyarrow")
+    from fastmlp.__main__ import main
+
+    rng = np.random.RandomState(0)
+    table = pd.DataFrame({"x": rng.normal(size=80), "size": rng.choice(["S", "M", "L"], 80)})
+    table["y"] = table["x"] * 2 + (table["size"] == "L")
+    path = tmp_path / f"data.{extension}"
+    table.to_csv(path, index=False) if extension == "csv" else table.to_parquet(path)
+    assert main(["search", str(path), "--target", "y", "--n-iter", "2", "--cv", "2",
+                 "--max-iter", "3", "--random-state", "0", "--n-jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "regression (R^2) of 'y'" in out
+    assert "trial 1/2: score" in out and "trial 2/2: score" in out
+    assert "best score:" in out and "best parameters: alpha=" in out
+    assert "hidden_layer_sizes=(" in out
+
+
+def test_search_command_errors(tmp_path, capsys):
+    pd = pytest.importorskip("pandas")
+    from fastmlp.__main__ import main
+
+    path = tmp_path / "data.csv"
+    pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1]}).to_csv(path, index=False)
+    for argv, message in ((["--target", "z"], "'z' is not a column"),
+                          (["--target", "y", "--cv", "1"], "--cv at least 2")):
+        with pytest.raises(SystemExit):
+            main(["search", str(path)] + argv)
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["search", str(tmp_path / "data.xlsx"), "--target", "y"])
+    assert "expected a .csv or .parquet file" in capsys.readouterr().err

@@ -12,10 +12,11 @@ __version__ = "0.1.0"
 from ._config import show_config
 from .diagnostics import check_gradients, overfit_check
 from .estimators import MLPClassifier, MLPRegressor
+from .export import to_onnx
 from .network import Network
 from .persistence import load, save
 from .plotting import LayerHealthDisplay, TrainingCurveDisplay
 
 __all__ = ["Network", "MLPClassifier", "MLPRegressor", "check_gradients", "show_config", "save",
            "load", "__version__",
-           "overfit_check", "TrainingCurveDisplay", "LayerHealthDisplay"]
+           "overfit_check", "TrainingCurveDisplay", "LayerHealthDisplay", "to_onnx"]

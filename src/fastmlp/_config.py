@@ -1,8 +1,10 @@
-"""fastmlp.show_config(): what this build of fastmlp runs with."""
+"""fastmlp.show_config(): what this build of fastmlp runs with; default_threads(): how many
+threads an estimator with n_threads=None uses."""
+import sys
+
 from threadpoolctl import threadpool_info
 
 from . import _core
-from .network import available_cores
 
 
 def show_config():
@@ -29,6 +31,7 @@ def show_config():
     BLAS: ...
     """
     from . import __version__
+    from .network import available_cores
 
     lines = [
         f"fastmlp {__version__}",
@@ -36,7 +39,7 @@ def show_config():
         f"OpenMP: {'on' if _core.openmp_enabled() else 'off (single-threaded build)'}",
         "products: " + ("fastmlp's register tiles (AVX-512), BLAS for small ones"
                         if _core.tiles_available() else "BLAS (no AVX-512 tiles on this CPU)"),
-        f"threads: {min(_core.max_threads(), available_cores())} by default "
+        f"threads: {default_threads()} by default "
         f"(OpenMP max {_core.max_threads()}, {available_cores()} cores available); "
         "set n_threads= on an estimator",
     ]
@@ -48,3 +51,59 @@ def show_config():
     if not blas:
         lines.append("BLAS: not loaded yet")
     print("\n".join(lines))
+
+
+def default_threads():
+    """The number of threads an estimator with ``n_threads=None`` trains and predicts with.
+
+    Never more than the cores this process may run on (its CPU affinity), and:
+
+    - inside a Dask worker, the worker's share of its own threads: ``nthreads`` (the
+      ``threads_per_worker`` it was started with) divided by the tasks it is running at the
+      moment, at least 1. Dask's nanny sets ``OMP_NUM_THREADS=1`` in its workers, which would
+      leave a worker started with 4 threads training one model on one; and 4 tasks at once on
+      such a worker each train on one thread, so the worker never runs more threads than it
+      was given;
+    - elsewhere, OpenMP's limit for this process: ``OMP_NUM_THREADS``, or the limit that
+      threadpoolctl sets (``threadpool_limits(limits=n, user_api="openmp")``, which joblib's
+      loky workers use to give each of ``n_jobs`` processes its share of the cores, so a
+      scikit-learn search with ``n_jobs`` does not oversubscribe them either).
+
+    An explicit ``n_threads`` on the estimator overrides all of this.
+
+    Returns
+    -------
+    int
+        At least 1.
+
+    See Also
+    --------
+    show_config : The build, and the default thread count in this process.
+
+    Examples
+    --------
+    >>> from threadpoolctl import threadpool_limits
+    >>> from fastmlp._config import default_threads
+    >>> with threadpool_limits(limits=1, user_api="openmp"):
+    ...     default_threads()
+    1
+    """
+    from .network import available_cores
+
+    share = _dask_worker_share()
+    limit = share if share is not None else _core.max_threads()
+    return max(1, min(limit, available_cores()))
+
+
+def _dask_worker_share():
+    """Threads of the Dask worker running this task over the tasks it runs now; None outside
+    a worker (and without ever importing distributed)."""
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import get_worker
+
+    try:
+        state = get_worker().state
+    except ValueError:  # not in a worker's task
+        return None
+    return state.nthreads // max(1, state.executing_count)

@@ -25,6 +25,7 @@ from sklearn.utils.validation import (_check_sample_weight, check_is_fitted, col
 from threadpoolctl import ThreadpoolController
 
 from . import _core
+from ._config import default_threads
 from .lbfgs import NON_FINITE, fit_lbfgs
 from .optim import hyperparameters, new_state
 from .schedules import LearningRateSchedule
@@ -235,7 +236,7 @@ class Network(BaseEstimator):
     def _threads(self):
         if self.n_threads is not None:
             return int(self.n_threads)
-        return max(1, min(_core.max_threads(), available_cores()))
+        return default_threads()
 
     def _validate_X(self, X, reset):
         dtype = self._model_dtype()

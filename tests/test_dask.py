@@ -1,0 +1,211 @@
+"""fastmlp on Dask: random_search on a LocalCluster of worker processes (same results as the
+local search, a worker killed mid-search), threads inside workers, and dask-ml's Incremental."""
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+from scipy.stats import loguniform
+from sklearn.datasets import make_classification
+
+from fastmlp import MLPClassifier
+from fastmlp.model_selection import HiddenLayerSizes, random_search
+from fastmlp.network import available_cores
+
+distributed = pytest.importorskip("distributed")
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture(scope="module")
+def client(request):
+    """Two worker processes of one thread each, on the loopback interface, no dashboard."""
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address=None)
+    client = distributed.Client(cluster)
+
+    def stop():
+        client.close()
+        cluster.close()
+
+    request.addfinalizer(stop)
+    return client
+
+
+def small_search(n_samples=300, **kwargs):
+    X, y = make_classification(n_samples=n_samples, n_features=10, n_informative=6,
+                               random_state=0)
+    space = {"hidden_layer_sizes": HiddenLayerSizes(units=[8, 16, 24], depth=[1, 2]),
+             "learning_rate_init": loguniform(1e-3, 3e-2), "alpha": loguniform(1e-6, 1e-2)}
+    return random_search(MLPClassifier(max_iter=40, random_state=0), X, y,
+                         param_distributions=space, n_iter=6, cv=2, random_state=0, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def local():
+    """The reference: the same search in this process, on joblib's default backend."""
+    return small_search(n_jobs=1)
+
+
+def assert_same_search(a, b):
+    assert a.best_params_ == b.best_params_
+    np.testing.assert_array_equal(a.cv_results_["mean_test_score"],
+                                  b.cv_results_["mean_test_score"])
+    assert a.best_score_ == b.best_score_
+
+
+def test_search_on_the_cluster_equals_the_local_search(client, local):
+    reports = []
+    on_dask = small_search(client=client, callback=lambda results, done, total:
+                           reports.append((done, total, len(results["params"]))))
+    assert_same_search(on_dask, local)
+    # one batch per two trials (two worker threads), each report holding all trials so far
+    assert reports == [(2, 6, 2), (4, 6, 4), (6, 6, 6)]
+    assert on_dask.best_estimator_.early_stopping
+
+
+def test_search_by_scheduler_address(client):
+    # other data than the other tests: the data is broadcast to the workers under a key made
+    # from its content, and a second client in this process sending the same key while the
+    # first releases it can make distributed 2026.8 lose it (the search then waits forever)
+    assert_same_search(small_search(280, client=client.scheduler.address),
+                       small_search(280, n_jobs=1))
+
+
+def _threads():
+    return MLPClassifier()._threads()
+
+
+_both_running = threading.Barrier(2)
+
+
+def _threads_with_another_task():
+    # a worker in this process (processes=False) sees this module's barrier
+    _both_running.wait(timeout=30)
+    return MLPClassifier()._threads()
+
+
+def test_processes_cluster_workers_use_their_thread(client):
+    assert client.run(lambda: os.environ.get("OMP_NUM_THREADS")) == {a: "1" for a in
+                                                                     client.nthreads()}
+    assert client.submit(_threads).result() == 1
+
+
+def test_search_command_on_the_cluster(client, tmp_path, capsys):
+    pd = pytest.importorskip("pandas")
+    from fastmlp.__main__ import main
+
+    X, y = make_classification(n_samples=120, n_features=4, random_state=3)
+    table = pd.DataFrame(X, columns=list("abcd")).assign(label=np.where(y, "yes", "no"))
+    table.to_csv(tmp_path / "data.csv", index=False)
+    argv = ["search", str(tmp_path / "data.csv"), "--target", "label", "--n-iter", "2",
+            "--cv", "2", "--max-iter", "3", "--random-state", "0"]
+    assert main(argv + ["--scheduler", client.scheduler.address]) == 0
+    on_dask = capsys.readouterr().out
+    assert f"on {client.scheduler.address}" in on_dask and "trial 2/2: score" in on_dask
+    assert main(argv + ["--n-jobs", "1"]) == 0
+    local = capsys.readouterr().out
+    # the same trials and the same best, wherever they ran
+    assert on_dask.splitlines()[1:] == local.splitlines()[1:]
+
+
+def test_a_worker_killed_mid_search(client, local):
+    """The scheduler reruns the dead worker's fits elsewhere: same result."""
+    pids = client.run(os.getpid)
+    killed = {}
+
+    def kill_when_busy():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not killed:
+            for address, tasks in client.processing().items():
+                if tasks and address in pids:
+                    os.kill(pids[address], signal.SIGKILL)
+                    killed[address] = tasks
+                    return
+            time.sleep(0.005)
+
+    def after_batch(results, done, total):
+        if done == 2:  # kill during the next batch
+            threading.Thread(target=kill_when_busy, daemon=True).start()
+
+    result = small_search(client=client, callback=after_batch)
+    assert killed, "no worker was busy to be killed"
+    assert_same_search(result, local)
+    # the nanny restarts the worker, under a new address, so later tests have two again
+    client.wait_for_workers(2, timeout=30)
+
+
+def test_threads_in_workers():
+    """A worker's tasks share its threads: one task alone trains on threads_per_worker threads
+    (Dask's nanny sets OMP_NUM_THREADS=1, which would leave it one), two at once one each."""
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        assert client.submit(_threads).result() == min(2, available_cores())
+        both = client.gather([client.submit(_threads_with_another_task, pure=False)
+                              for _ in range(2)])
+        assert both == [1, 1]
+
+
+def test_dask_ml_incremental_partial_fit_on_blocks():
+    dask = pytest.importorskip("dask")
+    da = pytest.importorskip("dask.array")
+    wrappers = pytest.importorskip("dask_ml.wrappers")
+    X, y = make_classification(n_samples=400, n_features=8, random_state=0)
+    model = MLPClassifier(hidden_layer_sizes=(8,), random_state=0, n_threads=1)
+    incremental = wrappers.Incremental(model, shuffle_blocks=False)
+    with dask.config.set(scheduler="synchronous"):  # in this process, whatever client exists
+        incremental.fit(da.from_array(X, chunks=100), da.from_array(y, chunks=100),
+                        classes=[0, 1])
+    assert not hasattr(model, "coefs_")  # Incremental trained a copy
+    # the same as partial_fit on each block in order
+    by_hand = MLPClassifier(hidden_layer_sizes=(8,), random_state=0, n_threads=1)
+    for start in range(0, 400, 100):
+        by_hand.partial_fit(X[start:start + 100], y[start:start + 100], classes=[0, 1])
+    trained = incremental.estimator_
+    assert trained.n_iter_ == by_hand.n_iter_ == 4
+    np.testing.assert_array_equal(trained.predict_proba(X), by_hand.predict_proba(X))
+    with dask.config.set(scheduler="synchronous"):
+        predicted = incremental.predict(da.from_array(X, chunks=100)).compute()
+    np.testing.assert_array_equal(predicted, by_hand.predict(X))
+
+
+def _hyperband_works(client):
+    """Whether dask-ml's HyperbandSearchCV runs at all with this dask: on dask 2026.8 it fails
+    for every estimator, scikit-learn's SGDClassifier included, inside dask.compute."""
+    from dask_ml.model_selection import HyperbandSearchCV
+    from sklearn.linear_model import SGDClassifier
+
+    import dask.array as da
+
+    X, y = make_classification(n_samples=100, n_features=4, random_state=0)
+    try:
+        HyperbandSearchCV(SGDClassifier(), {"alpha": loguniform(1e-5, 1e-1)}, max_iter=3,
+                          random_state=0).fit(da.from_array(X, chunks=50),
+                                              da.from_array(y, chunks=50), classes=[0, 1])
+    except RuntimeError as error:
+        return str(error)
+    return None
+
+
+def test_dask_ml_hyperband_search(client):
+    pytest.importorskip("dask_ml")
+    import dask
+    import dask.array as da
+    from dask_ml.model_selection import HyperbandSearchCV
+
+    broken = _hyperband_works(client)
+    if broken:
+        pytest.skip(f"dask-ml's HyperbandSearchCV is broken upstream with dask "
+                    f"{dask.__version__} for every estimator (scikit-learn's SGDClassifier "
+                    f"too): {broken}")
+    X, y = make_classification(n_samples=400, n_features=8, random_state=0)
+    search = HyperbandSearchCV(MLPClassifier(hidden_layer_sizes=(8,), random_state=0),
+                               {"learning_rate_init": loguniform(1e-3, 1e-1)}, max_iter=9,
+                               random_state=0)
+    search.fit(da.from_array(X, chunks=100), da.from_array(y, chunks=100), classes=[0, 1])
+    assert 0.5 < search.best_score_ <= 1
+    assert search.best_estimator_.n_iter_ >= 1
+
