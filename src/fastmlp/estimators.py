@@ -171,8 +171,9 @@ _PARAMETERS = r"""
         off.
 
     dtype : numpy.float32 or numpy.float64, default=numpy.float32
-        The precision of the parameters and of every computation. Predictions of float64
-        input are returned in float64.
+        The precision of the parameters and of every computation. Predictions and
+        probabilities come in this dtype, whatever the input's (scikit-learn's follow the
+        input's dtype).
 
     n_threads : int or None, default=None
         The most threads training and prediction use; None is every core available to the
