@@ -437,9 +437,54 @@ class MLPRegressor(RegressorMixin, Network):
 
     @available_if(lambda self: self._check_solver())
     def partial_fit(self, X, y, sample_weight=None):
-        """One epoch over (X, y), keeping the optimizer state between calls. A regressor has
-        no classes: sample_weight is the third parameter, as in scikit-learn's MLPRegressor,
-        so a weight vector passed by position is never taken for labels."""
+        """Train one epoch over (X, y), keeping the optimizer state between calls.
+
+        The first call initializes the model as ``fit`` would (the input standardization of
+        ``normalize="auto"`` comes from its rows); later calls go on from the current
+        weights and optimizer state, with the learning-rate schedule where the last call
+        left it. Every row given trains: ``early_stopping`` does not apply, and no
+        ``ConvergenceWarning`` is issued. A regressor has no classes: ``sample_weight`` is
+        the third parameter, as in scikit-learn's ``MLPRegressor``, so a weight vector
+        passed by position is never taken for labels. The method is there for the
+        stochastic solvers only: with ``solver="lbfgs"`` it does not exist
+        (``hasattr(estimator, "partial_fit")`` is False).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The training rows of this call.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Their targets, with as many outputs as the first call's.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the rows in the epoch's mini-batch objectives.
+
+        Returns
+        -------
+        self : MLPRegressor
+            The estimator, trained one more epoch.
+
+        Raises
+        ------
+        ValueError
+            If the data or a parameter is invalid, ``y`` has another number of outputs
+            than the first call's, or ``loss="poisson"`` meets a negative target. The
+            estimator is then left as it was.
+
+        See Also
+        --------
+        MLPRegressor.fit : Train from the start (or from the current weights with
+            ``warm_start=True``) for up to ``max_iter`` epochs.
+
+        Examples
+        --------
+        >>> from fastmlp import MLPRegressor
+        >>> X, y = [[0.0], [0.5], [1.0], [1.5]], [0.0, 1.0, 2.0, 3.0]
+        >>> reg = MLPRegressor(hidden_layer_sizes=(8,), random_state=0)
+        >>> for _ in range(3):
+        ...     reg = reg.partial_fit(X, y)
+        >>> reg.n_iter_, reg.t_  # three epochs of one batch of 4 rows
+        (3, 3)
+        """
         return super().partial_fit(X, y, sample_weight=sample_weight)
 
     def __sklearn_tags__(self):
