@@ -128,7 +128,9 @@ _PARAMETERS = r"""
     tol : float, default=1e-4
         The improvement that counts: the monitored quantity must beat its best by more
         than ``tol`` for an epoch to count as progress. For "lbfgs", the gradient
-        tolerance: it stops when no gradient component exceeds ``tol`` in absolute value.
+        tolerance: it stops when no gradient component exceeds ``tol`` in absolute value
+        (or when an iteration lowers the objective by a relative amount below scipy's
+        default ``ftol``).
 
     n_iter_no_change : int or numpy.inf, default=10
         The lecture's look-ahead: training stops after this many epochs in a row without
