@@ -213,6 +213,18 @@ _PARAMETERS_TRAINING = r"""
         the estimator. Ready-made ones are in ``fastmlp.callbacks``.
 """
 
+# MLPRegressor's own parameter, documented where its signature has it: after activation
+_LOSS = r"""    loss : {"squared_error", "poisson"}, default="squared_error"
+        The per-sample loss and its output units: "squared_error" is
+        ``0.5 * sum_j (f_j - y_j)**2 / n_outputs`` on identity outputs; "poisson" is half
+        the Poisson deviance, ``sum_j (y_j log(y_j / f_j) - y_j + f_j)``, on exponential
+        outputs ``f = exp(a)``, as scikit-learn's, for counts and other targets
+        ``y >= 0`` (checked: a negative target raises a ``ValueError``). It is
+        keyword-only: scikit-learn's MLPRegressor takes it as its first positional
+        parameter, fastmlp keeps ``hidden_layer_sizes`` first.
+"""
+_REGRESSOR_PARAMETERS = _PARAMETERS.replace("\n    solver : ", "\n" + _LOSS + "\n    solver : ", 1)
+
 _ATTRIBUTES = r"""
     loss_ : float
         The training loss of the last epoch (the mean of its mini-batch objectives, L2
@@ -539,16 +551,7 @@ MLPRegressor.__doc__ = r"""Multi-layer perceptron regressor, trained by C kernel
     lists the differences).
 
     Parameters
-    ----------
-    loss : {"squared_error", "poisson"}, default="squared_error"
-        The per-sample loss and its output units: "squared_error" is
-        ``0.5 * sum_j (f_j - y_j)**2 / n_outputs`` on identity outputs; "poisson" is half
-        the Poisson deviance, ``sum_j (y_j log(y_j / f_j) - y_j + f_j)``, on exponential
-        outputs ``f = exp(a)``, as scikit-learn's, for counts and other targets
-        ``y >= 0`` (checked: a negative target raises a ``ValueError``). It is
-        keyword-only: scikit-learn's MLPRegressor takes it as its first positional
-        parameter, fastmlp keeps ``hidden_layer_sizes`` first.
-""" + _PARAMETERS + _PARAMETERS_TRAINING.replace("{score}", "R^2") + r"""
+    ----------""" + _REGRESSOR_PARAMETERS + _PARAMETERS_TRAINING.replace("{score}", "R^2") + r"""
     Attributes
     ----------""" + _ATTRIBUTES + r"""
     out_activation_ : str
