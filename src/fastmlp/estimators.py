@@ -232,8 +232,9 @@ _ATTRIBUTES = r"""
         all rows at the end.
 
     best_loss_ : float or None
-        The lowest training loss of any epoch (for "lbfgs", of any iteration); None with
-        ``early_stopping``, where ``best_validation_score_`` takes its place.
+        The lowest training loss of any epoch (for "lbfgs", of any iteration); None after
+        a ``fit`` with ``early_stopping`` by a stochastic solver, where
+        ``best_validation_score_`` takes its place.
 
     loss_curve_ : list of float
         The training loss of every epoch (for "lbfgs", after every iteration), oldest
