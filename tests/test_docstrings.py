@@ -48,7 +48,7 @@ PENDING_OBJECTS = {
     "fastmlp.MLPClassifier.fit", "fastmlp.MLPClassifier.partial_fit",
     "fastmlp.MLPClassifier.predict", "fastmlp.MLPClassifier.predict_proba",
     "fastmlp.MLPClassifier.recompute_batchnorm_statistics",
-    "fastmlp.MLPRegressor.fit", "fastmlp.MLPRegressor.partial_fit",
+    "fastmlp.MLPRegressor.fit",
     "fastmlp.MLPRegressor.predict", "fastmlp.MLPRegressor.recompute_batchnorm_statistics",
     # src/fastmlp/persistence.py (helper `harden`)
     "fastmlp.save", "fastmlp.load",

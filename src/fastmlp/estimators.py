@@ -46,9 +46,13 @@ _PARAMETERS = r"""
           ``t`` the update count;
         - "lbfgs": full-batch L-BFGS (scipy.optimize's L-BFGS-B) on the loss and gradient
           over all rows, each computed by one pass of the C forward and backward kernels;
-          it runs at most ``max_iter`` iterations and ``max_fun`` loss evaluations. It suits
-          small data sets. ``batch_size``, ``shuffle`` and the learning-rate parameters do
-          not apply to it.
+          it runs at most ``max_iter`` iterations and ``max_fun`` loss evaluations and
+          stops when the largest gradient component is at most ``tol``. It suits small
+          data sets. ``batch_size``, ``shuffle``, ``learning_rate``,
+          ``learning_rate_init``, ``power_t``, the momentum and moment parameters,
+          ``epsilon``, ``n_iter_no_change``, ``early_stopping`` and
+          ``validation_fraction`` do not apply to it (every row trains, as in
+          scikit-learn); it refuses ``dropout`` above 0 and ``partial_fit``.
 
         Every update is one fused pass over the model's single parameter buffer.
 
@@ -60,10 +64,12 @@ _PARAMETERS = r"""
 
         - "constant": ``lr = learning_rate_init`` throughout;
         - "invscaling": ``lr = learning_rate_init / t**power_t``, ``t`` the update count,
-          applied at every update;
-        - "adaptive": scikit-learn's rule, for ``solver="sgd"``: the rate is divided by 5
-          each time two consecutive epochs fail to improve the monitored quantity by
-          ``tol``;
+          applied at every update, for every stochastic solver;
+        - "adaptive": scikit-learn's rule, for ``solver="sgd"`` (the other solvers keep
+          the rate constant, as scikit-learn's adam does): once more than
+          ``n_iter_no_change`` epochs in a row have not improved on the best monitored
+          value by more than ``tol``, the rate is divided by 5, or training stops when it
+          is already at most 1e-6;
         - "plateau": the lecture's rule: the rate is halved when the monitored quantity has
           not improved by ``tol`` for ``n_iter_no_change`` epochs, and training stops once it
           has been halved 5 times.
@@ -95,17 +101,21 @@ _PARAMETERS = r"""
 
     alpha : float, default=0.0001
         The strength of the L2 penalty (weight decay): each mini-batch objective adds
-        ``(alpha / 2) * sum of squared weights``, so a weight's gradient gains
-        ``alpha * W``. Biases and batch normalization's ``gamma`` and ``beta`` are not
-        penalized.
+        ``(alpha / 2) * sum of squared weights`` to the batch's mean loss, so a weight's
+        gradient gains ``alpha * W``. Biases and batch normalization's ``gamma`` and
+        ``beta`` are not penalized. scikit-learn divides the term by the batch's rows:
+        its ``alpha`` is fastmlp's times ``batch_size`` (times ``n_samples`` for
+        "lbfgs").
 
     batch_size : int or "auto", default="auto"
         The number of rows of each mini-batch; "auto" is ``min(200, n_samples)``. A value
-        larger than the number of rows is clipped to it, with a warning.
+        larger than the number of rows is clipped to it, with a warning. "lbfgs" takes all
+        rows as one batch.
 
     max_iter : int, default=200
         The most epochs (passes over the training rows) a ``fit`` runs; for "lbfgs", the
-        most iterations. Reaching it raises a ``ConvergenceWarning``.
+        most iterations. A ``fit`` that reaches it (warm starts included) issues a
+        ``ConvergenceWarning``; ``partial_fit`` runs one epoch and never does.
 
     shuffle : bool, default=True
         Whether the rows are visited in a fresh random order every epoch.
@@ -117,22 +127,29 @@ _PARAMETERS = r"""
 
     tol : float, default=1e-4
         The improvement that counts: the monitored quantity must beat its best by more
-        than ``tol`` for an epoch to count as progress.
+        than ``tol`` for an epoch to count as progress. For "lbfgs", the gradient
+        tolerance: it stops when no gradient component exceeds ``tol`` in absolute value
+        (or when an iteration lowers the objective by a relative amount below scipy's
+        default ``ftol``).
 
     n_iter_no_change : int or numpy.inf, default=10
         The lecture's look-ahead: training stops after this many epochs in a row without
-        progress (see ``tol``). ``numpy.inf`` never stops early, so training runs
-        ``max_iter`` epochs.
+        progress (see ``tol``); scikit-learn's stops after one more. "adaptive" divides the
+        rate after more than this many, as scikit-learn's does. ``numpy.inf`` never stops
+        early, so training runs ``max_iter`` epochs.
 
     early_stopping : bool, default=False
-        Whether to hold out ``validation_fraction`` of the training rows (a stratified
-        split for class labels) and stop when the validation score (see ``scoring``) has not
-        improved for ``n_iter_no_change`` epochs; ``X_val`` and ``y_val`` given to ``fit``
-        are watched instead of a held-out share. At the end the weights of the best
-        validation epoch are restored. Without it training stops on the training loss.
+        Whether ``fit`` holds out ``validation_fraction`` of the training rows (a split
+        stratified by class for binary and multiclass labels, not for multilabel y) and
+        stops when the validation score (see ``scoring``) has not improved for
+        ``n_iter_no_change`` epochs; ``X_val`` and ``y_val`` given to ``fit`` are watched
+        instead of a held-out share. At the end the weights of the best validation epoch
+        are restored. Without it training stops on the training loss. ``partial_fit``
+        trains its epoch on every row given, without a validation set; "lbfgs" ignores it.
 
     validation_fraction : float, default=0.1
-        The share of the training rows held out by ``early_stopping``, in (0, 1).
+        The share of the training rows held out by ``early_stopping``, in [0, 1), as in
+        scikit-learn; early stopping needs a validation set of at least 2 rows.
 
     dropout : float or array-like of shape (n_layers - 2,), default=0.0
         The probability of dropping each hidden unit during training, one value for every
@@ -156,24 +173,28 @@ _PARAMETERS = r"""
         off.
 
     dtype : numpy.float32 or numpy.float64, default=numpy.float32
-        The precision of the parameters and of every computation. Predictions of float64
-        input are returned in float64.
+        The precision of the parameters and of every computation. Predictions and
+        probabilities come in this dtype, whatever the input's (scikit-learn's follow the
+        input's dtype).
 
     n_threads : int or None, default=None
         The most threads training and prediction use; None is every core available to the
         process. The result does not depend on it.
 
     verbose : bool or int, default=False
-        Whether to print one line per epoch: its loss, the validation loss and score when
-        there is a validation set, the learning rate, seconds and samples per second; from
-        ``verbose=2`` on, the threads used as well.
+        Whether to print one line per epoch with its training loss, seconds, samples per
+        second and threads, followed by the validation score when there is a validation
+        set; "lbfgs" prints the loss of every iteration.
 
     warm_start : bool, default=False
         Whether ``fit`` starts from the current weights (with a fresh optimizer state)
-        when the architecture is unchanged, instead of from a new initialization.
+        when the architecture is unchanged, instead of from a new initialization. The
+        labels of a warm-started classifier's ``y`` must be among the classes of its
+        first fit (all of them or a subset).
 
     max_fun : int, default=15000
-        The most loss and gradient evaluations of ``solver="lbfgs"``.
+        The most loss and gradient evaluations of ``solver="lbfgs"``; reaching it issues a
+        ``ConvergenceWarning``.
 """
 
 # what both have after the task's own parameters; {score} names the estimator's score
@@ -192,20 +213,36 @@ _PARAMETERS_TRAINING = r"""
         the estimator. Ready-made ones are in ``fastmlp.callbacks``.
 """
 
+# MLPRegressor's own parameter, documented where its signature has it: after activation
+_LOSS = r"""    loss : {"squared_error", "poisson"}, default="squared_error"
+        The per-sample loss and its output units: "squared_error" is
+        ``0.5 * sum_j (f_j - y_j)**2 / n_outputs`` on identity outputs; "poisson" is half
+        the Poisson deviance, ``sum_j (y_j log(y_j / f_j) - y_j + f_j)``, on exponential
+        outputs ``f = exp(a)``, as scikit-learn's, for counts and other targets
+        ``y >= 0`` (checked: a negative target raises a ``ValueError``). It is
+        keyword-only: scikit-learn's MLPRegressor takes it as its first positional
+        parameter, fastmlp keeps ``hidden_layer_sizes`` first.
+"""
+_REGRESSOR_PARAMETERS = _PARAMETERS.replace("\n    solver : ", "\n" + _LOSS + "\n    solver : ", 1)
+
 _ATTRIBUTES = r"""
     loss_ : float
         The training loss of the last epoch (the mean of its mini-batch objectives, L2
-        term included).
+        term included, weighted by the batches' rows); for "lbfgs", the objective over
+        all rows at the end.
 
     best_loss_ : float or None
-        The lowest training loss of any epoch; None with ``early_stopping``, where
+        The lowest training loss of any epoch (for "lbfgs", of any iteration); None after
+        a ``fit`` with ``early_stopping`` by a stochastic solver, where
         ``best_validation_score_`` takes its place.
 
     loss_curve_ : list of float
-        The training loss of every epoch, oldest first.
+        The training loss of every epoch (for "lbfgs", after every iteration), oldest
+        first.
 
     validation_scores_ : list of float or None
-        The validation score of every epoch when there is a validation set, else None.
+        The validation score of every epoch when there is a validation set, else None
+        (always None for "lbfgs" and after ``partial_fit``).
 
     best_validation_score_ : float or None
         The best of ``validation_scores_``, or None.
@@ -225,11 +262,13 @@ _ATTRIBUTES = r"""
         ``fit``.
 
     t_ : int
-        The number of optimizer updates (mini-batches) made so far.
+        The number of optimizer updates (mini-batches) made so far: the ``t`` of Adam's
+        bias correction and of "invscaling"; 0 after "lbfgs". scikit-learn's ``t_``
+        counts training samples seen instead.
 
     n_iter_ : int
-        The number of epochs run by the last ``fit``, or counted over ``partial_fit``
-        calls.
+        The number of epochs (for "lbfgs", iterations) run by the last ``fit``, or
+        counted over ``partial_fit`` calls.
 
     coefs_ : list of ndarray
         ``coefs_[i]`` is the weight matrix of layer i, of shape (n_in, n_out). It is a
@@ -266,10 +305,14 @@ _NOTES = r"""
 
     by backpropagation: each layer is the pre-activation :math:`a = hW + b` followed by
     :math:`g(a)`, the output layer's units are fused with their loss, and whole epochs
-    run in C without returning to Python, with the GIL released.
+    run in C without returning to Python, with the GIL released. ``solver="lbfgs"``
+    minimizes the same :math:`J` with :math:`B` all training rows, one C pass per
+    evaluation.
 
     Weights start from Glorot's uniform distribution :math:`U(-b, b)`,
-    :math:`b = \sqrt{6 / (n_{in} + n_{out})}`, and biases at 0.
+    :math:`b = \sqrt{6 / (n_{in} + n_{out})}`, for every activation, and biases at 0
+    (scikit-learn uses :math:`\sqrt{2 / (n_{in} + n_{out})}` for "logistic" and draws
+    the biases from the same distribution).
 """
 
 _REFERENCES = r"""
@@ -409,9 +452,54 @@ class MLPRegressor(RegressorMixin, Network):
 
     @available_if(lambda self: self._check_solver())
     def partial_fit(self, X, y, sample_weight=None):
-        """One epoch over (X, y), keeping the optimizer state between calls. A regressor has
-        no classes: sample_weight is the third parameter, as in scikit-learn's MLPRegressor,
-        so a weight vector passed by position is never taken for labels."""
+        """Train one epoch over (X, y), keeping the optimizer state between calls.
+
+        The first call initializes the model as ``fit`` would (the input standardization of
+        ``normalize="auto"`` comes from its rows); later calls go on from the current
+        weights and optimizer state, with the learning-rate schedule where the last call
+        left it. Every row given trains: ``early_stopping`` does not apply, and no
+        ``ConvergenceWarning`` is issued. A regressor has no classes: ``sample_weight`` is
+        the third parameter, as in scikit-learn's ``MLPRegressor``, so a weight vector
+        passed by position is never taken for labels. The method is there for the
+        stochastic solvers only: with ``solver="lbfgs"`` it does not exist
+        (``hasattr(estimator, "partial_fit")`` is False).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The training rows of this call.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Their targets, with as many outputs as the first call's.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the rows in the epoch's mini-batch objectives.
+
+        Returns
+        -------
+        self : MLPRegressor
+            The estimator, trained one more epoch.
+
+        Raises
+        ------
+        ValueError
+            If the data or a parameter is invalid, ``y`` has another number of outputs
+            than the first call's, or ``loss="poisson"`` meets a negative target. The
+            estimator is then left as it was.
+
+        See Also
+        --------
+        MLPRegressor.fit : Train from the start (or from the current weights with
+            ``warm_start=True``) for up to ``max_iter`` epochs.
+
+        Examples
+        --------
+        >>> from fastmlp import MLPRegressor
+        >>> X, y = [[0.0], [0.5], [1.0], [1.5]], [0.0, 1.0, 2.0, 3.0]
+        >>> reg = MLPRegressor(hidden_layer_sizes=(8,), random_state=0)
+        >>> for _ in range(3):
+        ...     reg = reg.partial_fit(X, y)
+        >>> reg.n_iter_, reg.t_  # three epochs of one batch of 4 rows
+        (3, 3)
+        """
         return super().partial_fit(X, y, sample_weight=sample_weight)
 
     def __sklearn_tags__(self):
@@ -464,13 +552,7 @@ MLPRegressor.__doc__ = r"""Multi-layer perceptron regressor, trained by C kernel
     lists the differences).
 
     Parameters
-    ----------
-    loss : {"squared_error", "poisson"}, default="squared_error"
-        The per-sample loss and its output units: "squared_error" is
-        ``0.5 * sum_j (f_j - y_j)**2 / n_outputs`` on identity outputs; "poisson" is the
-        Poisson deviance on exponential outputs ``f = exp(a)``, as scikit-learn's, for
-        counts and other non-negative targets.
-""" + _PARAMETERS + _PARAMETERS_TRAINING.replace("{score}", "R^2") + r"""
+    ----------""" + _REGRESSOR_PARAMETERS + _PARAMETERS_TRAINING.replace("{score}", "R^2") + r"""
     Attributes
     ----------""" + _ATTRIBUTES + r"""
     out_activation_ : str
@@ -487,7 +569,10 @@ MLPRegressor.__doc__ = r"""Multi-layer perceptron regressor, trained by C kernel
     Notes
     -----""" + _NOTES + r"""
     With ``loss="squared_error"`` the per-sample loss :math:`\ell` is
-    :math:`\frac{1}{2 k} \sum_{j=1}^{k} (f_j(x) - y_j)^2` over the :math:`k` outputs.
+    :math:`\frac{1}{2 k} \sum_{j=1}^{k} (f_j(x) - y_j)^2` over the :math:`k` outputs;
+    with ``loss="poisson"`` it is
+    :math:`\sum_{j=1}^{k} \left(y_j \log \frac{y_j}{f_j(x)} - y_j + f_j(x)\right)`,
+    :math:`f_j = e^{a_j}` (the term :math:`y_j \log y_j` is 0 at :math:`y_j = 0`).
 
     References
     ----------""" + _REFERENCES + r"""
