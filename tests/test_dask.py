@@ -79,12 +79,17 @@ def _threads():
 
 
 _both_running = threading.Barrier(2)
+_both_counted = threading.Barrier(2)
 
 
 def _threads_with_another_task():
     # a worker in this process (processes=False) sees this module's barrier
     _both_running.wait(timeout=30)
-    return MLPClassifier()._threads()
+    threads = MLPClassifier()._threads()
+    # neither task ends before both have counted: on a loaded machine one thread can stay
+    # descheduled past its partner's whole task, which would then no longer be running
+    _both_counted.wait(timeout=30)
+    return threads
 
 
 def test_processes_cluster_workers_use_their_thread(client):
