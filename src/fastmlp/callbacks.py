@@ -21,6 +21,7 @@ During these calls the estimator shows the model being trained: ``predict``, ``s
 now. Callbacks are cloned and pickled with the estimator, so keep their state picklable.
 """
 import inspect
+import os
 import sys
 import time
 
@@ -191,7 +192,7 @@ class Checkpoint:
         return False
 
     def __repr__(self):
-        return (f"Checkpoint({self.path!r}, monitor={self.monitor!r}, "
+        return (f"Checkpoint({os.fspath(self.path)!r}, monitor={self.monitor!r}, "
                 f"save_best_only={self.save_best_only!r})")
 
 
@@ -274,6 +275,8 @@ def from_config(config):
 
 
 def _init_params(cls):
+    if cls.__init__ is object.__init__:
+        return []
     return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
 
 

@@ -122,11 +122,11 @@ class Stretches:
                 seconds += took
                 self.piece = max(1, int(STRETCH_SECONDS * (last - first) / max(took, 1e-9)))
                 first = last
-                if interrupt.raised:
-                    return None
                 rows_done = n if first == n_batches else first * size
                 for listener in listeners:
                     listener.stretch_end(run, rows_done, n)
+                if interrupt.raised:
+                    return None
             self.stretches.append((rows_done - rows_before, threads, seconds))
         seconds = sum(s for _, _, s in self.stretches)
         return float(batch_loss.sum()) / n, seconds, max(t for _, t, _ in self.stretches), n
