@@ -436,8 +436,11 @@ class Network(BaseEstimator):
     def _commit(self, run):
         """Make the run's model and history the estimator's: the model in one assignment."""
         self._publish(run)
-        if run.first and isinstance(self.random_state, np.random.RandomState):
-            self.random_state.set_state(run.rng.get_state())  # as if it had trained
+        # the caller's generator moves on as if it had trained, unless Ctrl-C cut the fit
+        # short: a retry then gives what an uninterrupted fit would have
+        if run.first and not run.interrupted \
+                and isinstance(self.random_state, np.random.RandomState):
+            self.random_state.set_state(run.rng.get_state())
 
     def _publish(self, run):
         """Set every fitted attribute from the run, the model last of all."""
