@@ -16,7 +16,7 @@ X = rng.randn(200, 10)
 Y = rng.randint(0, 3, 200)
 
 
-def test_predict_racing_a_refit_reads_one_model():
+def test_predict_racing_a_refit_reads_one_model(quiet):
     """set_params(hidden_layer_sizes=...) + fit in one thread while another predicts: every
     prediction comes from one whole model (valid probabilities, never a crash)."""
     clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=2, n_threads=1,

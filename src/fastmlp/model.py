@@ -94,8 +94,9 @@ class Model:
         return out if ok else None
 
     def finite(self):
-        """Whether every parameter is finite (min and max propagate NaN; no temporary)."""
-        return bool(np.isfinite(self.params.min()) and np.isfinite(self.params.max()))
+        """Whether every parameter is finite: one pass, a float64 sum (NaN and inf propagate;
+        float32 values cannot overflow it)."""
+        return bool(np.isfinite(self.params.sum(dtype=np.float64)))
 
     def __reduce__(self):
         # the C view is rebuilt from the layout; the views follow the buffer

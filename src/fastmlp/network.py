@@ -354,7 +354,7 @@ class Network(BaseEstimator):
         if first:
             rng = check_random_state(self.random_state)
             if rng is self.random_state:
-                rng = copy.deepcopy(rng)  # the caller's generator moves on only on success
+                rng = _copy_generator(rng)  # the caller's moves on only on success
             units = [X.shape[1]] + hidden + [Y.shape[1]]
             layout = parameter_layout(units, self.batch_norm,
                                       X.shape[1] if self.normalize == "auto" else 0)
@@ -364,7 +364,7 @@ class Network(BaseEstimator):
             seed = int(rng.randint(0, 2**31 - 1)) * 2**32 + int(rng.randint(0, 2**31 - 1))
             state = None
         else:
-            rng, seed, old = copy.deepcopy(self._rng), self._seed, self._model
+            rng, seed, old = _copy_generator(self._rng), self._seed, self._model
             check_memory(old.layout, dtype, batch_size * int(sum(old.layout["units"])) * 4,
                          copies=4)
             model = old.with_params(old.params.copy(), self._spec())
@@ -737,6 +737,13 @@ def _as_c_input(X):
     if not X.data.flags.c_contiguous:
         X.data = np.ascontiguousarray(X.data)
     return X
+
+
+def _copy_generator(rng):
+    """A RandomState in the same state (deepcopy takes ~50x as long)."""
+    copy_ = np.random.RandomState()
+    copy_.set_state(rng.get_state())
+    return copy_
 
 
 def _is_float32(X):
