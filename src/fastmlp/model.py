@@ -16,6 +16,8 @@ from . import _core
 # Glorot draws in chunks of this many float64 values (8 MB): the same stream as one draw of
 # the whole layer (RandomState's uniform is sequential), without a float64 copy of it
 _DRAW_CHUNK = 1 << 20
+# check_memory asks how much memory is left only for requests of this size or more
+_CHECKED_BYTES = 1 << 28
 
 
 def parameter_layout(units, batch_norm, n_normalized):
@@ -94,9 +96,9 @@ class Model:
         return out if ok else None
 
     def finite(self):
-        """Whether every parameter is finite: one pass, a float64 sum (NaN and inf propagate;
-        float32 values cannot overflow it)."""
-        return bool(np.isfinite(self.params.sum(dtype=np.float64)))
+        """Whether every parameter is finite: one pass, a sum (NaN and inf propagate; a sum
+        beyond the dtype's range means weights no forward pass survives anyway)."""
+        return bool(np.isfinite(self.params.sum()))
 
     def __reduce__(self):
         # the C view is rebuilt from the layout; the views follow the buffer
@@ -202,6 +204,8 @@ def check_memory(layout, dtype, workspace, copies):
     epoch), plus `workspace` values. Raises MemoryError naming the sizes."""
     itemsize = np.dtype(dtype).itemsize
     needed = (copies * int(layout["size"]) + int(workspace)) * itemsize
+    if needed < _CHECKED_BYTES:
+        return  # asking the kernel costs more than a small partial_fit's Python side
     available = _available_memory()
     if available is not None and needed > available:
         raise MemoryError(

@@ -46,10 +46,26 @@ def fit_binarizer(y, kind, classes=None):
 def encode_labels(y, kind, binarizer, dtype):
     """Y (n, n_outputs) in `dtype`; labels never seen at the first fit are refused."""
     if kind != "multilabel-indicator":
-        unseen = np.setdiff1d(unique_labels(y), binarizer.classes_)
-        if len(unseen):
-            raise ValueError(f"y has labels {np.asarray(unseen).tolist()} not among the "
-                             f"classes seen at the first fit, {binarizer.classes_.tolist()}")
+        classes = binarizer.classes_
+        try:
+            # classes_ is sorted (unique_labels): each label's column by one binary search,
+            # what LabelBinarizer.transform gives at a tenth of the cost of a partial_fit's
+            # Python side
+            column = np.searchsorted(classes, y)
+            known = bool(np.all(classes[np.minimum(column, len(classes) - 1)] == y))
+        except (TypeError, ValueError):  # labels numpy cannot order against the classes
+            column, known = None, False
+        if not known:
+            unseen = np.setdiff1d(unique_labels(y), classes)
+            if len(unseen):
+                raise ValueError(f"y has labels {np.asarray(unseen).tolist()} not among the "
+                                 f"classes seen at the first fit, {classes.tolist()}")
+        if column is not None and known:
+            if binarizer.y_type_ == "binary":
+                return np.ascontiguousarray((column == 1).astype(dtype).reshape(-1, 1))
+            Y = np.zeros((len(column), len(classes)), dtype=dtype)
+            Y[np.arange(len(column)), column] = 1
+            return Y
     return np.ascontiguousarray(binarizer.transform(y), dtype=dtype)
 
 
