@@ -371,3 +371,14 @@ def test_sigint_mid_fit_in_a_subprocess_leaves_a_usable_model():
     word, n_iter, n_history, n_curve = out.split()
     assert word == "interrupted" and int(n_iter) == int(n_history) == int(n_curve) >= 2
     assert "training was interrupted" in err
+
+
+def test_an_infinite_look_ahead_trains_to_max_iter():
+    """n_iter_no_change=numpy.inf (scikit-learn's value for never stopping on tol)."""
+    from sklearn import config_context
+    clf = MLPClassifier(max_iter=4, n_iter_no_change=np.inf, tol=1e9, early_stopping=True,
+                        **KW)
+    with config_context(skip_parameter_validation=True), \
+            pytest.warns(ConvergenceWarning):
+        clf.fit(X, Y3)
+    assert clf.n_iter_ == 4 and clf.best_epoch_ is not None

@@ -7,6 +7,7 @@ from .diagnostics import check_gradients
 from .estimators import MLPClassifier, MLPRegressor
 from .network import Network
 from .persistence import load, save
+from . import callbacks  # noqa: E402  (fastmlp.callbacks: ProgressBar, Checkpoint, ...)
 
 __all__ = ["Network", "MLPClassifier", "MLPRegressor", "check_gradients", "show_config", "save",
            "load", "__version__"]

@@ -255,9 +255,53 @@ class Network(BaseEstimator):
     def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
         """Train from the start (or from the current weights with warm_start=True).
 
-        With X_val and y_val, every epoch's record in `history_` has that set's loss and
-        score, and early stopping (early_stopping=True) watches it instead of holding out
-        validation_fraction of X."""
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            The training inputs.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Class labels, a multilabel indicator matrix, or real-valued targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Each mini-batch loss is the weighted mean; `class_weight` multiplies in.
+        X_val, y_val : array-like, default=None
+            A validation set of your own: each epoch's record in `history_` then has its
+            `valid_loss` (the objective J in inference mode) and `valid_score` (as `scoring`
+            says), and with early_stopping=True training watches it instead of holding out
+            validation_fraction of X.
+        sample_weight_val : array-like of shape (n_val,), default=None
+            Weights of the validation rows.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            Invalid input or hyperparameters, or training diverged; the estimator is then
+            left exactly as it was before the call.
+        KeyboardInterrupt
+            Ctrl-C: training stops at the next stretch boundary (within about a second),
+            keeps the last complete epoch (the best one with early stopping), warns, and
+            re-raises, so a script stops while a notebook keeps the model.
+
+        See Also
+        --------
+        partial_fit : one epoch more, keeping the optimizer state.
+        fastmlp.callbacks : what can run between epochs.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastmlp import MLPClassifier
+        >>> rng = np.random.RandomState(0)
+        >>> X, y = rng.randn(60, 4), np.arange(60) % 3
+        >>> clf = MLPClassifier((8,), max_iter=5, early_stopping=True, scoring="loss",
+        ...                     random_state=0).fit(X[:40], y[:40], X_val=X[40:], y_val=y[40:])
+        >>> len(clf.history_) == clf.n_iter_ and clf.history_[-1]["valid_loss"] > 0
+        True
+        """
         if (X_val is None) != (y_val is None):
             raise ValueError("X_val and y_val go together: pass both or neither")
         if sample_weight_val is not None and X_val is None:
