@@ -112,6 +112,15 @@ def test_dtype_is_the_precision(dtype, digits, quiet):
     assert reg.predict(X_test).dtype == np.float64
 
 
+def test_float32_regressors_pass_the_multioutput_check(quiet):
+    """scikit-learn's check wants float64 predictions of float64 input."""
+    from sklearn.utils.estimator_checks import check_regressor_multioutput
+    for cls in (MLPRegressor, Network):
+        check_regressor_multioutput(cls.__name__, cls(hidden_layer_sizes=(16,), max_iter=100,
+                                                      learning_rate_init=0.01, random_state=0,
+                                                      n_threads=1))
+
+
 def test_random_state_makes_fits_bitwise_repeatable(digits, quiet):
     X_train, _, y_train, _ = digits
     fits = [MLPClassifier(hidden_layer_sizes=(20,), max_iter=5, random_state=7)
