@@ -91,7 +91,8 @@ class Stretches:
     def __init__(self, estimator, data, Y, sample_weight, batch_size, parts, grads, workspace,
                  thread_choice, batch_norm, n_weights):
         self.estimator, self.data, self.Y, self.sample_weight = estimator, data, Y, sample_weight
-        self.batch_size, self.parts, self.grads, self.workspace = batch_size, parts, grads, workspace
+        self.batch_size, self.parts = batch_size, parts
+        self.grads, self.workspace = grads, workspace
         self.thread_choice, self.batch_norm = thread_choice, batch_norm
         # batches per call: from ASSUMED_RATE at first, then from the measured rate
         self.piece = max(1, int(STRETCH_SECONDS * ASSUMED_RATE / (6 * n_weights * batch_size)))
@@ -145,7 +146,8 @@ class Evaluation:
         if not np.isfinite(loss) or not run.model.finite():
             raise ValueError("training diverged (the loss or the parameters are not finite): "
                              "lower learning_rate_init, or standardize the inputs")
-        record = {"epoch": len(run.prior) + len(run.records) + 1, "train_loss": loss, "valid_loss": None,
+        record = {"epoch": len(run.prior) + len(run.records) + 1, "train_loss": loss,
+                  "valid_loss": None,
                   "valid_score": None, "learning_rate": float(learning_rate),
                   "seconds": seconds, "samples_per_s": n / max(seconds, 1e-12),
                   "threads": int(threads)}
