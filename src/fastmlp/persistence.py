@@ -230,11 +230,12 @@ def _expected_arrays(model, meta):
     _require(_is_int(history[0]) and history[0] >= 0
              and (history[1] is None or _is_int(history[1]) and history[1] >= 0),
              f"history lengths {history}")
-    _require(meta.get("history_columns") == RECORD_KEYS,
-             f"history columns {meta.get('history_columns')!r}, expected {RECORD_KEYS}")
     arrays = {"params": (_dtype_is(dtype), (layout["size"],)),
-              "loss_curve": (_dtype_is(np.float64), (history[0],)),
-              "history": (_dtype_is(np.float64), (history[0], len(RECORD_KEYS)))}
+              "loss_curve": (_dtype_is(np.float64), (history[0],))}
+    if meta.get("history_columns") is not None:  # files from before history_ have none
+        _require(meta["history_columns"] == RECORD_KEYS,
+                 f"history columns {meta['history_columns']!r}, expected {RECORD_KEYS}")
+        arrays["history"] = (_dtype_is(np.float64), (history[0], len(RECORD_KEYS)))
     if meta.get("has_state") is True:
         arrays["state"] = (_dtype_is(dtype), (2 * layout["n_trainable"],))
     if history[1] is not None:
@@ -289,9 +290,15 @@ def _restore(model, meta, arrays):
     model.loss_curve_ = arrays["loss_curve"].tolist()
     scores = arrays.get("validation_scores")
     model.validation_scores_ = None if scores is None else scores.tolist()
+    if "history" in arrays:
+        rows = arrays["history"].tolist()
+    else:  # what the older file knows: the losses and scores, the rest unknown (NaN)
+        rows = [[i + 1, loss, np.nan, np.nan if scores is None else scores[i]]
+                + [np.nan] * (len(RECORD_KEYS) - 4)
+                for i, loss in enumerate(model.loss_curve_)]
     model.history_ = History(
         {k: (None if v != v else int(v) if k in ("epoch", "threads") else float(v))
-         for k, v in zip(RECORD_KEYS, row)} for row in arrays["history"].tolist())
+         for k, v in zip(RECORD_KEYS, row)} for row in rows)
     model.validation_loss_curve_ = None if scores is None else \
         [r["valid_loss"] for r in model.history_]
     names = meta.get("feature_names_in")
