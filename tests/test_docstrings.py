@@ -6,11 +6,8 @@ and properties of those classes that fastmlp defines. What scikit-learn defines 
 get_params, the mixins' methods, the set_*_request methods of metadata routing) is scikit-learn's
 to document, as its own test_docstrings does.
 
-Objects whose docstrings live in files other branches are rewriting, and parameters that are
-documented before the branch adding them is merged, are listed by name below: the first as
-strict expected failures, the second as the only unknown parameters a docstring may name. Both
-lists fail loudly once they are out of date, so the merge empties them."""
-import ast
+Objects whose docstrings are not written yet are listed by name below as strict expected
+failures: the list fails loudly once one of them validates, so it only ever shrinks."""
 import doctest
 import importlib
 import inspect
@@ -52,14 +49,6 @@ PENDING_OBJECTS = {
     "fastmlp.MLPRegressor.predict", "fastmlp.MLPRegressor.recompute_batchnorm_statistics",
     # src/fastmlp/persistence.py (helper `harden`)
     "fastmlp.save", "fastmlp.load",
-}
-
-# Parameters the estimators' docstrings describe ahead of the branches that add them to the
-# constructors (API.md, issues 15 and 16): the only unknown parameters allowed, and only while
-# the signature lacks them.
-PENDING_PARAMETERS = {
-    "fastmlp.MLPClassifier": {"class_weight", "scoring", "callbacks"},
-    "fastmlp.MLPRegressor": {"scoring", "callbacks"},
 }
 
 
@@ -124,11 +113,6 @@ def is_property(path):
     return inspect.isclass(owner) and isinstance(inspect.getattr_static(owner, name), property)
 
 
-def unknown_parameters(message):
-    """The set named by numpydoc's PR02 message, "Unknown parameters {'a', 'b'}"."""
-    return set(ast.literal_eval(message[message.index("{"):]))
-
-
 def validation_errors(path):
     result = numpydoc.validate.validate(path)
     ignored = IGNORED_EVERYWHERE | (IGNORED_FOR_METHODS if is_method(path) else set())
@@ -137,8 +121,6 @@ def validation_errors(path):
     errors = []
     for code, message in result["errors"]:
         if code in ignored:
-            continue
-        if code == "PR02" and unknown_parameters(message) <= PENDING_PARAMETERS.get(path, set()):
             continue
         errors.append(f"{code}: {message}")
     return errors
@@ -161,15 +143,6 @@ def test_the_walk_finds_the_public_api():
 
 def test_pending_lists_name_public_objects():
     assert PENDING_OBJECTS <= set(PUBLIC)
-    assert set(PENDING_PARAMETERS) <= set(PUBLIC)
-
-
-@pytest.mark.parametrize("path", sorted(PENDING_PARAMETERS))
-def test_pending_parameters_are_not_in_the_signature_yet(path):
-    """Once a branch adds one of them, take it off PENDING_PARAMETERS (and check that the
-    docstring's order of parameters is the signature's: numpydoc's PR03 says so then)."""
-    arrived = PENDING_PARAMETERS[path] & set(inspect.signature(resolve(path)).parameters)
-    assert not arrived, f"{path} has {sorted(arrived)} now: take them off PENDING_PARAMETERS"
 
 
 @pytest.mark.parametrize("path", [

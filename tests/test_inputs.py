@@ -69,7 +69,7 @@ def test_sparse_training_and_prediction_equal_dense(dtype, normalize, fmt, n_thr
     out_sparse = sparse.predict_proba(X) if cls is MLPClassifier else sparse.predict(X)
     out_dense = sparse.predict_proba(X.toarray()) if cls is MLPClassifier else \
         sparse.predict(X.toarray())
-    assert out_sparse.dtype == dtype
+    assert out_sparse.dtype == np.result_type(dtype, X.dtype)  # float64 input: float64 out
     np.testing.assert_allclose(out_sparse, out_dense, rtol=rtol, atol=rtol)
 
 

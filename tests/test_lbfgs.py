@@ -24,8 +24,10 @@ def test_objective_is_the_c_batch_gradient_over_every_row():
     C pass over all rows (the gradient check's pass), float64 for scipy in either dtype."""
     for dtype in (np.float64, np.float32):
         est = MLPRegressor(dtype=dtype, max_iter=1, **SMALL).fit(X, Y_REG)
-        objective = FullBatchObjective(est, est._validate_X(X, reset=False),
-                                       est._encode_targets(Y_REG, first=False), None, 1)
+        objective = FullBatchObjective(est, est._model, est._seed,
+                                       est._validate_X(X, reset=False),
+                                       est._encode_targets(Y_REG, first=False), None, 1,
+                                       est._work_parts(len(X)))
         x = est._params[:est._layout["n_trainable"]].astype(np.float64) * 0.5
         loss, grad = objective(x)
         assert grad.dtype == np.float64
@@ -40,8 +42,9 @@ def test_gradient_the_solver_sees_matches_finite_differences():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(X, Y_CLASS)
-    objective = FullBatchObjective(est, est._validate_X(X, reset=False),
-                                   est._encode_targets(Y_CLASS, first=False), None, 1)
+    objective = FullBatchObjective(est, est._model, est._seed, est._validate_X(X, reset=False),
+                                   est._encode_targets(Y_CLASS, first=False), None, 1,
+                                   est._work_parts(len(X)))
     x0 = est._params[:est._layout["n_trainable"]].copy()
     error = scipy.optimize.check_grad(lambda x: objective(x)[0],
                                       lambda x: objective(x)[1].copy(), x0)

@@ -103,7 +103,22 @@ def test_dtype_is_the_precision(dtype, digits, quiet):
                         random_state=0).fit(X_train, y_train)
     assert clf._params.dtype == dtype
     assert all(W.dtype == dtype for W in clf.coefs_)
-    assert clf.predict_proba(X_test).dtype == dtype
+    # the model's precision, unless the input is float64: then float64, as scikit-learn's
+    assert clf.predict_proba(X_test.astype(dtype)).dtype == dtype
+    assert clf.predict_proba(X_test).dtype == np.float64
+    reg = MLPRegressor(hidden_layer_sizes=(5,), max_iter=2, dtype=dtype,
+                       random_state=0).fit(X_train, X_train[:, 20])
+    assert reg.predict(X_test.astype(dtype)).dtype == dtype
+    assert reg.predict(X_test).dtype == np.float64
+
+
+def test_float32_regressors_pass_the_multioutput_check(quiet):
+    """scikit-learn's check wants float64 predictions of float64 input."""
+    from sklearn.utils.estimator_checks import check_regressor_multioutput
+    for cls in (MLPRegressor, Network):
+        check_regressor_multioutput(cls.__name__, cls(hidden_layer_sizes=(16,), max_iter=100,
+                                                      learning_rate_init=0.01, random_state=0,
+                                                      n_threads=1))
 
 
 def test_random_state_makes_fits_bitwise_repeatable(digits, quiet):
@@ -517,7 +532,8 @@ def test_verbose_prints_one_line_per_epoch(digits, capsys, quiet):
                   random_state=0).fit(X_train, y_train)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
-    assert lines[0].startswith("Epoch 1: loss ") and "samples/s" in lines[0]
+    assert lines[0].startswith("Epoch 1/3: train loss ") and "samples/s" in lines[0]
+    assert "lr 0.001" in lines[0] and "valid" not in lines[0] and "thread" not in lines[0]
 
 
 def test_fit_does_not_copy_a_ready_array(monkeypatch, quiet):

@@ -130,7 +130,7 @@ def test_saved_file_holds_only_json_and_plain_arrays(tmp_path):
         for name in names - {"metadata.json"}:
             np.load(io.BytesIO(archive.read(name)), allow_pickle=False)
     assert names == {"metadata.json", "params.npy", "state.npy", "rng.npy", "classes.npy",
-                     "loss_curve.npy"}
+                     "loss_curve.npy", "history.npy"}
     assert meta["format"] == "fastmlp-model" and meta["version"] == 1
     assert meta["class"] == "MLPClassifier" and meta["units"] == [5, 7, 5, 3]
     assert b"pickle" not in path.read_bytes()

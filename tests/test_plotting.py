@@ -148,7 +148,6 @@ def test_plot_draws_on_the_axes_given_and_again():
     assert png.getvalue().startswith(b"\x89PNG")
 
 
-@pytest.mark.xfail(strict=True, reason="history_ lands with the training-loop work")
 def test_training_curves_from_a_fitted_estimators_history():
     model = MLPClassifier((16,), learning_rate_init=0.01, early_stopping=True, max_iter=20,
                           random_state=0, n_threads=1)

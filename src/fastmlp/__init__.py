@@ -16,6 +16,7 @@ from .export import to_onnx
 from .network import Network
 from .persistence import load, save
 from .plotting import LayerHealthDisplay, TrainingCurveDisplay
+from . import callbacks  # noqa: E402  (fastmlp.callbacks: ProgressBar, Checkpoint, ...)
 
 __all__ = ["Network", "MLPClassifier", "MLPRegressor", "check_gradients", "show_config", "save",
            "load", "__version__",

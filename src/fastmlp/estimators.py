@@ -594,12 +594,13 @@ MLPRegressor.__doc__ = r"""Multi-layer perceptron regressor, trained by C kernel
 
 
 def _with_loss(network_init):
-    """Network's signature with `loss` among the keywords: scikit-learn reads an estimator's
-    parameters from its __init__ signature, and this keeps the one list of the others in
-    Network. (`loss` is keyword-only: scikit-learn's MLPRegressor takes it as its first
-    positional parameter, fastmlp keeps hidden_layer_sizes first for every estimator.)"""
+    """Network's signature with `loss` among the keywords and without `class_weight` (class
+    labels only): scikit-learn reads an estimator's parameters from its __init__ signature,
+    and this keeps the one list of the others in Network. (`loss` is keyword-only:
+    scikit-learn's MLPRegressor takes it as its first positional parameter, fastmlp keeps
+    hidden_layer_sizes first for every estimator.)"""
     signature = inspect.signature(network_init)
-    parameters = list(signature.parameters.values())
+    parameters = [p for p in signature.parameters.values() if p.name != "class_weight"]
     keywords = next(i for i, p in enumerate(parameters) if p.kind is p.KEYWORD_ONLY)
     loss = inspect.Parameter("loss", inspect.Parameter.KEYWORD_ONLY, default="squared_error")
     return signature.replace(parameters=parameters[:keywords] + [loss] + parameters[keywords:])

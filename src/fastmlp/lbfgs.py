@@ -16,9 +16,7 @@ from sklearn.utils.optimize import _check_optimize_result
 
 from . import _core
 from .threads import ThreadChoice
-
-NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large "
-              "values and need to be preprocessed.")
+from .training import NON_FINITE, RECORD_KEYS
 
 
 class FullBatchObjective:
@@ -30,18 +28,18 @@ class FullBatchObjective:
     iterate into its buffer and returns one float64 vector that the float32 gradient is copied
     into: one copy in and one out per call, nothing the size of X."""
 
-    def __init__(self, estimator, X, Y, sample_weight, n_threads):
-        self.params = estimator._params
-        n_trainable = int(estimator._layout["n_trainable"])
+    def __init__(self, estimator, model, seed, X, Y, sample_weight, n_threads, parts):
+        self.params = model.params
+        n_trainable = int(model.layout["n_trainable"])
         self.trainable = self.params[:n_trainable]
         n, dtype = X.shape[0], self.params.dtype
-        self.net = estimator._net()
-        self.data = estimator._input(X)
+        self.net = model.net
+        self.data = model.input(X)
         self.Y, self.sample_weight = Y, sample_weight
         self.rows = np.arange(n, dtype=np.int64)
-        self.alpha, self.seed = float(estimator.alpha), estimator._seed
+        self.alpha, self.seed = float(estimator.alpha), seed
         # the parts fix the bits of the result; the threads only share them out (train.c)
-        self.parts = estimator._work_parts(n)
+        self.parts = parts
         self.thread_choice = ThreadChoice(min(self.parts, n_threads))
         self.grads = np.zeros(n_trainable, dtype=dtype)
         self.workspace = np.zeros(self.net.workspace_size(n, self.parts, dtype, sp.issparse(X)),
@@ -61,29 +59,36 @@ class FullBatchObjective:
         return loss, self.grad64
 
 
-def fit_lbfgs(estimator, X, Y, sample_weight, n_threads):
-    """Minimize J over all rows from the estimator's current parameters, as scikit-learn's
-    solver="lbfgs" does: at most max_iter iterations and max_fun evaluations, gtol = tol; a
-    ConvergenceWarning with scikit-learn's text when a limit ends it. Sets n_iter_, loss_,
-    loss_curve_ (J after each iteration) and best_loss_; validation_scores_ and
-    best_validation_score_ are None (early_stopping does not apply to a full-batch solver).
-    With batch_norm, the running statistics become the population statistics of X at the
-    end, the statistics every iteration normalized with."""
-    if np.any(np.asarray(estimator._fitted_spec["dropout"]) > 0):
+def fit_lbfgs(estimator, run, X, Y, sample_weight, n_threads, parts):
+    """Minimize J over all rows from the run's model (training.Run: the model no predict sees
+    until the estimator swaps it in), as scikit-learn's solver="lbfgs" does: at most max_iter
+    iterations and max_fun evaluations, gtol = tol; a ConvergenceWarning with scikit-learn's
+    text when a limit ends it. Each iteration is one record of the run's history (its loss is
+    J after the iteration), so n_iter_, loss_, loss_curve_ and best_loss_ read as
+    scikit-learn's; there is no validation set (early_stopping does not apply to a
+    full-batch solver). With batch_norm, the running statistics become the population
+    statistics of X at the end, the statistics every iteration normalized with."""
+    model = run.model
+    if np.any(np.asarray(model.spec["dropout"]) > 0):
         raise ValueError("solver='lbfgs' minimizes one deterministic objective and cannot "
                          "drop units: set dropout=0.0 or choose a stochastic solver (sgd, adam, "
                          "adagrad, rmsprop)")
-    if estimator._fitted_spec["batch_norm"] and X.shape[0] < 2:
+    if model.spec["batch_norm"] and X.shape[0] < 2:
         raise ValueError(f"batch_norm needs at least 2 samples, got {X.shape[0]}")
-    objective = FullBatchObjective(estimator, X, Y, sample_weight, n_threads)
-    curve = []
+    objective = FullBatchObjective(estimator, model, run.seed, X, Y, sample_weight, n_threads,
+                                   parts)
+    started = [time.perf_counter()]
 
     # verbose prints here: scipy's own iprint printing is gone since scipy 1.15 (and
     # scikit-learn's lbfgs prints nothing with verbose=True, its issue 10236)
     def record(intermediate_result):
-        curve.append(float(intermediate_result.fun))
+        now = time.perf_counter()
+        seconds, started[0] = now - started[0], now
+        run.records.append(dict(zip(RECORD_KEYS, (
+            len(run.records) + 1, float(intermediate_result.fun), None, None, 0.0, seconds,
+            X.shape[0] / max(seconds, 1e-12), objective.thread_choice.best))))
         if estimator.verbose:
-            print(f"Iteration {len(curve)}, loss = {curve[-1]:.8f}")
+            print(f"Iteration {len(run.records)}, loss = {run.records[-1]['train_loss']:.8f}")
 
     result = scipy.optimize.minimize(
         objective, objective.trainable.astype(np.float64), method="L-BFGS-B", jac=True,
@@ -93,12 +98,14 @@ def fit_lbfgs(estimator, X, Y, sample_weight, n_threads):
     if not (np.isfinite(result.x).all() and np.isfinite(result.fun)):
         raise ValueError(NON_FINITE)
     objective.trainable[...] = result.x
-    estimator.n_iter_ = _check_optimize_result("lbfgs", result, estimator.max_iter)
-    estimator.loss_ = float(result.fun)
-    estimator.loss_curve_ = curve
-    estimator.best_loss_ = min(curve, default=estimator.loss_)
-    estimator.validation_scores_ = None
-    estimator.best_validation_score_ = None
-    if estimator._fitted_spec["batch_norm"]:
+    _check_optimize_result("lbfgs", result, estimator.max_iter)
+    if not run.records:
+        # max_fun ended it before a first iteration: one record of the parameters returned
+        run.records.append(dict(zip(RECORD_KEYS, (
+            len(run.records) + 1, float(result.fun), None, None, 0.0, 0.0, 0.0,
+            objective.thread_choice.best))))
+    run.best_loss = min(r["train_loss"] for r in run.records)
+    run.stopped = True
+    if model.spec["batch_norm"]:
         _core.batchnorm_population(objective.net, objective.data, objective.params, X.shape[0],
                                    objective.thread_choice.best)

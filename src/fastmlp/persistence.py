@@ -10,6 +10,8 @@ The file is a zip archive whose members are all stored uncompressed:
   rng.npy          the 624 words of the Mersenne twister that shuffles the epochs
   classes.npy      classifiers: the labels (numbers, booleans or strings)
   loss_curve.npy, validation_scores.npy   the training history (float64)
+  history.npy      history_, one row per epoch, columns as metadata "history_columns" name
+                   them (float64; None is NaN)
 Arrays are read with allow_pickle=False, so no member can run code. Before any array is
 allocated its header must state the dtype and shape the metadata implies, and its stored size
 must match, so a file cannot claim more memory than it physically holds. Anything malformed
@@ -26,7 +28,9 @@ from sklearn.preprocessing import LabelBinarizer
 
 from .estimators import MLPClassifier, MLPRegressor
 from .network import Network, parameter_layout
+from .callbacks import from_config, to_config
 from .schedules import LearningRateSchedule
+from .training import RECORD_KEYS, History
 
 FORMAT = "fastmlp-model"
 VERSION = 1
@@ -40,7 +44,7 @@ _SCALARS = {
     "n_features_in_": int, "n_layers_": int, "n_outputs_": int, "t_": int, "n_iter_": int,
     "_seed": int, "_fitted_task": str, "out_activation_": str, "_y_1d": bool,
     "loss_": (float, int), "best_loss_": (float, int, type(None)),
-    "best_validation_score_": (float, int, type(None)),
+    "best_validation_score_": (float, int, type(None)), "best_epoch_": (int, type(None)),
 }
 
 
@@ -57,6 +61,9 @@ def save(model, path):
     if not isinstance(params["random_state"], (int, np.integer, type(None))):
         # a RandomState instance: the generator's state that matters is saved as rng.npy
         params["random_state"] = None
+    params["callbacks"] = to_config(params["callbacks"])
+    if "class_weight" in params:  # a classifier's (MLPRegressor has none)
+        params["class_weight"] = _class_weight_json(params["class_weight"])
     params = {k: _jsonable(v) for k, v in params.items()}
     layout = model._layout
     meta = {
@@ -76,8 +83,12 @@ def save(model, path):
         "schedule": None,
         "feature_names_in": None,
         "label_type": None,
+        "history_columns": RECORD_KEYS,
     }
-    arrays = {"params": model._params, "loss_curve": np.asarray(model.loss_curve_, np.float64)}
+    arrays = {"params": model._params, "loss_curve": np.asarray(model.loss_curve_, np.float64),
+              "history": np.array([[np.nan if r[k] is None else r[k] for k in RECORD_KEYS]
+                                   for r in model.history_], np.float64).reshape(-1,
+                                                                                len(RECORD_KEYS))}
     if meta["has_state"]:
         arrays["state"] = model._state
     if getattr(model, "validation_scores_", None) is not None:
@@ -172,6 +183,10 @@ def _estimator(meta):
         params["dtype"] = _DTYPES[params["dtype"]]
     if isinstance(params.get("hidden_layer_sizes"), list):
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    if "callbacks" in params:
+        params["callbacks"] = from_config(params["callbacks"])
+    if "class_weight" in params:
+        params["class_weight"] = _class_weight_from_json(params["class_weight"])
     model.set_params(**params)
     model._validate_params()  # scikit-learn's constraints: InvalidParameterError is a ValueError
     return model
@@ -218,6 +233,10 @@ def _expected_arrays(model, meta):
              f"history lengths {history}")
     arrays = {"params": (_dtype_is(dtype), (layout["size"],)),
               "loss_curve": (_dtype_is(np.float64), (history[0],))}
+    if meta.get("history_columns") is not None:  # files from before history_ have none
+        _require(meta["history_columns"] == RECORD_KEYS,
+                 f"history columns {meta['history_columns']!r}, expected {RECORD_KEYS}")
+        arrays["history"] = (_dtype_is(np.float64), (history[0], len(RECORD_KEYS)))
     if meta.get("has_state") is True:
         arrays["state"] = (_dtype_is(dtype), (2 * layout["n_trainable"],))
     if history[1] is not None:
@@ -265,15 +284,24 @@ def _restore(model, meta, arrays):
         setattr(model, name, value)
     units = meta["units"]
     spec = meta["fitted_spec"]
-    model._layout = parameter_layout(units, spec["batch_norm"],
-                                     units[0] if meta["normalized"] else 0)
-    model._params = arrays["params"]
-    model._fitted_spec = {"activation": spec["activation"], "batch_norm": spec["batch_norm"],
-                          "dropout": [float(p) for p in spec["dropout"]]}
+    layout = parameter_layout(units, spec["batch_norm"], units[0] if meta["normalized"] else 0)
+    fitted_spec = {"activation": spec["activation"], "batch_norm": spec["batch_norm"],
+                   "dropout": [float(p) for p in spec["dropout"]]}
     model._state = arrays.get("state")
     model.loss_curve_ = arrays["loss_curve"].tolist()
     scores = arrays.get("validation_scores")
     model.validation_scores_ = None if scores is None else scores.tolist()
+    if "history" in arrays:
+        rows = arrays["history"].tolist()
+    else:  # what the older file knows: the losses and scores, the rest unknown (NaN)
+        rows = [[i + 1, loss, np.nan, np.nan if scores is None else scores[i]]
+                + [np.nan] * (len(RECORD_KEYS) - 4)
+                for i, loss in enumerate(model.loss_curve_)]
+    model.history_ = History(
+        {k: (None if v != v else int(v) if k in ("epoch", "threads") else float(v))
+         for k, v in zip(RECORD_KEYS, row)} for row in rows)
+    model.validation_loss_curve_ = None if scores is None else \
+        [r["valid_loss"] for r in model.history_]
     names = meta.get("feature_names_in")
     if names is not None:
         _require(isinstance(names, list) and len(names) == units[0]
@@ -304,7 +332,7 @@ def _restore(model, meta, arrays):
         _require(model.out_activation_ in ("identity", "exp") and "_y_1d" in attrs,
                  "a regression model has identity (or, loss='poisson', exp) outputs and knows "
                  "its target shape")
-    model._point_views()
+    model._adopt(layout, arrays["params"], fitted_spec)
 
 
 def _schedule(state):
@@ -322,6 +350,27 @@ def _schedule(state):
                                     state["n_iter_no_change"])
     vars(schedule).update(state)
     return schedule
+
+
+def _class_weight_json(class_weight):
+    """A class_weight dict as [[label, weight], ...] (JSON keys would all become strings)."""
+    if isinstance(class_weight, dict):
+        return {"pairs": [[k, v] for k, v in class_weight.items()]}
+    if isinstance(class_weight, list):
+        return [_class_weight_json(w) for w in class_weight]
+    return class_weight
+
+
+def _class_weight_from_json(value):
+    if isinstance(value, dict):
+        pairs = value.get("pairs")
+        _require(set(value) == {"pairs"} and isinstance(pairs, list)
+                 and all(isinstance(p, list) and len(p) == 2 for p in pairs),
+                 f"class_weight {value!r}")
+        return {k: v for k, v in pairs}
+    if isinstance(value, list):
+        return [_class_weight_from_json(w) for w in value]
+    return value
 
 
 def _jsonable(value):

@@ -234,8 +234,8 @@ class TrainingCurveDisplay:
         >>> from fastmlp import MLPClassifier, TrainingCurveDisplay
         >>> X, y = load_digits(return_X_y=True)
         >>> model = MLPClassifier((16,), early_stopping=True, random_state=0).fit(X, y)
-        >>> display = TrainingCurveDisplay.from_estimator(model)  # doctest: +SKIP
-        >>> display.best_epoch == model.best_epoch_  # doctest: +SKIP
+        >>> display = TrainingCurveDisplay.from_estimator(model)
+        >>> display.best_epoch == model.best_epoch_
         True
         """
         history = _history_of(estimator, "TrainingCurveDisplay.from_estimator")

@@ -1,0 +1,229 @@
+"""The fitted model as one object: the layout of the flat parameter buffer, the C view of the
+architecture, the buffer itself, the input standardization and how outputs become predictions.
+
+An estimator holds one `Model` and replaces it with a single assignment, so a predict that
+took `model = estimator._model` reads one consistent network however a refit in another thread
+goes: the old model or the new, never one's layout with the other's buffer. A model's parts
+are never reassigned; only the values in its buffer change (training, or a user writing into
+`coefs_`)."""
+import os
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import _core
+
+# Glorot draws in chunks of this many float64 values (8 MB): the same stream as one draw of
+# the whole layer (RandomState's uniform is sequential), without a float64 copy of it
+_DRAW_CHUNK = 1 << 20
+# check_memory asks how much memory is left only for requests of this size or more
+_CHECKED_BYTES = 1 << 28
+
+
+def parameter_layout(units, batch_norm, n_normalized):
+    """Where every block sits in the flat buffer, in this order:
+    W_0 .. W_{L-1} (the L2-penalized part) | b_0 .. b_{L-1} | gamma_l, beta_l of each hidden layer
+    (the trainable part ends here) | running mean_l, var_l | input shift, scale (n_normalized each).
+    units: (n_features, hidden..., n_outputs). Returns a dict of offset arrays and sizes."""
+    units = [int(n) for n in units]
+    hidden = units[1:-1] if batch_norm else []
+    sizes = [("w", [n_in * n_out for n_in, n_out in zip(units, units[1:])]),
+             ("b", units[1:]), ("gamma", hidden), ("beta", hidden),  # trainable up to here
+             ("mean", hidden), ("var", hidden)]
+    layout, at = {}, 0
+    for name, block in sizes:
+        layout[name + "_offset"] = np.cumsum([at] + block[:-1], dtype=np.int64)[:len(block)]
+        at += sum(block)
+        if name == "w":
+            layout["n_weights"] = at
+        elif name == "beta":
+            layout["n_trainable"] = at
+    return dict(layout, units=np.asarray(units, np.int64), shift_offset=at,
+                n_normalized=n_normalized, size=at + 2 * n_normalized)
+
+
+class Model:
+    """One network: `layout` (parameter_layout's table), `params` (the flat buffer), `spec`
+    (activation, batch_norm, dropout as fitted), `out_activation`, and what turns outputs into
+    predictions: `binarizer` (a LabelBinarizer, None for regression) and `y_1d`. Derived once:
+    `net` (the C view), the views `coefs`, `intercepts`, `batchnorm`, `x_shift`, `x_scale`."""
+
+    __slots__ = ("layout", "params", "spec", "out_activation", "binarizer", "y_1d", "net",
+                 "coefs", "intercepts", "batchnorm", "x_shift", "x_scale")
+
+    def __init__(self, layout, params, spec, out_activation, binarizer=None, y_1d=False,
+                 net=None):
+        self.layout, self.params, self.spec = layout, params, spec
+        self.out_activation, self.binarizer, self.y_1d = out_activation, binarizer, y_1d
+        self.net = net if net is not None else _core.Net(
+            layout["units"], spec["activation"], out_activation, spec["dropout"],
+            spec["batch_norm"], layout["w_offset"], layout["b_offset"], layout["gamma_offset"],
+            layout["beta_offset"], layout["mean_offset"], layout["var_offset"],
+            layout["n_weights"], layout["n_trainable"])
+        units, p = layout["units"], params
+        self.coefs = [p[layout["w_offset"][l]:][:units[l] * units[l + 1]]
+                      .reshape(units[l], units[l + 1]) for l in range(len(units) - 1)]
+        self.intercepts = [p[layout["b_offset"][l]:][:units[l + 1]]
+                           for l in range(len(units) - 1)]
+        self.batchnorm = None
+        if spec["batch_norm"]:
+            self.batchnorm = [
+                {name: p[layout[key][l]:][:units[l + 1]]
+                 for name, key in (("gamma", "gamma_offset"), ("beta", "beta_offset"),
+                                   ("running_mean", "mean_offset"), ("running_var", "var_offset"))}
+                for l in range(len(units) - 2)]
+        n, start = layout["n_normalized"], layout["shift_offset"]
+        self.x_shift = p[start:start + n] if n else None
+        self.x_scale = p[start + n:start + 2 * n] if n else None
+
+    def with_params(self, params, spec=None):
+        """The same network on another buffer (and, given `spec`, another activation or
+        dropout): what a warm-started fit or partial_fit trains while this one still serves."""
+        spec = self.spec if spec is None else spec
+        return Model(self.layout, params, spec, self.out_activation, self.binarizer, self.y_1d,
+                     net=self.net if spec == self.spec else None)
+
+    def input(self, X):
+        return _core.Input(X, self.x_shift, self.x_scale)
+
+    def forward(self, X, n_threads=1, check_finite=False):
+        """The outputs (n, n_outputs) for validated rows X; with check_finite (a dense X
+        whose finiteness is unknown), None when some row's first layer is not finite."""
+        out = np.empty((X.shape[0], int(self.layout["units"][-1])), dtype=self.params.dtype)
+        if X.shape[0] == 0:
+            return out
+        ok = _core.predict(self.net, self.input(X), self.params, out, n_threads, check_finite)
+        return out if ok else None
+
+    def finite(self):
+        """Whether every parameter is finite: one pass, a sum (NaN and inf propagate; a sum
+        beyond the dtype's range means weights no forward pass survives anyway)."""
+        return bool(np.isfinite(self.params.sum()))
+
+    def __reduce__(self):
+        # the C view is rebuilt from the layout; the views follow the buffer
+        return Model, (self.layout, self.params, self.spec, self.out_activation, self.binarizer,
+                       self.y_1d)
+
+    def __eq__(self, other):
+        """The same network with bitwise the same parameters."""
+        if not isinstance(other, Model):
+            return NotImplemented
+        return (self.spec == other.spec and self.out_activation == other.out_activation
+                and self.y_1d == other.y_1d and self.layout.keys() == other.layout.keys()
+                and all(np.array_equal(self.layout[k], other.layout[k]) for k in self.layout)
+                and self.params.dtype == other.params.dtype
+                and np.array_equal(self.params, other.params)
+                and _same_binarizer(self.binarizer, other.binarizer))
+
+    __hash__ = None
+
+
+def _same_binarizer(a, b):
+    if a is None or b is None:
+        return a is b
+    return a.y_type_ == b.y_type_ and np.array_equal(a.classes_, b.classes_)
+
+
+def new_model(layout, spec, out_activation, binarizer, y_1d, dtype, X, sample_weight, rng):
+    """A fresh model of `layout`: Glorot uniform weights U(-b, b), b = sqrt(6 / (n_in +
+    n_out)), drawn from `rng` into the model's dtype layer by layer; biases and beta 0, gamma
+    and running variances 1; the input standardization from X's columns when the layout
+    has one."""
+    units = [int(u) for u in layout["units"]]
+    n_normalized = layout["n_normalized"]
+    params = np.zeros(layout["size"], dtype=dtype)
+    for l in range(len(units) - 1):
+        bound = np.sqrt(6.0 / (units[l] + units[l + 1]))
+        start, size = int(layout["w_offset"][l]), units[l] * units[l + 1]
+        for at in range(0, size, _DRAW_CHUNK):
+            n = min(_DRAW_CHUNK, size - at)
+            params[start + at:start + at + n] = rng.uniform(-bound, bound, n)
+    for l in range(len(layout["gamma_offset"])):
+        params[layout["gamma_offset"][l]:][:units[l + 1]] = 1
+        params[layout["var_offset"][l]:][:units[l + 1]] = 1
+    if n_normalized:
+        shift, scale = standardization(X, sample_weight, dtype)
+        start = layout["shift_offset"]
+        params[start:start + n_normalized] = shift
+        params[start + n_normalized:start + 2 * n_normalized] = scale
+    return Model(layout, params, spec, out_activation, binarizer, y_1d)
+
+
+def standardization(X, sample_weight, dtype):
+    """(shift, scale) in float64 with x' = (x - shift) * scale: the mean and 1 / the population
+    std of each column. Binary columns ({0, 1}) stay as they are; a constant column, or one
+    whose 1 / std is beyond `dtype` (float32 {0, 1e-40}: std 5e-41), is only centered."""
+    mean, std, binary = column_statistics(X, sample_weight)
+    with np.errstate(divide="ignore", over="ignore"):
+        inverse = 1.0 / std
+    constant = ~(inverse <= np.finfo(dtype).max)  # std 0 (inf) or an underflowed std
+    scale = np.where(binary | constant, 1.0, inverse)
+    return np.where(binary, 0.0, mean), scale
+
+
+def column_statistics(X, sample_weight=None):
+    """Per-column mean, population std (ddof=0) and whether every value is 0 or 1, in float64,
+    in chunks of rows so that no temporary the size of X is made (sparse X stays sparse).
+    With sample_weight (n,) these are the weighted statistics, rows of weight 0 ignored: the
+    same as for the data with each row repeated w times (frequency weights)."""
+    n, d = X.shape
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    total = w.sum()
+    if sp.issparse(X):
+        X = X.tocsc()
+        mean = np.asarray(X.T @ w, dtype=np.float64) / total
+        sq = np.asarray(X.multiply(X).T @ w, dtype=np.float64) / total
+        std = np.sqrt(np.maximum(sq - mean * mean, 0.0))
+        binary = np.ones(d, dtype=bool)
+        values = X.data
+        bad = (values != 0) & (values != 1) & (w[X.indices] > 0)  # CSC: indices are rows
+        binary[np.repeat(np.arange(d), np.diff(X.indptr))[bad]] = False
+        return mean, std, binary
+    mean = np.zeros(d)
+    # ~0.5M values (4 MB in float64) per chunk: the chunk's float64 copy, its centered copy and
+    # the masks stay near 10 MB, within the 10% of X that fit may add (60000 x 784 float32 is
+    # 188 MB), and the chunks are still long enough for numpy to run at full speed
+    step = max(1, (1 << 19) // max(d, 1))
+    for start in range(0, n, step):
+        mean += w[start:start + step] @ X[start:start + step].astype(np.float64, copy=False)
+    mean /= total
+    sq = np.zeros(d)
+    binary = np.ones(d, dtype=bool)
+    for start in range(0, n, step):
+        chunk, w_chunk = X[start:start + step], w[start:start + step]
+        centered = chunk - mean
+        sq += np.einsum("ij,ij,i->j", centered, centered, w_chunk)
+        binary &= ((chunk == 0) | (chunk == 1) | (w_chunk[:, None] == 0)).all(axis=0)
+    return mean, np.sqrt(sq / total), binary
+
+
+def check_memory(layout, dtype, workspace, copies):
+    """Refuse, before allocating, a model whose buffers cannot fit in this machine's memory:
+    the parameters `copies` times (the buffer, gradient, optimizer state, a spare for the best
+    epoch), plus `workspace` values. Raises MemoryError naming the sizes."""
+    itemsize = np.dtype(dtype).itemsize
+    needed = (copies * int(layout["size"]) + int(workspace)) * itemsize
+    if needed < _CHECKED_BYTES:
+        return  # asking the kernel costs more than a small partial_fit's Python side
+    available = _available_memory()
+    if available is not None and needed > available:
+        raise MemoryError(
+            f"this network has {int(layout['size']):,} parameters "
+            f"({int(layout['size']) * itemsize / 2**30:.2f} GiB in {np.dtype(dtype).name}); "
+            f"training it needs about {needed / 2**30:.2f} GiB and this machine has "
+            f"{available / 2**30:.2f} GiB available: use fewer or smaller hidden layers")
+
+
+def _available_memory():
+    """Bytes that can still be allocated: MemAvailable plus free swap (Linux), else None."""
+    try:
+        with open("/proc/meminfo") as info:
+            fields = dict(line.split(":", 1) for line in info)
+        kib = int(fields["MemAvailable"].split()[0]) + int(fields["SwapFree"].split()[0])
+        return kib * 1024
+    except (OSError, KeyError, ValueError):
+        try:
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None

@@ -1,0 +1,117 @@
+"""Targets <-> output units: class labels through scikit-learn's LabelBinarizer, real values as
+they are, and class weights turned into per-sample weights (the C loss already weights each
+sample, so a class weight costs nothing per batch)."""
+import numpy as np
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.multiclass import type_of_target, unique_labels
+from sklearn.utils.validation import column_or_1d
+
+REGRESSION_KINDS = ("continuous", "continuous-multioutput")
+
+
+def task_of(y):
+    """"regression" for real-valued targets, else "classification"."""
+    return "regression" if type_of_target(y) in REGRESSION_KINDS else "classification"
+
+
+def label_kind(y):
+    """y as the binarizer reads it (one column of labels made 1-d) and its kind."""
+    if getattr(y, "ndim", 1) == 2 and y.shape[1] == 1:
+        y = column_or_1d(y, warn=True)  # one column of labels, not a multilabel matrix
+    kind = type_of_target(y)
+    if kind not in ("binary", "multiclass", "multilabel-indicator"):
+        raise ValueError(f"Unknown label type: {kind!r}. Classification needs class labels "
+                         "(binary or multiclass) or a multilabel indicator matrix as y")
+    return y, kind
+
+
+def fit_binarizer(y, kind, classes=None):
+    """The LabelBinarizer of a first fit and the output activation it implies."""
+    binarizer = LabelBinarizer()
+    if kind == "multilabel-indicator":
+        # the binarizer learns the label columns from the matrix itself
+        if classes is not None and len(classes) != y.shape[1]:
+            raise ValueError(f"classes has {len(classes)} labels but the multilabel y has "
+                             f"{y.shape[1]} columns")
+        binarizer.fit(y)
+    else:
+        binarizer.fit(unique_labels(y) if classes is None else classes)
+    # one class is accepted, as scikit-learn does: its single logistic output learns the
+    # all-zero target of LabelBinarizer, and predict gives that class
+    return binarizer, "softmax" if binarizer.y_type_ == "multiclass" else "logistic"
+
+
+def encode_labels(y, kind, binarizer, dtype):
+    """Y (n, n_outputs) in `dtype`; labels never seen at the first fit are refused."""
+    if kind != "multilabel-indicator":
+        classes = binarizer.classes_
+        try:
+            # classes_ is sorted (unique_labels): each label's column by one binary search,
+            # what LabelBinarizer.transform gives at a tenth of the cost of a partial_fit's
+            # Python side
+            column = np.searchsorted(classes, y)
+            known = bool(np.all(classes[np.minimum(column, len(classes) - 1)] == y))
+        except (TypeError, ValueError):  # labels numpy cannot order against the classes
+            column, known = None, False
+        if not known:
+            unseen = np.setdiff1d(unique_labels(y), classes)
+            if len(unseen):
+                raise ValueError(f"y has labels {np.asarray(unseen).tolist()} not among the "
+                                 f"classes seen at the first fit, {classes.tolist()}")
+        if column is not None and known:
+            if binarizer.y_type_ == "binary":
+                return np.ascontiguousarray((column == 1).astype(dtype).reshape(-1, 1))
+            Y = np.zeros((len(column), len(classes)), dtype=dtype)
+            Y[np.arange(len(column)), column] = 1
+            return Y
+    return np.ascontiguousarray(binarizer.transform(y), dtype=dtype)
+
+
+def encode_values(y, dtype, n_outputs=None):
+    """(Y (n, n_outputs) in `dtype`, whether y was 1-d) for real-valued targets."""
+    Y = np.asarray(y, dtype=dtype)
+    y_1d = Y.ndim == 1
+    Y = Y.reshape(len(Y), -1)
+    if n_outputs is not None and Y.shape[1] != n_outputs:
+        raise ValueError(f"y has {Y.shape[1]} outputs; the model was fitted with {n_outputs}")
+    return np.ascontiguousarray(Y), y_1d
+
+
+def class_sample_weight(class_weight, y, kind, incremental):
+    """Per-sample weights (n,) float64 from `class_weight`, as scikit-learn's classifiers
+    define it: None, "balanced" (n_samples / (n_classes * count of the class)) or a dict
+    {label: weight}; a multilabel y takes "balanced" per label or a list of one dict per
+    label, whose weights multiply. None when there is nothing to weight."""
+    if class_weight is None:
+        return None
+    if incremental and class_weight == "balanced":
+        # SGDClassifier's refusal: one block's class counts are not the data's
+        raise ValueError("class_weight='balanced' is not supported for partial_fit: one call's "
+                         "class counts are not those of the data. Compute the weights once "
+                         "with sklearn.utils.class_weight.compute_class_weight('balanced', "
+                         "classes=classes, y=y) on a large enough sample of the targets and "
+                         "pass them as class_weight={label: weight}")
+    if kind == "multilabel-indicator" and isinstance(class_weight, dict):
+        raise ValueError("a multilabel y takes class_weight='balanced' (per label) or a list "
+                         "of one dict {0: weight, 1: weight} per label column, got a dict")
+    if kind != "multilabel-indicator" and isinstance(class_weight, list):
+        raise ValueError("class_weight as a list of dicts is for multilabel y (one dict per "
+                         "label column); for class labels pass one dict {label: weight}")
+    return compute_sample_weight(class_weight, y)
+
+
+def decode(out, binarizer, y_1d):
+    """Predictions from the network's outputs: labels (classification) or values."""
+    if binarizer is None:
+        return out.ravel() if y_1d else out
+    return binarizer.inverse_transform(out)
+
+
+def probabilities(out, binarizer, out_activation):
+    """Class probabilities (n, n_classes) from the outputs; a multilabel model's per label."""
+    if len(binarizer.classes_) == 1:
+        return np.ones((len(out), 1), dtype=out.dtype)  # the one class, for certain
+    if out_activation == "logistic" and binarizer.y_type_ == "binary":
+        return np.hstack([1 - out, out])
+    return out

@@ -1,0 +1,384 @@
+"""The epoch loop (fastmlp/training.py) and what plugs into it: history_, a validation set of
+the user's, scoring, class weights, callbacks, verbose output, Ctrl-C."""
+import io
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import f1_score, get_scorer
+from sklearn.utils.class_weight import compute_sample_weight
+
+import fastmlp
+from fastmlp import MLPClassifier, MLPRegressor, training
+from fastmlp.callbacks import Checkpoint, LearningRateLogger, ProgressBar
+
+rng = np.random.RandomState(0)
+X = rng.randn(120, 5)
+Y = np.where(X[:, 0] + 0.5 * rng.randn(120) > 0.6, 1, 0)  # imbalanced: about 1 in 4 are 1
+Y3 = np.digitize(X[:, 1] + 0.3 * rng.randn(120), [-0.5, 0.7])
+X_VAL = rng.randn(40, 5)
+Y3_VAL = np.digitize(X_VAL[:, 1], [-0.5, 0.7])
+KW = dict(hidden_layer_sizes=(8,), random_state=0, n_threads=1, learning_rate_init=0.01)
+
+
+@pytest.fixture
+def epochs(monkeypatch):
+    """After each C call: (a copy of the whole parameter buffer, the rows it trained on)."""
+    seen = []
+    original = fastmlp._core.train_epoch
+
+    def spy(net, hyper, data, params, grads, state, workspace, batch_loss, Y, sample_weight,
+            order, *rest):
+        result = original(net, hyper, data, params, grads, state, workspace, batch_loss, Y,
+                          sample_weight, order, *rest)
+        seen.append((np.array(params, copy=True), np.sort(np.array(order, copy=True))))
+        return result
+
+    monkeypatch.setattr(fastmlp.network._core, "train_epoch", spy)
+    return seen
+
+
+class StopAt:
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, estimator, record):
+        return record["epoch"] == self.epoch
+
+
+class Spy:
+    """Records what a callback sees."""
+
+    def on_train_begin(self, estimator):
+        self.calls = ["begin"]
+
+    def on_epoch_end(self, estimator, record):
+        self.calls.append(record["epoch"])
+        self.n_iter = estimator.n_iter_
+        self.history = list(estimator.history_)
+        self.proba = estimator.predict_proba(X[:3])
+
+    def on_train_end(self, estimator):
+        self.calls.append("end")
+
+
+# ---------------------------------------------------------------- history_
+
+
+def test_history_records_every_epoch(quiet):
+    clf = MLPClassifier(max_iter=4, **KW).fit(X, Y3, X_val=X_VAL, y_val=Y3_VAL)
+    history = clf.history_
+    assert len(history) == clf.n_iter_ == 4
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+    assert set(history[-1]) == set(training.RECORD_KEYS)
+    assert clf.loss_curve_ == [r["train_loss"] for r in history]
+    assert clf.validation_loss_curve_ == [r["valid_loss"] for r in history]
+    assert clf.validation_scores_ == [r["valid_score"] for r in history]
+    assert all(r["learning_rate"] == 0.01 and r["threads"] == 1 and r["seconds"] > 0
+               and r["samples_per_s"] > 0 for r in history)
+    frame = history.to_frame()
+    assert list(frame.columns) == training.RECORD_KEYS and len(frame) == 4
+    # partial_fit goes on counting; the loss curve is a new list, not the old one grown
+    curve = clf.loss_curve_
+    clf.partial_fit(X, Y3)
+    assert [r["epoch"] for r in clf.history_] == [1, 2, 3, 4, 5] and len(curve) == 4
+    assert clf.history_[-1]["valid_loss"] is None and clf.n_iter_ == 5
+
+
+def test_without_validation_the_record_has_none(quiet):
+    clf = MLPClassifier(max_iter=2, **KW).fit(X, Y)
+    assert clf.history_[0]["valid_loss"] is None and clf.history_[0]["valid_score"] is None
+    assert clf.validation_loss_curve_ is None and clf.best_epoch_ is None
+
+
+def test_validation_loss_is_the_objective_on_the_validation_set(quiet):
+    reg = MLPRegressor(max_iter=3, alpha=0.01, dtype=np.float64, **KW)
+    reg.fit(X, X[:, 0], X_val=X_VAL, y_val=X_VAL[:, 0])
+    residual = reg.predict(X_VAL) - X_VAL[:, 0]
+    penalty = 0.5 * 0.01 * sum((W ** 2).sum() for W in reg.coefs_)
+    assert reg.history_[-1]["valid_loss"] == pytest.approx(0.5 * np.mean(residual ** 2)
+                                                           + penalty, rel=1e-12)
+
+
+# ---------------------------------------------------------------- validation set and scoring
+
+
+def test_early_stopping_watches_the_given_validation_set(epochs, quiet):
+    clf = MLPClassifier(max_iter=300, early_stopping=True, n_iter_no_change=3, tol=0.0, **KW)
+    clf.fit(X, Y3, X_val=X_VAL, y_val=Y3_VAL)
+    assert all(len(rows) == len(X) for _, rows in epochs)  # nothing held out of X
+    best = int(np.argmax(clf.validation_scores_)) + 1
+    assert clf.best_epoch_ == best and clf.n_iter_ == best + 3
+    np.testing.assert_array_equal(clf._params, epochs[best - 1][0])
+    assert clf.score(X_VAL, Y3_VAL) == clf.best_validation_score_
+
+
+def test_scoring_loss_stops_after_look_ahead_and_restores_that_epoch(epochs, quiet):
+    clf = MLPClassifier(max_iter=400, early_stopping=True, scoring="loss", n_iter_no_change=4,
+                        tol=0.0, validation_fraction=0.25, **dict(KW, learning_rate_init=0.05))
+    clf.fit(X, Y3)
+    losses = clf.validation_loss_curve_
+    best = int(np.argmin(losses)) + 1
+    assert clf.n_iter_ == best + 4 < 400 and clf.best_epoch_ == best
+    assert min(losses[best:]) >= losses[best - 1]
+    np.testing.assert_array_equal(clf._params, epochs[best - 1][0])  # bit for bit
+    assert clf.validation_scores_ == [-loss for loss in losses]
+    assert clf.best_validation_score_ == -losses[best - 1]
+
+
+@pytest.mark.parametrize("scoring", ["f1_macro", get_scorer("f1_macro")])
+def test_a_scorer_gives_the_validation_scores(scoring, epochs, quiet):
+    clf = MLPClassifier(max_iter=3, scoring=scoring, **KW)
+    clf.fit(X, Y3, X_val=X_VAL, y_val=Y3_VAL)
+    for score, (params, _) in zip(clf.validation_scores_, epochs):
+        clf._params[...] = params
+        assert score == f1_score(Y3_VAL, clf.predict(X_VAL), average="macro")
+
+
+def test_plateau_watches_the_validation_loss(quiet):
+    clf = MLPClassifier(max_iter=300, early_stopping=True, scoring="loss", tol=0.0,
+                        learning_rate="plateau", n_iter_no_change=2,
+                        **dict(KW, learning_rate_init=0.2))
+    clf.fit(X, Y3, X_val=X_VAL, y_val=Y3_VAL)
+    rates = [r["learning_rate"] for r in clf.history_]
+    assert rates[0] == 0.2 and min(rates) < 0.2
+    # the rate halves n_iter_no_change epochs after the validation loss last improved
+    first_halving = rates.index(0.1)
+    losses = clf.validation_loss_curve_[:first_halving]
+    assert int(np.argmin(losses)) == first_halving - 3
+
+
+def test_validation_set_refusals():
+    with pytest.raises(ValueError, match="X_val and y_val"):
+        MLPClassifier(**KW).fit(X, Y, X_val=X_VAL)
+    with pytest.raises(ValueError, match="features"):
+        MLPClassifier(**KW).fit(X, Y, X_val=X_VAL[:, :3], y_val=Y3_VAL)
+    with pytest.raises(ValueError, match="not among the classes"):
+        MLPClassifier(**KW).fit(X, Y, X_val=X_VAL, y_val=Y3_VAL)
+    with pytest.raises(ValueError, match="scoring"):
+        MLPClassifier(scoring="no such scorer", **KW).fit(X, Y, X_val=X_VAL, y_val=Y3_VAL % 2)
+
+
+# ---------------------------------------------------------------- class weights
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_balanced_class_weight_is_balanced_sample_weight(solver, quiet):
+    kw = dict(KW, max_iter=3, solver=solver)
+    weighted = MLPClassifier(class_weight="balanced", **kw).fit(X, Y3)
+    explicit = MLPClassifier(**kw).fit(X, Y3, sample_weight=compute_sample_weight("balanced", Y3))
+    np.testing.assert_array_equal(weighted._params, explicit._params)
+    assert weighted.loss_curve_ == explicit.loss_curve_
+
+
+def test_class_weight_dict_multiplies_sample_weight(quiet):
+    weights = rng.rand(len(X)) + 0.5
+    kw = dict(KW, max_iter=2)
+    a = MLPClassifier(class_weight={0: 1.0, 1: 3.0, 2: 0.5}, **kw).fit(X, Y3,
+                                                                     sample_weight=weights)
+    combined = weights * np.array([1.0, 3.0, 0.5])[Y3]
+    b = MLPClassifier(**kw).fit(X, Y3, sample_weight=combined)
+    np.testing.assert_array_equal(a._params, b._params)
+    # partial_fit takes a dict, as SGDClassifier does
+    c = MLPClassifier(class_weight={0: 1.0, 1: 3.0, 2: 0.5}, **kw)
+    c.partial_fit(X, Y3, classes=[0, 1, 2])
+    d = MLPClassifier(**kw).partial_fit(X, Y3, classes=[0, 1, 2],
+                                        sample_weight=np.array([1.0, 3.0, 0.5])[Y3])
+    np.testing.assert_array_equal(c._params, d._params)
+
+
+def test_class_weight_multilabel(quiet):
+    Y2 = np.column_stack([Y, Y3 == 2]).astype(int)
+    kw = dict(KW, max_iter=2)
+    balanced = MLPClassifier(class_weight="balanced", **kw).fit(X, Y2)
+    explicit = MLPClassifier(**kw).fit(X, Y2, sample_weight=compute_sample_weight("balanced",
+                                                                                  Y2))
+    np.testing.assert_array_equal(balanced._params, explicit._params)
+    per_label = [{0: 1.0, 1: 2.0}, {0: 1.0, 1: 4.0}]
+    listed = MLPClassifier(class_weight=per_label, **kw).fit(X, Y2)
+    explicit = MLPClassifier(**kw).fit(X, Y2, sample_weight=compute_sample_weight(per_label, Y2))
+    np.testing.assert_array_equal(listed._params, explicit._params)
+    with pytest.raises(ValueError, match="multilabel y takes"):
+        MLPClassifier(class_weight={0: 1.0, 1: 2.0}, **kw).fit(X, Y2)
+
+
+def test_class_weight_refusals():
+    with pytest.raises(ValueError, match="not supported for partial_fit"):
+        MLPClassifier(class_weight="balanced", **KW).partial_fit(X, Y, classes=[0, 1])
+    with pytest.raises(ValueError, match="class labels"):
+        MLPRegressor(class_weight="balanced", **KW).fit(X, X[:, 0])
+    with pytest.raises(ValueError, match="class_weight"):
+        MLPClassifier(class_weight="heavy", **KW).fit(X, Y)
+
+
+# ---------------------------------------------------------------- callbacks
+
+
+def test_callbacks_see_the_model_in_training(quiet):
+    spy = Spy()
+    clf = MLPClassifier(max_iter=3, callbacks=[spy], **KW).fit(X, Y)
+    assert spy.calls == ["begin", 1, 2, 3, "end"]
+    assert spy.n_iter == 3 and spy.history == list(clf.history_)
+    np.testing.assert_array_equal(spy.proba, clf.predict_proba(X[:3]))
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_a_callback_stops_training_at_its_epoch(early_stopping, epochs):
+    clf = MLPClassifier(max_iter=100, callbacks=[StopAt(5)], early_stopping=early_stopping,
+                        tol=0.0, n_iter_no_change=100, **KW)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # stopped, not max_iter
+        clf.fit(X, Y3)
+    assert clf.n_iter_ == len(clf.history_) == len(epochs) == 5
+    kept = clf.best_epoch_ if early_stopping else 5
+    np.testing.assert_array_equal(clf._params, epochs[kept - 1][0])
+
+
+def test_callbacks_are_cloned_pickled_and_saved(tmp_path, quiet):
+    logger = LearningRateLogger()
+    clf = MLPClassifier(max_iter=3, callbacks=[logger, ProgressBar(use_tqdm=False),
+                                               Checkpoint(tmp_path / "best.fmlp")], **KW)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X, Y, X_val=X_VAL, y_val=Y3_VAL % 2)
+    assert logger.learning_rates_ == [0.01] * 3
+    copy = clone(clf)
+    assert [type(c) for c in copy.callbacks] == [type(c) for c in clf.callbacks]
+    assert copy.callbacks[0] is not logger
+    for other in (pickle.loads(pickle.dumps(clf)), via_file(clf, tmp_path)):
+        assert [repr(c) for c in other.callbacks] == [repr(c) for c in clf.callbacks]
+        assert other.history_ == clf.history_
+        assert other.validation_loss_curve_ == clf.validation_loss_curve_
+        np.testing.assert_array_equal(other.predict_proba(X), clf.predict_proba(X))
+    # a callback of the user's own cannot go into a file of arrays and JSON
+    clf.set_params(callbacks=[StopAt(2)])
+    with pytest.raises(TypeError, match="own callbacks"):
+        fastmlp.save(clf, tmp_path / "other.fmlp")
+
+
+def via_file(model, tmp_path):
+    fastmlp.save(model, tmp_path / "model.fmlp")
+    return fastmlp.load(tmp_path / "model.fmlp")
+
+
+@pytest.mark.parametrize("monitor", [None, "valid_score", "train_loss"])
+def test_checkpoint_writes_the_best_epoch(monitor, tmp_path, epochs, quiet):
+    path = tmp_path / "best.fmlp"
+    checkpoint = Checkpoint(path, monitor=monitor)
+    clf = MLPClassifier(max_iter=8, callbacks=[checkpoint], **dict(KW, learning_rate_init=0.1))
+    clf.fit(X, Y3, X_val=X_VAL, y_val=Y3_VAL)
+    key = monitor or "valid_loss"
+    values = [r[key] for r in clf.history_]
+    best = (int(np.argmax(values)) if key == "valid_score" else int(np.argmin(values))) + 1
+    assert checkpoint.best_epoch_ == best and checkpoint.best_ == values[best - 1]
+    saved = fastmlp.load(path)
+    assert saved.n_iter_ == best and saved.history_ == clf.history_[:best]
+    np.testing.assert_array_equal(saved._params, epochs[best - 1][0])
+
+
+def test_progress_bar_plain_lines_and_tqdm(monkeypatch, quiet):
+    out = io.StringIO()
+    MLPClassifier(max_iter=2, callbacks=[ProgressBar(use_tqdm=False, file=out)], **KW).fit(X, Y)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("Epoch 2/2: train loss")
+    pytest.importorskip("tqdm")
+    bar = io.StringIO()
+    MLPClassifier(max_iter=2, callbacks=[ProgressBar(use_tqdm=True, file=bar)], **KW).fit(X, Y)
+    assert "2/2" in bar.getvalue() and "train_loss" in bar.getvalue()
+    # within a long epoch: progress at stretch boundaries (here every batch, every 0 s)
+    monkeypatch.setattr(training, "ASSUMED_RATE", 1.0)
+    monkeypatch.setattr(training, "STRETCH_SECONDS", 1e-9)
+    out = io.StringIO()
+    MLPClassifier(max_iter=1, batch_size=40, callbacks=[ProgressBar(use_tqdm=False, every=0.0,
+                                                                    file=out)], **KW).fit(X, Y)
+    assert out.getvalue().splitlines()[:3] == ["Epoch 1: 33% (40/120 rows)",
+                                               "Epoch 1: 67% (80/120 rows)",
+                                               "Epoch 1: 100% (120/120 rows)"]
+
+
+def test_verbose_two_adds_threads(capsys, quiet):
+    MLPClassifier(max_iter=2, verbose=2, **KW).fit(X, Y3, X_val=X_VAL, y_val=Y3_VAL)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and "valid loss" in lines[0] and "valid score" in lines[0]
+    assert lines[0].endswith("1 thread")
+
+
+# ---------------------------------------------------------------- Ctrl-C and failures
+
+
+def test_ctrl_c_within_an_epoch_keeps_the_last_complete_epoch(monkeypatch, epochs):
+    monkeypatch.setattr(training, "ASSUMED_RATE", 1.0)  # one batch per C call
+    monkeypatch.setattr(training, "STRETCH_SECONDS", 1e-9)
+
+    class CtrlC:
+        sent = False
+
+        def on_stretch_end(self, estimator, rows_done, n_rows):
+            if len(estimator.history_) == 2 and rows_done == 60 and not self.sent:
+                self.sent = True
+                os.kill(os.getpid(), signal.SIGINT)
+
+    clf = MLPClassifier(max_iter=50, batch_size=20, callbacks=[CtrlC()], **KW)
+    with pytest.warns(UserWarning, match="interrupted"), pytest.raises(KeyboardInterrupt):
+        clf.fit(X, Y)
+    assert clf.n_iter_ == len(clf.history_) == len(clf.loss_curve_) == 2
+    assert len(epochs) == 2 * 6 + 3  # epoch 3 stopped after 3 of its 6 batches
+    np.testing.assert_array_equal(clf._params, epochs[11][0])  # the end of epoch 2
+    assert clf.t_ == 12
+    assert clf.predict(X).shape == Y.shape
+    clf.partial_fit(X, Y)  # and it trains on
+    assert clf.n_iter_ == 3
+
+
+def test_sigint_mid_fit_in_a_subprocess_leaves_a_usable_model():
+    script = textwrap.dedent("""
+        import numpy as np
+        from fastmlp import MLPClassifier
+        rng = np.random.RandomState(0)
+        X = rng.randn(3000, 20).astype(np.float32)
+        y = (X[:, 0] > 0).astype(int)
+
+        class Ready:
+            def on_epoch_end(self, estimator, record):
+                if record["epoch"] == 2:
+                    print("ready", flush=True)
+
+        clf = MLPClassifier((64, 64), max_iter=10000, tol=0, n_iter_no_change=10**6,
+                            random_state=0, n_threads=1, callbacks=[Ready()])
+        try:
+            clf.fit(X, y)
+        except KeyboardInterrupt:
+            proba = clf.predict_proba(X[:50])
+            assert np.allclose(proba.sum(axis=1), 1) and np.isfinite(clf._params).all()
+            print("interrupted", clf.n_iter_, len(clf.history_), len(clf.loss_curve_),
+                  flush=True)
+    """)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env)
+    assert child.stdout.readline().strip() == "ready"
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    word, n_iter, n_history, n_curve = out.split()
+    assert word == "interrupted" and int(n_iter) == int(n_history) == int(n_curve) >= 2
+    assert "training was interrupted" in err
+
+
+def test_an_infinite_look_ahead_trains_to_max_iter():
+    """n_iter_no_change=numpy.inf (scikit-learn's value for never stopping on tol)."""
+    from sklearn import config_context
+    clf = MLPClassifier(max_iter=4, n_iter_no_change=np.inf, tol=1e9, early_stopping=True,
+                        **KW)
+    with config_context(skip_parameter_validation=True), \
+            pytest.warns(ConvergenceWarning):
+        clf.fit(X, Y3)
+    assert clf.n_iter_ == 4 and clf.best_epoch_ is not None
