@@ -136,7 +136,7 @@ typedef struct {
 int fastmlp_openmp_enabled(void);
 int fastmlp_max_threads(void);
 
-/* Prediction's dense layers by our own register tiles (dense_forward_tiled, dense.c) where the
+/* Prediction's dense layers by our own register tiles (dense_forward_tiled, tiles.c) where the
  * build has them (x86-64, GCC or Clang) and the CPU runs AVX-512 (F and VL); otherwise BLAS.
  * fastmlp_tiles_available: both hold. fastmlp_set_tiles(0) sends prediction back to BLAS (tests
  * and benchmarks compare the two); it returns the setting before the call. */
@@ -198,6 +198,8 @@ void FN(activation_backward)(real *dh, const real *h, int ld, int rows, int n, i
 void FN(dense_forward)(real *out, const real *inp, int ld_in, const real *W, const real *b,
                        int rows, int n_in, int n_out, int col0, int col1, int activation,
                        double p, uint64_t seed, int64_t t, int row0);
+
+/* tiles.c, the register tiles: */
 
 /* dense_packed_size / dense_pack: W (K, n_out), row stride ldw, copied into the panels
  *   dense_forward_tiled reads: for each run of FASTMLP_TILE_VECTORS * 64 bytes of columns, its K

@@ -17,7 +17,7 @@ def quiet():
 
 @pytest.fixture(params=["tiles", "blas"])
 def gemm_path(request):
-    """Forward products by csrc/dense.c's register tiles (where the CPU has AVX-512: training's
+    """Forward products by csrc/tiles.c's register tiles (where the CPU has AVX-512: training's
     forward pass, and prediction of _core.PREDICT_THREADED_ROWS = 257 rows or more) or by BLAS."""
     if request.param == "tiles" and not _core.tiles_available():
         pytest.skip("the register tiles need an x86-64 CPU with AVX-512F and AVX-512VL")

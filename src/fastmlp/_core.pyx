@@ -110,7 +110,7 @@ cdef extern from "fastmlp.h" nogil:
 # the products the register tiles do not take go to scipy's BLAS: nothing to link at build time
 fastmlp_set_blas_f32(<fastmlp_gemm_t_f32>sgemm, <fastmlp_gemv_t_f32>sgemv)
 fastmlp_set_blas_f64(<fastmlp_gemm_t_f64>dgemm, <fastmlp_gemv_t_f64>dgemv)
-# the dense layers' products by csrc/dense.c's register tiles where the CPU has AVX-512
+# the dense layers' products by csrc/tiles.c's register tiles where the CPU has AVX-512
 fastmlp_set_tiles(1)
 
 # prediction of fewer rows: one OpenMP thread, BLAS with its own threads (csrc/fastmlp.h)
