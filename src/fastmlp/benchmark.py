@@ -88,11 +88,19 @@ typedef double vd;
 #endif
 #define D_LANES (F_LANES > 1 ? F_LANES / 2 : 1)
 
-typedef struct { long iters; int dbl; double sink; } job;
+typedef struct { long iters; int dbl; double sink, seconds; } job;
+
+static double cpu_now(void)  /* this thread's CPU time: what other processes take is not in it */
+{
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
 
 static void *run(void *arg)
 {
     job *j = (job *)arg;
+    const double start = cpu_now();
     double s = 0;
     if (!j->dbl) {
         vf acc[CHAINS], m = F_SET(0.9999999f), a = F_SET(1e-7f);
@@ -110,31 +118,29 @@ static void *run(void *arg)
         for (int c = 0; c < CHAINS; c++) s += D_SUM(acc[c]);
     }
     j->sink = s;
+    j->seconds = cpu_now() - start;
     return NULL;
 }
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
-
-/* GFLOP/s of `threads` threads running `iters` iterations each */
+/* GFLOP/s of `threads` threads running `iters` iterations each, all at once: the sum of each
+ * thread's flops over its own CPU time, so time a thread spent descheduled (a shared machine)
+ * does not count, while two threads sharing one core's FMA units (SMT) each run at half rate */
 static double rate(int threads, long iters, int dbl, double *sink)
 {
     pthread_t tid[256];
     job jobs[256];
-    const double start = now();
     for (int t = 0; t < threads; t++) {
         jobs[t].iters = iters; jobs[t].dbl = dbl;
         if (t) pthread_create(&tid[t], NULL, run, &jobs[t]);
     }
     run(&jobs[0]);
     for (int t = 1; t < threads; t++) pthread_join(tid[t], NULL);
-    const double seconds = now() - start;
-    for (int t = 0; t < threads; t++) *sink += jobs[t].sink;
-    return 2.0 * CHAINS * (dbl ? D_LANES : F_LANES) * (double)iters * threads / seconds / 1e9;
+    double total = 0;
+    for (int t = 0; t < threads; t++) {
+        *sink += jobs[t].sink;
+        total += 2.0 * CHAINS * (dbl ? D_LANES : F_LANES) * (double)iters / jobs[t].seconds / 1e9;
+    }
+    return total;
 }
 
 int main(int argc, char **argv)
@@ -148,9 +154,9 @@ int main(int argc, char **argv)
     double sink = 0;
     long iters = 1000;
     for (;;) {  /* calibrate on one thread */
-        const double start = now();
+        const double start = cpu_now();
         rate(1, iters, 0, &sink);
-        if (now() - start > seconds / 4 || iters > (1L << 40)) break;
+        if (cpu_now() - start > seconds / 4 || iters > (1L << 40)) break;
         iters *= 2;
     }
     iters *= 4;
@@ -289,34 +295,9 @@ def fma_peak(threads=None, seconds=0.2, repeats=5):
     peak = json.loads(done.stdout)
     peak.pop("sink", None)
     peak.update(measured=True, note=f"C probe, {peak['chains']} independent FMA chains of "
-                                    f"{peak['isa']} vectors, built with {' '.join(cc + built)}")
-    # Threads on distinct physical cores each reach the one-thread rate on an idle machine; an
-    # all-thread run short of that met other processes on the cores (a shared machine), so the
-    # yardstick is then threads x the one-thread rate, and the run's own figure is kept beside.
-    if threads <= _physical_cores() and peak["f32_all"] < 0.9 * threads * peak["f32_1"]:
-        for kind in ("f32", "f64"):
-            peak[f"{kind}_all_measured"] = peak[f"{kind}_all"]
-            peak[f"{kind}_all"] = threads * peak[f"{kind}_1"]
-        peak["note"] += (f"; the {threads}-thread run reached only {peak['f32_all_measured']:.1f} "
-                         "GFLOP/s float32 (other processes on the cores): the peak counts "
-                         f"{threads} x the one-thread rate")
+                                    f"{peak['isa']} vectors per thread, timed by each thread's "
+                                    f"CPU time, built with {' '.join(cc + built)}")
     return peak
-
-
-def _physical_cores():
-    """Distinct physical cores among those this process may use (Linux sysfs; else all)."""
-    try:
-        cpus = os.sched_getaffinity(0)
-    except AttributeError:
-        return os.cpu_count() or 1
-    cores = set()
-    for cpu in cpus:
-        try:
-            with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list") as f:
-                cores.add(f.read().strip())
-        except OSError:
-            cores.add(str(cpu))
-    return len(cores)
 
 
 def train_flops_per_sample(units):
