@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(HERE, "contenders"))
 import common  # noqa: E402
 from contenders import CONTENDERS_PREDICT, CONTENDERS_TRAIN  # noqa: E402
 
-GROUPS = ["gemm", "train", "predict", "memory", "scaling"]
+GROUPS = ["peak", "gemm", "train", "predict", "memory", "scaling"]
 LABELS = {"fastmlp": "fastmlp", "fastmlp_blas": "fastmlp, BLAS instead of its tiles",
           "torch": "PyTorch eager", "torch_compile": "PyTorch torch.compile",
           "jax": "JAX jit(scan epoch)", "sklearn": "scikit-learn MLPClassifier",
@@ -178,6 +178,24 @@ class Runner:
               file=sys.stderr, flush=True)
         return result
 
+    def peak(self, threads, r):
+        """The FMA peak of `threads` threads (common.benchmark.fma_peak: a C probe of
+        independent FMA chains built for this CPU's widest vectors), measured in the same
+        conditions as the workers: after waiting for idle cores and a near placement."""
+        waited = self.wait_idle()
+        round_trip = self.wait_near() if threads > 1 else None
+        started = time.perf_counter()
+        result = common.benchmark.fma_peak(threads)
+        result.update(wall_seconds=time.perf_counter() - started, waited_idle_seconds=waited)
+        if threads > 1:
+            result["core_round_trip_ns"] = [round_trip, self.placement.round_trip_ns()]
+        self.records.append({"spec": {"task": "peak", "round": r, "threads": threads},
+                             "result": result})
+        print(f"  peak     {result['isa']:22s} {'':17s} {'':8s} t={threads} "
+              f"{result['wall_seconds']:6.1f} s  float32 {result['f32_all']:.1f} GFLOP/s "
+              f"({result['f32_1']:.1f} on 1 thread)", file=sys.stderr, flush=True)
+        return result
+
     def wanted(self, name):
         return self.args.contenders is None or name in self.args.contenders
 
@@ -211,6 +229,8 @@ def run_all(args):
     predict = [c for c in CONTENDERS_PREDICT if runner.wanted(c)]
     for r in range(args.rounds):
         print(f"round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
+        if "peak" in args.only:
+            runner.peak(t, r)
         if "gemm" in args.only:
             runner.worker({"task": "gemm", "round": r}, t)
         if "train" in args.only:
@@ -274,6 +294,14 @@ def rate_or_error(rows, records, key, contender, config):
 def summarize(records, args):
     s = {"gemm_gflops": median_of(records, "gflops", task="gemm"), "train": [], "predict": [],
          "memory": [], "scaling": {}}
+    peaks = [r["result"] for r in records if r["spec"]["task"] == "peak"]
+    if peaks:
+        s["fma_peak"] = {key: median_of(records, key, task="peak")
+                         for key in ("f32_1", "f32_all", "f64_1", "f64_all")}
+        s["fma_peak"].update(isa=peaks[0]["isa"], measured=peaks[0]["measured"],
+                             note=peaks[0]["note"], threads=peaks[0]["threads"],
+                             rounds=len(peaks))
+    peak = s.get("fma_peak", {}).get("f32_all")
     ceiling = s["gemm_gflops"]
     train_records = [r for r in records if r["spec"]["task"] == "train" and "group" not in r["spec"]]
     for config in args.configs:
@@ -291,6 +319,8 @@ def summarize(records, args):
                    "best_round_samples_per_second": best,
                    "epoch_seconds": median_of(train_records, "epoch_seconds", contender=c, config=config),
                    "gflops": rate * flops / 1e9}
+            if peak:
+                row["pct_of_peak"] = 100 * row["gflops"] / peak
             if ceiling:
                 row["pct_of_ceiling"] = 100 * row["gflops"] / ceiling
             if c == "fastmlp":
@@ -317,6 +347,8 @@ def summarize(records, args):
                    "gflops": rate * common.predict_flops_per_sample(hidden) / 1e9}
             for key in ("latency_us", "latency_p90_us", "max_abs_error"):
                 row[key] = median_of(predict_records, key, contender=c, config=config)
+            if peak:
+                row["pct_of_peak"] = 100 * row["gflops"] / peak
             if ceiling:
                 row["pct_of_ceiling"] = 100 * row["gflops"] / ceiling
             rows.append(row)
@@ -361,9 +393,7 @@ def markdown(s, machine, args):
            f"{machine['threads']} threads per contender; load average {machine['load_start']} at the "
            f"start, {machine['load_end']} at the end (other work on the machine adds noise)  ",
            "Versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()) + "  ",
-           f"GEMM ceiling (numpy float32 2048³ matmul, {machine['threads']} threads, "
-           f"{machine.get('blas', '?')}; best product per process, median over rounds): "
-           f"**{fmt(s['gemm_gflops'], '.1f')} GFLOP/s**  ",
+           *peak_lines(s, machine),
            f"Noise: other processes used over 10% of the machine during {machine['loaded']} of "
            f"{machine['measurements']} measurements (median share {100 * machine['foreign_median']:.0f}%; "
            "`foreign_cpu_share` per record in latest.json)" + ("  " if machine.get("placed") else ""),
@@ -376,33 +406,39 @@ def markdown(s, machine, args):
     if s["train"]:
         out += [f"## Training: float32, SGD momentum 0.9, shuffled, n = {args.n} rows × 784, "
                 f"10 classes (medians of {args.rounds} rounds)", "",
-                "Rate as % of the GEMM ceiling at 6 flops per weight per sample; × best peer = "
+                "Rates as % of the float32 FMA peak and of OpenBLAS's GEMM rate, at 2 flops per "
+                "multiply-add of forward and dW of every layer and of dJ/dh of every layer but the "
+                "first; × best peer = "
                 "samples/s over the fastest non-fastmlp contender's (both medians); best round = the fastest "
                 "of the rounds, a hint of what the contender does when nothing else competes for the cores.", "",
-                "| config (batch) | contender | samples/s | s/epoch | % ceiling | × best peer | best round samples/s |",
-                "|---|---|---:|---:|---:|---:|---:|"]
+                "| config (batch) | contender | samples/s | s/epoch | % FMA peak | % OpenBLAS GEMM | "
+                "× best peer | best round samples/s |",
+                "|---|---|---:|---:|---:|---:|---:|---:|"]
         for r in s["train"]:
             name = LABELS[r["contender"]]
             if "error" in r:
-                out.append(f"| {r['config']} | {name} | {r['error']} | | | | |")
+                out.append(f"| {r['config']} | {name} | {r['error']} | | | | | |")
                 continue
             note = " (best peer)" if r.get("best_peer") == r["contender"] else ""
             out.append(f"| {r['config']} ({r['batch']}) | {name}{note} | {fmt(r['samples_per_second'])} | "
-                       f"{fmt(r['epoch_seconds'], '.3f')} | {fmt(r.get('pct_of_ceiling'), '.1f')}% | "
+                       f"{fmt(r['epoch_seconds'], '.3f')} | {fmt(r.get('pct_of_peak'), '.1f')}% | "
+                       f"{fmt(r.get('pct_of_ceiling'), '.1f')}% | "
                        f"{fmt(r.get('x_best_peer'), '.2f')} | {fmt(r['best_round_samples_per_second'])} |")
         out.append("")
     if s["predict"]:
         out += [f"## Inference: bulk predict_proba over {args.rows} rows ({args.threads} threads) and "
                 f"one (1, 784) float32 row (median of {args.calls} calls; 1 thread)", "",
-                "| config | contender | bulk rows/s | % ceiling | × onnxruntime | one row µs (p90) | "
-                "× onnxruntime latency | max abs err |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+                "| config | contender | bulk rows/s | % FMA peak | % OpenBLAS GEMM | × onnxruntime | "
+                "one row µs (p90) | × onnxruntime latency | max abs err |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in s["predict"]:
             name = LABELS[r["contender"]]
             if "error" in r:
-                out.append(f"| {r['config']} | {name} | {r['error']} | | | | | |")
+                out.append(f"| {r['config']} | {name} | {r['error']} | | | | | | |")
                 continue
             out.append(f"| {r['config']} | {name} | {fmt(r['rows_per_second'])} | "
-                       f"{fmt(r.get('pct_of_ceiling'), '.1f')}% | {fmt(r.get('bulk_x_onnxruntime'), '.2f')} | "
+                       f"{fmt(r.get('pct_of_peak'), '.1f')}% | {fmt(r.get('pct_of_ceiling'), '.1f')}% | "
+                       f"{fmt(r.get('bulk_x_onnxruntime'), '.2f')} | "
                        f"{fmt(r['latency_us'], '.1f')} ({fmt(r['latency_p90_us'], '.1f')}) | "
                        f"{fmt(r.get('latency_x_onnxruntime'), '.2f')} | {fmt(r['max_abs_error'], '.1e')} |")
         out.append("")
@@ -431,15 +467,31 @@ def markdown(s, machine, args):
     return "\n".join(out)
 
 
+def peak_lines(s, machine):
+    """The header's two yardsticks: the machine's FMA peak, then OpenBLAS's GEMM rate."""
+    lines = []
+    p = s.get("fma_peak")
+    if p:
+        how = (f"measured by a C probe of independent FMA chains built at run time for {p['isa']}"
+               if p["measured"] else "ESTIMATED from the CPU's flags and clock, not measured")
+        lines.append(
+            f"FMA peak ({how}; best of 5 runs per round, median over {p['rounds']} rounds): "
+            f"**float32 {fmt(p['f32_all'], '.1f')} GFLOP/s on {p['threads']} threads** "
+            f"({fmt(p['f32_1'], '.1f')} on 1), float64 {fmt(p['f64_all'], '.1f')} "
+            f"({fmt(p['f64_1'], '.1f')} on 1)"
+            + "; each thread timed by its own CPU time  ")
+    if s.get("gemm_gflops"):
+        share = (f", {100 * s['gemm_gflops'] / p['f32_all']:.0f}% of the FMA peak"
+                 if p and p.get("f32_all") else "")
+        lines.append(
+            f"numpy float32 2048³ matmul ({machine['threads']} threads, {machine.get('blas', '?')}; "
+            f"best product per process, median over rounds): {fmt(s['gemm_gflops'], '.1f')} "
+            f"GFLOP/s{share}: OpenBLAS's rate, not the machine's limit  ")
+    return lines
+
+
 def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return common.benchmark.cpu_model()
 
 
 def versions(records):

@@ -138,13 +138,21 @@ typedef struct {
 int fastmlp_openmp_enabled(void);
 int fastmlp_max_threads(void);
 
-/* Prediction's dense layers by our own register tiles (dense_forward_tiled, dense.c) where the
- * build has them (x86-64, GCC or Clang) and the CPU runs AVX-512 (F and VL); otherwise BLAS.
- * fastmlp_tiles_available: both hold. fastmlp_set_tiles(0) sends prediction back to BLAS (tests
- * and benchmarks compare the two); it returns the setting before the call. */
+/* The dense layers' products by our own register tiles (tiles.c) where the build has them
+ * (x86-64, GCC or Clang) and the CPU runs AVX-512 (F and VL) or AVX2 with FMA; otherwise BLAS.
+ * fastmlp_tiles_available: the widest kind this build and CPU can run (FASTMLP_TILES_OFF:
+ * none); fastmlp_tiles_enabled: the kind in use. fastmlp_set_tiles(kind) picks one, the widest
+ * where `kind` is more than the CPU has, FASTMLP_TILES_OFF sending every product back to BLAS
+ * (tests and benchmarks compare them); it returns the kind before the call. Both kinds read the
+ * same packed panels and give the same bits. */
+enum { FASTMLP_TILES_OFF = 0, FASTMLP_TILES_AVX2 = 1, FASTMLP_TILES_AVX512 = 2 };
 int fastmlp_tiles_available(void);
 int fastmlp_tiles_enabled(void);
-int fastmlp_set_tiles(int enabled);
+int fastmlp_set_tiles(int kind);
+/* Whether the CPU's FMA units are 512 bits wide, so that half a 512-bit vector costs as much as
+ * a whole one (AMD family 26, Zen 5, on); Zen 4 (family 25) splits a 512-bit FMA in two halves.
+ * The tiles compute a panel's last half vector as a whole one where this holds (tiles.c). */
+int fastmlp_fma_full_width(void);
 #define FASTMLP_TILE_ROWS 6          /* rows of one register tile */
 #define FASTMLP_TILE_VECTORS 4       /* 512-bit vectors across a full panel of W's columns */
 #define FASTMLP_TILE_BLOCK_ROWS 96   /* rows that go through every panel before the next rows:
@@ -200,6 +208,8 @@ void FN(activation_backward)(real *dh, const real *h, int ld, int rows, int n, i
 void FN(dense_forward)(real *out, const real *inp, int ld_in, const real *W, const real *b,
                        int rows, int n_in, int n_out, int col0, int col1, int activation,
                        double p, uint64_t seed, int64_t t, int row0);
+
+/* tiles.c, the register tiles: */
 
 /* dense_packed_size / dense_pack: W (K, n_out), row stride ldw, copied into the panels
  *   dense_forward_tiled reads: for each run of FASTMLP_TILE_VECTORS * 64 bytes of columns, its K

@@ -11,9 +11,10 @@
 #include "rng.h"
 
 #define real double
-#define FASTMLP_REAL_IS_FLOAT 0  /* picks the vector intrinsics of dense.c's tiles */
+#define FASTMLP_REAL_IS_FLOAT 0  /* picks the vector intrinsics of tiles.c */
 #define FN(name) name##_f64
 #include "dense.c"
+#include "tiles.c"
 #include "batchnorm.c"
 #include "loss.c"
 #include "optim.c"

@@ -15,13 +15,31 @@ def quiet():
         yield
 
 
-@pytest.fixture(params=["tiles", "blas"])
+def _products_by(request, path):
+    if path == "tiles" and not _core.tiles_available():
+        pytest.skip("the register tiles need an x86-64 CPU with AVX-512F/VL or AVX2 and FMA")
+    if path == "avx2" and not (_core.tiles_available("avx2") and _core.tiles_available("avx512")):
+        pytest.skip("the AVX2 tiles beside the AVX-512 ones need a CPU with AVX-512 (elsewhere "
+                    "'tiles' runs them)")
+    return _core.set_tiles({"tiles": True, "avx2": "avx2", "blas": False}[path])
+
+
+@pytest.fixture(params=["tiles", "avx2", "blas"])
 def gemm_path(request):
-    """Forward products by csrc/dense.c's register tiles (where the CPU has AVX-512: training's
-    forward pass, and prediction of _core.PREDICT_THREADED_ROWS = 257 rows or more) or by BLAS."""
-    if request.param == "tiles" and not _core.tiles_available():
-        pytest.skip("the register tiles need an x86-64 CPU with AVX-512F and AVX-512VL")
-    before = _core.set_tiles(request.param == "tiles")
+    """The dense layers' products by csrc/tiles.c's register tiles, the widest the CPU runs
+    (AVX-512 or AVX2: training's products, and prediction of _core.PREDICT_THREADED_ROWS = 257
+    rows or more), by the AVX2 tiles forced on a CPU that has AVX-512 too, or by BLAS."""
+    before = _products_by(request, request.param)
+    yield request.param
+    _core.set_tiles(before)
+
+
+@pytest.fixture(params=["tiles", "blas"])
+def gemm_path_widest(request):
+    """gemm_path without the forced AVX2 tiles, for slow checks (finite differences) where the
+    AVX2 tiles' gradients are already checked bitwise against the AVX-512 ones
+    (tests/test_tiles.py) and exactly against the numpy oracle (test_dense.py)."""
+    before = _products_by(request, request.param)
     yield request.param
     _core.set_tiles(before)
 

@@ -29,7 +29,7 @@ def fitted(kind, activation, dtype=np.float64, alpha=0.1, hidden=(6, 5), normali
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("kind", TASKS)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_gradients_match_finite_differences(kind, activation, seed, gemm_path):
+def test_gradients_match_finite_differences(kind, activation, seed, gemm_path_widest):
     model, X, y = fitted(kind, activation, seed=seed)
     max_error, errors = check_gradients(model, X, y, eps=1e-6)
     assert errors.size == model._layout["n_trainable"]

@@ -1,5 +1,5 @@
 """fastmlp with prediction's register tiles turned off: every layer by BLAS, as before the tiles
-(csrc/dense.c, dense_forward_tiled). It sits beside fastmlp in the inference table so that each
+(csrc/tiles.c, dense_forward_tiled). It sits beside fastmlp in the inference table so that each
 run shows what the tiles are worth on the machine it ran on."""
 import fastmlp_
 

@@ -141,9 +141,17 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["search"]:
         return search(argv[1:])
+    if argv[:1] == ["bench"]:
+        from .benchmark import __doc__ as about, add_arguments, run_from_args
+
+        bench_parser = argparse.ArgumentParser(prog="python -m fastmlp bench", description=about,
+                                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_arguments(bench_parser)
+        return run_from_args(bench_parser.parse_args(argv[1:]))
     parser = argparse.ArgumentParser(prog="python -m fastmlp")
-    parser.add_argument("command", choices=["demo", "config", "search"],
+    parser.add_argument("command", choices=["demo", "config", "bench", "search"],
                         help="demo: train on digits beside scikit-learn; config: show the build; "
+                             "bench: throughput against the CPU's FMA peak and installed peers; "
                              "search: random search on a CSV or Parquet file (search --help)")
     args = parser.parse_args(argv)
     if args.command == "config":

@@ -37,8 +37,8 @@ def show_config():
         f"fastmlp {__version__}",
         "precision: float32 (default), float64",
         f"OpenMP: {'on' if _core.openmp_enabled() else 'off (single-threaded build)'}",
-        "products: " + ("fastmlp's register tiles (AVX-512), BLAS for small ones"
-                        if _core.tiles_available() else "BLAS (no AVX-512 tiles on this CPU)"),
+        "products: " + (f"fastmlp's register tiles ({_core.tiles_in_use()}), BLAS for small ones"
+                        if _core.tiles_in_use() else "BLAS (no AVX-512 or AVX2 tiles in use)"),
         f"threads: {default_threads()} by default "
         f"(OpenMP max {_core.max_threads()}, {available_cores()} cores available); "
         "set n_threads= on an estimator",

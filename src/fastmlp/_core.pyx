@@ -74,7 +74,8 @@ cdef extern from "fastmlp.h" nogil:
     int fastmlp_openmp_enabled()
     int fastmlp_max_threads()
     int fastmlp_tiles_available()
-    int fastmlp_set_tiles(int enabled)
+    int fastmlp_tiles_enabled()
+    int fastmlp_set_tiles(int kind)
     int FASTMLP_PREDICT_THREADED_ROWS
 
     int64_t workspace_size_f32(const fastmlp_net *net, int batch_size, int n_parts, int sparse)
@@ -110,8 +111,8 @@ cdef extern from "fastmlp.h" nogil:
 # the products the register tiles do not take go to scipy's BLAS: nothing to link at build time
 fastmlp_set_blas_f32(<fastmlp_gemm_t_f32>sgemm, <fastmlp_gemv_t_f32>sgemv)
 fastmlp_set_blas_f64(<fastmlp_gemm_t_f64>dgemm, <fastmlp_gemv_t_f64>dgemv)
-# the dense layers' products by csrc/dense.c's register tiles where the CPU has AVX-512
-fastmlp_set_tiles(1)
+# the dense layers' products by csrc/tiles.c's register tiles, the widest the CPU runs
+fastmlp_set_tiles(2)
 
 # prediction of fewer rows: one OpenMP thread, BLAS with its own threads (csrc/fastmlp.h)
 PREDICT_THREADED_ROWS = FASTMLP_PREDICT_THREADED_ROWS
@@ -130,16 +131,43 @@ def max_threads():
     return fastmlp_max_threads()
 
 
-def tiles_available():
-    """Whether training and prediction can use the register tiles (this build and this CPU:
-    AVX-512)."""
-    return bool(fastmlp_tiles_available())
+TILE_KINDS = {"avx2": 1, "avx512": 2}  # fastmlp.h's FASTMLP_TILES_AVX2, _AVX512
 
 
-def set_tiles(bint enabled):
-    """The dense layers' products by the register tiles (where available) or by BLAS; returns
-    the setting before. For tests and benchmarks that compare the two."""
-    return bool(fastmlp_set_tiles(enabled))
+def tiles_available(kind=None):
+    """Whether training and prediction can use the register tiles of `kind` ("avx512" or
+    "avx2"; None: any kind) on this build and this CPU."""
+    best = fastmlp_tiles_available()
+    if kind is None:
+        return best > 0
+    if kind not in TILE_KINDS:
+        raise ValueError(f"kind must be one of {sorted(TILE_KINDS)} or None, got {kind!r}")
+    return TILE_KINDS[kind] <= best
+
+
+def tiles_in_use():
+    """The register tiles the products run on now: "avx512", "avx2", or False (BLAS)."""
+    current = fastmlp_tiles_enabled()
+    return next((name for name, value in TILE_KINDS.items() if value == current), False)
+
+
+def set_tiles(kind):
+    """The dense layers' products by the register tiles or by BLAS, for tests and benchmarks
+    that compare them: True for the widest tiles this CPU runs, "avx512" or "avx2" for those
+    (ValueError where the CPU lacks them), False for BLAS. Returns the setting before, in the
+    same terms (a value set_tiles takes back)."""
+    before = tiles_in_use()
+    if kind is True:
+        fastmlp_set_tiles(max(TILE_KINDS.values()))
+    elif kind is False or kind is None:
+        fastmlp_set_tiles(0)
+    elif kind in TILE_KINDS:
+        if not tiles_available(kind):
+            raise ValueError(f"this CPU (or build) cannot run the {kind} tiles")
+        fastmlp_set_tiles(TILE_KINDS[kind])
+    else:
+        raise ValueError(f"set_tiles takes True, False, 'avx512' or 'avx2', got {kind!r}")
+    return before
 
 
 cdef const int64_t *_offsets(const int64_t[::1] view):

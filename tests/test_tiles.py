@@ -1,0 +1,51 @@
+"""The register tiles' kinds (csrc/tiles.c): AVX-512 and AVX2 read the same packed panels and sum
+every product in the same order, so they give the same bits; _core.set_tiles picks a kind."""
+import numpy as np
+import pytest
+
+from fastmlp import MLPClassifier, _core
+
+both = pytest.mark.skipif(not (_core.tiles_available("avx512") and _core.tiles_available("avx2")),
+                          reason="needs a CPU with AVX-512 (and so AVX2) for both kinds")
+
+
+@both
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_avx2_and_avx512_tiles_give_the_same_bits(dtype, quiet):
+    rng = np.random.RandomState(0)
+    X = rng.rand(400, 30).astype(dtype)
+    y = rng.randint(0, 3, 400)
+    results = []
+    for kind in ("avx512", "avx2"):
+        before = _core.set_tiles(kind)
+        try:
+            assert _core.tiles_in_use() == kind
+            model = MLPClassifier(hidden_layer_sizes=(37, 21), solver="sgd", batch_size=64,
+                                  max_iter=2, dtype=dtype, n_threads=2, random_state=0).fit(X, y)
+            results.append(model.coefs_ + model.intercepts_ + [model.predict_proba(X)])
+        finally:
+            _core.set_tiles(before)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_set_tiles_returns_what_it_takes_back():
+    before = _core.set_tiles(False)
+    try:
+        assert _core.tiles_in_use() is False
+        assert _core.set_tiles(True) is False
+        assert _core.tiles_in_use() == ("avx512" if _core.tiles_available("avx512") else
+                                        "avx2" if _core.tiles_available("avx2") else False)
+    finally:
+        _core.set_tiles(before)
+    assert _core.tiles_in_use() == before
+
+
+@pytest.mark.parametrize("kind", ["sse", 1, "AVX2"])
+def test_set_tiles_rejects_unknown_kinds(kind):
+    before = _core.tiles_in_use()
+    with pytest.raises(ValueError, match="set_tiles takes"):
+        _core.set_tiles(kind)
+    assert _core.tiles_in_use() == before
+    with pytest.raises(ValueError, match="kind must be one of"):
+        _core.tiles_available("sse")
