@@ -17,6 +17,8 @@ raises ValueError."""
 import io
 import json
 import os
+import secrets
+import stat
 import struct
 import zipfile
 import zlib
@@ -45,7 +47,11 @@ _SCALARS = {
 
 
 def save(model, path):
-    """Write a fitted Network / MLPClassifier / MLPRegressor to `path` (arrays + JSON)."""
+    """Write a fitted Network / MLPClassifier / MLPRegressor to `path` (arrays + JSON).
+
+    The write is atomic: the file is written beside `path` under a temporary name, flushed and
+    synced to disk, then renamed over `path`, so a full disk, a crash or an interrupt leaves
+    the previous file (or none) intact, never a truncated one."""
     cls = type(model)
     if cls not in _CLASSES.values():
         raise TypeError(f"fastmlp.save writes Network, MLPClassifier or MLPRegressor models, "
@@ -101,27 +107,140 @@ def save(model, path):
                              f"strings, got {classes.dtype} labels {classes.tolist()!r}")
         arrays["classes"] = classes
     text = json.dumps(meta, allow_nan=True).encode()
-    with zipfile.ZipFile(os.fspath(path), "w", compression=zipfile.ZIP_STORED) as archive:
+    _write_atomically(os.fspath(path), lambda file: _write_archive(file, text, arrays))
+
+
+def _write_archive(file, text, arrays):
+    with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as archive:
         archive.writestr("metadata.json", text)
         for name, array in arrays.items():
-            buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
-            archive.writestr(name + ".npy", buffer.getvalue())
+            array = np.ascontiguousarray(array)
+            # streamed in chunks by write_array: no copy of the parameters is made on the way
+            with archive.open(name + ".npy", "w", force_zip64=array.nbytes > 2**31 - 2**20) \
+                    as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
+
+
+def _write_atomically(path, write):
+    """write(file) into a new file beside `path`, then that file renamed over `path`: a crash,
+    a full disk or an exception at any point leaves the old file or the new one, never a mix,
+    and no temporary file behind. A symbolic link is followed, so the file it names is the one
+    replaced; an existing file's permissions are kept, a new one gets the umask's."""
+    path = os.path.realpath(path)
+    folder, name = os.path.split(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        # os.replace would put the model in place of a device, pipe or socket
+        raise ValueError(f"fastmlp.save writes regular files; {path} is {_file_kind(mode)}")
+    while True:
+        temp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
+        try:
+            # O_EXCL: never another's file; 0o666: the umask applies, as for open(path, "w")
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                         0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with open(fd, "wb") as file:
+            if mode is not None and hasattr(os, "fchmod"):
+                os.fchmod(fd, stat.S_IMODE(mode))
+            write(file)
+            file.flush()
+            os.fsync(fd)
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder):
+    """Make the rename itself durable, where the system lets a folder be synced (POSIX)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except (AttributeError, OSError):  # no O_DIRECTORY (Windows), or a folder we cannot open
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse to sync a folder: the file itself is synced
+        pass
+    finally:
+        os.close(fd)
 
 
 def load(path):
     """Read a model written by fastmlp.save. Raises ValueError for anything that is not such
-    a file (truncated, damaged, foreign, another version); never unpickles."""
+    a file (not a regular file, truncated, damaged, foreign, another version, or values no
+    fit could have made); never unpickles. A missing or unreadable path is an OSError."""
     path = os.fspath(path)
-    with open(path, "rb") as file:
-        try:
-            return _load(file, os.fstat(file.fileno()).st_size)
-        except ValueError as error:
-            raise ValueError(f"{path} is not a valid fastmlp model file: {error}") from None
-        except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, TypeError, OverflowError,
-                struct.error, UnicodeDecodeError, NotImplementedError, RecursionError) as error:
-            raise ValueError(f"{path} is not a valid fastmlp model file "
-                             f"({type(error).__name__}: {error})") from None
+    # O_NONBLOCK: opening a FIFO must not wait for a writer before it can be refused
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        status = os.fstat(fd)
+        _require(stat.S_ISREG(status.st_mode),
+                 f"not a regular file but {_file_kind(status.st_mode)}")
+        with open(fd, "rb", closefd=False) as file:
+            return _load(_Bounded(file, status.st_size), status.st_size)
+    except (ValueError, _OutsideFile) as error:
+        raise ValueError(f"{path} is not a valid fastmlp model file: {error}") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, TypeError, OverflowError,
+            struct.error, UnicodeDecodeError, NotImplementedError, RecursionError) as error:
+        raise ValueError(f"{path} is not a valid fastmlp model file "
+                         f"({type(error).__name__}: {error})") from None
+    finally:
+        os.close(fd)
+
+
+class _OutsideFile(OSError):
+    """A seek before the file's start: a damaged offset, which load reports as ValueError
+    (zipfile itself takes an OSError from a seek to mean "too short to be a zip archive")."""
+
+
+class _Bounded:
+    """The file as zipfile reads it, held to the `size` bytes it had when opened: no read can
+    ask for more than is left (zipfile reads sizes that the archive claims, and a claimed size
+    would otherwise be allocated before it is found to be a lie), and a file that grows while
+    it is read is read as it was."""
+
+    def __init__(self, file, size):
+        self._file, self._size, self._at = file, size, 0
+
+    def seekable(self):
+        return True
+
+    def tell(self):
+        return self._at
+
+    def seek(self, offset, whence=os.SEEK_SET):
+        at = offset + {os.SEEK_SET: 0, os.SEEK_CUR: self._at, os.SEEK_END: self._size}[whence]
+        if at < 0:
+            raise _OutsideFile(f"an offset points {-at} bytes before the start of the file")
+        self._at = at
+        return at
+
+    def read(self, n=-1):
+        n = max(0, self._size - self._at) if n is None or n < 0 else \
+            max(0, min(n, self._size - self._at))
+        self._file.seek(self._at)
+        data = self._file.read(n)
+        self._at += len(data)
+        return data
+
+
+def _file_kind(mode):
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a pipe"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a plain file"
 
 
 def _load(file, file_size):
@@ -137,6 +256,11 @@ def _load(file, file_size):
                     or info.file_size > file_size:
                 raise ValueError(f"member {info.filename!r} is compressed or claims more bytes "
                                  "than the file holds")
+            # encrypted (bit 0), patched (bit 5) or strongly encrypted (bit 6): save writes
+            # none of these, and zipfile would raise RuntimeError or NotImplementedError
+            if info.flag_bits & 0x61:
+                raise ValueError(f"member {info.filename!r} is marked as encrypted or patched "
+                                 f"(flag bits {info.flag_bits:#06x})")
         if "metadata.json" not in members:
             raise ValueError("no metadata.json member")
         if members["metadata.json"].file_size > _MAX_METADATA_BYTES:
