@@ -500,7 +500,9 @@ def test_foreign_files_are_refused(content, message, tmp_path):
     (lambda m: m["attributes"].update(n_iter_="many"), "n_iter_"),
     (lambda m: m.update(label_type="continuous"), "label type"),
     (lambda m: m["fitted_spec"].update(dropout=[2.0, 0.0]), "fitted architecture"),
-    (lambda m: m.update(loss_curve_length=3), "loss_curve.npy: shape"),
+    (lambda m: (m.update(loss_curve_length=3), m["attributes"].update(n_iter_=3)),
+     "loss_curve.npy: shape"),
+    (lambda m: m.update(loss_curve_length=3), "history lengths"),
     (lambda m: m.update(has_state=False), "members"),
     (lambda m: m["rng"].update(pos=10**6), "random generator"),
 ])
@@ -508,6 +510,70 @@ def test_tampered_metadata_is_refused(edit, message, tmp_path):
     path = edited(saved(tmp_path), tmp_path, metadata=edit)
     with pytest.raises(ValueError, match=message):
         fastmlp.load(path)
+
+
+# values that parse, but that no fit makes: each loaded, then trained or predicted wrongly
+# (a rate of -1 climbed the loss, t_ = 2**70 overflowed in partial_fit, NaN classes loaded)
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m["schedule"].update(learning_rate=-1.0), "schedule state"),
+    (lambda m: m["schedule"].update(learning_rate=float("inf")), "schedule state"),
+    (lambda m: m["schedule"].update(halvings=9), "schedule state"),
+    (lambda m: m["schedule"].update(best=float("nan")), "schedule state"),
+    (lambda m: m["schedule"].update(n_iter_no_change=0), "schedule state"),
+    (lambda m: m["attributes"].update(t_=2**70), "counters"),
+    (lambda m: m["attributes"].update(t_=2), "counters"),  # fewer updates than epochs
+    (lambda m: m["attributes"].update(_seed=2**64), "seed"),
+    (lambda m: m["attributes"].update(loss_=float("nan")), "loss_"),
+    (lambda m: m["attributes"].update(loss_=0.5), "loss_"),
+    (lambda m: m["attributes"].update(best_loss_=-1.0), "best_loss_"),
+    (lambda m: m["params"].update(learning_rate_init=-1.0), "learning_rate_init"),
+    (lambda m: m["params"].update(hidden_layer_sizes=[3, 0]), "hidden_layer_sizes"),
+    (lambda m: m["params"].update(dropout=[0.1, 0.2, 0.3]), "dropout"),
+    (lambda m: m["params"].update(n_threads=2**40), "n_threads"),
+    (lambda m: m["params"].update(alpha=float("nan")), "alpha"),
+])
+def test_values_no_fit_makes_are_refused(edit, message, tmp_path):
+    path = edited(saved(tmp_path), tmp_path, metadata=edit)
+    with pytest.raises(ValueError, match=message):
+        fastmlp.load(path)
+
+
+def with_array(path, tmp_path, member, change):
+    """A copy of the file with one array member changed by change(array) (in place)."""
+    array = np.load(io.BytesIO(members(path)[member + ".npy"])).copy()
+    change(array)
+    return edited(path, tmp_path, **{member + "_npy": npy_bytes(array)})
+
+
+def first_var(model):
+    return model._layout["var_offset"][0]
+
+
+@pytest.mark.parametrize("case, member, change, message", [
+    ("network classifies", "params", lambda a: a.__setitem__(3, np.nan), "NaN or infinite"),
+    ("network classifies", "params", lambda a: a.__setitem__(-1, np.inf), "NaN or infinite"),
+    ("network classifies", "params", lambda a: a.__setitem__(-1, 0.0), "input scale"),
+    ("network classifies", "params", "running var", "running variance"),
+    ("network classifies", "state", lambda a: a.__setitem__(0, np.nan), "state.npy"),
+    ("multiclass strings", "state", lambda a: a.__setitem__(-1, -1.0), "squared gradients"),
+    ("multiclass strings", "loss_curve", lambda a: a.__setitem__(0, -1.0), "loss_curve"),
+    ("early stopping plateau", "validation_scores", lambda a: a.__setitem__(0, 1.5),
+     "validation_scores"),
+    ("multiclass strings", "classes", lambda a: a.__setitem__(1, "ant"), "unique and sorted"),
+    ("multiclass strings", "classes", lambda a: a.__setitem__(slice(None), a[::-1].copy()),
+     "unique and sorted"),
+    ("float labels", "classes", lambda a: a.__setitem__(0, np.nan), "not finite"),
+    ("multilabel", "classes", lambda a: a.__setitem__(0, 7), "multilabel classes"),
+])
+def test_arrays_no_fit_makes_are_refused(case, member, change, message, tmp_path):
+    model = fitted(case)[0]
+    path = tmp_path / "good.fmlp"
+    fastmlp.save(model, path)
+    if change == "running var":
+        def change(array, at=first_var(model)):
+            array[at] = -1.0
+    with pytest.raises(ValueError, match=message):
+        fastmlp.load(with_array(path, tmp_path, member, change))
 
 
 def test_wrong_dtypes_and_compressed_members_are_refused(tmp_path):

@@ -148,7 +148,7 @@ class Network(BaseEstimator):
         "batch_norm": ["boolean"],
         "normalize": [StrOptions({"auto"}), None],
         "dtype": "no_validation",  # checked by _model_dtype: numpy float32 or float64
-        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "n_threads": [Interval(Integral, 1, 1024, closed="both"), None],  # each needs scratch
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
     }
@@ -214,8 +214,9 @@ class Network(BaseEstimator):
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
         sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
-        if any(not isinstance(s, Integral) or isinstance(s, bool) or s < 1 for s in sizes):
-            raise ValueError("hidden_layer_sizes must be positive integers, got "
+        if any(not isinstance(s, Integral) or isinstance(s, bool) or not 0 < s < 2**31
+               for s in sizes):
+            raise ValueError("hidden_layer_sizes must be integers in [1, 2**31 - 1], got "
                              f"{self.hidden_layer_sizes!r}")
         return [int(s) for s in sizes]
 

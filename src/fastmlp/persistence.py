@@ -16,6 +16,7 @@ must match, so a file cannot claim more memory than it physically holds. Anythin
 raises ValueError."""
 import io
 import json
+import math
 import os
 import secrets
 import stat
@@ -28,7 +29,7 @@ from sklearn.preprocessing import LabelBinarizer
 
 from .estimators import MLPClassifier, MLPRegressor
 from .network import Network, parameter_layout
-from .schedules import LearningRateSchedule
+from .schedules import MAX_HALVINGS, LearningRateSchedule
 
 FORMAT = "fastmlp-model"
 VERSION = 1
@@ -37,6 +38,7 @@ _DTYPES = {"float32": np.float32, "float64": np.float64}
 _MAX_METADATA_BYTES = 1 << 20
 _MAX_UNITS = 2**31 - 1  # the C side counts units in int
 _RNG_WORDS = 624
+_MAX_COUNT = 2**62  # update and epoch counters: int64 in C, with room to count on
 # fitted scalars kept in the metadata: name -> the JSON types it may have
 _SCALARS = {
     "n_features_in_": int, "n_layers_": int, "n_outputs_": int, "t_": int, "n_iter_": int,
@@ -298,6 +300,9 @@ def _estimator(meta):
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
     model.set_params(**params)
     model._validate_params()  # scikit-learn's constraints: InvalidParameterError is a ValueError
+    # and what fit checks beyond the constraints table
+    model._model_dtype()
+    model._dropout_rates(len(model._hidden_sizes()))
     return model
 
 
@@ -319,8 +324,12 @@ def _expected_arrays(model, meta):
     _require(attrs["n_features_in_"] == units[0] and attrs["n_outputs_"] == units[-1]
              and attrs["n_layers_"] == len(units), "units disagree with n_features_in_, "
              "n_outputs_ and n_layers_")
-    _require(min(attrs["t_"], attrs["n_iter_"], attrs["_seed"]) >= 0 and attrs["_seed"] < 2**64,
-             "negative counters or seed")
+    # t_ is an int64 in C, which adds the updates of an epoch to it; every epoch makes one
+    # update at least
+    _require(0 <= attrs["n_iter_"] <= attrs["t_"] <= _MAX_COUNT,
+             f"counters n_iter_={attrs['n_iter_']}, t_={attrs['t_']}: fit makes "
+             f"0 <= n_iter_ <= t_ (at most {_MAX_COUNT})")
+    _require(0 <= attrs["_seed"] < 2**64, f"seed {attrs['_seed']}: not a 64-bit seed")
     spec = meta.get("fitted_spec")
     hidden = len(units) - 2
     _require(isinstance(spec, dict) and set(spec) == {"activation", "batch_norm", "dropout"}
@@ -337,9 +346,9 @@ def _expected_arrays(model, meta):
     _require(meta.get("params_dtype") in _DTYPES, f"params dtype {meta.get('params_dtype')!r}")
     dtype = np.dtype(meta["params_dtype"])
     history = meta.get("loss_curve_length"), meta.get("validation_scores_length")
-    _require(_is_int(history[0]) and history[0] >= 0
-             and (history[1] is None or _is_int(history[1]) and history[1] >= 0),
-             f"history lengths {history}")
+    # one loss, and with early stopping one validation score, per epoch
+    _require(history[0] == attrs["n_iter_"] and history[1] in (None, attrs["n_iter_"]),
+             f"history lengths {history} for n_iter_={attrs['n_iter_']}")
     arrays = {"params": (_dtype_is(dtype), (layout["size"],)),
               "loss_curve": (_dtype_is(np.float64), (history[0],))}
     if meta.get("has_state") is True:
@@ -355,6 +364,8 @@ def _expected_arrays(model, meta):
         n_out = units[-1]
         n_classes = 2 if label_type == "binary" else n_out
         _require(label_type != "binary" or n_out == 1, "a binary model has one output")
+        _require(label_type != "multiclass" or n_out >= 3,
+                 "a multiclass model has 3 outputs or more (2 classes are binary)")
         arrays["classes"] = (lambda d: d.kind in "biufU", (n_classes,))
     return arrays
 
@@ -372,7 +383,7 @@ def _read_npy(archive, info, dtype_ok, shape):
                  f"{info.filename}: dtype {dtype}")
         _require(tuple(header_shape) == shape and not fortran,
                  f"{info.filename}: shape {header_shape}, the metadata implies {shape}")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = math.prod(shape) * dtype.itemsize
         _require(info.file_size == header_bytes + nbytes,
                  f"{info.filename}: {info.file_size - header_bytes} data bytes for "
                  f"{nbytes} expected")
@@ -382,8 +393,65 @@ def _read_npy(archive, info, dtype_ok, shape):
     return np.frombuffer(buffer, dtype=dtype).reshape(shape)
 
 
+def _check_values(model, meta, arrays):
+    """Every loaded value as fit leaves it: a file that parses but holds values no fit could
+    make (a NaN weight, a negative sum of squares, unsorted classes) would load, then predict
+    NaN or train wrongly, so it is refused here."""
+    attrs, units = meta["attributes"], meta["units"]
+    spec = meta["fitted_spec"]
+    layout = parameter_layout(units, spec["batch_norm"], units[0] if meta["normalized"] else 0)
+    params = arrays["params"]
+    _require(np.isfinite(params).all(), "params.npy holds NaN or infinite parameters")
+    for offset, n in zip(layout["var_offset"], units[1:-1]):
+        _require(np.all(params[offset:offset + n] >= 0), "a batch-norm running variance is "
+                 "negative")
+    n = layout["n_normalized"]
+    _require(np.all(params[layout["shift_offset"] + n:][:n] > 0),
+             "an input scale is not positive")
+    state = arrays.get("state")
+    if state is not None:
+        _require(np.isfinite(state).all(), "state.npy holds NaN or infinite values")
+        # the half of the state that sums squared gradients, for the solver that goes on
+        squares = {"adam": state[layout["n_trainable"]:], "adagrad": state[:layout["n_trainable"]],
+                   "rmsprop": state[:layout["n_trainable"]]}.get(model.solver)
+        _require(squares is None or np.all(squares >= 0),
+                 f"state.npy: {model.solver}'s sums of squared gradients are negative")
+    # each epoch's loss is a mean of non-negative losses plus a non-negative penalty
+    curve = arrays["loss_curve"]
+    _require(np.isfinite(curve).all() and np.all(curve >= 0),
+             "loss_curve.npy holds negative, NaN or infinite losses")
+    scores = arrays.get("validation_scores")
+    _require(scores is None or np.isfinite(scores).all() and np.all(scores <= 1),
+             "validation_scores.npy holds scores that are NaN or above 1 (accuracy and R^2 "
+             "are at most 1)")
+    if len(curve):
+        _require(attrs.get("loss_") == curve[-1], f"loss_={attrs.get('loss_')!r} is not the "
+                 "last loss of the loss curve")
+    best = attrs.get("best_loss_")
+    _require(best is None or best >= 0, f"best_loss_={best!r}")  # NaN fails too
+    best = attrs.get("best_validation_score_")
+    _require(best is None or np.isfinite(best) and best <= 1, f"best_validation_score_={best!r}")
+    if attrs["_fitted_task"] == "classification":
+        classes = arrays["classes"]
+        if meta["label_type"] == "multilabel-indicator":
+            # the binarizer names a multilabel matrix's columns 0 .. n_outputs - 1
+            _require(classes.dtype.kind in "iu"
+                     and np.array_equal(classes, np.arange(len(classes))),
+                     f"multilabel classes {classes.tolist()!r}: the columns 0 .. "
+                     f"{len(classes) - 1}")
+        else:
+            _require(classes.dtype.kind != "f" or np.isfinite(classes).all(),
+                     f"classes {classes.tolist()!r} are not finite")
+            # as LabelBinarizer makes them: each label once, sorted
+            _require(np.array_equal(np.unique(classes), classes),
+                     f"classes {classes.tolist()!r} are not unique and sorted")
+    elif attrs.get("_y_1d"):
+        _require(units[-1] == 1, "a model of a 1-d target has one output")
+
+
 def _restore(model, meta, arrays):
     """Set the fitted state on `model` from validated metadata and arrays."""
+    _check_values(model, meta, arrays)
     attrs = meta["attributes"]
     for name, value in attrs.items():
         setattr(model, name, value)
@@ -436,8 +504,12 @@ def _schedule(state):
               "halvings": int}
     _require(isinstance(state, dict) and set(state) == set(fields)
              and all(isinstance(state[k], t) for k, t in fields.items())
-             and state["kind"] in ("constant", "invscaling", "plateau"),
-             "learning-rate schedule state")
+             and state["kind"] in ("constant", "invscaling", "plateau")
+             and 0 < state["learning_rate"] < np.inf
+             and state["tol"] >= 0 and state["n_iter_no_change"] >= 1
+             and not np.isnan(state["best"]) and state["epochs_without_improvement"] >= 0
+             and 0 <= state["halvings"] <= MAX_HALVINGS,
+             f"learning-rate schedule state {state!r}")
     schedule = LearningRateSchedule(state["kind"], state["learning_rate"], state["tol"],
                                     state["n_iter_no_change"])
     vars(schedule).update(state)
