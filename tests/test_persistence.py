@@ -531,6 +531,8 @@ def test_tampered_metadata_is_refused(edit, message, tmp_path):
     (lambda m: m["params"].update(dropout=[0.1, 0.2, 0.3]), "dropout"),
     (lambda m: m["params"].update(n_threads=2**40), "n_threads"),
     (lambda m: m["params"].update(alpha=float("nan")), "alpha"),
+    (lambda m: m["params"].update(epsilon=1e-300), "epsilon=1e-300 cannot be represented in "
+                                                   "float32"),
 ])
 def test_values_no_fit_makes_are_refused(edit, message, tmp_path):
     path = edited(saved(tmp_path), tmp_path, metadata=edit)

@@ -29,6 +29,7 @@ from sklearn.preprocessing import LabelBinarizer
 
 from .estimators import MLPClassifier, MLPRegressor
 from .network import Network, parameter_layout
+from .optim import check_representable
 from .schedules import MAX_HALVINGS, LearningRateSchedule
 
 FORMAT = "fastmlp-model"
@@ -401,6 +402,7 @@ def _check_values(model, meta, arrays):
     spec = meta["fitted_spec"]
     layout = parameter_layout(units, spec["batch_norm"], units[0] if meta["normalized"] else 0)
     params = arrays["params"]
+    check_representable(model, params.dtype)
     _require(np.isfinite(params).all(), "params.npy holds NaN or infinite parameters")
     for offset, n in zip(layout["var_offset"], units[1:-1]):
         _require(np.all(params[offset:offset + n] >= 0), "a batch-norm running variance is "
