@@ -42,13 +42,14 @@ def check_representable(estimator, dtype):
     step uses 1 - beta, rounded from double, which is never below 2**-53."""
     dtype = np.dtype(dtype)
     info = np.finfo(dtype)
+    smallest, largest = float(info.tiny), float(info.max)  # compared as Python floats: no cast
     values = {"learning_rate_init": estimator.learning_rate_init, "alpha": estimator.alpha}
     if estimator.solver != "sgd" and estimator.epsilon is not None:
         values["epsilon"] = estimator.epsilon
     for name, value in values.items():
-        if value != 0 and not info.tiny <= value <= info.max:
+        if value != 0 and not smallest <= value <= largest:
             wider = np.finfo(np.float64)
             hint = " (or dtype=numpy.float64)" if wider.tiny <= value <= wider.max else ""
             raise ValueError(f"{name}={value!r} cannot be represented in {dtype.name}, the "
-                             f"model's dtype: a positive {dtype.name} is in [{info.tiny:.8g}, "
-                             f"{info.max:.8g}]; use a value in that range{hint}")
+                             f"model's dtype: a positive {dtype.name} is in [{smallest:.8g}, "
+                             f"{largest:.8g}]; use a value in that range{hint}")

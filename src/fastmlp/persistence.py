@@ -61,6 +61,11 @@ def save(model, path):
                         f"got {cls.__name__}")
     if not hasattr(model, "_params"):
         raise ValueError(f"this {cls.__name__} is not fitted yet: call fit before save")
+    try:
+        _check_hyperparameters(model, model._params.dtype)
+    except ValueError as error:
+        raise ValueError(f"fastmlp.save writes models whose hyperparameters fit would accept: "
+                         f"{error}") from None
     params = model.get_params(deep=False)
     params["dtype"] = np.dtype(params["dtype"]).name
     if not isinstance(params["random_state"], (int, np.integer, type(None))):
@@ -285,7 +290,8 @@ def _load(file, file_size):
 
 
 def _estimator(meta):
-    """The estimator of the metadata's class with its hyperparameters, validated."""
+    """The estimator of the metadata's class with its hyperparameters (checked with the
+    arrays, by _check_values)."""
     cls = _CLASSES.get(meta.get("class"))
     _require(cls is not None, f"unknown estimator class {meta.get('class')!r}")
     params = meta.get("params")
@@ -300,11 +306,17 @@ def _estimator(meta):
     if isinstance(params.get("hidden_layer_sizes"), list):
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
     model.set_params(**params)
-    model._validate_params()  # scikit-learn's constraints: InvalidParameterError is a ValueError
-    # and what fit checks beyond the constraints table
+    return model
+
+
+def _check_hyperparameters(model, params_dtype):
+    """The hyperparameters as fit checks them (scikit-learn's constraints, whose
+    InvalidParameterError is a ValueError, then fit's own checks) and as the C step can hold
+    them in the parameters' dtype: save writes only what load reads back."""
+    model._validate_params()
     model._model_dtype()
     model._dropout_rates(len(model._hidden_sizes()))
-    return model
+    check_representable(model, params_dtype)
 
 
 def _expected_arrays(model, meta):
@@ -402,7 +414,7 @@ def _check_values(model, meta, arrays):
     spec = meta["fitted_spec"]
     layout = parameter_layout(units, spec["batch_norm"], units[0] if meta["normalized"] else 0)
     params = arrays["params"]
-    check_representable(model, params.dtype)
+    _check_hyperparameters(model, params.dtype)
     _require(np.isfinite(params).all(), "params.npy holds NaN or infinite parameters")
     for offset, n in zip(layout["var_offset"], units[1:-1]):
         _require(np.all(params[offset:offset + n] >= 0), "a batch-norm running variance is "
@@ -423,16 +435,16 @@ def _check_values(model, meta, arrays):
     _require(np.isfinite(curve).all() and np.all(curve >= 0),
              "loss_curve.npy holds negative, NaN or infinite losses")
     scores = arrays.get("validation_scores")
-    _require(scores is None or np.isfinite(scores).all() and np.all(scores <= 1),
-             "validation_scores.npy holds scores that are NaN or above 1 (accuracy and R^2 "
-             "are at most 1)")
+    # NaN is a score: R^2 of a single held-out sample
+    _require(scores is None or not np.any(scores > 1),
+             "validation_scores.npy holds scores above 1 (accuracy and R^2 are at most 1)")
     if len(curve):
         _require(attrs.get("loss_") == curve[-1], f"loss_={attrs.get('loss_')!r} is not the "
                  "last loss of the loss curve")
     best = attrs.get("best_loss_")
     _require(best is None or best >= 0, f"best_loss_={best!r}")  # NaN fails too
     best = attrs.get("best_validation_score_")
-    _require(best is None or np.isfinite(best) and best <= 1, f"best_validation_score_={best!r}")
+    _require(best is None or not best > 1, f"best_validation_score_={best!r}")
     if attrs["_fitted_task"] == "classification":
         classes = arrays["classes"]
         if meta["label_type"] == "multilabel-indicator":
