@@ -37,6 +37,7 @@ VERSION = 1
 _CLASSES = {cls.__name__: cls for cls in (Network, MLPClassifier, MLPRegressor)}
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 _MAX_METADATA_BYTES = 1 << 20
+_READ_BYTES = 1 << 24
 _MAX_UNITS = 2**31 - 1  # the C side counts units in int
 _RNG_WORDS = 624
 _MAX_COUNT = 2**62  # update and epoch counters: int64 in C, with room to count on
@@ -401,7 +402,11 @@ def _read_npy(archive, info, dtype_ok, shape):
                  f"{info.filename}: {info.file_size - header_bytes} data bytes for "
                  f"{nbytes} expected")
         buffer = bytearray(nbytes)
-        _require(member.readinto(buffer) == nbytes, f"{info.filename}: truncated")
+        view, at = memoryview(buffer), 0
+        while at < nbytes:  # in slices: readinto reads through a bytes object of its size
+            got = member.readinto(view[at:at + _READ_BYTES])
+            _require(got > 0, f"{info.filename}: truncated")
+            at += got
         _require(member.read(1) == b"", f"{info.filename}: trailing bytes")  # CRC checked here
     return np.frombuffer(buffer, dtype=dtype).reshape(shape)
 
