@@ -10,10 +10,13 @@ The file is a zip archive whose members are all stored uncompressed:
   rng.npy          the 624 words of the Mersenne twister that shuffles the epochs
   classes.npy      classifiers: the labels (numbers, booleans or strings)
   loss_curve.npy, validation_scores.npy   the training history (float64)
-Arrays are read with allow_pickle=False, so no member can run code. Before any array is
-allocated its header must state the dtype and shape the metadata implies, and its stored size
-must match, so a file cannot claim more memory than it physically holds. Anything malformed
-raises ValueError."""
+Arrays are read with allow_pickle=False, so no member can run code. Only a regular file is
+read, through a view held to its size when opened. Before any array is allocated its header
+must state the dtype and shape the metadata implies, and its stored size must match, so a file
+cannot claim more memory than it physically holds. Every value is then checked as fit would
+leave it (finite parameters, sorted unique classes, counters in range, valid hyperparameters).
+Anything malformed raises ValueError. save writes atomically (a temporary file beside the
+target, fsynced, then renamed over it)."""
 import io
 import json
 import math
