@@ -244,6 +244,8 @@ def test_save_keeps_permissions_follows_links_and_refuses_special_files(tmp_path
     fastmlp.save(small, link)  # writes the file the link names; the link stays a link
     assert link.is_symlink()
     np.testing.assert_array_equal(fastmlp.load(path)._params, small._params)
+    fastmlp.save(small, os.fsencode(tmp_path / "bytes.fmlp"))  # a path given as bytes
+    np.testing.assert_array_equal(fastmlp.load(tmp_path / "bytes.fmlp")._params, small._params)
     with pytest.raises(ValueError, match="regular files.*character device"):
         fastmlp.save(small, "/dev/null")
     with pytest.raises(ValueError, match="regular files.*directory"):

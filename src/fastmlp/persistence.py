@@ -119,7 +119,7 @@ def save(model, path):
                              f"strings, got {classes.dtype} labels {classes.tolist()!r}")
         arrays["classes"] = classes
     text = json.dumps(meta, allow_nan=True).encode()
-    _write_atomically(os.fspath(path), lambda file: _write_archive(file, text, arrays))
+    _write_atomically(os.fsdecode(path), lambda file: _write_archive(file, text, arrays))
 
 
 def _write_archive(file, text, arrays):
