@@ -46,6 +46,7 @@ CASES = {
     "object labels": (MLPClassifier, dict(), X, pd.Series(LABELS, dtype=object)),
     "bool labels": (MLPClassifier, dict(), X, X[:, 1] > 1),
     "float labels": (MLPClassifier, dict(), X, (X[:, 1] > 1) * 2.0 + 1.0),
+    "dtype as text": (MLPRegressor, dict(dtype="float64"), X, Y_REG[:, 0]),
 }
 
 

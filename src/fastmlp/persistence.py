@@ -71,6 +71,7 @@ def save(model, path):
         raise ValueError(f"fastmlp.save writes models whose hyperparameters fit would accept: "
                          f"{error}") from None
     params = model.get_params(deep=False)
+    dtype_as_text = isinstance(params["dtype"], str)  # "float64" comes back as text, not a type
     params["dtype"] = np.dtype(params["dtype"]).name
     if not isinstance(params["random_state"], (int, np.integer, type(None))):
         # a RandomState instance: the generator's state that matters is saved as rng.npy
@@ -94,6 +95,7 @@ def save(model, path):
         "schedule": None,
         "feature_names_in": None,
         "label_type": None,
+        "dtype_as_text": dtype_as_text,
     }
     arrays = {"params": model._params, "loss_curve": np.asarray(model.loss_curve_, np.float64)}
     if meta["has_state"]:
@@ -306,7 +308,8 @@ def _estimator(meta):
     params = dict(params)
     if "dtype" in params:
         _require(params["dtype"] in _DTYPES, f"dtype {params['dtype']!r}")
-        params["dtype"] = _DTYPES[params["dtype"]]
+        if meta.get("dtype_as_text") is not True:
+            params["dtype"] = _DTYPES[params["dtype"]]
     if isinstance(params.get("hidden_layer_sizes"), list):
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
     model.set_params(**params)
