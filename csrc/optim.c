@@ -2,7 +2,10 @@
  * the L2 term joins the gradient, the state is updated and the parameter stepped, all while
  * the four arrays stream through cache once. */
 
-/* One branch-free loop per solver over params[lo, hi); decay is alpha on weights, 0 elsewhere. */
+/* One branch-free loop per solver over params[lo, hi); decay is alpha on weights, 0 elsewhere.
+ * The running averages are the lerp s += (1 - beta) * (x - s), with 1 - beta taken in double
+ * before it is rounded to real: beta_2 or rho of 1 - 1e-9 rounds to 1 in float32, which made
+ * (real)1 - beta 0, froze the averages at 0 and sent every step to lr * g / epsilon. */
 FASTMLP_VECTOR_CLONES
 static double FN(step_range)(real *p, const real *grad, real *s0, real *s1,
                              const fastmlp_optim *opt, real lr, real decay, int64_t t,
@@ -38,22 +41,23 @@ static double FN(step_range)(real *p, const real *grad, real *s0, real *s1,
         break;
     }
     case FASTMLP_RMSPROP: {
-        const real rho = (real)opt->rho, eps = (real)opt->epsilon;
+        const real lerp = (real)(1.0 - opt->rho), eps = (real)opt->epsilon;
         for (int64_t i = lo; i < hi; i++) {
             const real g = grad[i] + decay * p[i];
-            s0[i] = rho * s0[i] + ((real)1 - rho) * g * g;
+            s0[i] += lerp * (g * g - s0[i]);
             p[i] -= lr * g / (sqrt(s0[i]) + eps);
         }
         break;
     }
     case FASTMLP_ADAM: {
-        const real b1 = (real)opt->beta_1, b2 = (real)opt->beta_2, eps = (real)opt->epsilon;
+        const real lerp1 = (real)(1.0 - opt->beta_1), lerp2 = (real)(1.0 - opt->beta_2);
+        const real eps = (real)opt->epsilon;
         const real bias1 = (real)(1.0 - pow(opt->beta_1, (double)t));
         const real bias2 = (real)(1.0 - pow(opt->beta_2, (double)t));
         for (int64_t i = lo; i < hi; i++) {
             const real g = grad[i] + decay * p[i];
-            s0[i] = b1 * s0[i] + ((real)1 - b1) * g;
-            s1[i] = b2 * s1[i] + ((real)1 - b2) * g * g;
+            s0[i] += lerp1 * (g - s0[i]);
+            s1[i] += lerp2 * (g * g - s1[i]);
             p[i] -= lr * (s0[i] / bias1) / (sqrt(s1[i] / bias2) + eps);
         }
         break;

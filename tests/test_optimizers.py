@@ -27,6 +27,11 @@ SOLVERS = {
     "rmsprop": dict(solver="rmsprop", rho=0.9),
     "adam": dict(solver="adam", beta_1=0.8, beta_2=0.95),
     "adam epsilon": dict(solver="adam", epsilon=1e-3),
+    # 1 - 1e-9 rounds to 1 in float32: the step must still average with weight 1e-9
+    # (without bias correction its first steps are lr / sqrt(1e-9): a small rate keeps them
+    # within float32's reach of the float64 oracle)
+    "rmsprop rho near 1": dict(solver="rmsprop", rho=1 - 1e-9, learning_rate_init=1e-4),
+    "adam betas near 1": dict(solver="adam", beta_1=1 - 1e-9, beta_2=1 - 1e-9),
 }
 TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
 
@@ -117,8 +122,8 @@ def oracle_for(model):
 def test_steps_match_numpy_formula(name, alpha, schedule, dtype):
     """Step 1 by a warm-started fit (fresh state, t = 1), steps 2..5 by partial_fit (state kept,
     t counting on): parameters and state agree with the oracle after every step."""
-    params = dict(SOLVERS[name], alpha=alpha, learning_rate=schedule, learning_rate_init=0.05,
-                  power_t=0.7)
+    params = dict(dict(alpha=alpha, learning_rate=schedule, learning_rate_init=0.05,
+                       power_t=0.7), **SOLVERS[name])
     model = started(dtype, **params)
     oracle = oracle_for(model)
     for step in range(5):
@@ -188,8 +193,8 @@ def test_agrees_with_torch_optim(name):
     weights' parameter group only)."""
     torch = pytest.importorskip("torch")
     spec = SOLVERS[name]
-    lr, alpha = 0.05, 0.2
-    model = started(np.float64, alpha=alpha, learning_rate_init=lr, **spec)
+    lr, alpha = spec.get("learning_rate_init", 0.05), 0.2
+    model = started(np.float64, **dict(dict(alpha=alpha, learning_rate_init=lr), **spec))
     n_weights = model._layout["n_weights"]
     p = torch.tensor(trainable(model))
     weights = p[:n_weights].clone().requires_grad_(True)
@@ -254,3 +259,40 @@ def test_three_partial_fits_equal_fit_three_epochs(name, cls):
     np.testing.assert_array_equal(inc._state, fitted._state)
     assert inc.t_ == fitted.t_ == 3 and inc.n_iter_ == fitted.n_iter_ == 3
     assert inc.loss_curve_ == fitted.loss_curve_
+
+
+@pytest.mark.parametrize("solver", ["adam", "rmsprop", "adagrad"])
+def test_a_value_the_dtype_cannot_hold_is_refused_and_double_trains(solver):
+    """epsilon=1e-300 is 0 in float32: a zero gradient (a constant column's weights) stepped
+    by 0 / (0 + 0) made NaN parameters while loss_ stayed finite. float32 refuses it, naming
+    the parameter, the dtype and the range; float64 holds it and trains to finite weights."""
+    Xc = np.column_stack([X, np.ones(len(X))])  # standardized to 0: its weights get 0 gradients
+    kw = dict(hidden_layer_sizes=(5,), solver=solver, epsilon=1e-300, max_iter=3,
+              random_state=0, n_threads=1)
+    model = MLPClassifier(**kw)
+    with pytest.raises(ValueError, match=r"epsilon=1e-300 cannot be represented in float32.*"
+                                         r"\[1.1754944e-38, 3.4028235e\+38\]"):
+        model.fit(Xc, Y)
+    assert not hasattr(model, "_params")
+    model = MLPClassifier(dtype=np.float64, **kw).fit(Xc, Y)
+    assert np.isfinite(model._params).all() and np.isfinite(model.loss_)
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(learning_rate_init=1e39), "learning_rate_init=1e\\+39"),
+    (dict(learning_rate_init=1e-50), "learning_rate_init=1e-50"),
+    (dict(alpha=1e-50), "alpha=1e-50"),
+    (dict(solver="adam", epsilon=1e39), "epsilon=1e\\+39"),
+])
+def test_values_that_round_to_zero_or_infinity_are_refused_by_partial_fit_too(params, message):
+    model = MLPClassifier(hidden_layer_sizes=(3,), random_state=0, n_threads=1)
+    model.partial_fit(X, Y, classes=CLASSES)
+    before = model._params.copy(), model._state.copy(), model.t_
+    model.set_params(**params)
+    with pytest.raises(ValueError, match=message + " cannot be represented in float32"):
+        model.partial_fit(X, Y)
+    np.testing.assert_array_equal(model._params, before[0])
+    np.testing.assert_array_equal(model._state, before[1])
+    assert model.t_ == before[2]
+    model.set_params(dtype=np.float64, warm_start=True).fit(X, Y)  # float64 holds them all
+    assert np.isfinite(model._params).all()

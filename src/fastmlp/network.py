@@ -29,7 +29,7 @@ from . import _core, targets, training
 from ._config import default_threads
 from .lbfgs import fit_lbfgs
 from .model import Model, check_memory, new_model, parameter_layout  # noqa: F401
-from .optim import new_state
+from .optim import check_representable, new_state
 from .schedules import LearningRateSchedule
 from .threads import ThreadChoice
 
@@ -105,7 +105,7 @@ class Network(BaseEstimator):
         "batch_norm": ["boolean"],
         "normalize": [StrOptions({"auto"}), None],
         "dtype": "no_validation",  # checked by _model_dtype: numpy float32 or float64
-        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "n_threads": [Interval(Integral, 1, 1024, closed="both"), None],  # each needs scratch
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
         "class_weight": [dict, list, StrOptions({"balanced"}), None],
@@ -179,8 +179,9 @@ class Network(BaseEstimator):
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
         sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
-        if any(not isinstance(s, Integral) or isinstance(s, bool) or s < 1 for s in sizes):
-            raise ValueError("hidden_layer_sizes must be positive integers, got "
+        if any(not isinstance(s, Integral) or isinstance(s, bool) or not 0 < s < 2**31
+               for s in sizes):
+            raise ValueError("hidden_layer_sizes must be integers in [1, 2**31 - 1], got "
                              f"{self.hidden_layer_sizes!r}")
         return [int(s) for s in sizes]
 
@@ -362,7 +363,9 @@ class Network(BaseEstimator):
         # warm_start keeps the weights only while the architecture is the same
         first = (not fitted or not (incremental or self.warm_start)
                  or (not incremental and not self._same_architecture()))
-        dtype = self._model_dtype()
+        # a partial_fit goes on in the fitted model's dtype, whatever dtype says since (as the
+        # architecture: hyperparameters changed after fit apply from the next fit on)
+        dtype = self._model_dtype() if first else self._model.params.dtype
         hidden = self._hidden_sizes()
         self._dropout_rates(len(hidden))
         X, y = validate_data(self, X, y, reset=first, accept_sparse=["csr", "csc"],
@@ -370,6 +373,7 @@ class Network(BaseEstimator):
                              y_numeric=self._task == "regression")
         X = _as_c_input(X)
         n_samples = X.shape[0]
+        check_representable(self, dtype)  # before anything is trained or allocated
         task = (self._task or targets.task_of(y)) if first else self._fitted_task
         if first and incremental and self._task == "classification" and classes is None \
                 and type_of_target(y) != "multilabel-indicator":

@@ -12,13 +12,19 @@ The file is a zip archive whose members are all stored uncompressed:
   loss_curve.npy, validation_scores.npy   the training history (float64)
   history.npy      history_, one row per epoch, columns as metadata "history_columns" name
                    them (float64; None is NaN)
-Arrays are read with allow_pickle=False, so no member can run code. Before any array is
-allocated its header must state the dtype and shape the metadata implies, and its stored size
-must match, so a file cannot claim more memory than it physically holds. Anything malformed
-raises ValueError."""
+Arrays are read with allow_pickle=False, so no member can run code. Only a regular file is
+read, through a view held to its size when opened. Before any array is allocated its header
+must state the dtype and shape the metadata implies, and its stored size must match, so a file
+cannot claim more memory than it physically holds. Every value is then checked as fit would
+leave it (finite parameters, sorted unique classes, counters in range, valid hyperparameters).
+Anything malformed raises ValueError. save writes atomically (a temporary file beside the
+target, fsynced, then renamed over it)."""
 import io
 import json
+import math
 import os
+import secrets
+import stat
 import struct
 import zipfile
 import zlib
@@ -29,7 +35,8 @@ from sklearn.preprocessing import LabelBinarizer
 from .estimators import MLPClassifier, MLPRegressor
 from .network import Network, parameter_layout
 from .callbacks import from_config, to_config
-from .schedules import LearningRateSchedule
+from .optim import check_representable
+from .schedules import MAX_HALVINGS, LearningRateSchedule
 from .training import RECORD_KEYS, History
 
 FORMAT = "fastmlp-model"
@@ -37,8 +44,10 @@ VERSION = 1
 _CLASSES = {cls.__name__: cls for cls in (Network, MLPClassifier, MLPRegressor)}
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 _MAX_METADATA_BYTES = 1 << 20
+_READ_BYTES = 1 << 24
 _MAX_UNITS = 2**31 - 1  # the C side counts units in int
 _RNG_WORDS = 624
+_MAX_COUNT = 2**62  # update and epoch counters: int64 in C, with room to count on
 # fitted scalars kept in the metadata: name -> the JSON types it may have
 _SCALARS = {
     "n_features_in_": int, "n_layers_": int, "n_outputs_": int, "t_": int, "n_iter_": int,
@@ -49,14 +58,24 @@ _SCALARS = {
 
 
 def save(model, path):
-    """Write a fitted Network / MLPClassifier / MLPRegressor to `path` (arrays + JSON)."""
+    """Write a fitted Network / MLPClassifier / MLPRegressor to `path` (arrays + JSON).
+
+    The write is atomic: the file is written beside `path` under a temporary name, flushed and
+    synced to disk, then renamed over `path`, so a full disk, a crash or an interrupt leaves
+    the previous file (or none) intact, never a truncated one."""
     cls = type(model)
     if cls not in _CLASSES.values():
         raise TypeError(f"fastmlp.save writes Network, MLPClassifier or MLPRegressor models, "
                         f"got {cls.__name__}")
     if not hasattr(model, "_params"):
         raise ValueError(f"this {cls.__name__} is not fitted yet: call fit before save")
+    try:
+        _check_hyperparameters(model, model._params.dtype)
+    except ValueError as error:
+        raise ValueError(f"fastmlp.save writes models whose hyperparameters fit would accept: "
+                         f"{error}") from None
     params = model.get_params(deep=False)
+    dtype_as_text = isinstance(params["dtype"], str)  # "float64" comes back as text, not a type
     params["dtype"] = np.dtype(params["dtype"]).name
     if not isinstance(params["random_state"], (int, np.integer, type(None))):
         # a RandomState instance: the generator's state that matters is saved as rng.npy
@@ -84,6 +103,7 @@ def save(model, path):
         "feature_names_in": None,
         "label_type": None,
         "history_columns": RECORD_KEYS,
+        "dtype_as_text": dtype_as_text,
     }
     arrays = {"params": model._params, "loss_curve": np.asarray(model.loss_curve_, np.float64),
               "history": np.array([[np.nan if r[k] is None else r[k] for k in RECORD_KEYS]
@@ -105,6 +125,7 @@ def save(model, path):
         meta["schedule"] = _jsonable(vars(schedule))
     if model._fitted_task == "classification":
         meta["label_type"] = model._label_binarizer.y_type_
+        meta["n_classes"] = len(model.classes_)  # a binary model has 2, or 1 (one-class y)
         # scikit-learn's unique_labels makes them numbers, booleans or fixed-width strings
         classes = np.asarray(model.classes_)
         if classes.dtype.kind not in "biufU":
@@ -112,27 +133,140 @@ def save(model, path):
                              f"strings, got {classes.dtype} labels {classes.tolist()!r}")
         arrays["classes"] = classes
     text = json.dumps(meta, allow_nan=True).encode()
-    with zipfile.ZipFile(os.fspath(path), "w", compression=zipfile.ZIP_STORED) as archive:
+    _write_atomically(os.fsdecode(path), lambda file: _write_archive(file, text, arrays))
+
+
+def _write_archive(file, text, arrays):
+    with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as archive:
         archive.writestr("metadata.json", text)
         for name, array in arrays.items():
-            buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
-            archive.writestr(name + ".npy", buffer.getvalue())
+            array = np.ascontiguousarray(array)
+            # streamed in chunks by write_array: no copy of the parameters is made on the way
+            with archive.open(name + ".npy", "w", force_zip64=array.nbytes > 2**31 - 2**20) \
+                    as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
+
+
+def _write_atomically(path, write):
+    """write(file) into a new file beside `path`, then that file renamed over `path`: a crash,
+    a full disk or an exception at any point leaves the old file or the new one, never a mix,
+    and no temporary file behind. A symbolic link is followed, so the file it names is the one
+    replaced; an existing file's permissions are kept, a new one gets the umask's."""
+    path = os.path.realpath(path)
+    folder, name = os.path.split(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        # os.replace would put the model in place of a device, pipe or socket
+        raise ValueError(f"fastmlp.save writes regular files; {path} is {_file_kind(mode)}")
+    while True:
+        temp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
+        try:
+            # O_EXCL: never another's file; 0o666: the umask applies, as for open(path, "w")
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                         0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with open(fd, "wb") as file:
+            if mode is not None and hasattr(os, "fchmod"):
+                os.fchmod(fd, stat.S_IMODE(mode))
+            write(file)
+            file.flush()
+            os.fsync(fd)
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder):
+    """Make the rename itself durable, where the system lets a folder be synced (POSIX)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except (AttributeError, OSError):  # no O_DIRECTORY (Windows), or a folder we cannot open
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse to sync a folder: the file itself is synced
+        pass
+    finally:
+        os.close(fd)
 
 
 def load(path):
     """Read a model written by fastmlp.save. Raises ValueError for anything that is not such
-    a file (truncated, damaged, foreign, another version); never unpickles."""
+    a file (not a regular file, truncated, damaged, foreign, another version, or values no
+    fit could have made); never unpickles. A missing or unreadable path is an OSError."""
     path = os.fspath(path)
-    with open(path, "rb") as file:
-        try:
-            return _load(file, os.fstat(file.fileno()).st_size)
-        except ValueError as error:
-            raise ValueError(f"{path} is not a valid fastmlp model file: {error}") from None
-        except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, TypeError, OverflowError,
-                struct.error, UnicodeDecodeError, NotImplementedError, RecursionError) as error:
-            raise ValueError(f"{path} is not a valid fastmlp model file "
-                             f"({type(error).__name__}: {error})") from None
+    # O_NONBLOCK: opening a FIFO must not wait for a writer before it can be refused
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        status = os.fstat(fd)
+        _require(stat.S_ISREG(status.st_mode),
+                 f"not a regular file but {_file_kind(status.st_mode)}")
+        with open(fd, "rb", closefd=False) as file:
+            return _load(_Bounded(file, status.st_size), status.st_size)
+    except (ValueError, _OutsideFile) as error:
+        raise ValueError(f"{path} is not a valid fastmlp model file: {error}") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, TypeError, OverflowError,
+            struct.error, UnicodeDecodeError, NotImplementedError, RecursionError) as error:
+        raise ValueError(f"{path} is not a valid fastmlp model file "
+                         f"({type(error).__name__}: {error})") from None
+    finally:
+        os.close(fd)
+
+
+class _OutsideFile(OSError):
+    """A seek before the file's start: a damaged offset, which load reports as ValueError
+    (zipfile itself takes an OSError from a seek to mean "too short to be a zip archive")."""
+
+
+class _Bounded:
+    """The file as zipfile reads it, held to the `size` bytes it had when opened: no read can
+    ask for more than is left (zipfile reads sizes that the archive claims, and a claimed size
+    would otherwise be allocated before it is found to be a lie), and a file that grows while
+    it is read is read as it was."""
+
+    def __init__(self, file, size):
+        self._file, self._size, self._at = file, size, 0
+
+    def seekable(self):
+        return True
+
+    def tell(self):
+        return self._at
+
+    def seek(self, offset, whence=os.SEEK_SET):
+        at = offset + {os.SEEK_SET: 0, os.SEEK_CUR: self._at, os.SEEK_END: self._size}[whence]
+        if at < 0:
+            raise _OutsideFile(f"an offset points {-at} bytes before the start of the file")
+        self._at = at
+        return at
+
+    def read(self, n=-1):
+        n = max(0, self._size - self._at) if n is None or n < 0 else \
+            max(0, min(n, self._size - self._at))
+        self._file.seek(self._at)
+        data = self._file.read(n)
+        self._at += len(data)
+        return data
+
+
+def _file_kind(mode):
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a pipe"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a plain file"
 
 
 def _load(file, file_size):
@@ -148,6 +282,11 @@ def _load(file, file_size):
                     or info.file_size > file_size:
                 raise ValueError(f"member {info.filename!r} is compressed or claims more bytes "
                                  "than the file holds")
+            # encrypted (bit 0), patched (bit 5) or strongly encrypted (bit 6): save writes
+            # none of these, and zipfile would raise RuntimeError or NotImplementedError
+            if info.flag_bits & 0x61:
+                raise ValueError(f"member {info.filename!r} is marked as encrypted or patched "
+                                 f"(flag bits {info.flag_bits:#06x})")
         if "metadata.json" not in members:
             raise ValueError("no metadata.json member")
         if members["metadata.json"].file_size > _MAX_METADATA_BYTES:
@@ -169,7 +308,8 @@ def _load(file, file_size):
 
 
 def _estimator(meta):
-    """The estimator of the metadata's class with its hyperparameters, validated."""
+    """The estimator of the metadata's class with its hyperparameters (checked with the
+    arrays, by _check_values)."""
     cls = _CLASSES.get(meta.get("class"))
     _require(cls is not None, f"unknown estimator class {meta.get('class')!r}")
     params = meta.get("params")
@@ -180,7 +320,8 @@ def _estimator(meta):
     params = dict(params)
     if "dtype" in params:
         _require(params["dtype"] in _DTYPES, f"dtype {params['dtype']!r}")
-        params["dtype"] = _DTYPES[params["dtype"]]
+        if meta.get("dtype_as_text") is not True:
+            params["dtype"] = _DTYPES[params["dtype"]]
     if isinstance(params.get("hidden_layer_sizes"), list):
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
     if "callbacks" in params:
@@ -188,8 +329,17 @@ def _estimator(meta):
     if "class_weight" in params:
         params["class_weight"] = _class_weight_from_json(params["class_weight"])
     model.set_params(**params)
-    model._validate_params()  # scikit-learn's constraints: InvalidParameterError is a ValueError
     return model
+
+
+def _check_hyperparameters(model, params_dtype):
+    """The hyperparameters as fit checks them (scikit-learn's constraints, whose
+    InvalidParameterError is a ValueError, then fit's own checks) and as the C step can hold
+    them in the parameters' dtype: save writes only what load reads back."""
+    model._validate_params()
+    model._model_dtype()
+    model._dropout_rates(len(model._hidden_sizes()))
+    check_representable(model, params_dtype)
 
 
 def _expected_arrays(model, meta):
@@ -210,8 +360,14 @@ def _expected_arrays(model, meta):
     _require(attrs["n_features_in_"] == units[0] and attrs["n_outputs_"] == units[-1]
              and attrs["n_layers_"] == len(units), "units disagree with n_features_in_, "
              "n_outputs_ and n_layers_")
-    _require(min(attrs["t_"], attrs["n_iter_"], attrs["_seed"]) >= 0 and attrs["_seed"] < 2**64,
-             "negative counters or seed")
+    # t_ is an int64 in C, which adds the updates of an epoch to it; every epoch makes one
+    # update at least. L-BFGS counts iterations in n_iter_ and makes no stochastic update (t_ 0)
+    lbfgs = model.solver == "lbfgs" and attrs["t_"] == 0
+    _require(0 <= attrs["n_iter_"] <= _MAX_COUNT and 0 <= attrs["t_"] <= _MAX_COUNT
+             and (lbfgs or attrs["n_iter_"] <= attrs["t_"]),
+             f"counters n_iter_={attrs['n_iter_']}, t_={attrs['t_']}: fit makes "
+             f"0 <= n_iter_ <= t_ (at most {_MAX_COUNT}; t_ = 0 with solver='lbfgs')")
+    _require(0 <= attrs["_seed"] < 2**64, f"seed {attrs['_seed']}: not a 64-bit seed")
     spec = meta.get("fitted_spec")
     hidden = len(units) - 2
     _require(isinstance(spec, dict) and set(spec) == {"activation", "batch_norm", "dropout"}
@@ -228,9 +384,9 @@ def _expected_arrays(model, meta):
     _require(meta.get("params_dtype") in _DTYPES, f"params dtype {meta.get('params_dtype')!r}")
     dtype = np.dtype(meta["params_dtype"])
     history = meta.get("loss_curve_length"), meta.get("validation_scores_length")
-    _require(_is_int(history[0]) and history[0] >= 0
-             and (history[1] is None or _is_int(history[1]) and history[1] >= 0),
-             f"history lengths {history}")
+    # one loss, and with early stopping one validation score, per epoch
+    _require(history[0] == attrs["n_iter_"] and history[1] in (None, attrs["n_iter_"]),
+             f"history lengths {history} for n_iter_={attrs['n_iter_']}")
     arrays = {"params": (_dtype_is(dtype), (layout["size"],)),
               "loss_curve": (_dtype_is(np.float64), (history[0],))}
     if meta.get("history_columns") is not None:  # files from before history_ have none
@@ -248,8 +404,11 @@ def _expected_arrays(model, meta):
         _require(label_type in ("binary", "multiclass", "multilabel-indicator"),
                  f"label type {label_type!r}")
         n_out = units[-1]
-        n_classes = 2 if label_type == "binary" else n_out
-        _require(label_type != "binary" or n_out == 1, "a binary model has one output")
+        n_classes = meta.get("n_classes", 2) if label_type == "binary" else n_out
+        _require(label_type != "binary" or n_out == 1 and n_classes in (1, 2),
+                 "a binary model has one output and 1 or 2 classes")
+        _require(label_type != "multiclass" or n_out >= 3,
+                 "a multiclass model has 3 outputs or more (2 classes are binary)")
         arrays["classes"] = (lambda d: d.kind in "biufU", (n_classes,))
     return arrays
 
@@ -267,18 +426,80 @@ def _read_npy(archive, info, dtype_ok, shape):
                  f"{info.filename}: dtype {dtype}")
         _require(tuple(header_shape) == shape and not fortran,
                  f"{info.filename}: shape {header_shape}, the metadata implies {shape}")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = math.prod(shape) * dtype.itemsize
         _require(info.file_size == header_bytes + nbytes,
                  f"{info.filename}: {info.file_size - header_bytes} data bytes for "
                  f"{nbytes} expected")
         buffer = bytearray(nbytes)
-        _require(member.readinto(buffer) == nbytes, f"{info.filename}: truncated")
+        view, at = memoryview(buffer), 0
+        while at < nbytes:  # in slices: readinto reads through a bytes object of its size
+            got = member.readinto(view[at:at + _READ_BYTES])
+            _require(got > 0, f"{info.filename}: truncated")
+            at += got
         _require(member.read(1) == b"", f"{info.filename}: trailing bytes")  # CRC checked here
     return np.frombuffer(buffer, dtype=dtype).reshape(shape)
 
 
+def _check_values(model, meta, arrays):
+    """Every loaded value as fit leaves it: a file that parses but holds values no fit could
+    make (a NaN weight, a negative sum of squares, unsorted classes) would load, then predict
+    NaN or train wrongly, so it is refused here."""
+    attrs, units = meta["attributes"], meta["units"]
+    spec = meta["fitted_spec"]
+    layout = parameter_layout(units, spec["batch_norm"], units[0] if meta["normalized"] else 0)
+    params = arrays["params"]
+    _check_hyperparameters(model, params.dtype)
+    _require(np.isfinite(params).all(), "params.npy holds NaN or infinite parameters")
+    for offset, n in zip(layout["var_offset"], units[1:-1]):
+        _require(np.all(params[offset:offset + n] >= 0), "a batch-norm running variance is "
+                 "negative")
+    n = layout["n_normalized"]
+    _require(np.all(params[layout["shift_offset"] + n:][:n] > 0),
+             "an input scale is not positive")
+    state = arrays.get("state")
+    if state is not None:
+        _require(np.isfinite(state).all(), "state.npy holds NaN or infinite values")
+        # the half of the state that sums squared gradients, for the solver that goes on
+        squares = {"adam": state[layout["n_trainable"]:], "adagrad": state[:layout["n_trainable"]],
+                   "rmsprop": state[:layout["n_trainable"]]}.get(model.solver)
+        _require(squares is None or np.all(squares >= 0),
+                 f"state.npy: {model.solver}'s sums of squared gradients are negative")
+    # each epoch's loss is a mean of non-negative losses plus a non-negative penalty
+    curve = arrays["loss_curve"]
+    _require(np.isfinite(curve).all() and np.all(curve >= 0),
+             "loss_curve.npy holds negative, NaN or infinite losses")
+    scores = arrays.get("validation_scores")
+    # NaN is a score: R^2 of a single held-out sample
+    _require(scores is None or not np.any(scores > 1),
+             "validation_scores.npy holds scores above 1 (accuracy and R^2 are at most 1)")
+    if len(curve):
+        _require(attrs.get("loss_") == curve[-1], f"loss_={attrs.get('loss_')!r} is not the "
+                 "last loss of the loss curve")
+    best = attrs.get("best_loss_")
+    _require(best is None or best >= 0, f"best_loss_={best!r}")  # NaN fails too
+    best = attrs.get("best_validation_score_")
+    _require(best is None or not best > 1, f"best_validation_score_={best!r}")
+    if attrs["_fitted_task"] == "classification":
+        classes = arrays["classes"]
+        if meta["label_type"] == "multilabel-indicator":
+            # the binarizer names a multilabel matrix's columns 0 .. n_outputs - 1
+            _require(classes.dtype.kind in "iu"
+                     and np.array_equal(classes, np.arange(len(classes))),
+                     f"multilabel classes {classes.tolist()!r}: the columns 0 .. "
+                     f"{len(classes) - 1}")
+        else:
+            _require(classes.dtype.kind != "f" or np.isfinite(classes).all(),
+                     f"classes {classes.tolist()!r} are not finite")
+            # as LabelBinarizer makes them: each label once, sorted
+            _require(np.array_equal(np.unique(classes), classes),
+                     f"classes {classes.tolist()!r} are not unique and sorted")
+    elif attrs.get("_y_1d"):
+        _require(units[-1] == 1, "a model of a 1-d target has one output")
+
+
 def _restore(model, meta, arrays):
     """Set the fitted state on `model` from validated metadata and arrays."""
+    _check_values(model, meta, arrays)
     attrs = meta["attributes"]
     for name, value in attrs.items():
         setattr(model, name, value)
@@ -343,9 +564,13 @@ def _schedule(state):
     _require(isinstance(state, dict) and set(state) == set(fields)
              and all(isinstance(state[k], t) for k, t in fields.items())
              and state["kind"] in ("constant", "invscaling", "plateau", "adaptive")
-             and (isinstance(state["n_iter_no_change"], int)
-                  or state["n_iter_no_change"] == np.inf),
-             "learning-rate schedule state")
+             and 0 < state["learning_rate"] < np.inf
+             and state["tol"] >= 0
+             and (_is_int(state["n_iter_no_change"]) and state["n_iter_no_change"] >= 1
+                  or state["n_iter_no_change"] == np.inf)
+             and not np.isnan(state["best"]) and state["epochs_without_improvement"] >= 0
+             and 0 <= state["halvings"] <= MAX_HALVINGS,
+             f"learning-rate schedule state {state!r}")
     schedule = LearningRateSchedule(state["kind"], state["learning_rate"], state["tol"],
                                     state["n_iter_no_change"])
     vars(schedule).update(state)

@@ -106,7 +106,8 @@ class Stretches:
         n, size = len(order), self.batch_size
         n_batches = _core.epoch_batches(n, size, self.batch_norm)
         batch_loss = np.zeros(n_batches)  # J_b * |b| of each batch, summed alike
-        hyper = hyperparameters(self.estimator, learning_rate, run.schedule.c_schedule)
+        hyper = hyperparameters(self.estimator, learning_rate, run.schedule.c_schedule,
+                                run.model.params.dtype)
         model = run.model
         self.stretches = []
         first = 0
@@ -145,7 +146,10 @@ class Evaluation:
 
     def record(self, run, trained, learning_rate):
         loss, seconds, threads, n = trained
-        if not np.isfinite(loss) or not run.model.finite():
+        # the optimizer state too: a velocity or second moment that overflowed makes the
+        # next update (this fit's, or a later partial_fit's) non-finite
+        if not np.isfinite(loss) or not run.model.finite() \
+                or not np.isfinite(run.state.sum()):
             raise ValueError(f"{NON_FINITE} Training diverged (the loss or the parameters are "
                              "not finite): lower learning_rate_init, or standardize the inputs")
         record = {"epoch": len(run.prior) + len(run.records) + 1, "train_loss": loss,
