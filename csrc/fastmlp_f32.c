@@ -18,6 +18,7 @@
 #include "loss.c"
 #include "optim.c"
 #include "train.c"
+#include "predict.c"
 
 /* The type-independent part of the API, defined once, here. */
 int fastmlp_openmp_enabled(void)

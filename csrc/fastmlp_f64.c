@@ -18,3 +18,4 @@
 #include "loss.c"
 #include "optim.c"
 #include "train.c"
+#include "predict.c"
