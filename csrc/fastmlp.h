@@ -340,12 +340,14 @@ int64_t FN(workspace_size)(const fastmlp_net *net, int batch_size, int n_parts, 
  *   stretches of `order`: the caller sums the entries, the same way however it cut them.
  *   Each batch's GEMMs are cut into n_parts slabs (fastmlp_work_parts) that n_threads threads
  *   share: the result depends on n_parts, never on n_threads, and dropout masks are keyed by
- *   (seed, t, row, unit). */
+ *   (seed, t, row, unit). With max_seconds > 0 the call stops after the batch that ends about
+ *   max_seconds after it began (at least one batch): *t - (*t before) batches were trained,
+ *   and the caller goes on from the rows after them, as with a stretch it cut itself. */
 int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, double *batch_loss,
                     int64_t *t, const FN(fastmlp_input) *X, const real *Y,
                     const real *sample_weight, const int64_t *order, int64_t n, int batch_size,
                     const fastmlp_net *net, const fastmlp_optim *opt, uint64_t seed,
-                    int n_parts, int n_threads);
+                    int n_parts, int n_threads, double max_seconds);
 
 /* batch_gradient: J and grads = dJ/dparams (the L2 term alpha * W included) for one batch of
  *   rows `order` (B,) in training mode (batch statistics, dropout keyed by (seed, t)), without

@@ -18,11 +18,120 @@
 
 #ifndef FASTMLP_TRAIN_ONCE
 #define FASTMLP_TRAIN_ONCE
-#ifdef _OPENMP
-#define FASTMLP_BARRIER _Pragma("omp barrier")
-#else
-#define FASTMLP_BARRIER
+#include <time.h>
+#if defined(__linux__)
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#elif defined(__unix__) || defined(__APPLE__)
+#include <sched.h>
 #endif
+
+/* The barrier between the phases of a batch: a short spin, then a passive wait. OpenMP's own
+ * barrier (libgomp) spins for up to ~300000 rounds before it sleeps, milliseconds here: with
+ * another process busy on the second core, the thread that arrived first kept its core busy
+ * while its partner waited for the other core, and the kernel could not run the partner on the
+ * core it was spinning on. A thread that has spun FASTMLP_SPIN rounds (~50 us here, 24 ns a
+ * round; on an idle machine a partner arrives within a few us) sleeps on a futex and frees its
+ * core. Where there is no futex (not Linux) it yields its core between rounds instead. The
+ * last thread to arrive bumps the generation (release) that the others read (acquire), so what
+ * every thread wrote before the barrier is visible after it. */
+#define FASTMLP_SPIN 2000
+#if defined(_OPENMP) && defined(__GNUC__)
+#define FASTMLP_BARRIER(c) fastmlp_barrier_wait(&(c)->barrier);
+#elif defined(_OPENMP)  /* no GCC atomics (MSVC): OpenMP's barrier */
+#define FASTMLP_BARRIER(c) _Pragma("omp barrier")
+#else
+#define FASTMLP_BARRIER(c)
+#endif
+typedef struct {
+    int threads;     /* the team: every one of them must arrive */
+    int arrived;     /* in this generation */
+    int generation;  /* the futex word */
+    int sleepers;    /* threads asleep (or about to be) on the futex */
+} fastmlp_barrier;
+
+static inline void fastmlp_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void fastmlp_barrier_wait(fastmlp_barrier *b)
+{
+    const int threads = __atomic_load_n(&b->threads, __ATOMIC_RELAXED);
+    if (threads <= 1) return;
+    const int generation = __atomic_load_n(&b->generation, __ATOMIC_ACQUIRE);
+    if (__atomic_add_fetch(&b->arrived, 1, __ATOMIC_ACQ_REL) == threads) {
+        __atomic_store_n(&b->arrived, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&b->generation, generation + 1, __ATOMIC_SEQ_CST);
+#if defined(__linux__)
+        if (__atomic_load_n(&b->sleepers, __ATOMIC_SEQ_CST) > 0)
+            syscall(SYS_futex, &b->generation, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+#endif
+        return;
+    }
+    for (int spin = 0; spin < FASTMLP_SPIN; spin++) {
+        if (__atomic_load_n(&b->generation, __ATOMIC_ACQUIRE) != generation) return;
+        fastmlp_pause();
+    }
+#if defined(__linux__)
+    /* a waker that bumps the generation after our check reads sleepers > 0 (both seq_cst), and
+     * FUTEX_WAIT returns at once when the word is no longer `generation`: no wake-up is lost */
+    __atomic_add_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n(&b->generation, __ATOMIC_SEQ_CST) == generation)
+        syscall(SYS_futex, &b->generation, FUTEX_WAIT_PRIVATE, generation, NULL, NULL, 0);
+    __atomic_sub_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+#elif defined(__unix__) || defined(__APPLE__)
+    while (__atomic_load_n(&b->generation, __ATOMIC_ACQUIRE) == generation) sched_yield();
+#else
+    while (__atomic_load_n(&b->generation, __ATOMIC_ACQUIRE) == generation) fastmlp_pause();
+#endif
+}
+
+/* A value one thread changes while the others may read it (between barriers). */
+static inline int64_t fastmlp_read(const int64_t *p)
+{
+    int64_t value;
+#ifdef _OPENMP
+#pragma omp atomic read
+#endif
+    value = *p;
+    return value;
+}
+static inline void fastmlp_write(int64_t *p, int64_t value)
+{
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+    *p = value;
+}
+
+/* Seconds on a monotonic clock where there is one */
+static inline double fastmlp_seconds(void)
+{
+#if defined(_OPENMP)
+    return omp_get_wtime();
+#elif defined(CLOCK_MONOTONIC)
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
+#else
+    struct timespec now;
+    timespec_get(&now, TIME_UTC);
+    return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
+#endif
+}
+
+/* Every thread of the team calls this before its first barrier: each stores the same count, so
+ * whichever thread reads it has stored it itself. */
+static inline void fastmlp_barrier_join(fastmlp_barrier *b, int threads)
+{
+    __atomic_store_n(&b->threads, threads, __ATOMIC_RELAXED);
+}
 #define FASTMLP_STEP_CHUNK 8192   /* elements per optimizer chunk: a few L2-sized streams */
 
 static inline void fastmlp_slab(int64_t n, int tid, int nt, int64_t *lo, int64_t *hi)
@@ -167,6 +276,7 @@ typedef struct {
     int64_t fused_lo, fused_hi;
     /* v.packed where the tiles run, else NULL (then BLAS) */
     real **packed;
+    fastmlp_barrier barrier;  /* between the phases of a batch, for the call's team */
 } FN(context);
 
 /* Views, row-loss and chunk buffers for one call: small tables, once per call, never per batch. */
@@ -370,7 +480,7 @@ static void FN(forward_by_inputs)(FN(context) *c, int l, int B, const real *W, c
                          W + lo * n_out, NULL, B, (int)(hi - lo), n_out, 0, n_out,
                          FASTMLP_IDENTITY, 0.0, t, 0);
     }
-    FASTMLP_BARRIER
+    FASTMLP_BARRIER(c)
     for (int part = tid; part < 2; part += nt) {
         fastmlp_slab(B, part, 2, &lo, &hi);
         real *out = v->H[l + 1] + lo * n_out;
@@ -424,7 +534,7 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
             if (s == 0) continue;
             for (int64_t col = lo; col < hi; col++) v->shift_W[col] -= s * W0[(int64_t)j * u[1] + col];
         }
-        FASTMLP_BARRIER
+        FASTMLP_BARRIER(c)
     }
 
     /* forward, layer by layer. A layer whose width exceeds the batch is cut by columns: every
@@ -447,7 +557,7 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
         const int by_columns = P > 1 && n_out > B && !(l == 0 && sparse);
         const int by_inputs = by_columns && P == 2 && hidden && fastmlp_dw_by_inputs(n_in, n_out);
         /* the first layer's rows were gathered, and synchronized, before the call */
-        if ((by_columns && !(l == 0 && rows_ready)) || written_by_columns) { FASTMLP_BARRIER }
+        if ((by_columns && !(l == 0 && rows_ready)) || written_by_columns) { FASTMLP_BARRIER(c) }
         if (by_inputs) FN(forward_by_inputs)(c, l, B, W, b, act_now, p_now, t, tid, nt);
         else for (int part = tid; part < P; part += nt) {
             if (by_columns) {
@@ -468,13 +578,13 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
         }
         written_by_columns = by_columns && !by_inputs;
         if (bn) {
-            FASTMLP_BARRIER
+            FASTMLP_BARRIER(c)
             fastmlp_slab(n_out, tid, nt, &lo, &hi);
             FN(batchnorm_stats)(v->bn_mean[l], v->bn_inv_std[l],
                                 c->update_running ? c->params + net->mean_offset[l] : NULL,
                                 c->update_running ? c->params + net->var_offset[l] : NULL,
                                 v->H[l + 1], B, n_out, (int)lo, (int)hi);
-            FASTMLP_BARRIER
+            FASTMLP_BARRIER(c)
             for (int part = tid; part < P; part += nt) {
                 fastmlp_slab(B, part, P, &r0, &r1);
                 FN(batchnorm_forward)(v->H[l + 1] + r0 * n_out, v->xhat[l] + r0 * n_out,
@@ -486,7 +596,7 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
             written_by_columns = 0;  /* batch norm's epilogue went by rows */
         }
     }
-    if (written_by_columns) { FASTMLP_BARRIER }
+    if (written_by_columns) { FASTMLP_BARRIER(c) }
     /* the output units and their loss; H[L] becomes the output delta */
     for (int part = tid; part < P; part += nt) {
         fastmlp_slab(B, part, P, &r0, &r1);
@@ -495,7 +605,7 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
                                              c->sample_weight ? v->W + r : NULL, 1, k,
                                              net->output, inv_sum_w);
     }
-    FASTMLP_BARRIER
+    FASTMLP_BARRIER(c)
 
     /* backward, from the output layer down */
     real *delta = v->H[L];
@@ -510,14 +620,14 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
             fastmlp_slab(n_out, tid, nt, &lo, &hi);
             FN(batchnorm_backward_params)(dgamma, dbeta, delta, v->xhat[l], B, n_out, (int)lo, (int)hi);
             for (int64_t j = lo; j < hi; j++) db[j] = 0;  /* no trainable bias under batch norm */
-            FASTMLP_BARRIER
+            FASTMLP_BARRIER(c)
             for (int part = tid; part < P; part += nt) {
                 fastmlp_slab(B, part, P, &r0, &r1);
                 FN(batchnorm_backward)(delta + r0 * n_out, v->xhat[l] + r0 * n_out,
                                        c->params + net->gamma_offset[l], v->bn_inv_std[l],
                                        dgamma, dbeta, B, (int)(r1 - r0), n_out);
             }
-            FASTMLP_BARRIER
+            FASTMLP_BARRIER(c)
         }
         if (l == 0 && sparse) {
             fastmlp_slab(n_out, tid, nt, &lo, &hi);
@@ -562,7 +672,7 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
             delta = v->D[next];
             next ^= 1;
         }
-        FASTMLP_BARRIER
+        FASTMLP_BARRIER(c)
     }
     return inv_sum_w;
 }
@@ -571,7 +681,7 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
                     int64_t *t, const FN(fastmlp_input) *X, const real *Y,
                     const real *sample_weight, const int64_t *order, int64_t n, int batch_size,
                     const fastmlp_net *net, const fastmlp_optim *opt, uint64_t seed,
-                    int n_parts, int n_threads)
+                    int n_parts, int n_threads, double max_seconds)
 {
     FN(context) c = {0};
     c.net = net; c.opt = opt; c.params = params; c.grads = grads; c.state = state;
@@ -593,6 +703,11 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
     }
     const int64_t n_batches = fastmlp_epoch_batches(n, batch_size, net->batch_norm);
     const int64_t t0 = *t;
+    const double started = fastmlp_seconds();
+    /* the call's last batch: the epoch's, or (max_seconds > 0) the one that ends near the time
+     * limit, which thread 0 sets one batch ahead, before a barrier: the last batch's step must
+     * know it is the last (momentum_finish leaves the plain velocity) */
+    int64_t last = n_batches - 1;
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(n_threads < c.parts ? (n_threads > 0 ? n_threads : 1) : c.parts)
@@ -600,6 +715,7 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
     {
         const int tid = fastmlp_thread_id(), nt = fastmlp_thread_count();
         double data_loss = 0;
+        fastmlp_barrier_join(&c.barrier, nt);
         /* v := momentum * v on the fused weights, each chunk by its owner; the first GEMM to
          * add to it comes after the barriers of the first batch's forward pass */
         for (int64_t chunk = 0; chunk < c.n_chunks; chunk++) {
@@ -611,8 +727,9 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
         }
         if (n_batches > 0)
             FN(gather_rows)(&c, order, fastmlp_batch_rows(n, batch_size, 0, n_batches), tid, nt);
-        FASTMLP_BARRIER
-        for (int64_t batch = 0; batch < n_batches; batch++) {
+        FASTMLP_BARRIER(&c)
+        for (int64_t batch = 0; batch <= fastmlp_read(&last); batch++) {
+            const int is_last = batch == fastmlp_read(&last);
             const int64_t b0 = batch * batch_size;
             const int B = fastmlp_batch_rows(n, batch_size, batch, n_batches);
             const int64_t b1 = b0 + B;
@@ -627,14 +744,19 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
                 if (c.chunk_part[chunk] % nt != tid) continue;  /* parts go tid, tid + nt, ... */
                 int64_t lo, hi;
                 FN(chunk_range)(&c, chunk, &lo, &hi);
-                c.chunk_sumsq[chunk] = FN(step_chunk)(&c, step, lo, hi,
-                                                      batch == n_batches - 1);
+                c.chunk_sumsq[chunk] = FN(step_chunk)(&c, step, lo, hi, is_last);
+            }
+            if (tid == 0 && !is_last && max_seconds > 0) {
+                /* stop after the next batch if it would end past the limit, at this rate */
+                const double elapsed = fastmlp_seconds() - started;
+                if (elapsed * (batch + 2) / (batch + 1) >= max_seconds)
+                    fastmlp_write(&last, batch + 1);
             }
             /* the next batch's rows, behind this barrier: its forward needs none of its own */
-            if (batch + 1 < n_batches)
+            if (!is_last)
                 FN(gather_rows)(&c, order + b1,
                                 fastmlp_batch_rows(n, batch_size, batch + 1, n_batches), tid, nt);
-            FASTMLP_BARRIER
+            FASTMLP_BARRIER(&c)
             if (tid == 0) {
                 double sumsq = 0;
                 for (int64_t chunk = 0; chunk < c.n_chunks; chunk++) sumsq += c.chunk_sumsq[chunk];
@@ -642,7 +764,7 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
             }
         }
     }
-    *t = t0 + n_batches;
+    *t = t0 + last + 1;
     FN(context_free)(&c);
     return FASTMLP_OK;
 }
@@ -665,6 +787,7 @@ int FN(batch_gradient)(real *grads, double *loss, real *params, real *workspace,
 #pragma omp parallel num_threads(n_threads < c.parts ? (n_threads > 0 ? n_threads : 1) : c.parts)
 #endif
     {
+        fastmlp_barrier_join(&c.barrier, fastmlp_thread_count());
         const double inv = FN(forward_backward)(&c, order, B, t, fastmlp_thread_id(),
                                                 fastmlp_thread_count(), 0);
         if (fastmlp_thread_id() == 0) inv_sum_w = inv;

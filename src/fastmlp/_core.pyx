@@ -83,12 +83,12 @@ cdef extern from "fastmlp.h" nogil:
                         double *batch_loss, int64_t *t, const fastmlp_input_f32 *X, const float *Y,
                         const float *sample_weight, const int64_t *order, int64_t n,
                         int batch_size, const fastmlp_net *net, const fastmlp_optim *opt,
-                        uint64_t seed, int n_parts, int n_threads)
+                        uint64_t seed, int n_parts, int n_threads, double max_seconds)
     int train_epoch_f64(double *params, double *grads, double *state, double *workspace,
                         double *batch_loss, int64_t *t, const fastmlp_input_f64 *X, const double *Y,
                         const double *sample_weight, const int64_t *order, int64_t n,
                         int batch_size, const fastmlp_net *net, const fastmlp_optim *opt,
-                        uint64_t seed, int n_parts, int n_threads)
+                        uint64_t seed, int n_parts, int n_threads, double max_seconds)
     int batch_gradient_f32(float *grads, double *loss, float *params, float *workspace,
                            const fastmlp_input_f32 *X, const float *Y, const float *sample_weight,
                            const int64_t *order, int B, const fastmlp_net *net, double alpha,
@@ -274,10 +274,12 @@ def train_epoch(Net net, dict hyper, Input X, floating[::1] params, floating[::1
                 floating[::1] state, floating[::1] workspace, double[::1] batch_loss,
                 const floating[:, ::1] Y, const floating[::1] sample_weight,
                 const int64_t[::1] order, int batch_size, uint64_t seed, int64_t t, int n_parts,
-                int n_threads):
+                int n_threads, double max_seconds=0):
     """Mini-batches over the rows `order`, each batch's J_b * |b| into batch_loss
     (epoch_batches(len(order), batch_size, batch_norm),); returns t, the count of updates so
-    far."""
+    far. With max_seconds > 0 it stops after the batch that ends about that long after the
+    call began (at least one): the batches trained are the returned t less the t passed in,
+    and the rest of `order` is for the next call."""
     cdef fastmlp_optim opt = _optim(hyper)
     cdef int status
     cdef const floating *sw = NULL if sample_weight is None else &sample_weight[0]
@@ -289,12 +291,12 @@ def train_epoch(Net net, dict hyper, Input X, floating[::1] params, floating[::1
             status = train_epoch_f32(&params[0], &grads[0], &state[0], &workspace[0],
                                      &batch_loss[0], &t, &X.f32, &Y[0, 0], sw, &order[0],
                                      order.shape[0], batch_size, &net.c, &opt, seed, n_parts,
-                                     n_threads)
+                                     n_threads, max_seconds)
         else:
             status = train_epoch_f64(&params[0], &grads[0], &state[0], &workspace[0],
                                      &batch_loss[0], &t, &X.f64, &Y[0, 0], sw, &order[0],
                                      order.shape[0], batch_size, &net.c, &opt, seed, n_parts,
-                                     n_threads)
+                                     n_threads, max_seconds)
     if status != 0:
         raise MemoryError("fastmlp: out of memory in train_epoch")
     return t

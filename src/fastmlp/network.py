@@ -546,26 +546,28 @@ class Network(BaseEstimator):
                 batch_loss[:] = 0
                 stretches = []
                 first = 0
-                for batches, threads in thread_choice.plan(n_batches):
-                    # consecutive stretches of the epoch's batches, each on its thread count
-                    last = first + batches
-                    final = last == n_batches  # the last stretch takes all the rows left
-                    rows_of = order[first * batch_size:n if final else last * batch_size]
-                    started = time.perf_counter()
+                while first < n_batches:
+                    # consecutive stretches of the epoch's batches, each on its thread count and
+                    # bounded in time (fastmlp/threads.py); C says how many batches it trained
+                    threads, seconds = thread_choice.stretch()
+                    started, t_before = time.perf_counter(), self.t_
                     self.t_ = _core.train_epoch(
                         net, hyper, data, self._params, grads, state, workspace,
-                        batch_loss[first:last], Y, sample_weight, rows_of,
-                        batch_size, self._seed, self.t_, parts, threads)
-                    stretches.append((len(rows_of), threads, time.perf_counter() - started))
+                        batch_loss[first:], Y, sample_weight, order[first * batch_size:],
+                        batch_size, self._seed, self.t_, parts, threads, seconds)
+                    last = first + self.t_ - t_before
+                    trained = (n if last == n_batches else last * batch_size) - first * batch_size
+                    stretches.append((trained, threads, time.perf_counter() - started))
+                    thread_choice.record(*stretches[-1])
                     first = last
-                thread_choice.record(stretches)
                 loss = float(batch_loss.sum()) / n
                 self.n_iter_ += 1
                 self.loss_ = loss
                 self.loss_curve_.append(loss)
                 if self.verbose:
                     seconds = sum(stretch[2] for stretch in stretches)
-                    threads = "+".join(str(stretch[1]) for stretch in stretches)
+                    threads = max({s[1] for s in stretches},  # the count that trained most rows
+                                  key=lambda k: sum(s[0] for s in stretches if s[1] == k))
                     print(f"Epoch {self.n_iter_}: loss {loss:.8f}, {seconds:.3f} s, "
                           f"{n / max(seconds, 1e-12):,.0f} samples/s, {threads} threads")
                 if not np.isfinite(loss):
