@@ -12,8 +12,8 @@ does: the first epoch counts. The two contenders (n_threads=None, the default, a
 n_threads=1) alternate within each round, in an order that flips from round to round; the
 report gives the median samples/s of each over the rounds and the ratio default / one thread
 (1.0: as fast; under 0.9: the default loses more than 10%). With --pin the hog is pinned to the
-last core (by default the kernel places it). The checkout's src/ goes on PYTHONPATH, so an
-in-place build is enough.
+last core (by default the kernel places it). The checkout's src/ (or --src) goes on PYTHONPATH,
+so an in-place build is enough.
 
 Figures depend on everything else the machine runs: bench/README.md says how they were taken.
 """
@@ -60,8 +60,8 @@ def worker(spec):
     print(json.dumps({"samples_per_s": n * spec["epochs"] / seconds, "seconds": seconds}))
 
 
-def measure(spec, timeout):
-    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+def measure(spec, timeout, src):
+    env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
     done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=env,
                           capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
@@ -89,6 +89,8 @@ def main():
     parser.add_argument("--pin", action="store_true", help="pin the hog to the last core")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per measurement")
     parser.add_argument("--json", help="write every measurement to this file")
+    parser.add_argument("--src", default=SRC, help="the fastmlp source tree (built in place) "
+                        "to measure; a copy keeps a long run safe from edits")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -110,7 +112,7 @@ def main():
                         spec = {"hidden": sizes[1:-1], "features": sizes[0], "n": args.n,
                                 "epochs": args.epochs, "batch_size": args.batch_size,
                                 "threads": None if name == "default" else 1}
-                        rates[name].append(measure(spec, args.timeout))
+                        rates[name].append(measure(spec, args.timeout, args.src))
                 finally:
                     if hog is not None:
                         hog.kill()

@@ -109,11 +109,18 @@ typedef struct {
     double alpha;               /* L2: the step adds alpha * W to the weights' gradient */
 } fastmlp_optim;
 
+/* How a dense X stores its values: the model's type or the other one (input.c converts). */
+enum { FASTMLP_FLOAT32 = 0, FASTMLP_FLOAT64 = 1 };
+
 /* Rows of a data set: dense, or CSR sparse (then only the first layer sees it as sparse).
- * `shift` and `scale` standardize each column on the fly, x' = (x - shift) * scale, as rows are
- * gathered, so the caller's X is never copied. */
+ * A dense X may hold float32 or float64 whatever the model's type, in any memory order: value
+ * (i, j) is at dense + i * row_stride + j * col_stride bytes, and rows are converted as they
+ * are gathered (input.c). `shift` and `scale` standardize each column on the fly,
+ * x' = (x - shift) * scale, as rows are gathered, so the caller's X is never copied. */
 #define FASTMLP_INPUT_STRUCT(real) struct {                                                      \
-    const real *dense;          /* (n, n_features), or NULL when sparse */                      \
+    const void *dense;          /* (n, n_features) values of dense_type, or NULL when sparse */ \
+    int dense_type;             /* FASTMLP_FLOAT32 or FASTMLP_FLOAT64 */                        \
+    int64_t row_stride, col_stride;  /* bytes between rows, between columns */                 \
     const real *data;           /* CSR values, column indices and row pointers (n + 1,) */     \
     const int32_t *indices;                                                                     \
     const int64_t *indptr;                                                                      \

@@ -17,6 +17,7 @@
 #include "batchnorm.c"
 #include "loss.c"
 #include "optim.c"
+#include "input.c"
 #include "train.c"
 #include "predict.c"
 

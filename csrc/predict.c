@@ -76,7 +76,8 @@ typedef struct {
  * (no dropout, batch norm by its affine table). The output layer writes into out (rows, k);
  * hidden layers alternate between the two (R, max_hidden) halves of scratch. With pre_only the
  * last layer run stops at its pre-activation a = h W (a batch-norm layer, so no bias), which
- * population statistics need. gathered is (R, n_features) when dense X is standardized, order (R,).
+ * population statistics need. gathered is (R, n_features) when dense X is standardized or not
+ * readable in place (input_direct), order (R,).
  * Returns the last layer's result (rows, units[n_run]). */
 static real *FN(infer_chunk)(real *out, real *scratch, real *gathered, int64_t *order,
                              const FN(inference) *in_, int64_t i0, int rows, int n_run,
@@ -90,14 +91,11 @@ static real *FN(infer_chunk)(real *out, real *scratch, real *gathered, int64_t *
     const real *in = NULL;
     real *dst = NULL;
     if (gathered) {
-        for (int r = 0; r < rows; r++) {
-            const real *src = X->dense + (i0 + r) * n_features;
-            for (int j = 0; j < n_features; j++)
-                gathered[(int64_t)r * n_features + j] = (src[j] - X->shift[j]) * X->scale[j];
-        }
+        for (int r = 0; r < rows; r++)
+            FN(input_gather_row)(gathered + (int64_t)r * n_features, X, i0 + r, n_features);
         in = gathered;
     } else if (X->dense) {
-        in = X->dense + i0 * n_features;
+        in = FN(input_row)(X, i0);
         if (rows >= FASTMLP_WARM_MIN_ROWS && !tiled)  /* the tiles prefetch their own rows */
             fastmlp_warm(in, (int64_t)rows * n_features * (int64_t)sizeof(real));
     }
@@ -226,9 +224,10 @@ typedef struct { real *scratch, *gathered; int64_t *order; } FN(chunk_scratch);
 static int FN(chunk_scratch_init)(FN(chunk_scratch) *s, const FN(inference) *c)
 {
     const int64_t R = c->chunk_rows;
-    const int gather = c->X->dense && c->X->shift;
+    const int n_features = c->net->units[0];
+    const int gather = c->X->dense && (c->X->shift || !FN(input_direct)(c->X, n_features));
     s->scratch = (real *)malloc((size_t)(2 * R * c->max_hidden) * sizeof(real));
-    s->gathered = gather ? (real *)malloc((size_t)(R * c->net->units[0]) * sizeof(real)) : NULL;
+    s->gathered = gather ? (real *)malloc((size_t)(R * n_features) * sizeof(real)) : NULL;
     s->order = (int64_t *)malloc((size_t)R * sizeof(int64_t));
     return s->scratch && s->order && (s->gathered || !gather) ? FASTMLP_OK : FASTMLP_ENOMEM;
 }

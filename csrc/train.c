@@ -374,14 +374,7 @@ static void FN(gather_rows)(FN(context) *c, const int64_t *order, int B, int tid
         fastmlp_slab(B, part, P, &r0, &r1);
         for (int64_t r = r0; r < r1; r++) {
             const int64_t i = order[r];
-            if (!sparse) {
-                const real *src = X->dense + i * n_features;
-                real *dst = v->H[0] + r * n_features;
-                if (X->shift)
-                    for (int j = 0; j < n_features; j++) dst[j] = (src[j] - X->shift[j]) * X->scale[j];
-                else
-                    memcpy(dst, src, (size_t)n_features * sizeof(real));
-            }
+            if (!sparse) FN(input_gather_row)(v->H[0] + r * n_features, X, i, n_features);
             memcpy(v->Y + r * k, c->Y + i * k, (size_t)k * sizeof(real));
             if (c->sample_weight) v->W[r] = c->sample_weight[i];
         }

@@ -75,16 +75,17 @@ def parameter_layout(units, batch_norm, n_normalized):
                 n_normalized=n_normalized, size=at + 2 * n_normalized)
 
 
-def _column_statistics(X, sample_weight=None):
+def _column_statistics(X, sample_weight=None, dtype=None):
     """Per-column mean, population std (ddof=0) and whether every value is 0 or 1, in float64,
-    in chunks of rows so that no temporary the size of X is made (sparse X stays sparse).
+    in chunks of rows so that no temporary the size of X is made (sparse X stays sparse), of X
+    as the model reads it: rounded to `dtype` (X's own when None) first.
     With sample_weight (n,) these are the weighted statistics, rows of weight 0 ignored: the
     same as for the data with each row repeated w times (frequency weights)."""
     n, d = X.shape
     w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     total = w.sum()
     if sp.issparse(X):
-        X = X.tocsc()
+        X = X.tocsc().astype(dtype or X.dtype, copy=False)
         mean = np.asarray(X.T @ w, dtype=np.float64) / total
         sq = np.asarray(X.multiply(X).T @ w, dtype=np.float64) / total
         std = np.sqrt(np.maximum(sq - mean * mean, 0.0))
@@ -99,12 +100,15 @@ def _column_statistics(X, sample_weight=None):
     # 188 MB), and the chunks are still long enough for numpy to run at full speed
     step = max(1, (1 << 19) // max(d, 1))
     for start in range(0, n, step):
-        mean += w[start:start + step] @ X[start:start + step].astype(np.float64, copy=False)
+        # C-ordered, whatever X's order: a product's sums run in an order set by the layout
+        chunk = np.ascontiguousarray(X[start:start + step], dtype=dtype or X.dtype)
+        mean += w[start:start + step] @ chunk.astype(np.float64, copy=False)
     mean /= total
     sq = np.zeros(d)
     binary = np.ones(d, dtype=bool)
     for start in range(0, n, step):
-        chunk, w_chunk = X[start:start + step], w[start:start + step]
+        chunk = np.ascontiguousarray(X[start:start + step], dtype=dtype or X.dtype)
+        w_chunk = w[start:start + step]
         centered = chunk - mean
         sq += np.einsum("ij,ij,i->j", centered, centered, w_chunk)
         binary &= ((chunk == 0) | (chunk == 1) | (w_chunk[:, None] == 0)).all(axis=0)
@@ -234,10 +238,15 @@ class Network(BaseEstimator):
         return max(1, min(_core.max_threads(), available_cores()))
 
     def _validate_X(self, X, reset):
-        dtype = self._model_dtype()
-        X = validate_data(self, X, reset=reset, accept_sparse=["csr", "csc"], dtype=dtype,
-                          order="C")
-        return _as_c_input(X)
+        X = validate_data(self, X, reset=reset, accept_sparse=["csr", "csc"],
+                          dtype=self._input_dtypes(), order=None, copy=False)
+        return _as_c_input(X, self._model_dtype())
+
+    def _input_dtypes(self):
+        """float32 and float64 X are read as they are (the C side converts rows as it gathers
+        them, in any memory order); other dtypes become the model's"""
+        model = self._model_dtype()
+        return (model, np.float64 if model == np.float32 else np.float32)
 
     # ---------------------------------------------------------------- targets
 
@@ -313,7 +322,7 @@ class Network(BaseEstimator):
             params[layout["gamma_offset"][l]:][:units[l + 1]] = 1
             params[layout["var_offset"][l]:][:units[l + 1]] = 1
         if n_normalized:
-            mean, std, binary = _column_statistics(X, sample_weight)
+            mean, std, binary = _column_statistics(X, sample_weight, dtype)
             shift = np.where(binary, 0.0, mean)
             # a constant column is only centered; binary columns stay as they are
             scale = np.where(binary | (std == 0), 1.0, 1.0 / np.where(std == 0, 1.0, std))
@@ -383,7 +392,7 @@ class Network(BaseEstimator):
         return self._grads, self._workspace
 
     def _input(self, X):
-        return _core.Input(X, self._x_shift, self._x_scale)
+        return _core.Input(X, self._x_shift, self._x_scale, self._params.dtype)
 
     def _work_parts(self, batch_size):
         """The slabs a training batch's products are cut into: they, never the thread count,
@@ -430,9 +439,9 @@ class Network(BaseEstimator):
         hidden = self._hidden_sizes()
         self._dropout_rates(len(hidden))
         X, y = validate_data(self, X, y, reset=first, accept_sparse=["csr", "csc"],
-                             dtype=self._model_dtype(), order="C", multi_output=True,
-                             y_numeric=self._task == "regression")
-        X = _as_c_input(X)
+                             dtype=self._input_dtypes(), order=None, copy=False,
+                             multi_output=True, y_numeric=self._task == "regression")
+        X = _as_c_input(X, self._model_dtype())
         n_samples = X.shape[0]
         if first:
             task = self._targets_task(y)
@@ -628,7 +637,7 @@ class Network(BaseEstimator):
             raise ValueError(f"early_stopping could not hold out validation_fraction="
                              f"{self.validation_fraction} of {n} samples: {error}") from None
         held_out.sort()
-        return np.sort(train), (_as_c_input(X[held_out]), Y[held_out])
+        return np.sort(train), (_as_c_input(X[held_out], self._model_dtype()), Y[held_out])
 
     def _validation_score(self, Xv, Yv):
         out = self._forward(Xv)
@@ -755,9 +764,16 @@ class Network(BaseEstimator):
             self._point_views()
 
 
-def _as_c_input(X):
-    """X as the C side reads it: dense C-contiguous (validate_data made it so), or CSR."""
+def _as_c_input(X, dtype):
+    """X as the C side reads it for a model of `dtype`: dense float32 or float64 in any memory
+    order (as validated), or CSR. float64 values a float32 model reads must be finite once
+    rounded, as on the converted copy that scikit-learn's validation would check: max and min
+    are reductions, they make no copy of X."""
     if not sp.issparse(X):
+        if X.dtype == np.float64 and dtype == np.float32 and X.size and not (
+                X.max() <= _FLOAT32_MAX and X.min() >= -_FLOAT32_MAX):
+            raise ValueError("Input X contains infinity or a value too large for "
+                             "dtype('float32').")
         return X
     X = X.tocsr()
     if not X.data.flags.c_contiguous:
@@ -765,6 +781,7 @@ def _as_c_input(X):
     return X
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _warned_no_openmp = False
 
 
