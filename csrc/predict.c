@@ -161,9 +161,9 @@ static int FN(inference_init)(FN(inference) *c, const FN(fastmlp_input) *X, int6
     int hidden_total = 0;
     c->net = net; c->X = X; c->params = params; c->affine = NULL; c->shift_W = NULL;
     c->nonfinite = NULL; c->packed = NULL; c->packed_offset = NULL; c->n = n;
-    /* chunks of one size, at most FASTMLP_PREDICT_ROWS rows: the threads take equal runs of
-     * chunks (schedule(static)), and a short last chunk left its thread idle at the end (20000
-     * rows were 39 chunks of 512 and one of 32, so one of 2 threads had 5% less to do). From
+    /* chunks of one size, at most FASTMLP_PREDICT_ROWS rows: a short last chunk left its
+     * thread idle at the end when the threads took equal runs of chunks (20000 rows were 39
+     * chunks of 512 and one of 32, so one of 2 threads had 5% less to do). From
      * FASTMLP_PREDICT_THREADED_ROWS on, two chunks at least, so that two threads share them */
     int64_t n_chunks = (n + FASTMLP_PREDICT_ROWS - 1) / FASTMLP_PREDICT_ROWS;
     if (n >= FASTMLP_PREDICT_THREADED_ROWS && n_chunks < 2) n_chunks = 2;
@@ -240,7 +240,8 @@ static void FN(chunk_scratch_free)(FN(chunk_scratch) *s)
 }
 
 /* Runs body(ctx, scratch, c, i0, rows) on every chunk of rows [i0, i0 + rows) of the n rows,
- * chunks of c->chunk_rows shared out over up to n_threads threads, each with its own scratch.
+ * chunks of c->chunk_rows taken one at a time by up to n_threads threads, each with its own
+ * scratch.
  * The chunks are fixed by n alone, so every GEMM call, and every bit of what the bodies write
  * per chunk, is the same whatever the thread count. */
 typedef void (*FN(chunk_body))(void *ctx, FN(chunk_scratch) *s, const FN(inference) *c,
@@ -264,8 +265,11 @@ static int FN(over_chunks)(const FN(inference) *c, int64_t n, int n_threads, FN(
 #endif
             status = FASTMLP_ENOMEM;
         }
+        /* each thread takes the next chunk as it is free: with another process busy on one core,
+         * a thread that waits for its turn there leaves its chunks to the others instead of
+         * holding up the end (equal runs of chunks would) */
 #ifdef _OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
 #endif
         for (int64_t chunk = 0; chunk < n_chunks; chunk++) {
             if (!ok) continue;
