@@ -111,11 +111,18 @@ typedef struct {
     double alpha;               /* L2: the step adds alpha * W to the weights' gradient */
 } fastmlp_optim;
 
+/* How a dense X stores its values: the model's type or the other one (input.c converts). */
+enum { FASTMLP_FLOAT32 = 0, FASTMLP_FLOAT64 = 1 };
+
 /* Rows of a data set: dense, or CSR sparse (then only the first layer sees it as sparse).
- * `shift` and `scale` standardize each column on the fly, x' = (x - shift) * scale, as rows are
- * gathered, so the caller's X is never copied. */
+ * A dense X may hold float32 or float64 whatever the model's type, in any memory order: value
+ * (i, j) is at dense + i * row_stride + j * col_stride bytes, and rows are converted as they
+ * are gathered (input.c). `shift` and `scale` standardize each column on the fly,
+ * x' = (x - shift) * scale, as rows are gathered, so the caller's X is never copied. */
 #define FASTMLP_INPUT_STRUCT(real) struct {                                                      \
-    const real *dense;          /* (n, n_features), or NULL when sparse */                      \
+    const void *dense;          /* (n, n_features) values of dense_type, or NULL when sparse */ \
+    int dense_type;             /* FASTMLP_FLOAT32 or FASTMLP_FLOAT64 */                        \
+    int64_t row_stride, col_stride;  /* bytes between rows, between columns */                 \
     const real *data;           /* CSR values, column indices and row pointers (n + 1,) */     \
     const int32_t *indices;                                                                     \
     const int64_t *indptr;                                                                      \
@@ -353,12 +360,14 @@ int64_t FN(workspace_size)(const fastmlp_net *net, int batch_size, int n_parts, 
  *   stretches of `order`: the caller sums the entries, the same way however it cut them.
  *   Each batch's GEMMs are cut into n_parts slabs (fastmlp_work_parts) that n_threads threads
  *   share: the result depends on n_parts, never on n_threads, and dropout masks are keyed by
- *   (seed, t, row, unit). */
+ *   (seed, t, row, unit). With max_seconds > 0 the call stops after the batch that ends about
+ *   max_seconds after it began (at least one batch): *t - (*t before) batches were trained,
+ *   and the caller goes on from the rows after them, as with a stretch it cut itself. */
 int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, double *batch_loss,
                     int64_t *t, const FN(fastmlp_input) *X, const real *Y,
                     const real *sample_weight, const int64_t *order, int64_t n, int batch_size,
                     const fastmlp_net *net, const fastmlp_optim *opt, uint64_t seed,
-                    int n_parts, int n_threads);
+                    int n_parts, int n_threads, double max_seconds);
 
 /* batch_gradient: J and grads = dJ/dparams (the L2 term alpha * W included) for one batch of
  *   rows `order` (B,) in training mode (batch statistics, dropout keyed by (seed, t)), without

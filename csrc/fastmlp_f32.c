@@ -21,7 +21,9 @@
 #include "batchnorm.c"
 #include "loss.c"
 #include "optim.c"
+#include "input.c"
 #include "train.c"
+#include "predict.c"
 
 /* The type-independent part of the API, defined once, here. */
 int fastmlp_openmp_enabled(void)

@@ -18,4 +18,6 @@
 #include "batchnorm.c"
 #include "loss.c"
 #include "optim.c"
+#include "input.c"
 #include "train.c"
+#include "predict.c"

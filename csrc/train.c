@@ -1,4 +1,4 @@
-/* train.c: whole epochs of mini-batch training, a gradient for checking, and prediction.
+/* train.c: whole epochs of mini-batch training, and a gradient for checking (inference: predict.c).
  *
  * Threads: OpenMP owns the cores and every thread runs the register tiles (dense.c), or
  * single-threaded BLAS where they do not run, on its own slab (the bridge caps BLAS at one
@@ -18,31 +18,122 @@
 
 #ifndef FASTMLP_TRAIN_ONCE
 #define FASTMLP_TRAIN_ONCE
-#ifdef _OPENMP
-#define FASTMLP_BARRIER _Pragma("omp barrier")
-#else
-#define FASTMLP_BARRIER
+#include <time.h>
+#if defined(__linux__)
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#elif defined(__unix__) || defined(__APPLE__)
+#include <sched.h>
 #endif
-#define FASTMLP_STEP_CHUNK 8192   /* elements per optimizer chunk: a few L2-sized streams */
-#define FASTMLP_PREDICT_ROWS 512  /* rows per prediction chunk: every GEMM call packs W again, so
-                                  * chunks long enough to amortize it (128 rows: 784-1024-1024-10
-                                  * at 174 GFLOP/s; 512: 185, on 2 threads here) */
 
-/* Reads one byte per cache line of [p, p + bytes), so that the rows a GEMM is about to pack
- * come from cache, not DRAM: BLAS's packing reads them with little overlap of DRAM latency,
- * while this loop streams at ~32 GB/s per core. On 512 x 784 float32 chunks of a 63 MB X, the
- * first layer's GEMM ran at 86 GFLOP/s per core with X from DRAM, 94 with X in cache, 89 after
- * this pass; predict of 784-100-10 on one thread went from 82 to 86 GFLOP/s (on two threads,
- * which share the DRAM bandwidth, ~+0.7%). */
-#define FASTMLP_WARM_MIN_ROWS 64  /* below this a chunk's rows cost too little to matter */
-static inline void fastmlp_warm(const void *p, int64_t bytes)
+/* The barrier between the phases of a batch: a short spin, then a passive wait. OpenMP's own
+ * barrier (libgomp) spins for up to ~300000 rounds before it sleeps, milliseconds here: with
+ * another process busy on the second core, the thread that arrived first kept its core busy
+ * while its partner waited for the other core, and the kernel could not run the partner on the
+ * core it was spinning on. A thread that has spun FASTMLP_SPIN rounds (~50 us here, 24 ns a
+ * round; on an idle machine a partner arrives within a few us) sleeps on a futex and frees its
+ * core. Where there is no futex (not Linux) it yields its core between rounds instead. The
+ * last thread to arrive bumps the generation (release) that the others read (acquire), so what
+ * every thread wrote before the barrier is visible after it. */
+#define FASTMLP_SPIN 2000
+#if defined(_OPENMP) && defined(__GNUC__)
+#define FASTMLP_BARRIER(c) fastmlp_barrier_wait(&(c)->barrier);
+#elif defined(_OPENMP)  /* no GCC atomics (MSVC): OpenMP's barrier */
+#define FASTMLP_BARRIER(c) _Pragma("omp barrier")
+#else
+#define FASTMLP_BARRIER(c)
+#endif
+typedef struct {
+    int threads;     /* the team: every one of them must arrive */
+    int arrived;     /* in this generation */
+    int generation;  /* the futex word */
+    int sleepers;    /* threads asleep (or about to be) on the futex */
+} fastmlp_barrier;
+
+static inline void fastmlp_pause(void)
 {
-    const unsigned char *c = (const unsigned char *)p;
-    unsigned char any = 0;
-    for (int64_t i = 0; i < bytes; i += 64) any |= c[i];
-    volatile unsigned char keep = any;  /* the loads must happen */
-    (void)keep;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
 }
+
+static void fastmlp_barrier_wait(fastmlp_barrier *b)
+{
+    const int threads = __atomic_load_n(&b->threads, __ATOMIC_RELAXED);
+    if (threads <= 1) return;
+    const int generation = __atomic_load_n(&b->generation, __ATOMIC_ACQUIRE);
+    if (__atomic_add_fetch(&b->arrived, 1, __ATOMIC_ACQ_REL) == threads) {
+        __atomic_store_n(&b->arrived, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&b->generation, generation + 1, __ATOMIC_SEQ_CST);
+#if defined(__linux__)
+        if (__atomic_load_n(&b->sleepers, __ATOMIC_SEQ_CST) > 0)
+            syscall(SYS_futex, &b->generation, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+#endif
+        return;
+    }
+    for (int spin = 0; spin < FASTMLP_SPIN; spin++) {
+        if (__atomic_load_n(&b->generation, __ATOMIC_ACQUIRE) != generation) return;
+        fastmlp_pause();
+    }
+#if defined(__linux__)
+    /* a waker that bumps the generation after our check reads sleepers > 0 (both seq_cst), and
+     * FUTEX_WAIT returns at once when the word is no longer `generation`: no wake-up is lost */
+    __atomic_add_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n(&b->generation, __ATOMIC_SEQ_CST) == generation)
+        syscall(SYS_futex, &b->generation, FUTEX_WAIT_PRIVATE, generation, NULL, NULL, 0);
+    __atomic_sub_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+#elif defined(__unix__) || defined(__APPLE__)
+    while (__atomic_load_n(&b->generation, __ATOMIC_ACQUIRE) == generation) sched_yield();
+#else
+    while (__atomic_load_n(&b->generation, __ATOMIC_ACQUIRE) == generation) fastmlp_pause();
+#endif
+}
+
+/* A value one thread changes while the others may read it (between barriers). */
+static inline int64_t fastmlp_read(const int64_t *p)
+{
+    int64_t value;
+#ifdef _OPENMP
+#pragma omp atomic read
+#endif
+    value = *p;
+    return value;
+}
+static inline void fastmlp_write(int64_t *p, int64_t value)
+{
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+    *p = value;
+}
+
+/* Seconds on a monotonic clock where there is one */
+static inline double fastmlp_seconds(void)
+{
+#if defined(_OPENMP)
+    return omp_get_wtime();
+#elif defined(CLOCK_MONOTONIC)
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
+#else
+    struct timespec now;
+    timespec_get(&now, TIME_UTC);
+    return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
+#endif
+}
+
+/* Every thread of the team calls this before its first barrier: each stores the same count, so
+ * whichever thread reads it has stored it itself. */
+static inline void fastmlp_barrier_join(fastmlp_barrier *b, int threads)
+{
+    __atomic_store_n(&b->threads, threads, __ATOMIC_RELAXED);
+}
+#define FASTMLP_STEP_CHUNK 8192   /* elements per optimizer chunk: a few L2-sized streams */
+
 static inline void fastmlp_slab(int64_t n, int tid, int nt, int64_t *lo, int64_t *hi)
 {
     *lo = n * tid / nt;
@@ -185,6 +276,7 @@ typedef struct {
     int64_t fused_lo, fused_hi;
     /* v.packed where the tiles run, else NULL (then BLAS) */
     real **packed;
+    fastmlp_barrier barrier;  /* between the phases of a batch, for the call's team */
 } FN(context);
 
 /* Views, row-loss and chunk buffers for one call: small tables, once per call, never per batch. */
@@ -282,14 +374,7 @@ static void FN(gather_rows)(FN(context) *c, const int64_t *order, int B, int tid
         fastmlp_slab(B, part, P, &r0, &r1);
         for (int64_t r = r0; r < r1; r++) {
             const int64_t i = order[r];
-            if (!sparse) {
-                const real *src = X->dense + i * n_features;
-                real *dst = v->H[0] + r * n_features;
-                if (X->shift)
-                    for (int j = 0; j < n_features; j++) dst[j] = (src[j] - X->shift[j]) * X->scale[j];
-                else
-                    memcpy(dst, src, (size_t)n_features * sizeof(real));
-            }
+            if (!sparse) FN(input_gather_row)(v->H[0] + r * n_features, X, i, n_features);
             memcpy(v->Y + r * k, c->Y + i * k, (size_t)k * sizeof(real));
             if (c->sample_weight) v->W[r] = c->sample_weight[i];
         }
@@ -388,7 +473,7 @@ static void FN(forward_by_inputs)(FN(context) *c, int l, int B, const real *W, c
                          W + lo * n_out, NULL, B, (int)(hi - lo), n_out, 0, n_out,
                          FASTMLP_IDENTITY, 0.0, t, 0);
     }
-    FASTMLP_BARRIER
+    FASTMLP_BARRIER(c)
     for (int part = tid; part < 2; part += nt) {
         fastmlp_slab(B, part, 2, &lo, &hi);
         real *out = v->H[l + 1] + lo * n_out;
@@ -442,7 +527,7 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
             if (s == 0) continue;
             for (int64_t col = lo; col < hi; col++) v->shift_W[col] -= s * W0[(int64_t)j * u[1] + col];
         }
-        FASTMLP_BARRIER
+        FASTMLP_BARRIER(c)
     }
 
     /* forward, layer by layer. A layer whose width exceeds the batch is cut by columns: every
@@ -465,7 +550,7 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
         const int by_columns = P > 1 && n_out > B && !(l == 0 && sparse);
         const int by_inputs = by_columns && P == 2 && hidden && fastmlp_dw_by_inputs(n_in, n_out);
         /* the first layer's rows were gathered, and synchronized, before the call */
-        if ((by_columns && !(l == 0 && rows_ready)) || written_by_columns) { FASTMLP_BARRIER }
+        if ((by_columns && !(l == 0 && rows_ready)) || written_by_columns) { FASTMLP_BARRIER(c) }
         if (by_inputs) FN(forward_by_inputs)(c, l, B, W, b, act_now, p_now, t, tid, nt);
         else for (int part = tid; part < P; part += nt) {
             if (by_columns) {
@@ -486,13 +571,13 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
         }
         written_by_columns = by_columns && !by_inputs;
         if (bn) {
-            FASTMLP_BARRIER
+            FASTMLP_BARRIER(c)
             fastmlp_slab(n_out, tid, nt, &lo, &hi);
             FN(batchnorm_stats)(v->bn_mean[l], v->bn_inv_std[l],
                                 c->update_running ? c->params + net->mean_offset[l] : NULL,
                                 c->update_running ? c->params + net->var_offset[l] : NULL,
                                 v->H[l + 1], B, n_out, (int)lo, (int)hi);
-            FASTMLP_BARRIER
+            FASTMLP_BARRIER(c)
             for (int part = tid; part < P; part += nt) {
                 fastmlp_slab(B, part, P, &r0, &r1);
                 FN(batchnorm_forward)(v->H[l + 1] + r0 * n_out, v->xhat[l] + r0 * n_out,
@@ -504,7 +589,7 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
             written_by_columns = 0;  /* batch norm's epilogue went by rows */
         }
     }
-    if (written_by_columns) { FASTMLP_BARRIER }
+    if (written_by_columns) { FASTMLP_BARRIER(c) }
     /* the output units and their loss; H[L] becomes the output delta */
     for (int part = tid; part < P; part += nt) {
         fastmlp_slab(B, part, P, &r0, &r1);
@@ -513,7 +598,7 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
                                              c->sample_weight ? v->W + r : NULL, 1, k,
                                              net->output, inv_sum_w);
     }
-    FASTMLP_BARRIER
+    FASTMLP_BARRIER(c)
 
     /* backward, from the output layer down */
     real *delta = v->H[L];
@@ -528,14 +613,14 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
             fastmlp_slab(n_out, tid, nt, &lo, &hi);
             FN(batchnorm_backward_params)(dgamma, dbeta, delta, v->xhat[l], B, n_out, (int)lo, (int)hi);
             for (int64_t j = lo; j < hi; j++) db[j] = 0;  /* no trainable bias under batch norm */
-            FASTMLP_BARRIER
+            FASTMLP_BARRIER(c)
             for (int part = tid; part < P; part += nt) {
                 fastmlp_slab(B, part, P, &r0, &r1);
                 FN(batchnorm_backward)(delta + r0 * n_out, v->xhat[l] + r0 * n_out,
                                        c->params + net->gamma_offset[l], v->bn_inv_std[l],
                                        dgamma, dbeta, B, (int)(r1 - r0), n_out);
             }
-            FASTMLP_BARRIER
+            FASTMLP_BARRIER(c)
         }
         if (l == 0 && sparse) {
             fastmlp_slab(n_out, tid, nt, &lo, &hi);
@@ -580,7 +665,7 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
             delta = v->D[next];
             next ^= 1;
         }
-        FASTMLP_BARRIER
+        FASTMLP_BARRIER(c)
     }
     return inv_sum_w;
 }
@@ -589,7 +674,7 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
                     int64_t *t, const FN(fastmlp_input) *X, const real *Y,
                     const real *sample_weight, const int64_t *order, int64_t n, int batch_size,
                     const fastmlp_net *net, const fastmlp_optim *opt, uint64_t seed,
-                    int n_parts, int n_threads)
+                    int n_parts, int n_threads, double max_seconds)
 {
     FN(context) c = {0};
     c.net = net; c.opt = opt; c.params = params; c.grads = grads; c.state = state;
@@ -611,6 +696,11 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
     }
     const int64_t n_batches = fastmlp_epoch_batches(n, batch_size, net->batch_norm);
     const int64_t t0 = *t;
+    const double started = fastmlp_seconds();
+    /* the call's last batch: the epoch's, or (max_seconds > 0) the one that ends near the time
+     * limit, which thread 0 sets one batch ahead, before a barrier: the last batch's step must
+     * know it is the last (momentum_finish leaves the plain velocity) */
+    int64_t last = n_batches - 1;
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(n_threads < c.parts ? (n_threads > 0 ? n_threads : 1) : c.parts)
@@ -618,6 +708,7 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
     {
         const int tid = fastmlp_thread_id(), nt = fastmlp_thread_count();
         double data_loss = 0;
+        fastmlp_barrier_join(&c.barrier, nt);
         /* v := momentum * v on the fused weights, each chunk by its owner; the first GEMM to
          * add to it comes after the barriers of the first batch's forward pass */
         for (int64_t chunk = 0; chunk < c.n_chunks; chunk++) {
@@ -629,8 +720,9 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
         }
         if (n_batches > 0)
             FN(gather_rows)(&c, order, fastmlp_batch_rows(n, batch_size, 0, n_batches), tid, nt);
-        FASTMLP_BARRIER
-        for (int64_t batch = 0; batch < n_batches; batch++) {
+        FASTMLP_BARRIER(&c)
+        for (int64_t batch = 0; batch <= fastmlp_read(&last); batch++) {
+            const int is_last = batch == fastmlp_read(&last);
             const int64_t b0 = batch * batch_size;
             const int B = fastmlp_batch_rows(n, batch_size, batch, n_batches);
             const int64_t b1 = b0 + B;
@@ -645,14 +737,19 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
                 if (c.chunk_part[chunk] % nt != tid) continue;  /* parts go tid, tid + nt, ... */
                 int64_t lo, hi;
                 FN(chunk_range)(&c, chunk, &lo, &hi);
-                c.chunk_sumsq[chunk] = FN(step_chunk)(&c, step, lo, hi,
-                                                      batch == n_batches - 1);
+                c.chunk_sumsq[chunk] = FN(step_chunk)(&c, step, lo, hi, is_last);
+            }
+            if (tid == 0 && !is_last && max_seconds > 0) {
+                /* stop after the next batch if it would end past the limit, at this rate */
+                const double elapsed = fastmlp_seconds() - started;
+                if (elapsed * (batch + 2) / (batch + 1) >= max_seconds)
+                    fastmlp_write(&last, batch + 1);
             }
             /* the next batch's rows, behind this barrier: its forward needs none of its own */
-            if (batch + 1 < n_batches)
+            if (!is_last)
                 FN(gather_rows)(&c, order + b1,
                                 fastmlp_batch_rows(n, batch_size, batch + 1, n_batches), tid, nt);
-            FASTMLP_BARRIER
+            FASTMLP_BARRIER(&c)
             if (tid == 0) {
                 double sumsq = 0;
                 for (int64_t chunk = 0; chunk < c.n_chunks; chunk++) sumsq += c.chunk_sumsq[chunk];
@@ -660,7 +757,7 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
             }
         }
     }
-    *t = t0 + n_batches;
+    *t = t0 + last + 1;
     FN(context_free)(&c);
     return FASTMLP_OK;
 }
@@ -683,6 +780,7 @@ int FN(batch_gradient)(real *grads, double *loss, real *params, real *workspace,
 #pragma omp parallel num_threads(n_threads < c.parts ? (n_threads > 0 ? n_threads : 1) : c.parts)
 #endif
     {
+        fastmlp_barrier_join(&c.barrier, fastmlp_thread_count());
         const double inv = FN(forward_backward)(&c, order, B, t, fastmlp_thread_id(),
                                                 fastmlp_thread_count(), 0);
         if (fastmlp_thread_id() == 0) inv_sum_w = inv;
@@ -696,356 +794,4 @@ int FN(batch_gradient)(real *grads, double *loss, real *params, real *workspace,
     *loss = data_loss * inv_sum_w + 0.5 * alpha * sumsq;
     FN(context_free)(&c);
     return FASTMLP_OK;
-}
-
-/* Batch norm at prediction is the affine map z = a * s + c per unit, s = gamma / sqrt(running_var
- * + eps), c = beta - running_mean * s: a bias-like epilogue after the GEMM. affine holds, for each
- * hidden layer l in turn, s (units[l + 1],) then c (units[l + 1],).
- * Folding s into the weights instead (W' = W * s, b' = c) was measured on 784-256-256-10, 20000
- * rows, float32: no difference beyond noise (CPU-time ratio fold/epilogue 0.99-1.09 on 1 thread,
- * 1.00 on 2), because the epilogue's extra multiply is 1 / n_in of the GEMM's work while
- * folding copies every weight on every call, which dominates small predictions. So: epilogue. */
-static void FN(batchnorm_affine)(real *affine, const real *params, const fastmlp_net *net)
-{
-    const int *u = net->units;
-    real *s = affine;
-    for (int l = 0; l < net->n_layers - 1; l++) {
-        const real *gamma = params + net->gamma_offset[l], *beta = params + net->beta_offset[l];
-        const real *rm = params + net->mean_offset[l], *rv = params + net->var_offset[l];
-        real *cst = s + u[l + 1];
-        for (int j = 0; j < u[l + 1]; j++) {
-            s[j] = gamma[j] / sqrt(rv[j] + (real)FASTMLP_BN_EPS);
-            cst[j] = beta[j] - rm[j] * s[j];
-        }
-        s += 2 * u[l + 1];
-    }
-}
-
-/* What the inference-mode forward of a chunk of rows needs besides the rows themselves. */
-typedef struct {
-    const fastmlp_net *net;
-    const FN(fastmlp_input) *X;
-    const real *params;
-    real *affine;           /* batchnorm_affine's table, or NULL without batch norm */
-    int *nonfinite;         /* set to 1 when a first-layer pre-activation is not finite; NULL:
-                             * no check (see predict) */
-    const real *shift_W;    /* (units[1],) centering of a sparse first layer, or NULL */
-    real *packed;           /* every dense layer's W as dense_pack leaves it, or NULL: BLAS */
-    int64_t *packed_offset; /* (n_layers,) where layer l's panels start in packed */
-    int64_t n;              /* rows of X */
-    int max_hidden;
-    /* rows per chunk: n cut into equal chunks of at most FASTMLP_PREDICT_ROWS (inference_init),
-     * so n when fewer: one-row prediction allocates a few KB of scratch, not the MBs of a full
-     * chunk (on every call an mmap, page faults and a munmap: 80% of a one-row predict_proba's
-     * time) */
-    int64_t chunk_rows;
-} FN(inference);
-
-/* infer_chunk: the rows [i0, i0 + rows) of X through weight layers [0, n_run) in inference mode
- * (no dropout, batch norm by its affine table). The output layer writes into out (rows, k);
- * hidden layers alternate between the two (R, max_hidden) halves of scratch. With pre_only the
- * last layer run stops at its pre-activation a = h W (a batch-norm layer, so no bias), which
- * population statistics need. gathered is (R, n_features) when dense X is standardized, order (R,).
- * Returns the last layer's result (rows, units[n_run]). */
-static real *FN(infer_chunk)(real *out, real *scratch, real *gathered, int64_t *order,
-                             const FN(inference) *in_, int64_t i0, int rows, int n_run,
-                             int pre_only)
-{
-    const fastmlp_net *net = in_->net;
-    const FN(fastmlp_input) *X = in_->X;
-    const int L = net->n_layers, *u = net->units, n_features = u[0];
-    const int64_t R = in_->chunk_rows;
-    const int tiled = in_->packed && rows >= FASTMLP_TILE_ROWS;
-    const real *in = NULL;
-    real *dst = NULL;
-    if (gathered) {
-        for (int r = 0; r < rows; r++) {
-            const real *src = X->dense + (i0 + r) * n_features;
-            for (int j = 0; j < n_features; j++)
-                gathered[(int64_t)r * n_features + j] = (src[j] - X->shift[j]) * X->scale[j];
-        }
-        in = gathered;
-    } else if (X->dense) {
-        in = X->dense + i0 * n_features;
-        if (rows >= FASTMLP_WARM_MIN_ROWS && !tiled)  /* the tiles prefetch their own rows */
-            fastmlp_warm(in, (int64_t)rows * n_features * (int64_t)sizeof(real));
-    }
-    for (int r = 0; r < rows; r++) order[r] = i0 + r;
-    const real *bn_affine = in_->affine;
-    for (int l = 0; l < n_run; l++) {
-        const int n_in = u[l], n_out = u[l + 1], hidden = l < L - 1;
-        const int bn = hidden && net->batch_norm, last_pre = pre_only && l == n_run - 1;
-        const int act = hidden ? net->activation : FASTMLP_IDENTITY;
-        const real *W = in_->params + net->w_offset[l];
-        const real *b = bn ? NULL : in_->params + net->b_offset[l];
-        const int check = l == 0 && X->dense && in_->nonfinite;
-        dst = hidden ? scratch + (int64_t)(l % 2) * R * in_->max_hidden : out;
-        /* done: what is left of the epilogue after the product; 0: bias and activation, 1:
-         * the activation, 2: nothing. bad: a row's first pre-activation is not finite (one
-         * unit per row tells: a NaN or inf input spoils them all) */
-        int done = 0, bad = 0;
-        if (l == 0 && !X->dense) {
-            FN(sparse_dense_forward)(dst, X, order, W, b, in_->shift_W, rows, n_in, n_out,
-                                     bn ? FASTMLP_IDENTITY : act, 0.0, 0, 0, 0);
-            done = 2;
-#ifdef FASTMLP_TILES
-        } else if (tiled) {
-            const int relu = !bn && act == FASTMLP_RELU;
-            const int64_t after = l == 0 && !gathered ? in_->n - (i0 + rows) : 0;
-            bad = FN(dense_forward_tiled)(dst, n_out, in, n_in,
-                                          in_->packed + in_->packed_offset[l],
-                                          bn ? NULL : b, rows, n_in, n_out, relu, after, check);
-            done = relu || (!bn && act == FASTMLP_IDENTITY) ? 2 : 1;
-#endif
-        } else if (bn || check) {  /* the pre-activation; the epilogue follows */
-            FN(gemm)(0, 0, rows, n_out, n_in, (real)1, in, n_in, W, n_out, (real)0, dst, n_out);
-            if (check)
-                for (int r = 0; r < rows; r++) bad |= !isfinite(dst[(int64_t)r * n_out]);
-        } else {
-            FN(dense_forward)(dst, in, n_in, W, b, rows, n_in, n_out, 0, n_out, act, 0.0, 0, 0, 0);
-            done = 2;
-        }
-        if (bad) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-            *in_->nonfinite = 1;
-        }
-        if (bn && !last_pre)
-            FN(activation_forward)(dst, n_out, bn_affine, bn_affine + n_out, rows, n_out, 0, act,
-                                   0.0, 0, 0, 0);
-        else if (!bn && done < 2)
-            FN(activation_forward)(dst, n_out, NULL, done ? NULL : b, rows, n_out, 0, act, 0.0, 0,
-                                   0, 0);
-        if (bn) bn_affine += 2 * n_out;
-        in = dst;
-    }
-    return dst;
-}
-
-/* The inference context of predict and batchnorm_population: the affine table and the
- * sparse centering term, allocated once per call. */
-static int FN(inference_init)(FN(inference) *c, const FN(fastmlp_input) *X, int64_t n,
-                              const real *params, const fastmlp_net *net)
-{
-    const int L = net->n_layers, *u = net->units, n_features = u[0];
-    int hidden_total = 0;
-    c->net = net; c->X = X; c->params = params; c->affine = NULL; c->shift_W = NULL;
-    c->nonfinite = NULL; c->packed = NULL; c->packed_offset = NULL; c->n = n;
-    /* chunks of one size, at most FASTMLP_PREDICT_ROWS rows: the threads take equal runs of
-     * chunks (schedule(static)), and a short last chunk left its thread idle at the end (20000
-     * rows were 39 chunks of 512 and one of 32, so one of 2 threads had 5% less to do). From
-     * FASTMLP_PREDICT_THREADED_ROWS on, two chunks at least, so that two threads share them */
-    int64_t n_chunks = (n + FASTMLP_PREDICT_ROWS - 1) / FASTMLP_PREDICT_ROWS;
-    if (n >= FASTMLP_PREDICT_THREADED_ROWS && n_chunks < 2) n_chunks = 2;
-    c->chunk_rows = n > 0 ? (n + n_chunks - 1) / n_chunks : FASTMLP_PREDICT_ROWS;
-    c->max_hidden = 1;
-    for (int l = 1; l < L; l++) {
-        c->max_hidden = u[l] > c->max_hidden ? u[l] : c->max_hidden;
-        hidden_total += u[l];
-    }
-    if (net->batch_norm) {
-        real *affine = (real *)malloc((size_t)(2 * hidden_total) * sizeof(real));
-        if (!affine) return FASTMLP_ENOMEM;
-        FN(batchnorm_affine)(affine, params, net);
-        c->affine = affine;
-    }
-    if (!X->dense && X->shift) {
-        real *shift_W = (real *)calloc((size_t)u[1], sizeof(real));
-        if (!shift_W) return FASTMLP_ENOMEM;
-        const real *W0 = params + net->w_offset[0];
-        for (int j = 0; j < n_features; j++) {
-            const real s = X->shift[j] * (X->scale ? X->scale[j] : (real)1);
-            for (int col = 0; col < u[1]; col++) shift_W[col] -= s * W0[(int64_t)j * u[1] + col];
-        }
-        c->shift_W = shift_W;
-    }
-#ifdef FASTMLP_TILES
-    if (fastmlp_tiles_enabled() && n >= FASTMLP_PREDICT_THREADED_ROWS) {
-        /* layer l's panels at packed + packed_offset[l]; a sparse first layer has none */
-        int64_t total = 0;
-        c->packed_offset = (int64_t *)malloc((size_t)L * sizeof(int64_t));
-        if (!c->packed_offset) return FASTMLP_ENOMEM;
-        for (int l = 0; l < L; l++) {
-            c->packed_offset[l] = total;
-            if (l > 0 || X->dense) total += FN(dense_packed_size)(u[l], u[l + 1]);
-        }
-        c->packed = (real *)malloc((size_t)total * sizeof(real));
-        if (!c->packed) return FASTMLP_ENOMEM;
-        for (int l = X->dense ? 0 : 1; l < L; l++)
-            FN(dense_pack)(c->packed + c->packed_offset[l], params + net->w_offset[l],
-                           u[l + 1], u[l], u[l + 1]);
-    }
-#endif
-    return FASTMLP_OK;
-}
-
-static void FN(inference_free)(FN(inference) *c)
-{
-    free(c->packed);
-    free(c->packed_offset);
-    free(c->affine);
-    free((void *)c->shift_W);
-}
-
-/* Per-thread scratch of infer_chunk: two (R, max_hidden) activation buffers, the gathered
- * standardized rows when needed, and the row indices. */
-typedef struct { real *scratch, *gathered; int64_t *order; } FN(chunk_scratch);
-
-static int FN(chunk_scratch_init)(FN(chunk_scratch) *s, const FN(inference) *c)
-{
-    const int64_t R = c->chunk_rows;
-    const int gather = c->X->dense && c->X->shift;
-    s->scratch = (real *)malloc((size_t)(2 * R * c->max_hidden) * sizeof(real));
-    s->gathered = gather ? (real *)malloc((size_t)(R * c->net->units[0]) * sizeof(real)) : NULL;
-    s->order = (int64_t *)malloc((size_t)R * sizeof(int64_t));
-    return s->scratch && s->order && (s->gathered || !gather) ? FASTMLP_OK : FASTMLP_ENOMEM;
-}
-
-static void FN(chunk_scratch_free)(FN(chunk_scratch) *s)
-{
-    free(s->scratch);
-    free(s->gathered);
-    free(s->order);
-}
-
-/* Runs body(ctx, scratch, c, i0, rows) on every chunk of rows [i0, i0 + rows) of the n rows,
- * chunks of c->chunk_rows shared out over up to n_threads threads, each with its own scratch.
- * The chunks are fixed by n alone, so every GEMM call, and every bit of what the bodies write
- * per chunk, is the same whatever the thread count. */
-typedef void (*FN(chunk_body))(void *ctx, FN(chunk_scratch) *s, const FN(inference) *c,
-                               int64_t chunk, int64_t i0, int rows);
-
-static int FN(over_chunks)(const FN(inference) *c, int64_t n, int n_threads, FN(chunk_body) body,
-                           void *ctx)
-{
-    const int64_t R = c->chunk_rows, n_chunks = (n + R - 1) / R;
-    int threads = n_threads > 0 ? n_threads : 1, status = FASTMLP_OK;
-    if (threads > n_chunks) threads = n_chunks > 0 ? (int)n_chunks : 1;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-        FN(chunk_scratch) s;
-        const int ok = FN(chunk_scratch_init)(&s, c) == FASTMLP_OK;
-        if (!ok) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-            status = FASTMLP_ENOMEM;
-        }
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-        for (int64_t chunk = 0; chunk < n_chunks; chunk++) {
-            if (!ok) continue;
-            const int64_t i0 = chunk * R;
-            body(ctx, &s, c, chunk, i0, (int)(n - i0 < R ? n - i0 : R));
-        }
-        FN(chunk_scratch_free)(&s);
-    }
-    return status;
-}
-
-/* predict's chunk: the whole network, then the output units */
-static void FN(predict_chunk)(void *out, FN(chunk_scratch) *s, const FN(inference) *c,
-                              int64_t chunk, int64_t i0, int rows)
-{
-    (void)chunk;
-    const int L = c->net->n_layers, k = c->net->units[L];
-    real *dst = (real *)out + i0 * k;
-    FN(infer_chunk)(dst, s->scratch, s->gathered, s->order, c, i0, rows, L, 0);
-    FN(output_forward)(dst, rows, k, c->net->output);
-}
-
-int FN(predict)(real *out, const FN(fastmlp_input) *X, int64_t n, const real *params,
-                const fastmlp_net *net, int n_threads, int check_finite)
-{
-    /* out (n, n_outputs). Each thread carries its chunk of rows through every layer, so no
-     * barrier is needed and the activations stay in cache. The finiteness check reads one
-     * value per row of what the GEMM wrote anyway: scanning X beforehand instead (numpy's
-     * X.sum()) took 2.5 ms of a 22 ms predict_proba of 20000 x 784 rows, on one thread. */
-    FN(inference) c;
-    int nonfinite = 0;
-    int status = FN(inference_init)(&c, X, n, params, net);
-    if (check_finite) c.nonfinite = &nonfinite;
-    if (status == FASTMLP_OK)
-        status = FN(over_chunks)(&c, n, n_threads, FN(predict_chunk), out);
-    FN(inference_free)(&c);
-    return status == FASTMLP_OK && nonfinite ? FASTMLP_ENONFINITE : status;
-}
-
-/* batchnorm_population's chunk: the pre-activation of one batch-norm layer, reduced to the
- * chunk's mean and sum of squared deviations per unit */
-typedef struct { double *chunk_stats; int layer, max_hidden; } FN(population);
-
-static void FN(population_chunk)(void *ctx, FN(chunk_scratch) *s, const FN(inference) *c,
-                                 int64_t chunk, int64_t i0, int rows)
-{
-    const FN(population) *pop = (const FN(population) *)ctx;
-    const int l = pop->layer, n_out = c->net->units[l + 1];
-    const real *a = FN(infer_chunk)(NULL, s->scratch, s->gathered, s->order, c, i0, rows,
-                                    l + 1, 1);
-    double *mean = pop->chunk_stats + chunk * 2 * pop->max_hidden, *m2 = mean + pop->max_hidden;
-    for (int j = 0; j < n_out; j++) { mean[j] = 0; m2[j] = 0; }
-    for (int r = 0; r < rows; r++)
-        for (int j = 0; j < n_out; j++) mean[j] += a[(int64_t)r * n_out + j];
-    for (int j = 0; j < n_out; j++) mean[j] /= rows;
-    for (int r = 0; r < rows; r++)
-        for (int j = 0; j < n_out; j++) {
-            const double d = a[(int64_t)r * n_out + j] - mean[j];
-            m2[j] += d * d;
-        }
-}
-
-int FN(batchnorm_population)(real *params, const FN(fastmlp_input) *X, int64_t n,
-                             const fastmlp_net *net, int n_threads)
-{
-    /* Layer by layer: layer l's pre-activations come from the layers below in inference mode
-     * with their statistics already replaced, so the whole network ends up normalized by the
-     * statistics of what it computes at prediction. Each fixed chunk of rows reduces to its
-     * own mean and sum of squared deviations (two passes over the chunk, in double); the
-     * chunks then merge in chunk order (Chan et al.'s pairwise update), so the result does not
-     * depend on the thread count and never suffers E[a^2] - E[a]^2 cancellation. */
-    const int L = net->n_layers, *u = net->units;
-    int max_hidden = 1;
-    for (int l = 1; l < L; l++) max_hidden = u[l] > max_hidden ? u[l] : max_hidden;
-    FN(inference) c;
-    int status = FN(inference_init)(&c, X, n, params, net);
-    const int64_t R = c.chunk_rows, n_chunks = (n + R - 1) / R;
-    /* per chunk: mean (max_hidden,) then sum of squared deviations (max_hidden,) */
-    double *chunk_stats = (double *)malloc((size_t)(n_chunks * 2 * max_hidden) * sizeof(double));
-    if (status != FASTMLP_OK || !chunk_stats) {
-        FN(inference_free)(&c);
-        free(chunk_stats);
-        return FASTMLP_ENOMEM;
-    }
-    for (int l = 0; l < L - 1 && status == FASTMLP_OK; l++) {
-        const int n_out = u[l + 1];
-        FN(population) pop = {chunk_stats, l, max_hidden};
-        status = FN(over_chunks)(&c, n, n_threads, FN(population_chunk), &pop);
-        if (status != FASTMLP_OK) break;
-        /* merge the chunks in order into the first chunk's slots */
-        double *mean = chunk_stats, *m2 = chunk_stats + max_hidden;
-        int64_t count = n < R ? n : R;
-        for (int64_t chunk = 1; chunk < n_chunks; chunk++) {
-            const double *cm = chunk_stats + chunk * 2 * max_hidden, *c2 = cm + max_hidden;
-            const int64_t rows = n - chunk * R < R ? n - chunk * R : R, total = count + rows;
-            for (int j = 0; j < n_out; j++) {
-                const double d = cm[j] - mean[j];
-                mean[j] += d * (double)rows / (double)total;
-                m2[j] += c2[j] + d * d * (double)count * (double)rows / (double)total;
-            }
-            count = total;
-        }
-        real *rm = params + net->mean_offset[l], *rv = params + net->var_offset[l];
-        for (int j = 0; j < n_out; j++) {
-            rm[j] = (real)mean[j];
-            rv[j] = (real)(m2[j] / (double)(n - 1));  /* unbiased, as the running average is */
-        }
-        FN(batchnorm_affine)(c.affine, params, net);  /* the layers above see layer l's */
-    }
-    FN(inference_free)(&c);
-    free(chunk_stats);
-    return status;
 }

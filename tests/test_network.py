@@ -9,7 +9,6 @@ from sklearn.model_selection import train_test_split
 
 import fastmlp
 from fastmlp import MLPClassifier, MLPRegressor, Network, _core
-from fastmlp import threads as threads_module
 
 
 @pytest.fixture(scope="module")
@@ -239,25 +238,6 @@ def test_an_epoch_in_stretches_gives_the_bits_of_one_call(alpha, nesterov):
         assert np.array_equal(batch_loss, results[0][2])
 
 
-@pytest.mark.parametrize("batch_norm", [False, True])
-def test_an_epoch_cut_before_its_last_batch_trains_as_one_call(monkeypatch, batch_norm, quiet):
-    """The warm-up epoch's probe is its last stretch. With batch norm, a last batch of one row
-    joins the batch before it, so that stretch must take the rows of both: cut or not, 201 rows
-    in batches of 50 make 4 updates with batch norm (5 without) and the same bits."""
-    rng = np.random.RandomState(2)
-    X, y = rng.randn(201, 6), rng.randint(0, 3, 201)
-    fits = []
-    for cut in (False, True):
-        def plan(self, n_batches, cut=cut):
-            return [(n_batches - 1, 1), (1, 1)] if cut else [(n_batches, 1)]
-        monkeypatch.setattr(threads_module.ThreadChoice, "plan", plan)
-        fits.append(MLPClassifier(hidden_layer_sizes=(7,), batch_size=50, max_iter=2,
-                                  batch_norm=batch_norm, random_state=0, n_threads=1).fit(X, y))
-    assert fits[0].t_ == fits[1].t_ == (8 if batch_norm else 10)
-    assert np.array_equal(fits[0]._params, fits[1]._params)
-    assert fits[0].loss_curve_ == fits[1].loss_curve_
-
-
 @pytest.mark.parametrize("hidden, extra", [
     ((40, 70), {}),                                      # dW by columns; dH by W's rows
     ((18, 17), {"dropout": 0.2}),                        # forward by W's rows, on 2 parts
@@ -349,122 +329,6 @@ def test_small_batches_are_not_cut():
     assert _core.work_parts(10**6, 256, 2) == 2
     assert _core.work_parts(10**6, 256, 16) == 16
     assert _core.work_parts(10**6, 256, 1) == 1
-
-
-class _Epochs:
-    """Runs ThreadChoice's plans against made-up seconds per row for each thread count."""
-
-    def __init__(self):
-        self.choice = threads_module.ThreadChoice(2)
-        self.per_row = {1: 1.0, 2: 1.0}
-
-    def __call__(self, n_batches=16, batch=10):
-        plan = self.choice.plan(n_batches)
-        assert sum(batches for batches, _ in plan) == n_batches
-        self.choice.record([(b * batch, threads, b * batch * self.per_row[threads])
-                            for b, threads in plan])
-        return plan
-
-
-def test_thread_choice_probes_at_the_tail_of_the_warm_up_and_keeps_the_faster():
-    """The warm-up epoch's first batches fault the buffers in, so its last eighth probes the
-    other count; the verdict comes once the first full epoch has timed the count in use, and
-    the next epoch checks a verdict that changed the count."""
-    every = threads_module.PROBE_EVERY
-    epoch = _Epochs()
-    epoch.per_row.update({1: 1.0, 2: 3.0})  # one thread is faster: a loaded machine
-    assert epoch() == [(14, 2), (2, 1)]
-    assert epoch() == [(16, 2)]
-    assert epoch.choice.best == 1
-    plans = [epoch() for _ in range(3 * every)]
-    probes = [e for e, plan in enumerate(plans, start=2) if len(plan) > 1]
-    # on fewer threads than it could use, the probes never thin out: only they can see the
-    # load go away
-    assert probes == [2, 2 + every, 2 + 2 * every]
-    assert plans[0] == plans[every] == [(2, 2), (14, 1)]
-    assert all(plan == [(16, 1)] for plan in plans if len(plan) == 1)
-    # the load goes away: the next probe finds two threads faster, and they stay
-    epoch.per_row[2] = 0.5
-    while epoch.choice.epochs < epoch.choice.next_probe:
-        assert epoch() == [(16, 1)]
-    assert epoch() == [(2, 2), (14, 1)]
-    assert epoch() == [(2, 1), (14, 2)]  # the change checked at once
-    assert epoch() == [(16, 2)]
-
-
-def test_thread_choice_checks_a_change_at_once():
-    """One epoch far off the others (the second of a fit ran 2-3x slower here while the kernel
-    merged the data's pages) can make a verdict leave all threads; the next epoch probes them
-    again, so a wrong verdict costs one epoch, not PROBE_EVERY."""
-    epoch = _Epochs()
-    epoch.per_row.update({1: 1.8, 2: 1.0})
-    assert epoch() == [(14, 2), (2, 1)]
-    epoch.per_row[2] = 2.5  # one slow epoch
-    assert epoch() == [(16, 2)]
-    assert epoch.choice.best == 1
-    epoch.per_row[2] = 1.0
-    assert epoch() == [(2, 2), (14, 1)]
-    assert epoch.choice.best == 2
-    assert epoch() == [(2, 1), (14, 2)]  # that change is checked too, and confirmed
-    assert epoch.choice.best == 2
-    assert all(epoch() == [(16, 2)] for _ in range(threads_module.PROBE_EVERY - 1))
-
-
-def test_thread_choice_thins_out_probes_that_keep_confirming_all_threads():
-    """Each probe that finds the other count clearly slower doubles the gap to the next, up
-    to PROBE_EVERY_MAX epochs; a close call puts it back to PROBE_EVERY."""
-    epoch = _Epochs()
-    epoch.per_row.update({1: 1.8, 2: 1.0})  # two threads nearly twice as fast
-    plans = [epoch() for _ in range(200)]
-    probes = [e for e, plan in enumerate(plans) if len(plan) > 1]
-    assert probes == [0, 16, 48, 112, 176]
-    assert all(plans[e] == [(2, 1), (14, 2)] for e in probes[1:])
-    # a close call: one thread only 10% slower; the probes come every PROBE_EVERY again
-    epoch.per_row[1] = 1.1
-    while epoch.choice.epochs < epoch.choice.next_probe:
-        epoch()
-    every, start = threads_module.PROBE_EVERY, epoch.choice.epochs
-    plans = [epoch() for _ in range(3 * every + 1)]
-    probes = [e for e, plan in enumerate(plans, start=start) if len(plan) > 1]
-    assert probes == [start, start + every, start + 2 * every, start + 3 * every]
-
-
-def test_thread_choice_probes_at_once_when_the_count_in_use_slows_down():
-    """Between thinned-out probes, an epoch much slower per row than the latest verdict (another
-    process took a core) makes the next epoch probe, and the faster count takes over."""
-    epoch = _Epochs()
-    epoch.per_row.update({1: 1.8, 2: 1.0})
-    for _ in range(20):
-        epoch()
-    assert epoch.choice.best == 2 and epoch.choice.next_probe > epoch.choice.epochs + 1
-    epoch.per_row[2] = 1.1  # noise: no probe
-    assert epoch() == [(16, 2)]
-    assert epoch() == [(16, 2)]
-    epoch.per_row[2] = 4.0  # a core taken away
-    assert epoch() == [(16, 2)]
-    assert epoch() == [(2, 1), (14, 2)]
-    assert epoch.choice.best == 1
-    assert epoch() == [(2, 2), (14, 1)]  # the change checked at once
-    assert epoch.choice.best == 1
-    assert epoch() == [(16, 1)]
-
-
-def test_thread_choice_one_batch_epochs_and_one_thread():
-    """An epoch of one batch cannot be cut: the warm-up runs whole on all threads and the next
-    epoch probes whole. With one thread there is nothing to choose."""
-    epoch = _Epochs()
-    epoch.per_row.update({1: 1.0, 2: 3.0})
-    assert epoch(n_batches=1) == [(1, 2)]
-    assert epoch(n_batches=1) == [(1, 1)]
-    assert epoch(n_batches=1) == [(1, 2)]
-    assert epoch.choice.best == 1
-    assert epoch(n_batches=1) == [(1, 2)]  # the change checked at once
-    assert epoch.choice.best == 1
-    assert epoch(n_batches=1) == [(1, 1)]
-    one = threads_module.ThreadChoice(1)
-    for _ in range(20):
-        assert one.plan(16) == [(16, 1)]
-        one.record([(160, 1, 1.0)])
 
 
 def test_glorot_initialization():

@@ -293,14 +293,13 @@ def test_progress_bar_plain_lines_and_tqdm(monkeypatch, quiet):
     bar = io.StringIO()
     MLPClassifier(max_iter=2, callbacks=[ProgressBar(use_tqdm=True, file=bar)], **KW).fit(X, Y)
     assert "2/2" in bar.getvalue() and "train_loss" in bar.getvalue()
-    # within a long epoch: progress at stretch boundaries (here every batch, every 0 s)
-    monkeypatch.setattr(training, "ASSUMED_RATE", 1.0)
-    monkeypatch.setattr(training, "STRETCH_SECONDS", 1e-9)
+    # within a long epoch: progress at stretch boundaries (here every C call, every 0 s; a
+    # call trains at least two batches, fastmlp/threads.py)
+    monkeypatch.setattr(fastmlp.threads, "ALONE_SECONDS", 1e-9)
     out = io.StringIO()
     MLPClassifier(max_iter=1, batch_size=40, callbacks=[ProgressBar(use_tqdm=False, every=0.0,
                                                                     file=out)], **KW).fit(X, Y)
-    assert out.getvalue().splitlines()[:3] == ["Epoch 1: 33% (40/120 rows)",
-                                               "Epoch 1: 67% (80/120 rows)",
+    assert out.getvalue().splitlines()[:2] == ["Epoch 1: 67% (80/120 rows)",
                                                "Epoch 1: 100% (120/120 rows)"]
 
 
@@ -315,14 +314,14 @@ def test_verbose_two_adds_threads(capsys, quiet):
 
 
 def test_ctrl_c_within_an_epoch_keeps_the_last_complete_epoch(monkeypatch, epochs):
-    monkeypatch.setattr(training, "ASSUMED_RATE", 1.0)  # one batch per C call
-    monkeypatch.setattr(training, "STRETCH_SECONDS", 1e-9)
+    # two batches per C call: the least a time-bounded call trains (fastmlp/threads.py)
+    monkeypatch.setattr(fastmlp.threads, "ALONE_SECONDS", 1e-9)
 
     class CtrlC:
         sent = False
 
         def on_stretch_end(self, estimator, rows_done, n_rows):
-            if len(estimator.history_) == 2 and rows_done == 60 and not self.sent:
+            if len(estimator.history_) == 2 and rows_done == 80 and not self.sent:
                 self.sent = True
                 os.kill(os.getpid(), signal.SIGINT)
 
@@ -330,8 +329,8 @@ def test_ctrl_c_within_an_epoch_keeps_the_last_complete_epoch(monkeypatch, epoch
     with pytest.warns(UserWarning, match="interrupted"), pytest.raises(KeyboardInterrupt):
         clf.fit(X, Y)
     assert clf.n_iter_ == len(clf.history_) == len(clf.loss_curve_) == 2
-    assert len(epochs) == 2 * 6 + 3  # epoch 3 stopped after 3 of its 6 batches
-    np.testing.assert_array_equal(clf._params, epochs[11][0])  # the end of epoch 2
+    assert len(epochs) == 2 * 3 + 2  # epoch 3 stopped after 4 of its 6 batches
+    np.testing.assert_array_equal(clf._params, epochs[5][0])  # the end of epoch 2
     assert clf.t_ == 12
     assert clf.predict(X).shape == Y.shape
     clf.partial_fit(X, Y)  # and it trains on

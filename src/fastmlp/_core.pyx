@@ -1,6 +1,7 @@
 # The only bridge between Python and the C kernels of csrc/. Typed memoryviews in, the GIL
 # released, csrc called. Everything arriving here was validated by the estimator (network.py):
-# shapes agree, arrays are C-contiguous in the model's dtype, indices are in range.
+# shapes agree, arrays are C-contiguous in the model's dtype (a dense X: float32 or float64 in
+# any memory order, which the C side converts row by row), indices are in range.
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 from cython cimport floating
@@ -14,6 +15,8 @@ cnp.import_array()
 cdef extern from "fastmlp.h" nogil:
     enum:
         FASTMLP_ENONFINITE
+        FASTMLP_FLOAT32
+        FASTMLP_FLOAT64
     ctypedef struct fastmlp_net:
         int n_layers
         const int *units
@@ -47,14 +50,20 @@ cdef extern from "fastmlp.h" nogil:
         double alpha
 
     ctypedef struct fastmlp_input_f32:
-        const float *dense
+        const void *dense
+        int dense_type
+        int64_t row_stride
+        int64_t col_stride
         const float *data
         const int32_t *indices
         const int64_t *indptr
         const float *shift
         const float *scale
     ctypedef struct fastmlp_input_f64:
-        const double *dense
+        const void *dense
+        int dense_type
+        int64_t row_stride
+        int64_t col_stride
         const double *data
         const int32_t *indices
         const int64_t *indptr
@@ -84,12 +93,12 @@ cdef extern from "fastmlp.h" nogil:
                         double *batch_loss, int64_t *t, const fastmlp_input_f32 *X, const float *Y,
                         const float *sample_weight, const int64_t *order, int64_t n,
                         int batch_size, const fastmlp_net *net, const fastmlp_optim *opt,
-                        uint64_t seed, int n_parts, int n_threads)
+                        uint64_t seed, int n_parts, int n_threads, double max_seconds)
     int train_epoch_f64(double *params, double *grads, double *state, double *workspace,
                         double *batch_loss, int64_t *t, const fastmlp_input_f64 *X, const double *Y,
                         const double *sample_weight, const int64_t *order, int64_t n,
                         int batch_size, const fastmlp_net *net, const fastmlp_optim *opt,
-                        uint64_t seed, int n_parts, int n_threads)
+                        uint64_t seed, int n_parts, int n_threads, double max_seconds)
     int batch_gradient_f32(float *grads, double *loss, float *params, float *workspace,
                            const fastmlp_input_f32 *X, const float *Y, const float *sample_weight,
                            const int64_t *order, int B, const fastmlp_net *net, double alpha,
@@ -246,36 +255,53 @@ cdef size_t _address(a, dtype) except? 0:
 
 
 cdef class Input:
-    """Rows of X as the C side reads them (fastmlp_input): dense (n, n_features) or CSR, with
-    optional on-the-fly standardization (x - shift) * scale. Holds the arrays it points into."""
+    """Rows of X as the C side reads them (fastmlp_input): dense (n, n_features) float32 or
+    float64 in any memory order (strided views and memory maps included: never copied, the C
+    side converts each row to the model's dtype as it gathers it), or CSR, with optional
+    on-the-fly standardization (x - shift) * scale. `dtype` is the model's (default: X's);
+    CSR values in another dtype are converted, being only the nonzeros. Holds the arrays it
+    points into."""
     cdef fastmlp_input_f32 f32
     cdef fastmlp_input_f64 f64
     cdef object _keep
 
-    def __init__(self, X, shift=None, scale=None):
+    def __init__(self, X, shift=None, scale=None, dtype=None):
         sparse = sp.issparse(X)
-        dtype = X.dtype
-        data, dense = (X.data, None) if sparse else (None, X)
+        dtype = np.dtype(X.dtype if dtype is None else dtype)
         # the kernels read int32 column indices and int64 row pointers: a copy of the index
         # arrays only when scipy chose other dtypes
+        data = np.ascontiguousarray(X.data, dtype=dtype) if sparse else None
         indices = np.ascontiguousarray(X.indices, dtype=np.int32) if sparse else None
         indptr = np.ascontiguousarray(X.indptr, dtype=np.int64) if sparse else None
-        cdef size_t a_data = _address(data, dtype), a_dense = _address(dense, dtype)
+        cdef size_t a_data = _address(data, dtype)
         cdef size_t a_shift = _address(shift, dtype), a_scale = _address(scale, dtype)
         cdef size_t a_indices = _address(indices, np.int32), a_indptr = _address(indptr, np.int64)
-        self.f32.dense = <const float *>a_dense
+        cdef size_t a_dense = 0
+        cdef int dense_type = FASTMLP_FLOAT32
+        cdef int64_t row_stride = 0, col_stride = 0
+        if not sparse:
+            if not isinstance(X, cnp.ndarray) or X.ndim != 2 \
+                    or X.dtype not in (np.float32, np.float64):
+                raise TypeError(f"fastmlp internal: expected a 2-D float32 or float64 array, "
+                                f"got {X!r:.80}")
+            a_dense = <size_t>cnp.PyArray_DATA(<cnp.ndarray>X)
+            dense_type = FASTMLP_FLOAT64 if X.dtype == np.float64 else FASTMLP_FLOAT32
+            row_stride, col_stride = X.strides[0], X.strides[1]
+        self.f32.dense = self.f64.dense = <const void *>a_dense
+        self.f32.dense_type = self.f64.dense_type = dense_type
+        self.f32.row_stride = self.f64.row_stride = row_stride
+        self.f32.col_stride = self.f64.col_stride = col_stride
         self.f32.data = <const float *>a_data
         self.f32.shift = <const float *>a_shift
         self.f32.scale = <const float *>a_scale
         self.f32.indices = <const int32_t *>a_indices
         self.f32.indptr = <const int64_t *>a_indptr
-        self.f64.dense = <const double *>a_dense
         self.f64.data = <const double *>a_data
         self.f64.shift = <const double *>a_shift
         self.f64.scale = <const double *>a_scale
         self.f64.indices = <const int32_t *>a_indices
         self.f64.indptr = <const int64_t *>a_indptr
-        self._keep = (X, data, dense, indices, indptr, shift, scale)
+        self._keep = (X, data, indices, indptr, shift, scale)
 
 
 def work_parts(int64_t n_weights, int64_t batch_size, int most):
@@ -303,10 +329,12 @@ def train_epoch(Net net, dict hyper, Input X, floating[::1] params, floating[::1
                 floating[::1] state, floating[::1] workspace, double[::1] batch_loss,
                 const floating[:, ::1] Y, const floating[::1] sample_weight,
                 const int64_t[::1] order, int batch_size, uint64_t seed, int64_t t, int n_parts,
-                int n_threads):
+                int n_threads, double max_seconds=0):
     """Mini-batches over the rows `order`, each batch's J_b * |b| into batch_loss
     (epoch_batches(len(order), batch_size, batch_norm),); returns t, the count of updates so
-    far."""
+    far. With max_seconds > 0 it stops after the batch that ends about that long after the
+    call began (at least one): the batches trained are the returned t less the t passed in,
+    and the rest of `order` is for the next call."""
     cdef fastmlp_optim opt = _optim(hyper)
     cdef int status
     cdef const floating *sw = NULL if sample_weight is None else &sample_weight[0]
@@ -318,12 +346,12 @@ def train_epoch(Net net, dict hyper, Input X, floating[::1] params, floating[::1
             status = train_epoch_f32(&params[0], &grads[0], &state[0], &workspace[0],
                                      &batch_loss[0], &t, &X.f32, &Y[0, 0], sw, &order[0],
                                      order.shape[0], batch_size, &net.c, &opt, seed, n_parts,
-                                     n_threads)
+                                     n_threads, max_seconds)
         else:
             status = train_epoch_f64(&params[0], &grads[0], &state[0], &workspace[0],
                                      &batch_loss[0], &t, &X.f64, &Y[0, 0], sw, &order[0],
                                      order.shape[0], batch_size, &net.c, &opt, seed, n_parts,
-                                     n_threads)
+                                     n_threads, max_seconds)
     if status != 0:
         raise MemoryError("fastmlp: out of memory in train_epoch")
     return t

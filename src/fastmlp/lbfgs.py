@@ -48,12 +48,12 @@ class FullBatchObjective:
 
     def __call__(self, x):
         self.trainable[...] = x
-        (_, threads), = self.thread_choice.plan(1)
+        threads, _ = self.thread_choice.stretch()  # one call is one stretch, whatever its length
         started = time.perf_counter()
         loss = _core.batch_gradient(self.net, self.data, self.params, self.grads, self.workspace,
                                     self.Y, self.sample_weight, self.rows, self.alpha, self.seed,
                                     1, self.parts, threads)
-        self.thread_choice.record([(len(self.rows), threads, time.perf_counter() - started)])
+        self.thread_choice.record(len(self.rows), threads, time.perf_counter() - started)
         if self.grad64 is not self.grads:
             self.grad64[...] = self.grads
         return loss, self.grad64

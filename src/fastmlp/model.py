@@ -84,7 +84,7 @@ class Model:
                      net=self.net if spec == self.spec else None)
 
     def input(self, X):
-        return _core.Input(X, self.x_shift, self.x_scale)
+        return _core.Input(X, self.x_shift, self.x_scale, self.params.dtype)
 
     def forward(self, X, n_threads=1, check_finite=False):
         """The outputs (n, n_outputs) for validated rows X; with check_finite (a dense X
@@ -154,7 +154,7 @@ def standardization(X, sample_weight, dtype):
     """(shift, scale) in float64 with x' = (x - shift) * scale: the mean and 1 / the population
     std of each column. Binary columns ({0, 1}) stay as they are; a constant column, or one
     whose 1 / std is beyond `dtype` (float32 {0, 1e-40}: std 5e-41), is only centered."""
-    mean, std, binary = column_statistics(X, sample_weight)
+    mean, std, binary = column_statistics(X, sample_weight, dtype)
     with np.errstate(divide="ignore", over="ignore"):
         inverse = 1.0 / std
     constant = ~(inverse <= np.finfo(dtype).max)  # std 0 (inf) or an underflowed std
@@ -162,16 +162,17 @@ def standardization(X, sample_weight, dtype):
     return np.where(binary, 0.0, mean), scale
 
 
-def column_statistics(X, sample_weight=None):
+def column_statistics(X, sample_weight=None, dtype=None):
     """Per-column mean, population std (ddof=0) and whether every value is 0 or 1, in float64,
-    in chunks of rows so that no temporary the size of X is made (sparse X stays sparse).
+    in chunks of rows so that no temporary the size of X is made (sparse X stays sparse), of X
+    as the model reads it: rounded to `dtype` (X's own when None) first.
     With sample_weight (n,) these are the weighted statistics, rows of weight 0 ignored: the
     same as for the data with each row repeated w times (frequency weights)."""
     n, d = X.shape
     w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     total = w.sum()
     if sp.issparse(X):
-        X = X.tocsc()
+        X = X.tocsc().astype(dtype or X.dtype, copy=False)
         mean = np.asarray(X.T @ w, dtype=np.float64) / total
         sq = np.asarray(X.multiply(X).T @ w, dtype=np.float64) / total
         std = np.sqrt(np.maximum(sq - mean * mean, 0.0))
@@ -186,12 +187,15 @@ def column_statistics(X, sample_weight=None):
     # 188 MB), and the chunks are still long enough for numpy to run at full speed
     step = max(1, (1 << 19) // max(d, 1))
     for start in range(0, n, step):
-        mean += w[start:start + step] @ X[start:start + step].astype(np.float64, copy=False)
+        # C-ordered, whatever X's order: a product's sums run in an order set by the layout
+        chunk = np.ascontiguousarray(X[start:start + step], dtype=dtype or X.dtype)
+        mean += w[start:start + step] @ chunk.astype(np.float64, copy=False)
     mean /= total
     sq = np.zeros(d)
     binary = np.ones(d, dtype=bool)
     for start in range(0, n, step):
-        chunk, w_chunk = X[start:start + step], w[start:start + step]
+        chunk = np.ascontiguousarray(X[start:start + step], dtype=dtype or X.dtype)
+        w_chunk = w[start:start + step]
         centered = chunk - mean
         sq += np.einsum("ij,ij,i->j", centered, centered, w_chunk)
         binary &= ((chunk == 0) | (chunk == 1) | (w_chunk[:, None] == 0)).all(axis=0)

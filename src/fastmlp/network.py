@@ -201,9 +201,9 @@ class Network(BaseEstimator):
 
     def _validate_X(self, X, reset, dtype=None):
         dtype = self._model_dtype() if dtype is None else dtype
-        X = validate_data(self, X, reset=reset, accept_sparse=["csr", "csc"], dtype=dtype,
-                          order="C")
-        return _as_c_input(X)
+        X = validate_data(self, X, reset=reset, accept_sparse=["csr", "csc"],
+                          dtype=_input_dtypes(dtype), order=None, copy=False)
+        return _as_c_input(X, dtype)
 
     # ---------------------------------------------------------------- the fitted model
 
@@ -369,9 +369,10 @@ class Network(BaseEstimator):
         hidden = self._hidden_sizes()
         self._dropout_rates(len(hidden))
         X, y = validate_data(self, X, y, reset=first, accept_sparse=["csr", "csc"],
-                             dtype=dtype, order="C", multi_output=True,
+                             dtype=_input_dtypes(dtype), order=None, copy=False,
+                             multi_output=True,
                              y_numeric=self._task == "regression")
-        X = _as_c_input(X)
+        X = _as_c_input(X, dtype)
         n_samples = X.shape[0]
         check_representable(self, dtype)  # before anything is trained or allocated
         task = (self._task or targets.task_of(y)) if first else self._fitted_task
@@ -483,7 +484,7 @@ class Network(BaseEstimator):
             self._thread_choice = (work, ThreadChoice(min(parts, n_threads)))
         stretches = training.Stretches(self, model.input(X), Y, sample_weight, batch_size,
                                        parts, grads, workspace, self._thread_choice[1],
-                                       model.spec["batch_norm"], model.layout["n_weights"])
+                                       model.spec["batch_norm"])
         watched = validation is not None and self.early_stopping and not incremental
         monitor = ("valid_loss" if scorer == "loss" else "valid_score") if watched \
             else "train_loss"
@@ -497,8 +498,7 @@ class Network(BaseEstimator):
         listeners = [training.Records(keep_last),
                      training.EarlyStopping(monitor, self.tol, self.n_iter_no_change, restore,
                                             decides=not incremental and not schedule_stops),
-                     training.Schedule(monitor, decides=not incremental and schedule_stops),
-                     training.Threads(stretches)]
+                     training.Schedule(monitor, decides=not incremental and schedule_stops)]
         if self.callbacks:
             listeners.append(training.Callbacks(self, self.callbacks, self._published))
         if self.verbose:
@@ -593,7 +593,8 @@ class Network(BaseEstimator):
             return None
         X_val, y_val, weight = validation
         X_val, y_val = validate_data(self, X_val, y_val, reset=False,
-                                     accept_sparse=["csr", "csc"], dtype=dtype, order="C",
+                                     accept_sparse=["csr", "csc"], dtype=_input_dtypes(dtype),
+                                     order=None, copy=False,
                                      multi_output=True, y_numeric=binarizer is None)
         if binarizer is None:
             Y_val = targets.encode_values(y_val, dtype, None)[0]
@@ -608,7 +609,7 @@ class Network(BaseEstimator):
                                                         incremental)
             if class_weights is not None:
                 weight = class_weights if weight is None else weight * class_weights
-        return _as_c_input(X_val), Y_val, weight, y_val
+        return _as_c_input(X_val, dtype), Y_val, weight, y_val
 
     def _scorer(self, needed):
         """What the validation score is: None (the estimator's score), "loss", or a scorer."""
@@ -678,7 +679,8 @@ class Network(BaseEstimator):
         held_out.sort()
         weight = None if sample_weight is None else \
             sample_weight[held_out].astype(np.float64)
-        return np.sort(train), (_as_c_input(X[held_out]), Y[held_out], weight, y[held_out])
+        return np.sort(train), (_as_c_input(X[held_out], model.params.dtype), Y[held_out], weight,
+                                y[held_out])
 
     def _default_score(self, out, Y, weight, model):
         """The estimator's score from outputs: R^2 (regression) or accuracy."""
@@ -818,14 +820,31 @@ class Network(BaseEstimator):
         return state
 
 
-def _as_c_input(X):
-    """X as the C side reads it: dense C-contiguous (validate_data made it so), or CSR."""
+def _input_dtypes(dtype):
+    """The dtypes validation leaves X in for a model of `dtype`: float32 and float64 X are read
+    as they are (the C side converts rows as it gathers them, in any memory order); other
+    dtypes become the model's."""
+    return (dtype, np.float64 if dtype == np.float32 else np.float32)
+
+
+def _as_c_input(X, dtype):
+    """X as the C side reads it for a model of `dtype`: dense float32 or float64 in any memory
+    order (as validated), or CSR. float64 values a float32 model reads must be finite once
+    rounded, as on the converted copy that scikit-learn's validation would check: max and min
+    are reductions, they make no copy of X."""
     if not sp.issparse(X):
+        if X.dtype == np.float64 and dtype == np.float32 and X.size and not (
+                X.max() <= _FLOAT32_MAX and X.min() >= -_FLOAT32_MAX):
+            raise ValueError("Input X contains infinity or a value too large for "
+                             "dtype('float32').")
         return X
     X = X.tocsr()
     if not X.data.flags.c_contiguous:
         X.data = np.ascontiguousarray(X.data)
     return X
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _copy_generator(rng):

@@ -4,96 +4,111 @@ Training's result does not depend on its thread count (csrc/train.c cuts every b
 into slabs fixed by the problem, and threads only share the slabs out), so the count is free to
 change between batches, and only the speed can tell which is right. It is not the same on every
 machine or at every moment: on an idle 2-core machine two threads train 784-1024-1024-10 nearly
-twice as fast as one, while with another process busy on the second core a thread waiting at a
-barrier for a descheduled partner made 784-256-256-10 three to ten times slower than one thread
-alone, and when the hypervisor moved the two vCPUs onto cores that share no cache, two threads
-trained it at 55k samples/s against one thread's 63k (all measured here).
+twice as fast as one, while with another process busy on the second core two threads waiting
+for each other at every barrier trained 784-256-256-10 at a third of one thread's speed, and
+when the hypervisor moved the two vCPUs onto cores that share no cache, two threads trained it
+at 55k samples/s against one thread's 63k (all measured here).
 
-So a probe runs an eighth of an epoch's batches on the count not in use, and the faster per row
-is kept. The first probe is the last eighth of the warm-up epoch, whose first batches fault the
-buffers in (their rate means nothing) but whose tail runs warm. A probe costs: the slower count
-runs an eighth of an epoch (784-1024-1024-10 on one thread: ~10% of that epoch). So while all
-threads keep winning clearly, the probes thin out (every 8, 16, 32, then 64 epochs), and the
-count in use is watched instead: an epoch that runs it much slower per row than its best since
-the last verdict (another process took a core, the vCPUs moved apart) brings the next probe
-forward to the next epoch. With fewer threads in use, a probe every 8 epochs is the only way to see the load
-go away, so those do not thin out.
+So training runs in stretches of about STRETCH_SECONDS, each bounded in time by the C side
+(train_epoch's max_seconds: it stops after the batch that ends near the limit), and the choice
+reacts within an epoch, not after it: a probe is a stretch of PROBE_SECONDS on the count not in
+use, and the next stretch on the count in use gives the rate to compare it with; the faster per
+row is kept. Probes are bounded in time, so one on a count many times slower costs at most
+PROBE_SECONDS. The first stretch of a choice warms up (its first batches fault the buffers in:
+its rate means nothing) and the second probes, so a busy core is seen in the first ~0.1 s of
+training. While all threads keep winning clearly, the probes thin out (every 8, 16, 32, then 64
+stretches: at most 3 s apart), and the count in use is watched instead: a stretch that runs it
+much slower per row than its best since the last verdict (another process took a core, the
+vCPUs moved apart) brings the next probe forward to the next stretch. With fewer threads in use,
+a probe every 8 stretches (~0.4 s) is the only way to see the load go away, so those do not thin
+out. A verdict that changes the count is checked by a probe right after it: one stretch can be
+far off (the kernel merging the data's pages into huge pages slowed a few epochs' worth of
+batches 2-3x here, seconds after the data was made).
 
-A verdict that changes the count is checked by a probe in the very next epoch. One epoch can be
-far off: seconds after the data was made, the second epoch of 784-100-10 ran 2-3x slower than the
-rest on two threads (measured here; not after a 3 s pause, so probably the kernel merging the
-data's pages into huge pages), and the verdict it gave kept one thread for eight epochs at half
-the speed."""
+Stretches also bound how long training runs without returning to Python (Ctrl-C, progress,
+callbacks between stretches), whatever an epoch's length: C decides one batch ahead whether
+the next batch is the stretch's last, so a stretch is at least two batches and ends at most one
+batch past its limit."""
 
-PROBE_EVERY = 8        # epochs between probes: at first, after a change, and on fewer threads
-PROBE_EVERY_MAX = 64   # while the probes keep confirming all threads, the gap doubles up to this
-CLEAR_MARGIN = 1.25    # a probe confirms all threads when the other count is this much slower
-SLOWDOWN = 1.3         # the count in use this much slower per row than its best since the
-                       # last verdict: the next epoch probes (epoch-to-epoch noise: a few %)
+import statistics
+
+STRETCH_SECONDS = 0.05  # a stretch on the count in use
+PROBE_SECONDS = 0.02    # a probe, and the warm-up stretch
+ALONE_SECONDS = 0.25    # a stretch where there is no choice to make (one thread): only the
+                        # return to Python bounds it
+PROBE_EVERY = 8         # stretches from a verdict to the next probe: at first, after a change,
+                        # and on fewer threads
+PROBE_EVERY_MAX = 64    # while the probes keep confirming all threads, the gap doubles up to this
+CLEAR_MARGIN = 1.25     # a probe confirms all threads when the other count is this much slower
+SWITCH_MARGIN = 1.05    # the other count must be this much faster per row to take over
+SLOWDOWN = 1.3          # the count in use this much slower per row than its best since the
+                        # last verdict: the next stretch probes
+RECENT = 3              # the count in use's rate: the median of its latest stretches (on a
+                        # loaded machine one stretch's rate was 30% off the next one's here)
 
 
 class ThreadChoice:
-    """The thread counts of one model's epochs: `plan()` before an epoch, then `record()`
-    with the seconds each stretch of the plan took."""
+    """The thread counts of one model's training: `stretch()` says the thread count and the
+    time limit of the next stretch of batches, `record()` takes what it trained and how long
+    that took."""
 
     def __init__(self, most):
         self.most = max(1, int(most))
         self.best = self.most
-        self.seconds_per_row = {}  # thread count -> latest measured seconds per trained row
-        self.epochs = 0
+        self.probed = None         # seconds per row of the latest probe, until its verdict
+        self.recent = []           # seconds per row of the count in use's latest stretches
+        self.stretches = 0         # stretches recorded
         self.interval = PROBE_EVERY
-        self.next_probe = 0        # the epoch that probes next (the warm-up one, at its tail)
-        self.probe_epoch = None    # the latest probe, whose verdict waits for both rates
-        self.reference = None      # seconds per row of the count in use, its best since the
-                                   # latest verdict
+        self.next_probe = 1        # the stretch that probes next (the first one after warm-up)
+        self.reference = None      # the count in use's rate, its best since the latest verdict
 
     def _other(self):
         return 1 if self.best == self.most else self.most
 
-    def plan(self, n_batches):
-        """[(batches, threads), ...]: consecutive stretches that make up the next epoch."""
-        if self.most == 1 or self.epochs < self.next_probe:
-            return [(n_batches, self.best)]
-        head = max(1, n_batches // 8)
-        if self.epochs == 0:
-            # warm-up: the probe is its tail; an epoch of one batch has none and probes next
-            if head >= n_batches:
-                return [(n_batches, self.best)]
-            return [(n_batches - head, self.best), (head, self._other())]
-        if head >= n_batches:
-            return [(n_batches, self._other())]
-        return [(head, self._other()), (n_batches - head, self.best)]
+    def stretch(self):
+        """(threads, seconds): the thread count and the time limit of the next stretch."""
+        if self.most == 1:
+            return 1, ALONE_SECONDS
+        if self.stretches == 0:
+            return self.best, PROBE_SECONDS
+        if self.stretches >= self.next_probe and self.probed is None:
+            return self._other(), PROBE_SECONDS
+        return self.best, STRETCH_SECONDS
 
-    def record(self, stretches):
-        """stretches: [(rows, threads, seconds), ...] of the epoch just run by the plan."""
-        epoch = self.epochs
-        self.epochs += 1
-        timed = stretches[1:] if epoch == 0 else stretches  # page faults are not a rate
-        probed = any(threads != self.best for _, threads, _ in timed)
-        for rows, threads, seconds in timed:
-            if rows > 0:
-                self.seconds_per_row[threads] = seconds / rows
-        if probed:
-            self.probe_epoch = epoch
-            self.next_probe = epoch + self.interval
-        if self.probe_epoch is not None and len(self.seconds_per_row) > 1:
-            self._verdict()
-        elif not probed and self.reference is not None and self.best in self.seconds_per_row:
-            now = self.seconds_per_row[self.best]
+    def record(self, rows, threads, seconds):
+        """The stretch just run: `rows` trained on `threads` threads in `seconds`."""
+        stretch = self.stretches
+        self.stretches += 1
+        if stretch == 0 or rows <= 0 or self.most == 1:
+            return  # the warm-up's page faults are not a rate
+        rate = seconds / rows
+        if threads != self.best:
+            self.probed = rate  # the verdict, after the next stretch, schedules the next probe
+            return
+        self.recent = (self.recent + [rate])[-RECENT:]
+        now = statistics.median(self.recent)
+        if self.probed is not None:
+            self._verdict(now)
+        elif self.reference is not None:
             if now > SLOWDOWN * self.reference:
-                self.next_probe = self.epochs
+                self.next_probe = self.stretches
             self.reference = min(self.reference, now)  # its best since the verdict
+        else:
+            self.reference = now
 
-    def _verdict(self):
-        """Both rates known since the latest probe: keep the faster, and space the probes."""
-        previous = self.best
-        self.best = min(self.seconds_per_row, key=self.seconds_per_row.get)
-        other = self._other()
-        confirmed = (self.best == previous == self.most and self.seconds_per_row[other]
-                     >= CLEAR_MARGIN * self.seconds_per_row[self.best])
+    def _verdict(self, now):
+        """The probe's rate against the count in use's, with the stretch just after the probe:
+        keep the faster, and space the probes."""
+        previous, probed = self.best, self.probed
+        self.probed = None
+        if probed * SWITCH_MARGIN < now:
+            self.best = self._other()
+            self.recent = [probed]
+            self.reference = probed
+            self.interval = PROBE_EVERY
+            self.next_probe = self.stretches  # a change is checked at once (see the docstring)
+            return
+        confirmed = previous == self.most and probed >= CLEAR_MARGIN * now
         self.interval = min(2 * self.interval, PROBE_EVERY_MAX) if confirmed else PROBE_EVERY
-        # a change is checked at once (the module's docstring says why)
-        self.next_probe = (self.epochs if self.best != previous
-                           else max(self.probe_epoch + self.interval, self.epochs))
-        self.reference = self.seconds_per_row[self.best]
-        self.probe_epoch = None
+        self.next_probe = self.stretches + self.interval
+        self.reference = now

@@ -2,7 +2,8 @@
 
 `run_epochs` is the whole loop: for each epoch, the C stretches (`Stretches.epoch`), then the
 epoch's record (`Evaluation.record`), then the listeners in a fixed order: history, early
-stopping, schedule, thread choice, the user's callbacks, progress. A listener's
+stopping, schedule, the user's callbacks, progress (the thread choice learns from every
+stretch, inside `Stretches.epoch`, so a busy core is seen within an epoch). A listener's
 `epoch_end(record)` returning True ends training; Ctrl-C ends it the same way at the next
 stretch boundary (`Interrupt`). The loop trains `Run.model`, a model no predict sees until the
 estimator swaps it in, so stopping anywhere leaves the fitted model as it was."""
@@ -16,12 +17,6 @@ from scipy.special import xlogy
 from . import _core
 from .optim import hyperparameters
 
-# the longest stretch of batches between two returns to Python: how soon Ctrl-C and progress
-# displays are served within a long epoch (each return costs ~20 us)
-STRETCH_SECONDS = 0.25
-# a pessimistic single-thread rate (flop/s) that sizes the first call of a fit before any is
-# timed: 6 flops per weight and row (forward, both backward products)
-ASSUMED_RATE = 2e10
 # scikit-learn's words for a diverged model, first in fastmlp's message so that a script
 # matching them still does
 NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large "
@@ -87,21 +82,20 @@ def run_epochs(run, stretches, evaluation, listeners, max_iter, shuffle, rows, i
 
 
 class Stretches:
-    """An epoch as consecutive calls of the C trainer: the thread choice's plan
-    (fastmlp/threads.py), each of its stretches cut into pieces of about STRETCH_SECONDS."""
+    """An epoch as consecutive calls of the C trainer, each a stretch of batches on the thread
+    count the choice gives and bounded in time by the C side (fastmlp/threads.py): so Ctrl-C,
+    progress displays and the thread choice are served within a long epoch."""
 
     def __init__(self, estimator, data, Y, sample_weight, batch_size, parts, grads, workspace,
-                 thread_choice, batch_norm, n_weights):
+                 thread_choice, batch_norm):
         self.estimator, self.data, self.Y, self.sample_weight = estimator, data, Y, sample_weight
         self.batch_size, self.parts = batch_size, parts
         self.grads, self.workspace = grads, workspace
         self.thread_choice, self.batch_norm = thread_choice, batch_norm
-        # batches per call: from ASSUMED_RATE at first, then from the measured rate
-        self.piece = max(1, int(STRETCH_SECONDS * ASSUMED_RATE / (6 * n_weights * batch_size)))
-        self.stretches = []
+        self.stretches = []  # (rows, threads, seconds) of the epoch's stretches
 
     def epoch(self, run, order, learning_rate, interrupt, listeners):
-        """Train one epoch over `order`: (mean loss J over it, seconds, most threads), or None
+        """Train one epoch over `order`: (mean loss J over it, seconds, threads, rows), or None
         when Ctrl-C came first (the parameters are then mid-epoch)."""
         n, size = len(order), self.batch_size
         n_batches = _core.epoch_batches(n, size, self.batch_norm)
@@ -111,29 +105,30 @@ class Stretches:
         model = run.model
         self.stretches = []
         first = 0
-        for batches, threads in self.thread_choice.plan(n_batches):
-            seconds, rows_before, stretch_end = 0.0, first * size, first + batches
-            while first < stretch_end:
-                last = min(first + self.piece, stretch_end)
-                # the epoch's last call takes all the rows left (a trailing short batch)
-                rows_of = order[first * size:n if last == n_batches else last * size]
-                started = time.perf_counter()
-                run.t = _core.train_epoch(
-                    model.net, hyper, self.data, model.params, self.grads, run.state,
-                    self.workspace, batch_loss[first:last], self.Y, self.sample_weight, rows_of,
-                    size, run.seed, run.t, self.parts, threads)
-                took = time.perf_counter() - started
-                seconds += took
-                self.piece = max(1, int(STRETCH_SECONDS * (last - first) / max(took, 1e-9)))
-                first = last
-                rows_done = n if first == n_batches else first * size
-                for listener in listeners:
-                    listener.stretch_end(run, rows_done, n)
-                if interrupt.raised:
-                    return None
-            self.stretches.append((rows_done - rows_before, threads, seconds))
+        while first < n_batches:
+            threads, limit = self.thread_choice.stretch()
+            started, t_before = time.perf_counter(), run.t
+            # C trains from batch `first` until the time limit (or the epoch's end) and says
+            # how far it went by the update count; the last batch takes the rows left over
+            run.t = _core.train_epoch(
+                model.net, hyper, self.data, model.params, self.grads, run.state,
+                self.workspace, batch_loss[first:], self.Y, self.sample_weight,
+                order[first * size:], size, run.seed, run.t, self.parts, threads, limit)
+            took = time.perf_counter() - started
+            last = first + run.t - t_before
+            rows_done = n if last == n_batches else last * size
+            self.stretches.append((rows_done - first * size, threads, took))
+            self.thread_choice.record(*self.stretches[-1])
+            first = last
+            for listener in listeners:
+                listener.stretch_end(run, rows_done, n)
+            if interrupt.raised:
+                return None
         seconds = sum(s for _, _, s in self.stretches)
-        return float(batch_loss.sum()) / n, seconds, max(t for _, t, _ in self.stretches), n
+        # the count that trained most of the epoch's rows
+        threads = max({t for _, t, _ in self.stretches},
+                      key=lambda k: sum(r for r, t, _ in self.stretches if t == k))
+        return float(batch_loss.sum()) / n, seconds, threads, n
 
 
 class Evaluation:
@@ -290,17 +285,6 @@ class Schedule(Listener):
 
     def epoch_end(self, run, record):
         return run.schedule.epoch_ends(monitored(record, self.monitor)) and self.decides
-
-
-class Threads(Listener):
-    """The thread choice learns from the epoch's stretches (fastmlp/threads.py)."""
-
-    def __init__(self, stretches):
-        self.stretches = stretches
-
-    def epoch_end(self, run, record):
-        self.stretches.thread_choice.record(self.stretches.stretches)
-        return False
 
 
 class Callbacks(Listener):

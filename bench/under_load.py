@@ -1,0 +1,133 @@
+"""Training throughput of the default thread count against n_threads=1, with and without a
+CPU hog: a busy-loop process that keeps one core taken for the whole measurement.
+
+    python bench/under_load.py                  # 3 rounds, both configurations, hog and none
+    python bench/under_load.py --rounds 5 --configs 784-256-256-10 --pin
+    python bench/under_load.py --worker '{"hidden": [256, 256], "threads": 1, ...}'
+
+Each measurement is its own process (the worker mode of this script): it makes the data (fixed
+seed), fits once untimed for one epoch (imports, allocation, page faults), then times a fresh
+`fit` of --epochs epochs from scratch, so the thread choice starts cold, as a user's first fit
+does: the first epoch counts. The two contenders (n_threads=None, the default, and
+n_threads=1) alternate within each round, in an order that flips from round to round; the
+report gives the median samples/s of each over the rounds and the ratio default / one thread
+(1.0: as fast; under 0.9: the default loses more than 10%). With --pin the hog is pinned to the
+last core (by default the kernel places it). The checkout's src/ (or --src) goes on PYTHONPATH,
+so an in-place build is enough.
+
+Figures depend on everything else the machine runs: bench/README.md says how they were taken.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.join(os.path.dirname(HERE), "src")
+HOG = "while True:\n    pass\n"
+
+
+def worker(spec):
+    """One fit, timed; prints {"samples_per_s": ...} as JSON."""
+    import warnings
+
+    import numpy as np
+
+    from fastmlp import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    n, d = spec["n"], spec["features"]
+    X = rng.standard_normal((n, d), dtype=np.float32)
+    y = (X[:, :10] @ rng.standard_normal((10, 10))).argmax(axis=1)
+
+    def fit(epochs):
+        model = MLPClassifier(hidden_layer_sizes=spec["hidden"], max_iter=epochs,
+                              n_iter_no_change=epochs + 1, batch_size=spec["batch_size"],
+                              random_state=0, n_threads=spec["threads"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the unconverged fit's ConvergenceWarning
+            started = time.perf_counter()
+            model.fit(X, y)
+            return time.perf_counter() - started
+
+    fit(1)
+    import gc
+    gc.collect()
+    seconds = fit(spec["epochs"])
+    print(json.dumps({"samples_per_s": n * spec["epochs"] / seconds, "seconds": seconds}))
+
+
+def measure(spec, timeout, src):
+    env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"the worker for {spec} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["samples_per_s"]
+
+
+def start_hog(pin):
+    hog = subprocess.Popen([sys.executable, "-c", HOG])
+    if pin:
+        os.sched_setaffinity(hog.pid, {max(os.sched_getaffinity(0))})
+    time.sleep(0.5)  # let the scheduler see it busy before the contender starts
+    return hog
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--configs", default="784-256-256-10,784-100-10",
+                        help="comma-separated layer sizes, input first, 10 outputs last")
+    parser.add_argument("--n", type=int, default=20000, help="training rows")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per fit")
+    parser.add_argument("--batch-size", type=int, default=200)
+    parser.add_argument("--conditions", default="idle,hog", help="idle, hog or both")
+    parser.add_argument("--pin", action="store_true", help="pin the hog to the last core")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per measurement")
+    parser.add_argument("--json", help="write every measurement to this file")
+    parser.add_argument("--src", default=SRC, help="the fastmlp source tree (built in place) "
+                        "to measure; a copy keeps a long run safe from edits")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(json.loads(args.worker))
+        return
+
+    results = []
+    print(f"{'config':<16} {'condition':<9} {'default/s':>11} {'1 thread/s':>11} "
+          f"{'ratio':>6}  rounds (ratio each)")
+    for config in args.configs.split(","):
+        sizes = [int(s) for s in config.split("-")]
+        for condition in args.conditions.split(","):
+            rates = {"default": [], "one": []}
+            for round_ in range(args.rounds):
+                hog = start_hog(args.pin) if condition == "hog" else None
+                try:
+                    order = ["default", "one"] if round_ % 2 == 0 else ["one", "default"]
+                    for name in order:
+                        spec = {"hidden": sizes[1:-1], "features": sizes[0], "n": args.n,
+                                "epochs": args.epochs, "batch_size": args.batch_size,
+                                "threads": None if name == "default" else 1}
+                        rates[name].append(measure(spec, args.timeout, args.src))
+                finally:
+                    if hog is not None:
+                        hog.kill()
+                        hog.wait()
+            each = [d / o for d, o in zip(rates["default"], rates["one"])]
+            default, one = statistics.median(rates["default"]), statistics.median(rates["one"])
+            print(f"{config:<16} {condition:<9} {default:>11,.0f} {one:>11,.0f} "
+                  f"{default / one:>6.2f}  {' '.join(f'{r:.2f}' for r in each)}", flush=True)
+            results.append({"config": config, "condition": condition, "rates": rates,
+                            "ratio_of_medians": default / one, "ratios": each})
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "load_average": os.getloadavg(),
+                       "results": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+/* input.c: rows of a dense X as the model reads them, for training's batches (train.c) and
+ * prediction's chunks (predict.c).
+ *
+ * X arrives as the caller holds it: float32 or float64 whatever the model's type, C- or
+ * Fortran-ordered, or a strided view, or a memory map. Converting it whole first would copy all
+ * of X (a float32 model's predict on 2,000,000 x 100 float64 held 800 MB more than X), so each
+ * row is converted as it is gathered into the batch or chunk buffer, which the kernels then
+ * read. The value is rounded to the model's type first and then standardized in that type, the
+ * same operations, in the same type, as on a converted copy of X: the bits do not depend on
+ * how X is stored. */
+
+/* Whether the kernels can read X's rows where they are: the model's type, C-contiguous. */
+static inline int FN(input_direct)(const FN(fastmlp_input) *X, int n_features)
+{
+    const int type = FASTMLP_REAL_IS_FLOAT ? FASTMLP_FLOAT32 : FASTMLP_FLOAT64;
+    return X->dense && X->dense_type == type && X->col_stride == (int64_t)sizeof(real)
+           && X->row_stride == (int64_t)n_features * (int64_t)sizeof(real);
+}
+
+/* Row i of X in place, for input_direct X only. */
+static inline const real *FN(input_row)(const FN(fastmlp_input) *X, int64_t i)
+{
+    return (const real *)((const char *)X->dense + i * X->row_stride);
+}
+
+/* dst (n_features,) = row i of dense X in the model's type, standardized when X->shift. The
+ * source values are read with memcpy: a view of a byte buffer may leave them unaligned. */
+static void FN(input_gather_row)(real *dst, const FN(fastmlp_input) *X, int64_t i,
+                                 int n_features)
+{
+    const char *row = (const char *)X->dense + i * X->row_stride;
+    const int64_t step = X->col_stride;
+    /* the same loop twice, once with the stride a constant (contiguous rows), which the
+     * compiler vectorizes, once with X's */
+#define FASTMLP_CONVERT(type, stride)                                                      \
+    for (int j = 0; j < n_features; j++) {                                                 \
+        type value;                                                                        \
+        memcpy(&value, row + (int64_t)j * (stride), sizeof value);                         \
+        dst[j] = (real)value;                                                              \
+    }
+    if (X->dense_type == FASTMLP_FLOAT64) {
+        if (step == (int64_t)sizeof(double)) { FASTMLP_CONVERT(double, sizeof(double)) }
+        else { FASTMLP_CONVERT(double, step) }
+    } else {
+        if (step == (int64_t)sizeof(float)) { FASTMLP_CONVERT(float, sizeof(float)) }
+        else { FASTMLP_CONVERT(float, step) }
+    }
+#undef FASTMLP_CONVERT
+    if (X->shift)
+        for (int j = 0; j < n_features; j++) dst[j] = (dst[j] - X->shift[j]) * X->scale[j];
+}

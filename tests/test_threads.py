@@ -1,0 +1,193 @@
+"""Training in stretches bounded in time, each on the thread count that fastmlp/threads.py
+chooses: the bits never depend on the cut or the counts, and the choice reacts within an
+epoch. No timings are asserted: the choice is driven by made-up rates, and the C time limit
+by one so small that every call stops as early as it can."""
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import MLPClassifier, _core
+from fastmlp import threads as threads_module
+from fastmlp.threads import (ALONE_SECONDS, PROBE_EVERY, PROBE_EVERY_MAX, PROBE_SECONDS,
+                             STRETCH_SECONDS, ThreadChoice)
+
+TINY = 1e-9  # a time limit every batch overruns: a call trains the fewest batches it can
+
+
+def _epoch_calls(model, X, Y, order, batch_size, stretches, dtype, parts=2):
+    """One epoch through the bridge as consecutive calls, the i-th on stretches[i] =
+    (threads, max_seconds), cycling; returns (params, state, batch_loss, batches per call)."""
+    params = model._params.copy()
+    n_trainable = model._layout["n_trainable"]
+    state = np.zeros(2 * n_trainable, dtype=dtype)
+    grads = np.zeros(n_trainable, dtype=dtype)
+    workspace = np.zeros(model._net().workspace_size(batch_size, parts, dtype), dtype=dtype)
+    hyper = fastmlp.optim.hyperparameters(model, 0.01, "constant")
+    n_batches = _core.epoch_batches(len(order), batch_size, model.batch_norm)
+    batch_loss = np.zeros(n_batches)
+    first, t, calls = 0, 0, []
+    while first < n_batches:
+        threads, seconds = stretches[len(calls) % len(stretches)]
+        before = t
+        t = _core.train_epoch(model._net(), hyper, model._input(X), params, grads, state,
+                              workspace, batch_loss[first:], Y, None,
+                              order[first * batch_size:], batch_size, 7, t, parts, threads,
+                              seconds)
+        calls.append(t - before)
+        first += t - before
+    assert t == n_batches
+    return params, state, batch_loss, calls
+
+
+@pytest.mark.parametrize("extra", [{"solver": "sgd", "momentum": 0.9},
+                                   {"batch_norm": True, "dropout": 0.2},
+                                   {"solver": "adam", "alpha": 0.1}])
+def test_stretches_cut_by_time_give_the_bits_of_one_call_on_any_thread_count(extra, quiet):
+    """A time limit stops a call one batch after the batch that decides it (the last step must
+    know it is the last: SGD momentum leaves the plain velocity between calls), so a tiny
+    limit trains two batches per call; calls alternating 1, 2 and 3 threads give the bits of
+    one unbounded call. 421 rows in batches of 60: 7 batches, the last of one row joining
+    the one before under batch norm."""
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(421, 30).astype(np.float32), rng.randint(0, 4, 421)
+    model = MLPClassifier(hidden_layer_sizes=(50, 40), max_iter=1, random_state=0,
+                          batch_size=60, n_threads=1, **extra).partial_fit(X, y,
+                                                                            classes=range(4))
+    Y = model._encode_targets(y, first=False)
+    order = rng.permutation(len(X)).astype(np.int64)
+    whole = _epoch_calls(model, X, Y, order, 60, [(1, 0.0)], np.float32)
+    assert whole[3] == [_core.epoch_batches(421, 60, model.batch_norm)]
+    cut = _epoch_calls(model, X, Y, order, 60, [(2, TINY), (1, TINY), (3, TINY)], np.float32)
+    assert cut[3][:-1] == [2] * (len(cut[3]) - 1) and cut[3][-1] in (1, 2)
+    for a, b in zip(whole[:3], cut[:3]):
+        assert np.array_equal(a, b)
+    assert not np.array_equal(whole[0], model._params)
+
+
+def test_a_time_limit_never_trains_fewer_than_one_batch():
+    """An epoch of one batch trains whole whatever the limit; without a limit (0) a call
+    trains every batch it is given."""
+    rng = np.random.RandomState(1)
+    X, y = rng.randn(50, 8).astype(np.float32), rng.randint(0, 2, 50)
+    model = MLPClassifier(hidden_layer_sizes=(5,), max_iter=1, random_state=0, batch_size=50,
+                          n_threads=1).partial_fit(X, y, classes=[0, 1])
+    Y = model._encode_targets(y, first=False)
+    order = np.arange(50, dtype=np.int64)
+    assert _epoch_calls(model, X, Y, order, 50, [(1, TINY)], np.float32, parts=1)[3] == [1]
+    assert _epoch_calls(model, X, Y, order, 10, [(1, 0.0)], np.float32, parts=1)[3] == [5]
+
+
+def test_fit_trains_in_bounded_stretches_with_the_bits_of_one_thread(monkeypatch, quiet):
+    """The estimator bounds every call in time (Ctrl-C, progress and callbacks wait at most a
+    stretch), and a fit whose stretches switch thread counts gives the bits of n_threads=1."""
+    rng = np.random.RandomState(2)
+    X, y = rng.randn(600, 64), rng.randint(0, 5, 600)
+    limits = []
+    original = _core.train_epoch
+
+    def spy(*args):
+        limits.append(args[-1])
+        return original(*args)
+
+    monkeypatch.setattr(fastmlp.network._core, "train_epoch", spy)
+    kwargs = dict(hidden_layer_sizes=(100, 80), max_iter=3, random_state=0, batch_size=200)
+    one = MLPClassifier(n_threads=1, **kwargs).fit(X, y)
+    assert limits and all(0 < limit <= 0.5 for limit in limits)
+    # every stretch two batches at most, on 1, 2, 1, 2, ... threads
+    counts = iter([1, 2] * 100)
+    monkeypatch.setattr(ThreadChoice, "stretch", lambda self: (next(counts), TINY))
+    switching = MLPClassifier(n_threads=2, **kwargs).fit(X, y)
+    assert switching._work_parts(200) == 2  # two parts: both counts really share the work
+    assert np.array_equal(one._params, switching._params)
+    assert one.loss_curve_ == switching.loss_curve_
+
+
+class _Machine:
+    """Runs ThreadChoice's stretches against made-up seconds per row for each thread count:
+    a stretch trains as many rows as fit in its time limit."""
+
+    def __init__(self, per_row):
+        self.choice = ThreadChoice(2)
+        self.per_row = dict(per_row)
+
+    def __call__(self):
+        threads, seconds = self.choice.stretch()
+        rows = max(1, round(seconds / self.per_row[threads]))
+        self.choice.record(rows, threads, rows * self.per_row[threads])
+        return threads, seconds
+
+    def run(self, n):
+        return [self()[0] for _ in range(n)]
+
+
+def test_the_second_stretch_probes_and_a_busy_core_is_left_within_an_epoch():
+    """The warm-up stretch's rate means nothing (page faults); the second stretch probes one
+    thread, the third times two threads again, and the faster takes over; the change is
+    checked by a probe at once, and on one thread the probes never thin out (only they can see
+    the load go away)."""
+    machine = _Machine({1: 1e-5, 2: 3e-5})  # one thread 3x faster: a busy second core
+    assert machine() == (2, PROBE_SECONDS)
+    assert machine() == (1, PROBE_SECONDS)
+    assert machine() == (2, STRETCH_SECONDS)
+    assert machine.choice.best == 1
+    assert machine() == (2, PROBE_SECONDS)  # the change checked at once
+    assert machine() == (1, STRETCH_SECONDS)
+    assert machine.choice.best == 1
+    # a probe, the verdict's stretch, then PROBE_EVERY stretches on the count in use
+    counts = machine.run(3 * (PROBE_EVERY + 2) + 1)
+    probes = [i for i, threads in enumerate(counts) if threads == 2]
+    assert probes == [PROBE_EVERY, 2 * PROBE_EVERY + 2, 3 * PROBE_EVERY + 4]
+    # the load goes away: the next probe finds two threads faster, and they stay
+    machine.per_row[2] = 0.5e-5
+    counts = machine.run(PROBE_EVERY + 6)
+    switched = counts.index(2)
+    assert machine.choice.best == 2
+    # the probe, the verdict's stretch on one thread, the change checked by a probe of one
+    assert counts[switched:switched + 4] == [2, 1, 1, 2]
+    assert machine.run(PROBE_EVERY) == [2] * PROBE_EVERY
+
+
+def test_probes_thin_out_while_they_confirm_all_threads():
+    """Each probe that finds one thread clearly slower doubles the gap to the next, up to
+    PROBE_EVERY_MAX stretches; a close call puts it back to PROBE_EVERY."""
+    machine = _Machine({1: 1.8e-5, 2: 1e-5})
+    counts = machine.run(400)
+    probes = [i for i, threads in enumerate(counts) if threads == 1]
+    gaps = np.diff(probes).tolist()
+    assert probes[0] == 1 and machine.choice.best == 2
+    # a probe, the verdict's stretch, then 16, 32, 64, 64, ... stretches on two threads
+    assert gaps[:3] == [2 * PROBE_EVERY + 2, 4 * PROBE_EVERY + 2, PROBE_EVERY_MAX + 2]
+    assert set(gaps[3:]) == {PROBE_EVERY_MAX + 2}
+    machine.per_row[1] = 1.1e-5  # one thread only 10% slower: the probes come often again
+    counts = machine.run(2 * PROBE_EVERY_MAX + 3 * PROBE_EVERY)
+    gaps = np.diff([i for i, threads in enumerate(counts) if threads == 1]).tolist()
+    assert gaps[-2:] == [PROBE_EVERY + 2, PROBE_EVERY + 2]
+
+
+def test_a_slowdown_of_the_count_in_use_brings_the_probe_forward():
+    """Between thinned-out probes, the count in use running much slower (the median of its
+    latest stretches, so one slow stretch is noise) makes the next stretch probe."""
+    machine = _Machine({1: 1.8e-5, 2: 1e-5})
+    machine.run(100)
+    choice = machine.choice
+    assert choice.best == 2 and choice.next_probe > choice.stretches + 2
+    machine.per_row[2] = 4e-5
+    machine()  # one slow stretch: the median of three is still fast
+    assert choice.next_probe > choice.stretches
+    machine()  # two: the median is slow
+    assert choice.stretch()[0] == 1
+    machine.run(2)
+    assert choice.best == 1
+
+
+def test_one_thread_has_nothing_to_choose():
+    choice = ThreadChoice(1)
+    for _ in range(20):
+        assert choice.stretch() == (1, ALONE_SECONDS)
+        choice.record(100, 1, 0.01)
+
+
+def test_every_stretch_limit_stays_short():
+    """loop-level reactions (Ctrl-C, progress, callbacks) wait for the end of a stretch."""
+    assert max(PROBE_SECONDS, STRETCH_SECONDS, ALONE_SECONDS) <= 0.5
+    assert threads_module.SLOWDOWN > threads_module.SWITCH_MARGIN > 1
