@@ -16,23 +16,12 @@ SMALL = dict(hidden_layer_sizes=(16,), max_iter=100, learning_rate_init=0.01, ra
 FLOAT32_CANNOT = "float32 sums in another order: rtol=1e-7 is below float32's resolution"
 FLOAT32_EXPECTED = {"check_sample_weight_equivalence_on_dense_data": FLOAT32_CANNOT,
                     "check_sample_weight_equivalence_on_sparse_data": FLOAT32_CANNOT}
-# KNOWN DEFECT, not a float32 limit (issue 15 stays open on it): a float32 regressor's
-# prediction of one row differs from the same row predicted among others by more than rounding
-# order explains (2.7e-7 at 0.22, ~18 float32 ulps, where rtol=1e-7 asks for ~1 ulp)
-SUBSET = {"check_methods_subset_invariance": "one-row float32 predictions differ from the "
-                                             "batch's by ~18 ulps (under investigation)"}
-
-
-def float32_expected_failures(estimator):
-    if isinstance(estimator, MLPRegressor):
-        return {**FLOAT32_EXPECTED, **SUBSET}
-    return FLOAT32_EXPECTED
 
 
 # the checks fit tiny, noisy data sets for max_iter epochs: stopping there is expected
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @parametrize_with_checks([Network(**SMALL), MLPClassifier(**SMALL), MLPRegressor(**SMALL)],
-                         expected_failed_checks=float32_expected_failures)
+                         expected_failed_checks=lambda estimator: FLOAT32_EXPECTED)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
 
