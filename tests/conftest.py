@@ -58,3 +58,23 @@ def make_targets(kind, n, rng):
     if kind == "regression":
         return rng.randn(n), "identity"
     return rng.randn(n, 2), "identity"  # multi-output regression
+
+
+@pytest.fixture
+def epochs(monkeypatch):
+    """After each C training call: (a copy of the whole parameter buffer, the rows it was
+    handed). Test modules that need another view of the calls define their own `epochs`."""
+    import fastmlp.network
+
+    seen = []
+    original = _core.train_epoch
+
+    def spy(net, hyper, data, params, grads, state, workspace, batch_loss, Y, sample_weight,
+            order, *rest):
+        result = original(net, hyper, data, params, grads, state, workspace, batch_loss, Y,
+                          sample_weight, order, *rest)
+        seen.append((np.array(params, copy=True), np.sort(np.array(order, copy=True))))
+        return result
+
+    monkeypatch.setattr(fastmlp.network._core, "train_epoch", spy)
+    return seen

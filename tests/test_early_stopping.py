@@ -22,23 +22,6 @@ Y3 = np.digitize(X[:, 1] + 0.3 * rng.randn(80), [-0.5, 0.7])
 Y_REG = X[:, 0] - X[:, 1] * X[:, 2] + 0.1 * rng.randn(80)
 
 
-@pytest.fixture
-def epochs(monkeypatch):
-    """After each C epoch: (a copy of the whole parameter buffer, the rows it trained on)."""
-    seen = []
-    original = fastmlp._core.train_epoch
-
-    def spy(net, hyper, data, params, grads, state, workspace, batch_loss, Y, sample_weight,
-            order, *rest):
-        result = original(net, hyper, data, params, grads, state, workspace, batch_loss, Y,
-                          sample_weight, order, *rest)
-        seen.append((np.array(params, copy=True), np.sort(np.array(order, copy=True))))
-        return result
-
-    monkeypatch.setattr(fastmlp.network._core, "train_epoch", spy)
-    return seen
-
-
 def held_out(epochs, n):
     rows = {tuple(trained) for _, trained in epochs}
     assert len(rows) == 1  # the same split every epoch

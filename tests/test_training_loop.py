@@ -29,23 +29,6 @@ Y3_VAL = np.digitize(X_VAL[:, 1], [-0.5, 0.7])
 KW = dict(hidden_layer_sizes=(8,), random_state=0, n_threads=1, learning_rate_init=0.01)
 
 
-@pytest.fixture
-def epochs(monkeypatch):
-    """After each C call: (a copy of the whole parameter buffer, the rows it trained on)."""
-    seen = []
-    original = fastmlp._core.train_epoch
-
-    def spy(net, hyper, data, params, grads, state, workspace, batch_loss, Y, sample_weight,
-            order, *rest):
-        result = original(net, hyper, data, params, grads, state, workspace, batch_loss, Y,
-                          sample_weight, order, *rest)
-        seen.append((np.array(params, copy=True), np.sort(np.array(order, copy=True))))
-        return result
-
-    monkeypatch.setattr(fastmlp.network._core, "train_epoch", spy)
-    return seen
-
-
 class StopAt:
     def __init__(self, epoch):
         self.epoch = epoch
