@@ -35,21 +35,7 @@ IGNORED_FOR_PROPERTIES = {"GL08", "PR02"}
 
 # Docstrings not written yet, by the file that holds them and its owner at this time. Strict
 # expected failures: once one validates, the test fails until it is taken off this list.
-PENDING_OBJECTS = {
-    # src/fastmlp/network.py, which helper `loop` is rewriting (its methods are also
-    # MLPClassifier's and MLPRegressor's)
-    "fastmlp.Network", "fastmlp.Network.fit", "fastmlp.Network.partial_fit",
-    "fastmlp.Network.predict", "fastmlp.Network.predict_proba", "fastmlp.Network.score",
-    "fastmlp.Network.recompute_batchnorm_statistics",
-    "fastmlp.Network.predict_log_proba", "fastmlp.MLPClassifier.predict_log_proba",
-    "fastmlp.MLPClassifier.fit", "fastmlp.MLPClassifier.partial_fit",
-    "fastmlp.MLPClassifier.predict", "fastmlp.MLPClassifier.predict_proba",
-    "fastmlp.MLPClassifier.recompute_batchnorm_statistics",
-    "fastmlp.MLPRegressor.fit",
-    "fastmlp.MLPRegressor.predict", "fastmlp.MLPRegressor.recompute_batchnorm_statistics",
-    # src/fastmlp/persistence.py (helper `harden`)
-    "fastmlp.save", "fastmlp.load",
-}
+PENDING_OBJECTS = set()
 
 
 def _defined_by_fastmlp(klass, name):

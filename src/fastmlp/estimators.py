@@ -223,6 +223,16 @@ _LOSS = r"""    loss : {"squared_error", "poisson"}, default="squared_error"
         keyword-only: scikit-learn's MLPRegressor takes it as its first positional
         parameter, fastmlp keeps ``hidden_layer_sizes`` first.
 """
+# MLPClassifier's and Network's own parameter, after max_fun in their signatures
+_CLASS_WEIGHT = r"""
+    class_weight : dict, list of dict, "balanced" or None, default=None
+        Weights of the classes, multiplied into ``sample_weight``: a dict
+        ``{label: weight}``, or "balanced", which weighs class c by
+        ``n_samples / (n_classes * count(c))`` as scikit-learn's classifiers do. A
+        multilabel y takes "balanced" per label or a list of one dict per label.
+        ``partial_fit`` refuses "balanced", whose weights would change with every call.
+"""
+
 _REGRESSOR_PARAMETERS = _PARAMETERS.replace("\n    solver : ", "\n" + _LOSS + "\n    solver : ", 1)
 
 _ATTRIBUTES = r"""
@@ -388,14 +398,8 @@ MLPClassifier.__doc__ = r"""Multi-layer perceptron classifier, trained by C kern
     additions described here (the user guide lists the differences).
 
     Parameters
-    ----------""" + _PARAMETERS + r"""
-    class_weight : dict, list of dict, "balanced" or None, default=None
-        Weights of the classes, multiplied into ``sample_weight``: a dict
-        ``{label: weight}``, or "balanced", which weighs class c by
-        ``n_samples / (n_classes * count(c))`` as scikit-learn's classifiers do. A
-        multilabel y takes "balanced" per label or a list of one dict per label.
-        ``partial_fit`` refuses "balanced", whose weights would change with every call.
-""" + _PARAMETERS_TRAINING.replace("{score}", "the accuracy") + r"""
+    ----------""" + _PARAMETERS + _CLASS_WEIGHT \
+    + _PARAMETERS_TRAINING.replace("{score}", "the accuracy") + r"""
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
@@ -607,3 +611,66 @@ def _with_loss(network_init):
 
 
 MLPRegressor.__init__.__signature__ = _with_loss(Network.__init__)
+
+
+# Network's docstring, assembled here from the same texts as the estimators' (network.py cannot
+# import this module: estimators.py imports Network)
+Network.__doc__ = r"""Multi-layer perceptron for classification or regression, as the targets say.
+
+    The targets of the first ``fit`` (or ``partial_fit``) decide the task, as
+    scikit-learn's ``type_of_target`` classifies them: class labels (binary or multiclass,
+    integers included, or a multilabel indicator matrix) train softmax outputs with
+    cross-entropy for several classes and logistic outputs with binary cross-entropy for
+    two classes or per label, and give ``predict_proba``; real-valued targets
+    ("continuous" or "continuous-multioutput") train identity outputs with squared error.
+    Later ``partial_fit`` calls, and a ``fit`` with ``warm_start=True`` that keeps the
+    architecture, keep the task; any other ``fit`` decides it again. ``MLPClassifier`` and
+    ``MLPRegressor`` are this estimator with the task fixed, and scikit-learn's scores and
+    tags for it.
+
+    Parameters
+    ----------""" + _PARAMETERS + _CLASS_WEIGHT.replace(
+    "\n        ``partial_fit`` refuses",
+    "\n        Only for class labels: a model that regresses raises a ``ValueError`` when it is"
+    "\n        set. ``partial_fit`` refuses", 1) + _PARAMETERS_TRAINING.replace(
+    "{score}", "the accuracy for class labels and R^2 for real values") + r"""
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels (for a multilabel model, the label columns); only when the
+        model classifies.
+""" + _ATTRIBUTES + r"""
+    out_activation_ : {"softmax", "logistic", "identity"}
+        The output units: "softmax" for several classes, "logistic" for two classes and
+        for multilabel y, "identity" for real-valued targets.
+
+    See Also
+    --------
+    MLPClassifier : The same network, always a classifier.
+    MLPRegressor : The same network, always a regressor (with a Poisson loss as well).
+    save : Write a fitted model to a file; ``load`` reads it back.
+
+    Notes
+    -----""" + _NOTES + r"""
+    The per-sample loss :math:`\ell` is the cross-entropy :math:`-\log f_y(x)` of the
+    softmax outputs for several classes, the binary cross-entropy summed over the logistic
+    outputs for two classes or several labels, and
+    :math:`\frac{1}{2 k} \sum_{j=1}^{k} (f_j(x) - y_j)^2` over the :math:`k` outputs of a
+    regression.
+
+    References
+    ----------""" + _REFERENCES + r"""
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmlp import Network
+    >>> X = np.array([[0.0], [0.2], [0.8], [1.0]])
+    >>> clf = Network((8,), learning_rate_init=0.05, max_iter=300, random_state=0)
+    >>> clf.fit(X, ["no", "no", "yes", "yes"]).predict(X).tolist()
+    ['no', 'no', 'yes', 'yes']
+    >>> clf.out_activation_, clf.predict_proba(X[:1]).shape
+    ('logistic', (1, 2))
+    >>> reg = Network((8,), learning_rate_init=0.05, max_iter=300, random_state=0)
+    >>> reg.fit(X, [0.0, 0.4, 1.6, 2.0]).out_activation_, reg.predict(X).shape
+    ('identity', (4,))
+    """

@@ -69,10 +69,8 @@ def _model_part(name, attribute, doc):
 class Network(BaseEstimator):
     """A multi-layer perceptron trained by mini-batch gradient descent in C.
 
-    Its task follows the targets of the first fit: class labels (binary, multiclass or a
-    multilabel indicator matrix) train softmax or logistic outputs with cross-entropy and give
-    `predict_proba`; real-valued targets train identity outputs with squared error.
-    MLPClassifier and MLPRegressor fix the task. Parameters and attributes: shared/API.md.
+    Its task follows the targets of the first fit. The docstring users read, with every
+    parameter and attribute, is assembled in estimators.py from the texts the estimators share.
     """
 
     _task = None  # "classification", "regression", or None: decided by the targets
@@ -296,8 +294,8 @@ class Network(BaseEstimator):
 
         See Also
         --------
-        partial_fit : one epoch more, keeping the optimizer state.
-        fastmlp.callbacks : what can run between epochs.
+        partial_fit : One epoch more, keeping the optimizer state.
+        fastmlp.callbacks : What can run between epochs.
 
         Examples
         --------
@@ -319,8 +317,59 @@ class Network(BaseEstimator):
 
     @available_if(lambda self: self._check_solver())
     def partial_fit(self, X, y, classes=None, sample_weight=None):
-        """One epoch over (X, y), keeping the optimizer state between calls. Classifiers need
-        `classes` on the first call (all labels that will ever be seen)."""
+        """Train one epoch over (X, y), keeping the optimizer state between calls.
+
+        The first call initializes the model as ``fit`` would (the input standardization of
+        ``normalize="auto"`` comes from its rows, and the targets decide the task); later
+        calls go on from the current weights and optimizer state, with the learning-rate
+        schedule where the last call left it, in the dtype of the first call. Every row given
+        trains: ``early_stopping`` does not apply, and no ``ConvergenceWarning`` is issued.
+        The method is there for the stochastic solvers only: with ``solver="lbfgs"`` it does
+        not exist (``hasattr(estimator, "partial_fit")`` is False).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The training rows of this call.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Their class labels, multilabel indicator matrix or real-valued targets.
+        classes : array-like of shape (n_classes,), default=None
+            Every class label that will ever be seen. ``MLPClassifier`` needs it on the
+            first call (unless ``y`` is a multilabel indicator matrix, which names its
+            labels by column); ``Network`` then takes the labels of the first call's ``y``.
+            On later calls it may be omitted, and if given must be the same labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the rows in the epoch's mini-batch objectives;
+            ``class_weight`` multiplies in (a dict or list of dicts only: "balanced" is
+            refused here).
+
+        Returns
+        -------
+        self : object
+            The estimator, trained one more epoch.
+
+        Raises
+        ------
+        ValueError
+            If the data or a parameter is invalid, ``classes`` is missing on a classifier's
+            first call or differs from the first call's, ``y`` has labels outside the
+            classes or another number of outputs than the first call's, or
+            ``class_weight="balanced"``. The estimator is then left as it was.
+
+        See Also
+        --------
+        fit : Train from the start for up to ``max_iter`` epochs.
+
+        Examples
+        --------
+        >>> from fastmlp import MLPClassifier
+        >>> X, y = [[0.0], [0.2], [0.8], [1.0]], [0, 0, 1, 1]
+        >>> clf = MLPClassifier(hidden_layer_sizes=(8,), random_state=0)
+        >>> clf = clf.partial_fit(X[:2], y[:2], classes=[0, 1])
+        >>> clf = clf.partial_fit(X[2:], y[2:])
+        >>> clf.n_iter_, clf.classes_.tolist()
+        (2, [0, 1])
+        """
         # what _fit_context does, except that it skips validation on a fitted model's
         # partial_fit: a bad value set since then would train (a negative rate climbs the loss)
         if not get_config()["skip_parameter_validation"]:
@@ -736,14 +785,91 @@ class Network(BaseEstimator):
         return model, out
 
     def predict(self, X):
-        """Class labels (classification) or predicted values (regression) for X."""
+        """Predict class labels (classification) or values (regression) for X.
+
+        Labels are the class of the largest softmax output, or, for logistic outputs, the
+        positive class (each label of a multilabel model) where its probability exceeds 0.5.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The rows to predict, with the features of the fit.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The predicted labels (a multilabel model gives an indicator matrix), or the
+            predicted values, of shape (n_samples,) when the fit's ``y`` was 1-d. Values are
+            float32 when the model and X are both float32, else float64.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If X has another number of features than the fit's, or a value that is not
+            finite.
+
+        See Also
+        --------
+        predict_proba : The class probabilities.
+
+        Examples
+        --------
+        >>> from fastmlp import MLPRegressor
+        >>> X, y = [[0.0], [0.5], [1.0], [1.5]], [0.0, 1.0, 2.0, 3.0]
+        >>> reg = MLPRegressor(learning_rate_init=0.05, max_iter=500, random_state=0)
+        >>> reg.fit(X, y).predict([[0.25], [1.25]]).shape
+        (2,)
+        """
         model, out = self._outputs(X)
         return targets.decode(out, model.binarizer, model.y_1d)
 
     @available_if(lambda self: (getattr(self, "_fitted_task", None) or self._task)
                   != "regression")
     def predict_proba(self, X):
-        """Class probabilities (n, n_classes); a multilabel model gives each label's."""
+        r"""Predict the class probabilities of X.
+
+        With softmax outputs (several classes) they are the outputs
+        :math:`f_c = e^{a_c} / \sum_k e^{a_k}`; with one logistic output :math:`p`
+        (two classes) the columns are :math:`1 - p` and :math:`p`; a multilabel model gives
+        each label's probability, so its rows need not sum to 1. A model fitted on a single
+        class gives probability 1 for it. A ``Network`` fitted on real values has no
+        ``predict_proba``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The rows to predict, with the features of the fit.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            The probability of each class (each label) in the order of ``classes_``,
+            float32 when the model and X are both float32, else float64.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If X has another number of features than the fit's, or a value that is not
+            finite.
+
+        See Also
+        --------
+        predict : The labels.
+        predict_log_proba : The logarithm of these probabilities.
+
+        Examples
+        --------
+        >>> from fastmlp import MLPClassifier
+        >>> X, y = [[0.0], [0.2], [0.8], [1.0]], [0, 0, 1, 1]
+        >>> clf = MLPClassifier(learning_rate_init=0.05, max_iter=300, random_state=0)
+        >>> proba = clf.fit(X, y).predict_proba(X)
+        >>> proba.shape, bool(proba[0, 0] > 0.5), bool(proba[3, 1] > 0.5)
+        ((4, 2), True, True)
+        """
         model, out = self._outputs(X)
         if model.binarizer is None:
             raise AttributeError("predict_proba is only available after fitting on class labels")
@@ -752,25 +878,144 @@ class Network(BaseEstimator):
     @available_if(lambda self: (getattr(self, "_fitted_task", None) or self._task)
                   != "regression")
     def predict_log_proba(self, X):
-        """The natural log of predict_proba(X), as scikit-learn's (-inf where a probability
-        underflowed to 0)."""
+        """Predict the natural logarithm of the class probabilities of X.
+
+        It is ``numpy.log(predict_proba(X))``, as scikit-learn's: ``-inf`` where a
+        probability underflowed to 0.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The rows to predict, with the features of the fit.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            The log-probability of each class (each label) in the order of ``classes_``.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If X has another number of features than the fit's, or a value that is not
+            finite.
+
+        See Also
+        --------
+        predict_proba : The probabilities themselves.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastmlp import MLPClassifier
+        >>> X, y = [[0.0], [0.2], [0.8], [1.0]], [0, 0, 1, 1]
+        >>> clf = MLPClassifier(learning_rate_init=0.05, max_iter=300, random_state=0)
+        >>> clf = clf.fit(X, y)
+        >>> np.allclose(np.exp(clf.predict_log_proba(X)), clf.predict_proba(X))
+        True
+        """
         proba = self.predict_proba(X)
         with np.errstate(divide="ignore"):
             return np.log(proba, out=proba)
 
     def score(self, X, y, sample_weight=None):
-        """Accuracy for classification, R^2 for regression."""
+        r"""Return the accuracy (classification) or R^2 (regression) of ``predict(X)``.
+
+        Accuracy is the (weighted) share of rows predicted right; for a multilabel model a
+        row counts only when every one of its labels is right. R^2 is
+        :math:`1 - \sum (y - \hat y)^2 / \sum (y - \bar y)^2`, averaged uniformly over
+        several target columns.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The rows to predict.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Their true labels or values.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows.
+
+        Returns
+        -------
+        score : float
+            The accuracy or R^2 of the predictions.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+
+        See Also
+        --------
+        sklearn.metrics.accuracy_score : The classification score.
+        sklearn.metrics.r2_score : The regression score.
+
+        Examples
+        --------
+        >>> from fastmlp import Network
+        >>> X, y = [[0.0], [0.2], [0.8], [1.0]], [0, 0, 1, 1]
+        >>> net = Network(learning_rate_init=0.05, max_iter=300, random_state=0)
+        >>> net.fit(X, y).score(X, y)
+        1.0
+        """
         check_is_fitted(self, "_params")
         if self._fitted_task == "regression":
             return r2_score(y, self.predict(X), sample_weight=sample_weight)
         return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
 
     def recompute_batchnorm_statistics(self, X):
-        """Replace every batch-norm layer's running_mean and running_var by the exact mean and
-        unbiased variance of its pre-activation over all rows of X (the training set, say),
-        the lecture's alternative to running averages: one pass over X per layer, layer l
-        seeing the layers below in inference mode with their statistics already replaced.
-        Weights, gamma and beta are unchanged. Returns self."""
+        r"""Set the batch-norm statistics to the exact ones of X.
+
+        Every batch-norm layer's ``running_mean`` and ``running_var`` become the exact mean
+        and unbiased variance of its pre-activation over all rows of X (the training set,
+        say), the lecture's alternative to running averages: one pass over X per layer,
+        layer l seeing the layers below in inference mode (no dropout) with their
+        statistics already replaced. Weights, ``gamma`` and ``beta`` are unchanged; the
+        fitted model's parameters change in place (``batchnorm_`` shows the new values).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            At least 2 rows with the features of the fit.
+
+        Returns
+        -------
+        self : object
+            The estimator, with its new statistics.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If the model was fitted without ``batch_norm=True``, or X has fewer than 2 rows,
+            another number of features than the fit's, or a value that is not finite.
+
+        See Also
+        --------
+        batchnorm_ : The statistics, with ``gamma`` and ``beta``.
+
+        Notes
+        -----
+        For the pre-activations :math:`a_1, \dots, a_n` of a unit over the :math:`n` rows
+        of X, the statistics are :math:`\mu = \frac{1}{n} \sum_t a_t` and
+        :math:`\sigma^2 = \frac{1}{n - 1} \sum_t (a_t - \mu)^2`; prediction then computes
+        the unit's :math:`\gamma (a - \mu) / \sqrt{\sigma^2 + 10^{-5}} + \beta`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastmlp import MLPClassifier
+        >>> rng = np.random.RandomState(0)
+        >>> X, y = rng.randn(40, 3), np.arange(40) % 2
+        >>> clf = MLPClassifier((4,), batch_norm=True, normalize=None, max_iter=5,
+        ...                     dtype=np.float64, random_state=0).fit(X, y)
+        >>> clf = clf.recompute_batchnorm_statistics(X)
+        >>> a = X @ clf.coefs_[0] + clf.intercepts_[0]
+        >>> np.allclose(clf.batchnorm_[0]["running_var"], a.var(axis=0, ddof=1))
+        True
+        """
         check_is_fitted(self, "_params")
         model = self._model
         if not model.spec["batch_norm"]:

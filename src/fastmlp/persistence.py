@@ -58,11 +58,58 @@ _SCALARS = {
 
 
 def save(model, path):
-    """Write a fitted Network / MLPClassifier / MLPRegressor to `path` (arrays + JSON).
+    """Write a fitted Network, MLPClassifier or MLPRegressor to a file.
 
-    The write is atomic: the file is written beside `path` under a temporary name, flushed and
-    synced to disk, then renamed over `path`, so a full disk, a crash or an interrupt leaves
-    the previous file (or none) intact, never a truncated one."""
+    The file is a zip archive of uncompressed NumPy arrays (the parameters, the optimizer
+    state, the shuffling generator's state, the classes, the training history) and one JSON
+    document (the hyperparameters, the architecture and the fitted scalar attributes); no
+    member is a pickle, so ``load`` never runs code from it. Everything ``partial_fit`` needs
+    to go on is kept; scratch buffers and the thread count measured on this machine are not.
+    A ``random_state`` that is a ``RandomState`` instance is stored as None (the state of
+    the generator that shuffles the epochs is stored on its own).
+
+    The write is atomic: the file is written beside ``path`` under a temporary name, flushed
+    and synced to disk, then renamed over ``path``, so a full disk, a crash or an interrupt
+    leaves the previous file (or none) intact, never a truncated one. A symbolic link is
+    followed, and an existing file keeps its permissions.
+
+    Parameters
+    ----------
+    model : Network, MLPClassifier or MLPRegressor
+        The fitted estimator (exactly one of these classes, not a subclass).
+    path : str or path-like
+        The file to write; any existing regular file there is replaced.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is of another class, or its ``callbacks`` are not ``fastmlp.callbacks``'
+        own (or hold a ``ProgressBar`` with a ``file``).
+    ValueError
+        If ``model`` is not fitted, has hyperparameters that ``fit`` would refuse, has class
+        labels that are not numbers, booleans or strings, or ``path`` names something that
+        is not a regular file (a folder, a device, a pipe).
+    OSError
+        If the file cannot be written.
+
+    See Also
+    --------
+    load : Read the model back.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import fastmlp
+    >>> from fastmlp import MLPClassifier
+    >>> X, y = [[0.0], [0.2], [0.8], [1.0]], [0, 0, 1, 1]
+    >>> clf = MLPClassifier(learning_rate_init=0.05, max_iter=300, random_state=0).fit(X, y)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "model.fastmlp")
+    ...     fastmlp.save(clf, path)
+    ...     same = fastmlp.load(path)
+    >>> bool((same.predict_proba(X) == clf.predict_proba(X)).all())
+    True
+    """
     cls = type(model)
     if cls not in _CLASSES.values():
         raise TypeError(f"fastmlp.save writes Network, MLPClassifier or MLPRegressor models, "
@@ -202,9 +249,53 @@ def _fsync_folder(folder):
 
 
 def load(path):
-    """Read a model written by fastmlp.save. Raises ValueError for anything that is not such
-    a file (not a regular file, truncated, damaged, foreign, another version, or values no
-    fit could have made); never unpickles. A missing or unreadable path is an OSError."""
+    """Read a model written by ``fastmlp.save``.
+
+    The estimator comes back of the class it was saved as, with its hyperparameters, its
+    fitted attributes and its optimizer state: it predicts exactly as the saved one did, and
+    ``partial_fit`` goes on as it would have. Nothing is unpickled: arrays are read with
+    ``allow_pickle=False``, each only after its header has been checked against the shape
+    and dtype the metadata implies, and every value is checked as ``fit`` would leave it.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file to read.
+
+    Returns
+    -------
+    model : Network, MLPClassifier or MLPRegressor
+        The fitted estimator.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is not such a file: not a regular file, truncated, damaged, written by
+        something else or by another version of the format, or holding values no fit could
+        have made.
+    OSError
+        If ``path`` does not exist or cannot be read.
+
+    See Also
+    --------
+    save : Write a fitted model to a file.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import fastmlp
+    >>> from fastmlp import MLPRegressor
+    >>> X, y = [[0.0], [0.5], [1.0], [1.5]], [0.0, 1.0, 2.0, 3.0]
+    >>> reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=20, random_state=0).fit(X, y)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "model.fastmlp")
+    ...     fastmlp.save(reg, path)
+    ...     loaded = fastmlp.load(path)
+    >>> type(loaded).__name__, loaded.n_iter_ == reg.n_iter_
+    ('MLPRegressor', True)
+    >>> loaded.partial_fit(X, y).n_iter_ == reg.partial_fit(X, y).n_iter_
+    True
+    """
     path = os.fspath(path)
     # O_NONBLOCK: opening a FIFO must not wait for a writer before it can be refused
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
