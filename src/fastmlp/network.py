@@ -971,8 +971,11 @@ class Network(BaseEstimator):
         and unbiased variance of its pre-activation over all rows of X (the training set,
         say), the lecture's alternative to running averages: one pass over X per layer,
         layer l seeing the layers below in inference mode (no dropout) with their
-        statistics already replaced. Weights, ``gamma`` and ``beta`` are unchanged; the
-        fitted model's parameters change in place (``batchnorm_`` shows the new values).
+        statistics already replaced. Weights, ``gamma`` and ``beta`` are unchanged. Like a
+        refit, it computes a new model (a copy of the parameters) and swaps it in whole, so a
+        prediction running in another thread meanwhile sees the old statistics or the new,
+        never a mix; views taken of ``coefs_`` or ``batchnorm_`` before the call stay on the
+        old model.
 
         Parameters
         ----------
@@ -1026,9 +1029,11 @@ class Network(BaseEstimator):
             raise ValueError("recompute_batchnorm_statistics needs at least 2 samples (the "
                              f"variance is unbiased), got {X.shape[0]}")
         n_threads = self._threads()
+        new = model.with_params(model.params.copy())
         with _blas_single_threaded():
-            _core.batchnorm_population(model.net, model.input(X), model.params, X.shape[0],
+            _core.batchnorm_population(new.net, new.input(X), new.params, X.shape[0],
                                        n_threads)
+        self._model = new  # one assignment: readers see the old model or this one
         return self
 
     # ---------------------------------------------------------------- diagnostics
