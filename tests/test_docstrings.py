@@ -18,9 +18,8 @@ import pytest
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
-# the modules users import names from; fastmlp.callbacks and fastmlp.model_selection join at
-# the merge of the branches that add them
-PUBLIC_MODULES = ["fastmlp", "fastmlp.export", "fastmlp.model_selection"]
+# the modules users import names from
+PUBLIC_MODULES = ["fastmlp", "fastmlp.callbacks", "fastmlp.export", "fastmlp.model_selection"]
 
 # numpydoc checks not applied, each for a reason scikit-learn's test_docstrings also gives
 IGNORED_EVERYWHERE = {

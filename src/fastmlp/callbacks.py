@@ -46,7 +46,7 @@ class ProgressBar:
 
     See Also
     --------
-    LearningRateLogger : the rate in effect at each epoch.
+    LearningRateLogger : The rate in effect at each epoch.
 
     Examples
     --------
@@ -68,6 +68,18 @@ class ProgressBar:
         self.file = file
 
     def on_train_begin(self, estimator):
+        """Open the tqdm bar (or get ready to print lines).
+
+        Parameters
+        ----------
+        estimator : Network, MLPClassifier or MLPRegressor
+            The estimator being trained.
+
+        Raises
+        ------
+        ImportError
+            With ``use_tqdm=True`` when tqdm is not installed.
+        """
         self._bar = None
         self._epochs = 0
         self._epoch_started = self._shown = time.perf_counter()
@@ -83,6 +95,17 @@ class ProgressBar:
                                  file=self.file)
 
     def on_stretch_end(self, estimator, rows_done, n_rows):
+        """Show the progress within a long epoch, at most every `every` seconds.
+
+        Parameters
+        ----------
+        estimator : Network, MLPClassifier or MLPRegressor
+            The estimator being trained.
+        rows_done : int
+            Rows of this epoch trained so far.
+        n_rows : int
+            Rows of the whole epoch.
+        """
         now = time.perf_counter()
         if now - self._epoch_started < self.every or now - self._shown < self.every:
             return
@@ -95,6 +118,15 @@ class ProgressBar:
                   f"({rows_done:,}/{n_rows:,} rows)", file=self._out(), flush=True)
 
     def on_epoch_end(self, estimator, record):
+        """Advance the bar by one epoch (or print the epoch's line).
+
+        Parameters
+        ----------
+        estimator : Network, MLPClassifier or MLPRegressor
+            The estimator being trained.
+        record : dict
+            The epoch's entry of ``estimator.history_``.
+        """
         self._epochs += 1
         self._epoch_started = time.perf_counter()
         if self._bar is not None:
@@ -107,6 +139,13 @@ class ProgressBar:
             print(epoch_line(record, estimator.max_iter), file=self._out(), flush=True)
 
     def on_train_end(self, estimator):
+        """Close the bar.
+
+        Parameters
+        ----------
+        estimator : Network, MLPClassifier or MLPRegressor
+            The estimator being trained.
+        """
         if self._bar is not None:
             self._bar.close()
         self._bar = None
@@ -125,6 +164,10 @@ class ProgressBar:
 
 class Checkpoint:
     """Write the best model so far to `path` with :func:`fastmlp.save` (atomically).
+
+    After every epoch the monitored value of the epoch's record is compared with the best one
+    of this training call; a better one (strictly) writes the model, as the estimator holds it
+    at that epoch, to a temporary file next to `path` that then replaces it.
 
     Parameters
     ----------
@@ -146,7 +189,8 @@ class Checkpoint:
 
     See Also
     --------
-    fastmlp.save, fastmlp.load
+    fastmlp.save : Write a fitted model to a file.
+    fastmlp.load : Read the file back.
 
     Examples
     --------
@@ -168,6 +212,18 @@ class Checkpoint:
         self.save_best_only = save_best_only
 
     def on_train_begin(self, estimator):
+        """Check `monitor` and forget the best value of an earlier call.
+
+        Parameters
+        ----------
+        estimator : Network, MLPClassifier or MLPRegressor
+            The estimator being trained.
+
+        Raises
+        ------
+        ValueError
+            When `monitor` is not one of its values.
+        """
         if self.monitor not in (None, "valid_loss", "valid_score", "train_loss"):
             raise ValueError("Checkpoint monitor must be 'valid_loss', 'valid_score', "
                              f"'train_loss' or None, got {self.monitor!r}")
@@ -175,6 +231,25 @@ class Checkpoint:
         self.best_epoch_ = None
 
     def on_epoch_end(self, estimator, record):
+        """Write the model when the monitored value is the best so far (or always).
+
+        Parameters
+        ----------
+        estimator : Network, MLPClassifier or MLPRegressor
+            The estimator being trained.
+        record : dict
+            The epoch's entry of ``estimator.history_``.
+
+        Returns
+        -------
+        bool
+            Always False: this callback never stops training.
+
+        Raises
+        ------
+        ValueError
+            When the monitored key is a validation one and there is no validation set.
+        """
         monitor = self.monitor
         if monitor is None:
             monitor = "valid_loss" if record["valid_loss"] is not None else "train_loss"
@@ -199,6 +274,9 @@ class Checkpoint:
 class LearningRateLogger:
     """Keep the learning rate in effect at each epoch (the plateau schedule changes it).
 
+    The rate of each epoch is its record's ``learning_rate``, the rate in effect at the
+    epoch's start; with ``learning_rate="invscaling"`` it also falls within the epoch.
+
     Attributes
     ----------
     learning_rates_ : list of float
@@ -206,7 +284,7 @@ class LearningRateLogger:
 
     See Also
     --------
-    ProgressBar
+    ProgressBar : Show the progress of training.
 
     Examples
     --------
@@ -222,9 +300,30 @@ class LearningRateLogger:
     """
 
     def on_train_begin(self, estimator):
+        """Start an empty list of rates.
+
+        Parameters
+        ----------
+        estimator : Network, MLPClassifier or MLPRegressor
+            The estimator being trained.
+        """
         self.learning_rates_ = []
 
     def on_epoch_end(self, estimator, record):
+        """Append the epoch's learning rate.
+
+        Parameters
+        ----------
+        estimator : Network, MLPClassifier or MLPRegressor
+            The estimator being trained.
+        record : dict
+            The epoch's entry of ``estimator.history_``.
+
+        Returns
+        -------
+        bool
+            Always False: this callback never stops training.
+        """
         self.learning_rates_.append(record["learning_rate"])
         return False
 
