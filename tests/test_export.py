@@ -152,8 +152,6 @@ def test_regression_on_a_single_target_column_keeps_the_column():
     check_regressor(reg, X)
 
 
-@pytest.mark.skipif("loss" not in MLPRegressor().get_params(),
-                    reason="MLPRegressor(loss='poisson') is not in this version")
 def test_poisson_regression_exp_output():
     X, y = make_regression(n_samples=80, n_features=4, random_state=0)
     reg = fit(MLPRegressor, X, np.exp(y / 100), loss="poisson")
