@@ -47,6 +47,7 @@ PENDING_OBJECTS = {
     "fastmlp.MLPClassifier.recompute_batchnorm_statistics",
     "fastmlp.MLPRegressor.fit",
     "fastmlp.MLPRegressor.predict", "fastmlp.MLPRegressor.recompute_batchnorm_statistics",
+    "fastmlp.Autoencoder.recompute_batchnorm_statistics",
     # src/fastmlp/persistence.py (helper `harden`)
     "fastmlp.save", "fastmlp.load",
 }
