@@ -34,6 +34,8 @@ enum { FASTMLP_OUT_IDENTITY = 0,  /* squared error 0.5 * sum_j (f_j - y_j)^2 / n
 enum { FASTMLP_SGD = 0, FASTMLP_ADAGRAD = 1, FASTMLP_RMSPROP = 2, FASTMLP_ADAM = 3 };
 /* within an epoch the rate is either fixed or lr0 / t^power_t (t = update count) */
 enum { FASTMLP_LR_CONSTANT = 0, FASTMLP_LR_INVSCALING = 1 };
+/* noise on the gathered input rows of a denoising autoencoder (corruption.c) */
+enum { FASTMLP_CORRUPT_NONE = 0, FASTMLP_CORRUPT_MASK = 1, FASTMLP_CORRUPT_GAUSSIAN = 2 };
 
 /* The elementwise kernels (epilogues, derivatives, optimizer steps) are compiled for AVX-512,
  * AVX2 and baseline x86-64, the loader picking the widest the CPU has: the extension is built
@@ -95,6 +97,8 @@ typedef struct {
     const int64_t *mean_offset, *var_offset;    /* running statistics, (n_layers - 1,) or NULL */
     int64_t n_weights;          /* params[0, n_weights) are the weights: the only L2-penalized part */
     int64_t n_trainable;        /* params[0, n_trainable) are trained; running statistics follow */
+    int corruption;             /* FASTMLP_CORRUPT_*: noise on the training input rows (dense X) */
+    double corruption_level;    /* mask: the fraction of inputs zeroed; gaussian: the noise std */
 } fastmlp_net;
 
 /* Optimizer hyperparameters (shared/API.md gives each update rule). */
@@ -286,6 +290,16 @@ void FN(sparse_dense_forward)(real *out, const FN(fastmlp_input) *X, const int64
 void FN(sparse_dense_backward_params)(real *dW, const FN(fastmlp_input) *X, const int64_t *order,
                                       const real *delta, const real *delta_colsum,
                                       int B, int n_in, int n_out, int lo, int hi);
+
+/* ---- corruption.c: the denoising autoencoder's noise ---------------------------------- */
+
+/* corrupt_row: in place on one gathered, standardized input row x (n,) of batch row `row`, at
+ *   update t, the noise of a denoising autoencoder applied to the raw value v the row came from,
+ *   x = (v - shift) * scale (shift, scale (n,) or NULL): "mask" sets v to 0 with probability
+ *   level, "gaussian" adds level * N(0, 1) to v. The draws are keyed by (seed, t, row, column)
+ *   like dropout's (rng.h), so they do not depend on the thread count. */
+void FN(corrupt_row)(real *x, const real *shift, const real *scale, int n, int kind,
+                     double level, uint64_t seed, int64_t t, int64_t row);
 
 /* ---- batchnorm.c ---------------------------------------------------------------------- */
 

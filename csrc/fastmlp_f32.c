@@ -22,6 +22,7 @@
 #include "loss.c"
 #include "optim.c"
 #include "input.c"
+#include "corruption.c"
 #include "train.c"
 #include "predict.c"
 

@@ -19,5 +19,6 @@
 #include "loss.c"
 #include "optim.c"
 #include "input.c"
+#include "corruption.c"
 #include "train.c"
 #include "predict.c"

@@ -3,6 +3,7 @@
  * forward used instead of storing it. The mixer is splitmix64's finalizer (Steele et al. 2014). */
 #ifndef FASTMLP_RNG_H
 #define FASTMLP_RNG_H
+#include <math.h>
 #include <stdint.h>
 
 static inline uint64_t fastmlp_mix64(uint64_t z)
@@ -32,5 +33,19 @@ static inline int fastmlp_keep(uint64_t stream, int j, uint32_t threshold)
     return (uint32_t)(fastmlp_mix64(stream + (uint64_t)(j + 1) * 0x9e3779b97f4a7c15ULL) >> 32)
            >= threshold;
 }
+
+/* A standard normal number for unit j of a stream, by Box-Muller from the two halves of its
+ * 64 bits: u1 in (0, 1] from the top 32 bits (never 0, so the log is finite), u2 from the rest. */
+static inline double fastmlp_normal(uint64_t stream, int j)
+{
+    const uint64_t bits = fastmlp_mix64(stream + (uint64_t)(j + 1) * 0x9e3779b97f4a7c15ULL);
+    const double u1 = ((double)(bits >> 32) + 1.0) / 4294967296.0;
+    const double u2 = (double)(bits & 0xffffffffULL) / 4294967296.0;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/* Corruption draws its own streams: key (seed ^ this, t, row), so that its numbers are not
+ * those of the dropout masks of the first hidden layer, keyed by (seed, t, row). */
+#define FASTMLP_CORRUPTION_SALT 0x5851f42d4c957f2dULL
 
 #endif

@@ -361,9 +361,10 @@ static double FN(step_chunk)(FN(context) *c, int64_t t, int64_t lo, int64_t hi, 
     return sumsq;
 }
 
-/* The rows order[0, B) of this thread's parts into the batch buffers: standardized inputs,
- * targets, weights. */
-static void FN(gather_rows)(FN(context) *c, const int64_t *order, int B, int tid, int nt)
+/* The rows order[0, B) of this thread's parts into the batch buffers: standardized inputs
+ * (corrupted, for a denoising autoencoder, by the noise of update t), targets, weights. */
+static void FN(gather_rows)(FN(context) *c, const int64_t *order, int B, int64_t t, int tid,
+                            int nt)
 {
     const FN(fastmlp_input) *X = c->X;
     const int k = c->net->units[c->net->n_layers], n_features = c->net->units[0];
@@ -374,7 +375,12 @@ static void FN(gather_rows)(FN(context) *c, const int64_t *order, int B, int tid
         fastmlp_slab(B, part, P, &r0, &r1);
         for (int64_t r = r0; r < r1; r++) {
             const int64_t i = order[r];
-            if (!sparse) FN(input_gather_row)(v->H[0] + r * n_features, X, i, n_features);
+            if (!sparse) {
+                FN(input_gather_row)(v->H[0] + r * n_features, X, i, n_features);
+                if (c->net->corruption)
+                    FN(corrupt_row)(v->H[0] + r * n_features, X->shift, X->scale, n_features,
+                                    c->net->corruption, c->net->corruption_level, c->seed, t, r);
+            }
             memcpy(v->Y + r * k, c->Y + i * k, (size_t)k * sizeof(real));
             if (c->sample_weight) v->W[r] = c->sample_weight[i];
         }
@@ -509,7 +515,7 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
     FN(views) *v = &c->v;
     int64_t r0, r1, lo, hi;
 
-    if (!rows_ready) FN(gather_rows)(c, order, B, tid, nt);
+    if (!rows_ready) FN(gather_rows)(c, order, B, t, tid, nt);
     double sum_w = B;
     if (c->sample_weight) {
         sum_w = 0;
@@ -719,7 +725,8 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
             for (int64_t i = a; i < b; i++) state[i] *= (real)opt->momentum;
         }
         if (n_batches > 0)
-            FN(gather_rows)(&c, order, fastmlp_batch_rows(n, batch_size, 0, n_batches), tid, nt);
+            FN(gather_rows)(&c, order, fastmlp_batch_rows(n, batch_size, 0, n_batches), t0 + 1,
+                            tid, nt);
         FASTMLP_BARRIER(&c)
         for (int64_t batch = 0; batch <= fastmlp_read(&last); batch++) {
             const int is_last = batch == fastmlp_read(&last);
@@ -748,7 +755,8 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
             /* the next batch's rows, behind this barrier: its forward needs none of its own */
             if (!is_last)
                 FN(gather_rows)(&c, order + b1,
-                                fastmlp_batch_rows(n, batch_size, batch + 1, n_batches), tid, nt);
+                                fastmlp_batch_rows(n, batch_size, batch + 1, n_batches),
+                                step + 1, tid, nt);
             FASTMLP_BARRIER(&c)
             if (tid == 0) {
                 double sumsq = 0;

@@ -10,6 +10,7 @@ reference are in the repository's docs/ folder.
 __version__ = "0.1.0"
 
 from ._config import show_config
+from .autoencoder import Autoencoder
 from .diagnostics import check_gradients, overfit_check
 from .estimators import MLPClassifier, MLPRegressor
 from .export import to_onnx
@@ -20,4 +21,5 @@ from . import callbacks  # noqa: E402  (fastmlp.callbacks: ProgressBar, Checkpoi
 
 __all__ = ["Network", "MLPClassifier", "MLPRegressor", "check_gradients", "show_config", "save",
            "load", "__version__",
-           "overfit_check", "TrainingCurveDisplay", "LayerHealthDisplay", "to_onnx"]
+           "overfit_check", "TrainingCurveDisplay", "LayerHealthDisplay", "to_onnx",
+           "Autoencoder"]

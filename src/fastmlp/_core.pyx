@@ -32,6 +32,8 @@ cdef extern from "fastmlp.h" nogil:
         const int64_t *var_offset
         int64_t n_weights
         int64_t n_trainable
+        int corruption
+        double corruption_level
 
     int fastmlp_work_parts(int64_t n_weights, int64_t B, int most)
     int64_t fastmlp_epoch_batches(int64_t n, int64_t batch_size, int batch_norm)
@@ -130,6 +132,7 @@ ACTIVATIONS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3, "logistic": 3}
 OUTPUTS = {"identity": 0, "logistic": 1, "softmax": 2, "exp": 3}
 SOLVERS = {"sgd": 0, "adagrad": 1, "rmsprop": 2, "adam": 3}
 SCHEDULES = {"constant": 0, "invscaling": 1}
+CORRUPTIONS = {None: 0, "mask": 1, "gaussian": 2}
 
 
 def openmp_enabled():
@@ -217,6 +220,15 @@ cdef class Net:
         self.c.var_offset = _offsets(self._var)
         self.c.n_weights = n_weights
         self.c.n_trainable = n_trainable
+        self.c.corruption = 0
+        self.c.corruption_level = 0
+
+    def set_corruption(self, kind, double level):
+        """The denoising autoencoder's noise on the training input rows (csrc/corruption.c):
+        kind None, "mask" (level: the fraction of inputs set to 0) or "gaussian" (level: the
+        noise's std, in the units of X)."""
+        self.c.corruption = CORRUPTIONS[kind]
+        self.c.corruption_level = level
 
     def workspace_size(self, int batch_size, int n_parts, dtype, bint sparse=False):
         """Reals of workspace that train_epoch / batch_gradient need for batches of at most

@@ -211,6 +211,23 @@ _PARAMETERS_TRAINING = r"""
         the epoch's entry of ``history_``; returning True stops training as early
         stopping would) and ``on_train_end(estimator)``. They are cloned and pickled with
         the estimator. Ready-made ones are in ``fastmlp.callbacks``.
+
+    pretrain : {"autoencoder", "denoising"} or None, default=None
+        Greedy layer-wise pre-training before ``fit`` trains the network (Bengio et al.,
+        2007): hidden layer 1 is trained as a one-layer `Autoencoder` of the rows of X and
+        of ``fit``'s ``X_unlabeled``, hidden layer l as an autoencoder of the codes of
+        layer l - 1, each for ``pretrain_epochs`` epochs with this estimator's optimizer
+        (a stochastic one: not "lbfgs"); then the whole network is fine-tuned from those
+        weights with the supervised loss. "denoising" trains each layer as a denoising
+        autoencoder, its input (only) masked by noise that zeroes 25% of the values
+        (Vincent et al., 2008). Rows of a classifier's y marked -1 (scikit-learn's
+        convention for unlabeled rows) and ``X_unlabeled`` take part in pre-training
+        only, never in the supervised loss; without ``pretrain``, -1 is an ordinary class
+        label. Only ``fit`` pre-trains (not ``partial_fit``, nor a ``warm_start`` fit that
+        keeps the weights).
+
+    pretrain_epochs : int, default=20
+        The epochs of pre-training of each hidden layer.
 """
 
 # MLPRegressor's own parameter, documented where its signature has it: after activation
@@ -302,6 +319,10 @@ _ATTRIBUTES = r"""
 
     n_outputs_ : int
         The number of output units.
+
+    pretrain_loss_ : list of float
+        With ``pretrain``, the last pre-training loss of each hidden layer's autoencoder
+        (see `Autoencoder`'s ``loss_``); absent after a ``fit`` without pre-training.
 """
 
 _NOTES = r"""

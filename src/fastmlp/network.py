@@ -109,6 +109,9 @@ class Network(BaseEstimator):
         "class_weight": [dict, list, StrOptions({"balanced"}), None],
         "scoring": [str, callable, None],
         "callbacks": [list, None],
+        # greedy layer-wise pre-training of the hidden layers as autoencoders (pretraining.py)
+        "pretrain": [StrOptions({"autoencoder", "denoising"}), None],
+        "pretrain_epochs": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
@@ -118,7 +121,8 @@ class Network(BaseEstimator):
                  tol=1e-4, n_iter_no_change=10, early_stopping=False, validation_fraction=0.1,
                  dropout=0.0, batch_norm=False, normalize="auto", dtype=np.float32,
                  n_threads=None, verbose=False, warm_start=False, max_fun=15000,
-                 class_weight=None, scoring=None, callbacks=None):
+                 class_weight=None, scoring=None, callbacks=None, pretrain=None,
+                 pretrain_epochs=20):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -151,6 +155,8 @@ class Network(BaseEstimator):
         self.class_weight = class_weight
         self.scoring = scoring
         self.callbacks = callbacks
+        self.pretrain = pretrain
+        self.pretrain_epochs = pretrain_epochs
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -258,7 +264,8 @@ class Network(BaseEstimator):
     # ---------------------------------------------------------------- fitting
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None,
+            X_unlabeled=None):
         """Train from the start (or from the current weights with warm_start=True).
 
         Parameters
@@ -276,6 +283,9 @@ class Network(BaseEstimator):
             validation_fraction of X.
         sample_weight_val : array-like of shape (n_val,), default=None
             Weights of the validation rows.
+        X_unlabeled : array-like of shape (n_unlabeled, n_features), default=None
+            Rows without labels, which take part in the pre-training of `pretrain` only
+            (as do the rows of a classifier's y marked -1), never in the supervised loss.
 
         Returns
         -------
@@ -312,8 +322,13 @@ class Network(BaseEstimator):
             raise ValueError("X_val and y_val go together: pass both or neither")
         if sample_weight_val is not None and X_val is None:
             raise ValueError("sample_weight_val needs X_val and y_val")
-        return self._fit(X, y, sample_weight, incremental=False,
-                         validation=None if X_val is None else (X_val, y_val, sample_weight_val))
+        validation = None if X_val is None else (X_val, y_val, sample_weight_val)
+        if self.pretrain is not None or X_unlabeled is not None:
+            from .pretraining import fit_pretrained  # unlabeled rows, pre-training
+            return fit_pretrained(self, X, y, sample_weight, X_unlabeled, validation)
+        self._fit(X, y, sample_weight, incremental=False, validation=validation)
+        self.__dict__.pop("pretrain_loss_", None)  # an earlier fit's, if it pre-trained
+        return self
 
     @available_if(lambda self: self._check_solver())
     def partial_fit(self, X, y, classes=None, sample_weight=None):
@@ -439,24 +454,8 @@ class Network(BaseEstimator):
         if task == "regression" and self.class_weight is not None:
             raise ValueError("class_weight applies to class labels; this model regresses")
 
-        # targets -> output units
-        binarizer, y_1d, kind = None, False, None
-        if task == "classification":
-            y, kind = targets.label_kind(y)
-            if first:
-                binarizer, out_activation = targets.fit_binarizer(y, kind, classes)
-            else:
-                binarizer, out_activation = self._model.binarizer, self.out_activation_
-            Y = targets.encode_labels(y, kind, binarizer, dtype)
-        else:
-            Y, y_1d = targets.encode_values(y, dtype, None if first else self.n_outputs_)
-            poisson = getattr(self, "loss", "squared_error") == "poisson"
-            if poisson and np.any(Y < 0):
-                raise ValueError("loss='poisson' needs targets y >= 0 (counts, rates); y has "
-                                 f"negative values, the least {Y.min()}")
-            out_activation = "exp" if poisson else "identity"
-            if not first:
-                y_1d = self._model.y_1d
+        y, Y, binarizer, out_activation, y_1d, kind = self._targets(X, y, task, first, classes,
+                                                                    dtype)
         sample_weight = self._sample_weight(sample_weight, X, y, kind, incremental, dtype)
         # L-BFGS takes one batch of every row
         batch_size = n_samples if self.solver == "lbfgs" else self._batch_size(n_samples)
@@ -479,6 +478,9 @@ class Network(BaseEstimator):
             check_memory(layout, dtype, batch_size * sum(units) * 4, copies=5)
             model = new_model(layout, self._spec(), out_activation, binarizer, y_1d, dtype, X,
                               sample_weight, rng)
+            pretrained = self.__dict__.get("_pretrained")
+            if pretrained is not None:
+                pretrained.apply(model)  # the hidden layers pre-trained (pretraining.py)
             seed = int(rng.randint(0, 2**31 - 1)) * 2**32 + int(rng.randint(0, 2**31 - 1))
             state = None
         else:
@@ -515,6 +517,29 @@ class Network(BaseEstimator):
             self._epochs(run, X, Y, sample_weight, batch_size, rows, validation, scorer,
                          incremental, interrupt)
         return run
+
+    def _targets(self, X, y, task, first, classes, dtype):
+        """Targets -> output units: (y as the labels were read, Y (n, n_outputs) in `dtype`,
+        the binarizer or None, the output activation, whether y was 1-d (regression), y's
+        label kind or None). The Autoencoder's override makes Y the rows X themselves."""
+        binarizer, y_1d, kind = None, False, None
+        if task == "classification":
+            y, kind = targets.label_kind(y)
+            if first:
+                binarizer, out_activation = targets.fit_binarizer(y, kind, classes)
+            else:
+                binarizer, out_activation = self._model.binarizer, self.out_activation_
+            Y = targets.encode_labels(y, kind, binarizer, dtype)
+        else:
+            Y, y_1d = targets.encode_values(y, dtype, None if first else self.n_outputs_)
+            poisson = getattr(self, "loss", "squared_error") == "poisson"
+            if poisson and np.any(Y < 0):
+                raise ValueError("loss='poisson' needs targets y >= 0 (counts, rates); y has "
+                                 f"negative values, the least {Y.min()}")
+            out_activation = "exp" if poisson else "identity"
+            if not first:
+                y_1d = self._model.y_1d
+        return y, Y, binarizer, out_activation, y_1d, kind
 
     def _epochs(self, run, X, Y, sample_weight, batch_size, rows, validation, scorer,
                 incremental, interrupt):

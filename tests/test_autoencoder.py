@@ -1,0 +1,250 @@
+"""Autoencoder: reconstruction gradients, the code layer, the denoising noise (only on the
+input, the same for any thread count), and the scikit-learn transformer conventions."""
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MinMaxScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import fastmlp
+from fastmlp import Autoencoder, check_gradients
+from fastmlp.network import available_cores
+
+MASK64 = (1 << 64) - 1
+SALT = 0x5851F42D4C957F2D  # FASTMLP_CORRUPTION_SALT, csrc/rng.h
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+def _data(n=40, d=6, seed=0):
+    return np.random.RandomState(seed).uniform(0, 1, (n, d))
+
+
+def _mix64(z):
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def _mask(seed, t, row, n, p):
+    """csrc/rng.h's keep(j) for the corruption stream of (seed, t, row), in Python."""
+    stream = _mix64(((seed ^ SALT) + 0x9E3779B97F4A7C15) & MASK64)
+    stream = _mix64(stream ^ t)
+    stream = _mix64(stream ^ ((row * 0xD1B54A32D192ED03) & MASK64))
+    threshold = int(p * 4294967296.0)
+    return np.array([(_mix64((stream + (j + 1) * 0x9E3779B97F4A7C15) & MASK64) >> 32)
+                     >= threshold for j in range(n)])
+
+
+def _g(name, a):
+    return {"relu": lambda: np.maximum(a, 0), "tanh": lambda: np.tanh(a),
+            "sigmoid": lambda: 1 / (1 + np.exp(-a)), "identity": lambda: a}[name]()
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "linear"])
+@pytest.mark.parametrize("corruption", [None, "mask", "gaussian"])
+def test_reconstruction_gradients_match_finite_differences(output, corruption):
+    X = _data(12, 5)
+    ae = Autoencoder((4, 3), activation="tanh", output=output, corruption=corruption,
+                     corruption_level=0.3, dtype=np.float64, max_iter=2, alpha=1e-3,
+                     random_state=0, n_threads=1).fit(X)
+    worst, _ = check_gradients(ae, X, X)
+    assert worst < 1e-6
+
+
+def test_transform_and_inverse_transform_are_the_numpy_forward_pass():
+    X = _data(30, 6)
+    X[:, 0] = X[:, 0] > 0.5  # a binary column, which standardization leaves alone
+    ae = Autoencoder((5, 3), activation="sigmoid", dtype=np.float64, max_iter=3,
+                     random_state=0, n_threads=1).fit(X)
+    assert ae.out_activation_ == "logistic" and ae.n_components_ == 3
+    h = (X - ae._x_shift) * ae._x_scale
+    for W, b in zip(ae.coefs_[:2], ae.intercepts_[:2]):
+        h = _g("sigmoid", h @ W + b)
+    np.testing.assert_allclose(ae.transform(X), h, rtol=1e-12, atol=1e-12)
+    r = _g("sigmoid", h @ ae.coefs_[2] + ae.intercepts_[2])
+    r = _g("sigmoid", r @ ae.coefs_[3] + ae.intercepts_[3])
+    np.testing.assert_allclose(ae.inverse_transform(h), r, rtol=1e-12, atol=1e-12)
+    error = -np.mean(X * np.log(r) + (1 - X) * np.log(1 - r))
+    assert ae.score(X) == pytest.approx(-error, rel=1e-10)
+    assert ae.reconstruction_error(X) == pytest.approx(error, rel=1e-10)
+
+
+def test_linear_output_for_data_outside_the_unit_interval_and_its_score():
+    X = _data(30, 4) * 3 - 1
+    ae = Autoencoder((2,), activation="identity", max_iter=3, random_state=0,
+                     dtype=np.float64).fit(X)
+    assert ae.out_activation_ == "identity"
+    R = ae.inverse_transform(ae.transform(X))
+    assert ae.score(X) == pytest.approx(-np.mean((R - X) ** 2), rel=1e-10)
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        Autoencoder((2,), output="sigmoid", max_iter=1).fit(X)
+
+
+@pytest.mark.parametrize("normalize", ["auto", None])
+def test_masking_noise_corrupts_the_input_only(normalize):
+    """The loss of one batch is the numpy loss of the corrupted input against the CLEAN X:
+    the C side masks exactly the values csrc/rng.h's keys give, on the raw values (a masked
+    value is 0 before standardization), and never the target."""
+    X = _data(16, 8, seed=1) + 0.5  # no zeros: a masked value is visible
+    X /= X.max()
+    p, t = 0.3, 5
+    ae = Autoencoder((4,), activation="tanh", output="linear", corruption="mask",
+                     corruption_level=p, normalize=normalize, alpha=0.0, dtype=np.float64,
+                     max_iter=1, random_state=0, n_threads=1).fit(X)
+    loss, _ = ae._batch_gradient(X, X, t=t)
+    keep = np.array([_mask(ae._seed, t, r, X.shape[1], p) for r in range(len(X))])
+    assert 0.15 < 1 - keep.mean() < 0.45
+
+    def numpy_loss(inputs, target):
+        h = inputs if normalize is None else (inputs - ae._x_shift) * ae._x_scale
+        h = np.tanh(h @ ae.coefs_[0] + ae.intercepts_[0])
+        out = h @ ae.coefs_[1] + ae.intercepts_[1]
+        return np.mean(0.5 * np.mean((out - target) ** 2, axis=1))
+
+    corrupted = np.where(keep, X, 0.0)
+    assert loss == pytest.approx(numpy_loss(corrupted, X), rel=1e-12)
+    assert loss != pytest.approx(numpy_loss(corrupted, corrupted), rel=1e-6)
+    assert loss != pytest.approx(numpy_loss(X, X), rel=1e-6)
+    # another update draws another mask
+    assert ae._batch_gradient(X, X, t=t + 1)[0] != pytest.approx(loss, rel=1e-9)
+
+
+def test_gaussian_noise_has_the_given_std_on_the_raw_values():
+    """With identity units all the way, the loss's excess over the clean loss is the noise's
+    variance through the network: with W = identity-like it is the noise variance itself."""
+    X = _data(400, 3, seed=2)
+    ae = Autoencoder((3,), activation="identity", output="linear", corruption="gaussian",
+                     corruption_level=0.2, normalize=None, alpha=0.0, dtype=np.float64,
+                     max_iter=1, random_state=0, n_threads=1, batch_size=400).fit(X)
+    eye = np.eye(3)
+    ae.coefs_[0][...] = eye
+    ae.coefs_[1][...] = eye
+    ae.intercepts_[0][...] = 0
+    ae.intercepts_[1][...] = 0
+    losses = [ae._batch_gradient(X, X, t=t)[0] for t in range(1, 6)]
+    # 0.5 * mean over values of noise^2 = 0.5 * std^2 = 0.02
+    assert np.mean(losses) == pytest.approx(0.02, rel=0.1)
+
+
+@pytest.mark.parametrize("corruption", ["mask", "gaussian"])
+def test_corruption_is_the_same_for_any_thread_count(corruption):
+    X = _data(256, 64, seed=3)
+    params = []
+    for threads in (1, 2):
+        ae = Autoencoder((256,), corruption=corruption, corruption_level=0.2, batch_size=64,
+                         max_iter=2, random_state=7, n_threads=threads).fit(X)
+        # two slabs per batch where there are two cores: the threads then share them out
+        assert ae._work_parts(64) == min(2, available_cores())
+        params.append(ae._params.copy())
+    np.testing.assert_array_equal(params[0], params[1])
+    again = Autoencoder((256,), corruption=corruption, corruption_level=0.2, batch_size=64,
+                        max_iter=2, random_state=7, n_threads=1).fit(X)
+    np.testing.assert_array_equal(again._params, params[0])
+    other = Autoencoder((256,), corruption=corruption, corruption_level=0.2, batch_size=64,
+                        max_iter=2, random_state=8, n_threads=1).fit(X)
+    assert not np.array_equal(other._params, params[0])
+
+
+def test_denoising_changes_training_and_plain_autoencoder_ignores_level():
+    X = _data(64, 8)
+    plain = Autoencoder((4,), max_iter=3, random_state=0).fit(X)
+    ignored = Autoencoder((4,), corruption_level=0.9, max_iter=3, random_state=0).fit(X)
+    noisy = Autoencoder((4,), corruption="mask", max_iter=3, random_state=0).fit(X)
+    np.testing.assert_array_equal(plain._params, ignored._params)
+    assert not np.array_equal(plain._params, noisy._params)
+
+
+def test_the_target_is_x_itself_without_a_copy(monkeypatch):
+    X = np.ascontiguousarray(_data(20, 5), dtype=np.float32)
+    seen = []
+    real = fastmlp._core.train_epoch
+
+    def spy(net, hyper, data, params, grads, state, workspace, batch_loss, Y, *rest):
+        seen.append(Y)
+        return real(net, hyper, data, params, grads, state, workspace, batch_loss, Y, *rest)
+
+    monkeypatch.setattr(fastmlp._core, "train_epoch", spy)
+    Autoencoder((3,), max_iter=2, random_state=0).fit(X)
+    assert seen and all(Y is X for Y in seen)
+
+
+def test_transformer_conventions():
+    X = _data(50, 6)
+    ae = Autoencoder((4,), max_iter=3, random_state=0)
+    assert clone(ae).get_params() == ae.get_params()
+    assert ae.get_params()["corruption"] is None and "pretrain" not in ae.get_params()
+    codes = ae.fit_transform(X)
+    np.testing.assert_array_equal(codes, ae.transform(X))
+    assert not hasattr(ae, "predict") and not hasattr(ae, "predict_proba")
+    y = (X[:, 0] > 0.5).astype(int)
+    pipe = make_pipeline(MinMaxScaler(), Autoencoder((4,), max_iter=5, random_state=0),
+                         LogisticRegression()).fit(X, y)
+    assert 0 <= pipe.score(X, y) <= 1
+    assert ae.partial_fit(X).n_iter_ == 4
+
+
+def test_feature_names_pickle_and_save(tmp_path):
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame(_data(30, 4), columns=list("abcd"))
+    ae = Autoencoder((3,), max_iter=2, random_state=0).fit(X)
+    assert list(ae.feature_names_in_) == list("abcd")
+    ae.partial_fit(X)
+    with pytest.raises(ValueError, match="feature names"):
+        ae.transform(X.rename(columns={"a": "z"}))
+    back = pickle.loads(pickle.dumps(ae))
+    np.testing.assert_array_equal(back.transform(X), ae.transform(X))
+    # fastmlp.save keeps Network, MLPClassifier and MLPRegressor models; pickle keeps this
+    with pytest.raises(TypeError, match="fastmlp.save"):
+        fastmlp.save(ae, tmp_path / "model")
+
+
+def test_bad_input_is_refused_and_leaves_the_model_unchanged():
+    X = _data(20, 4)
+    ae = Autoencoder((3,), max_iter=2, random_state=0).fit(X)
+    before = ae._params.copy()
+    with pytest.raises(TypeError, match="[Ss]parse"):
+        ae.fit(sp.csr_matrix(X))
+    with pytest.raises(ValueError, match="corruption_level"):
+        Autoencoder((3,), corruption="mask", corruption_level=1.0).fit(X)
+    with pytest.raises(ValueError):
+        Autoencoder((3,), corruption="salt").fit(X)
+    with pytest.raises(ValueError, match="n_components_=3"):
+        ae.inverse_transform(np.zeros((2, 4)))
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        ae.partial_fit(bad)
+    with pytest.raises(ValueError, match="features"):
+        ae.partial_fit(X[:, :3])
+    np.testing.assert_array_equal(ae._params, before)
+
+
+# scikit-learn's estimator check suite, with no expected failures. float64 and one thread as in
+# tests/test_sklearn_checks.py: the sample-weight equivalence checks compare at rtol=1e-7.
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@parametrize_with_checks([Autoencoder(hidden_layer_sizes=(5,), max_iter=20, random_state=0,
+                                      dtype=np.float64, n_threads=1)])
+def test_sklearn_compatible_transformer(estimator, check):
+    check(estimator)
+
+
+def test_codes_come_in_the_model_dtype():
+    X = _data(20, 4)
+    for dtype in (np.float32, np.float64):
+        ae = Autoencoder((3,), max_iter=1, dtype=dtype, random_state=0).fit(X)
+        assert ae.__sklearn_tags__().transformer_tags.preserves_dtype == [np.dtype(dtype).name]
+        assert ae.transform(X).dtype == dtype
+        assert ae.inverse_transform(ae.transform(X)).dtype == dtype
