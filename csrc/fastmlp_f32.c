@@ -22,6 +22,7 @@
 #include "loss.c"
 #include "optim.c"
 #include "input.c"
+#include "health.c"
 #include "train.c"
 #include "predict.c"
 

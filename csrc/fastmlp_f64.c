@@ -19,5 +19,6 @@
 #include "loss.c"
 #include "optim.c"
 #include "input.c"
+#include "health.c"
 #include "train.c"
 #include "predict.c"
