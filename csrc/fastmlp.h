@@ -118,6 +118,26 @@ typedef struct {
 /* How a dense X stores its values: the model's type or the other one (input.c converts). */
 enum { FASTMLP_FLOAT32 = 0, FASTMLP_FLOAT64 = 1 };
 
+/* Layer health that train_epoch accumulates (health.c) when given one; the caller zeroes it at
+ * an epoch's start and reads it at its end. An epoch may be several calls, each ending where
+ * its time limit falls: the counts add up over them, and each call that trains a batch
+ * overwrites the norms with its last update's, so the epoch's last call leaves the epoch's
+ * last update. Hidden layer l's units sit at columns [sum(units[1..l]), + units[l + 1]) of the
+ * per-part rows. */
+typedef struct {
+    int64_t *count;             /* (n_parts, hidden_units): per part and hidden unit, the examples
+                                 * on which its output g(a), before dropout, was within margin of
+                                 * a bound (tanh: |g| >= 1 - margin; sigmoid: g <= margin or
+                                 * g >= 1 - margin) or above 0 (relu) */
+    double *sum;                /* (n_parts, hidden_units): the sum of its outputs g(a) */
+    int64_t hidden_units;       /* sum of units[1 .. n_layers - 1] */
+    double margin;
+    double *norms;              /* (n_layers, 4), overwritten by each call that trains a batch:
+                                 * over W_l, for the call's last update, ||g||^2 (g = dJ/dW +
+                                 * alpha W, the batch's gradient the step used), ||W before||^2,
+                                 * ||W after||^2, ||update||^2 */
+} fastmlp_health;
+
 /* Rows of a data set: dense, or CSR sparse (then only the first layer sees it as sparse).
  * A dense X may hold float32 or float64 whatever the model's type, in any memory order: value
  * (i, j) is at dense + i * row_stride + j * col_stride bytes, and rows are converted as they
@@ -357,6 +377,22 @@ double FN(optim_step)(real *params, const real *grads, real *state, const fastml
 double FN(momentum_finish)(real *params, real *state, const fastmlp_optim *opt, int64_t t,
                            int64_t lo, int64_t hi, int last);
 
+/* ---- health.c: layer health, counted where train_epoch has the data in cache ---------- */
+
+/* health_forward: for the slab h (rows, n), row stride ld, of a hidden layer's units
+ *   [col0, col0 + n) that the forward epilogue just wrote without its dropout: count (n,) +=
+ *   per unit the rows near a bound or active (fastmlp_health), sum (n,) += its outputs, row by
+ *   row in order; then the dropout (p > 0) as activation_forward keys it. */
+void FN(health_forward)(int64_t *count, double *sum, real *h, int ld, int rows, int n, int col0,
+                        int activation, double margin, double p, uint64_t seed, int64_t t,
+                        int row0);
+
+/* health_update: sums (n_layers, 4) += for each weight layer, over its weights in params[lo, hi)
+ *   (after a step; before (hi - lo,) holds them before it, grads the data term's gradient):
+ *   ||grads + alpha * before||^2, ||before||^2, ||params||^2, ||params - before||^2. */
+void FN(health_update)(double *sums, const real *params, const real *before, const real *grads,
+                       double alpha, const fastmlp_net *net, int64_t lo, int64_t hi);
+
 /* ---- train.c: whole epochs without returning to Python -------------------------------- */
 
 /* workspace_size: how many reals train_epoch / batch_gradient need for batches of at most
@@ -376,12 +412,15 @@ int64_t FN(workspace_size)(const fastmlp_net *net, int batch_size, int n_parts, 
  *   share: the result depends on n_parts, never on n_threads, and dropout masks are keyed by
  *   (seed, t, row, unit). With max_seconds > 0 the call stops after the batch that ends about
  *   max_seconds after it began (at least one batch): *t - (*t before) batches were trained,
- *   and the caller goes on from the rows after them, as with a stretch it cut itself. */
+ *   and the caller goes on from the rows after them, as with a stretch it cut itself.
+ *   health: NULL, or the layer health to add this call's batches to (health.c); the
+ *   parameters come out the same bits either way. */
 int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, double *batch_loss,
                     int64_t *t, const FN(fastmlp_input) *X, const real *Y,
                     const real *sample_weight, const int64_t *order, int64_t n, int batch_size,
                     const fastmlp_net *net, const fastmlp_optim *opt, uint64_t seed,
-                    int n_parts, int n_threads, double max_seconds);
+                    int n_parts, int n_threads, double max_seconds,
+                    fastmlp_health *health);
 
 /* batch_gradient: J and grads = dJ/dparams (the L2 term alpha * W included) for one batch of
  *   rows `order` (B,) in training mode (batch statistics, dropout keyed by (seed, t)), without

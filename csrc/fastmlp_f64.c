@@ -20,5 +20,6 @@
 #include "optim.c"
 #include "input.c"
 #include "corruption.c"
+#include "health.c"
 #include "train.c"
 #include "predict.c"

@@ -85,6 +85,10 @@ def assert_same_state(a, b):
             for key in vars(value):
                 np.testing.assert_array_equal(getattr(value, key), getattr(other, key),
                                               err_msg=f"{name}.{key}")
+        elif name == "history_":  # a file keeps no layer health (test below)
+            assert [dict(r, health=None) for r in value] == [dict(r, health=None)
+                                                             for r in other], name
+            assert all(b["health"] in (a["health"], None) for a, b in zip(value, other)), name
         elif isinstance(value, dict) and name == "_layout":
             for key in value:
                 np.testing.assert_array_equal(value[key], other[key], err_msg=f"_layout {key}")
@@ -122,6 +126,15 @@ def test_round_trip_predicts_the_same_and_keeps_training(case, roundtrip, tmp_pa
         m.partial_fit(Xc, yc)
     np.testing.assert_array_equal(copy._params, model._params)
     assert copy.t_ == model.t_ and copy.loss_curve_ == model.loss_curve_
+
+
+def test_a_file_drops_the_layer_health_a_pickle_keeps_it(tmp_path):
+    model, _, _ = fitted("multiclass strings")
+    assert all(len(r["health"]) == len(model.coefs_) for r in model.history_)
+    assert via_pickle(model, tmp_path).history_ == model.history_
+    loaded = via_file(model, tmp_path).history_
+    assert [r["health"] for r in loaded] == [None] * len(model.history_)
+    assert [r["train_loss"] for r in loaded] == [r["train_loss"] for r in model.history_]
 
 
 def test_saved_file_holds_only_json_and_plain_arrays(tmp_path):

@@ -162,6 +162,36 @@ def test_training_curves_from_a_fitted_estimators_history():
     assert display.ax_.get_legend().get_title().get_text() == "MLPClassifier"
 
 
+def test_layer_health_from_a_real_fits_history():
+    """What the C side counted while fitting is what the display draws."""
+    model = MLPClassifier((16, 8), learning_rate_init=0.01, max_iter=5, random_state=0,
+                          n_threads=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X_TRAIN, Y_TRAIN)
+    display = LayerHealthDisplay.from_estimator(model, metrics=("dead", "grad_norm",
+                                                                "update_ratio"))
+    assert list(display.axes_) == ["dead", "grad_norm", "update_ratio"]
+    assert [line.layer for line in display.lines_["dead"]] == [1, 2]
+    for metric in display.axes_:
+        for line in display.lines_[metric]:
+            expected = [record["health"][line.layer - 1][metric] for record in model.history_]
+            np.testing.assert_allclose(line.get_ydata(), expected)
+            np.testing.assert_array_equal(line.get_xdata(), range(1, 6))
+    assert all(0 < y for line in display.lines_["grad_norm"] for y in line.get_ydata())
+    assert display.figure_.get_suptitle() == "MLPClassifier"
+
+
+def test_layer_health_of_an_lbfgs_fit_is_refused_clearly():
+    model = MLPClassifier((8,), solver="lbfgs", max_iter=3, random_state=0, n_threads=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X_TRAIN, Y_TRAIN)
+    assert all(record["health"] is None for record in model.history_)
+    with pytest.raises(ValueError, match="health None.*not by 'lbfgs'"):
+        LayerHealthDisplay.from_estimator(model)
+
+
 def test_bad_histories_are_refused_clearly():
     with pytest.raises(ValueError, match="no epoch records"):
         TrainingCurveDisplay.from_history([])

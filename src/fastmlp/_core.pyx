@@ -35,6 +35,13 @@ cdef extern from "fastmlp.h" nogil:
         int corruption
         double corruption_level
 
+    ctypedef struct fastmlp_health:
+        int64_t *count
+        double *sum
+        int64_t hidden_units
+        double margin
+        double *norms
+
     int fastmlp_work_parts(int64_t n_weights, int64_t B, int most)
     int64_t fastmlp_epoch_batches(int64_t n, int64_t batch_size, int batch_norm)
 
@@ -95,12 +102,14 @@ cdef extern from "fastmlp.h" nogil:
                         double *batch_loss, int64_t *t, const fastmlp_input_f32 *X, const float *Y,
                         const float *sample_weight, const int64_t *order, int64_t n,
                         int batch_size, const fastmlp_net *net, const fastmlp_optim *opt,
-                        uint64_t seed, int n_parts, int n_threads, double max_seconds)
+                        uint64_t seed, int n_parts, int n_threads, double max_seconds,
+                        fastmlp_health *health)
     int train_epoch_f64(double *params, double *grads, double *state, double *workspace,
                         double *batch_loss, int64_t *t, const fastmlp_input_f64 *X, const double *Y,
                         const double *sample_weight, const int64_t *order, int64_t n,
                         int batch_size, const fastmlp_net *net, const fastmlp_optim *opt,
-                        uint64_t seed, int n_parts, int n_threads, double max_seconds)
+                        uint64_t seed, int n_parts, int n_threads, double max_seconds,
+                        fastmlp_health *health)
     int batch_gradient_f32(float *grads, double *loss, float *params, float *workspace,
                            const fastmlp_input_f32 *X, const float *Y, const float *sample_weight,
                            const int64_t *order, int B, const fastmlp_net *net, double alpha,
@@ -328,6 +337,41 @@ def epoch_batches(int64_t n, int64_t batch_size, bint batch_norm):
     return fastmlp_epoch_batches(n, batch_size, batch_norm)
 
 
+cdef class Health:
+    """Layer health that train_epoch accumulates over an epoch (fastmlp_health, csrc/fastmlp.h):
+    `count` and `sum` (n_parts, hidden units): per part and hidden unit, the examples near a
+    bound (tanh, sigmoid) or active (relu), and the sum of its outputs; `norms` (n_layers, 4):
+    per weight layer the sums of squares of the gradient, of the weights before and after, and
+    of the update, for the last update of the last call that trained a batch (so, over an
+    epoch's calls, of the epoch's last update). `reset()` before an epoch."""
+    cdef fastmlp_health c
+    cdef readonly object count, sum, norms
+    cdef readonly int n_parts
+
+    def __init__(self, Net net, int n_parts, double margin):
+        cdef int64_t[:, ::1] count
+        cdef double[:, ::1] sums
+        cdef double[:, ::1] norms
+        units = np.asarray(net._units)
+        hidden = int(units[1:len(units) - 1].sum())
+        self.n_parts = n_parts
+        # one column at least, so that the buffers have an address
+        self.count = np.zeros((n_parts, max(hidden, 1)), dtype=np.int64)
+        self.sum = np.zeros((n_parts, max(hidden, 1)), dtype=np.float64)
+        self.norms = np.zeros((len(units) - 1, 4), dtype=np.float64)
+        count, sums, norms = self.count, self.sum, self.norms
+        self.c.count = &count[0, 0]
+        self.c.sum = &sums[0, 0]
+        self.c.norms = &norms[0, 0]
+        self.c.hidden_units = hidden
+        self.c.margin = margin
+
+    def reset(self):
+        self.count[...] = 0
+        self.sum[...] = 0
+        self.norms[...] = 0
+
+
 def _check_workspace(Net net, Input X, floating[::1] workspace, int batch_size, int n_parts):
     """The C side lays its buffers out in the workspace as workspace_size counts them."""
     dtype = np.float32 if floating is float else np.float64
@@ -341,13 +385,20 @@ def train_epoch(Net net, dict hyper, Input X, floating[::1] params, floating[::1
                 floating[::1] state, floating[::1] workspace, double[::1] batch_loss,
                 const floating[:, ::1] Y, const floating[::1] sample_weight,
                 const int64_t[::1] order, int batch_size, uint64_t seed, int64_t t, int n_parts,
-                int n_threads, double max_seconds=0):
+                int n_threads, double max_seconds=0, Health health=None):
     """Mini-batches over the rows `order`, each batch's J_b * |b| into batch_loss
     (epoch_batches(len(order), batch_size, batch_norm),); returns t, the count of updates so
     far. With max_seconds > 0 it stops after the batch that ends about that long after the
     call began (at least one): the batches trained are the returned t less the t passed in,
-    and the rest of `order` is for the next call."""
+    and the rest of `order` is for the next call. health: None (off), or a Health made for
+    this net and n_parts, which the call adds its batches' unit counts to and whose norms it
+    overwrites with its last update's (when it trains a batch)."""
     cdef fastmlp_optim opt = _optim(hyper)
+    cdef fastmlp_health *health_c = NULL
+    if health is not None:
+        if health.n_parts != n_parts or health.norms.shape[0] != net.c.n_layers:
+            raise ValueError("fastmlp internal: the Health was made for another net or parts")
+        health_c = &health.c
     cdef int status
     cdef const floating *sw = NULL if sample_weight is None else &sample_weight[0]
     if batch_loss.shape[0] < fastmlp_epoch_batches(order.shape[0], batch_size, net.c.batch_norm):
@@ -358,12 +409,12 @@ def train_epoch(Net net, dict hyper, Input X, floating[::1] params, floating[::1
             status = train_epoch_f32(&params[0], &grads[0], &state[0], &workspace[0],
                                      &batch_loss[0], &t, &X.f32, &Y[0, 0], sw, &order[0],
                                      order.shape[0], batch_size, &net.c, &opt, seed, n_parts,
-                                     n_threads, max_seconds)
+                                     n_threads, max_seconds, health_c)
         else:
             status = train_epoch_f64(&params[0], &grads[0], &state[0], &workspace[0],
                                      &batch_loss[0], &t, &X.f64, &Y[0, 0], sw, &order[0],
                                      order.shape[0], batch_size, &net.c, &opt, seed, n_parts,
-                                     n_threads, max_seconds)
+                                     n_threads, max_seconds, health_c)
     if status != 0:
         raise MemoryError("fastmlp: out of memory in train_epoch")
     return t

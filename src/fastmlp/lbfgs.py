@@ -16,7 +16,7 @@ from sklearn.utils.optimize import _check_optimize_result
 
 from . import _core
 from .threads import ThreadChoice
-from .training import NON_FINITE, RECORD_KEYS
+from .training import HEALTH_KEY, NON_FINITE, RECORD_KEYS
 
 
 class FullBatchObjective:
@@ -86,7 +86,8 @@ def fit_lbfgs(estimator, run, X, Y, sample_weight, n_threads, parts):
         seconds, started[0] = now - started[0], now
         run.records.append(dict(zip(RECORD_KEYS, (
             len(run.records) + 1, float(intermediate_result.fun), None, None, 0.0, seconds,
-            X.shape[0] / max(seconds, 1e-12), objective.thread_choice.best))))
+            X.shape[0] / max(seconds, 1e-12), objective.thread_choice.best)),
+            **{HEALTH_KEY: None}))  # layer health is counted by the epochs' C loop only
         if estimator.verbose:
             print(f"Iteration {len(run.records)}, loss = {run.records[-1]['train_loss']:.8f}")
 
@@ -103,7 +104,7 @@ def fit_lbfgs(estimator, run, X, Y, sample_weight, n_threads, parts):
         # max_fun ended it before a first iteration: one record of the parameters returned
         run.records.append(dict(zip(RECORD_KEYS, (
             len(run.records) + 1, float(result.fun), None, None, 0.0, 0.0, 0.0,
-            objective.thread_choice.best))))
+            objective.thread_choice.best)), **{HEALTH_KEY: None}))
     run.best_loss = min(r["train_loss"] for r in run.records)
     run.stopped = True
     if model.spec["batch_norm"]:

@@ -11,7 +11,8 @@ The file is a zip archive whose members are all stored uncompressed:
   classes.npy      classifiers: the labels (numbers, booleans or strings)
   loss_curve.npy, validation_scores.npy   the training history (float64)
   history.npy      history_, one row per epoch, columns as metadata "history_columns" name
-                   them (float64; None is NaN)
+                   them (float64; None is NaN): the numeric keys only, each record's layer
+                   health "health" is not kept and loads as None
 Arrays are read with allow_pickle=False, so no member can run code. Only a regular file is
 read, through a view held to its size when opened. Before any array is allocated its header
 must state the dtype and shape the metadata implies, and its stored size must match, so a file
@@ -37,7 +38,7 @@ from .network import Network, parameter_layout
 from .callbacks import from_config, to_config
 from .optim import check_representable
 from .schedules import MAX_HALVINGS, LearningRateSchedule
-from .training import RECORD_KEYS, History
+from .training import HEALTH_KEY, RECORD_KEYS, History
 
 FORMAT = "fastmlp-model"
 VERSION = 1
@@ -609,9 +610,10 @@ def _restore(model, meta, arrays):
         rows = [[i + 1, loss, np.nan, np.nan if scores is None else scores[i]]
                 + [np.nan] * (len(RECORD_KEYS) - 4)
                 for i, loss in enumerate(model.loss_curve_)]
+    # the records' layer health is not in the file (history.npy holds the numeric keys)
     model.history_ = History(
-        {k: (None if v != v else int(v) if k in ("epoch", "threads") else float(v))
-         for k, v in zip(RECORD_KEYS, row)} for row in rows)
+        dict({k: (None if v != v else int(v) if k in ("epoch", "threads") else float(v))
+              for k, v in zip(RECORD_KEYS, row)}, **{HEALTH_KEY: None}) for row in rows)
     model.validation_loss_curve_ = None if scores is None else \
         [r["valid_loss"] for r in model.history_]
     names = meta.get("feature_names_in")

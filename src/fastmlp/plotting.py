@@ -343,8 +343,9 @@ class LayerHealthDisplay:
     the last is the output layer), with ``"saturated"`` (the fraction of its tanh or sigmoid
     units whose output is within 0.02 of a bound on at least 95% of the epoch's examples),
     ``"dead"`` (the fraction of its relu units that are zero on every example of the epoch),
-    ``"mean_activation"``, ``"grad_norm"``, ``"weight_norm"`` and ``"update_ratio"`` (the
-    norm of the epoch's update over the weights' norm); None where a measure does not apply
+    ``"mean_activation"``, ``"grad_norm"``, ``"weight_norm"`` and ``"update_ratio"`` (for
+    the epoch's last update: the norms of its gradient, of the weights after it, and of the
+    update over the weights' norm before it); None where a measure does not apply
     (the output layer's units, a relu layer's saturation). A measure that applies to no layer
     gets no panel. Norms are drawn on a log scale, where the lecture's "gradients fading from
     the top layer to the bottom" show as lines spread apart.
@@ -448,6 +449,11 @@ class LayerHealthDisplay:
             raise ValueError(f"metrics must be some of {list(HEALTH_METRICS)}, got "
                              f"{list(metrics)}")
         records = _records(history, ("epoch", "health"))
+        uncounted = [k for k, record in enumerate(records) if record["health"] is None]
+        if uncounted:
+            raise ValueError(f"epoch record {uncounted[0]} has health None: layer health is "
+                             "counted by the epochs of solver='sgd', 'adam', 'rmsprop' and "
+                             "'adagrad', not by 'lbfgs', and fastmlp.save does not keep it")
         n_layers = len(records[0]["health"])
         if any(len(record["health"]) != n_layers for record in records):
             raise ValueError("every record's health must have the same number of layers, got "
@@ -506,8 +512,8 @@ class LayerHealthDisplay:
         >>> from fastmlp import LayerHealthDisplay, MLPClassifier
         >>> X, y = load_digits(return_X_y=True)
         >>> model = MLPClassifier((16, 8), random_state=0).fit(X, y)
-        >>> display = LayerHealthDisplay.from_estimator(model)  # doctest: +SKIP
-        >>> [line.layer for line in display.lines_["grad_norm"]]  # doctest: +SKIP
+        >>> display = LayerHealthDisplay.from_estimator(model)
+        >>> [line.layer for line in display.lines_["grad_norm"]]
         [1, 2, 3]
         """
         history = _history_of(estimator, "LayerHealthDisplay.from_estimator")

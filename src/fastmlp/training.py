@@ -15,6 +15,7 @@ import numpy as np
 from scipy.special import xlogy
 
 from . import _core
+from ._health import health_record, new_health
 from .optim import hyperparameters
 
 # scikit-learn's words for a diverged model, first in fastmlp's message so that a script
@@ -27,17 +28,23 @@ class History(list):
     """The training history: one dict per epoch, oldest first, with `epoch` (1-based),
     `train_loss`, `valid_loss` and `valid_score` (None without a validation set),
     `learning_rate` (in effect at the epoch's start), `seconds` and `samples_per_s` (of the
-    training passes), `threads` (the most used). A list, so `history_[-1]["train_loss"]` and
+    training passes), `threads` (the most used), and `health`: the epoch's layer health, one
+    dict per weight layer (fastmlp/_health.py), or None where it was not counted (lbfgs, a
+    model loaded from a file). A list, so `history_[-1]["train_loss"]` and
     `[r["valid_loss"] for r in history_]` work."""
 
     def to_frame(self):
-        """The history as a pandas DataFrame, one row per epoch (needs pandas)."""
+        """The history as a pandas DataFrame, one row per epoch (needs pandas); the `health`
+        column holds each epoch's list of per-layer dicts."""
         import pandas as pd
-        return pd.DataFrame(list(self), columns=RECORD_KEYS)
+        return pd.DataFrame(list(self), columns=RECORD_KEYS + [HEALTH_KEY])
 
 
+# the records' numeric keys: the columns fastmlp.save stores in history.npy
 RECORD_KEYS = ["epoch", "train_loss", "valid_loss", "valid_score", "learning_rate", "seconds",
                "samples_per_s", "threads"]
+# and the one that is not: the per-layer health list, which files do not keep
+HEALTH_KEY = "health"
 
 
 class Run:
@@ -93,16 +100,25 @@ class Stretches:
         self.grads, self.workspace = grads, workspace
         self.thread_choice, self.batch_norm = thread_choice, batch_norm
         self.stretches = []  # (rows, threads, seconds) of the epoch's stretches
+        self.health = None   # the layer health the C side counts, made for the first epoch's net
 
     def epoch(self, run, order, learning_rate, interrupt, listeners):
-        """Train one epoch over `order`: (mean loss J over it, seconds, threads, rows), or None
-        when Ctrl-C came first (the parameters are then mid-epoch)."""
+        """Train one epoch over `order`: (mean loss J over it, seconds, threads, rows, layer
+        health record), or None when Ctrl-C came first (the parameters are then mid-epoch).
+
+        Layer health: one accumulator for the epoch, zeroed at its start. Every stretch adds
+        its batches' unit counts, and every stretch overwrites the update norms with its own
+        last update's, since which stretch ends the epoch is known only after it ran: the
+        epoch's last stretch leaves the norms of the epoch's last update."""
         n, size = len(order), self.batch_size
         n_batches = _core.epoch_batches(n, size, self.batch_norm)
         batch_loss = np.zeros(n_batches)  # J_b * |b| of each batch, summed alike
         hyper = hyperparameters(self.estimator, learning_rate, run.schedule.c_schedule,
                                 run.model.params.dtype)
         model = run.model
+        if self.health is None:
+            self.health = new_health(model.net, self.parts)
+        self.health.reset()
         self.stretches = []
         first = 0
         while first < n_batches:
@@ -113,7 +129,8 @@ class Stretches:
             run.t = _core.train_epoch(
                 model.net, hyper, self.data, model.params, self.grads, run.state,
                 self.workspace, batch_loss[first:], self.Y, self.sample_weight,
-                order[first * size:], size, run.seed, run.t, self.parts, threads, limit)
+                order[first * size:], size, run.seed, run.t, self.parts, threads, limit,
+                self.health)
             took = time.perf_counter() - started
             last = first + run.t - t_before
             rows_done = n if last == n_batches else last * size
@@ -128,7 +145,8 @@ class Stretches:
         # the count that trained most of the epoch's rows
         threads = max({t for _, t, _ in self.stretches},
                       key=lambda k: sum(r for r, t, _ in self.stretches if t == k))
-        return float(batch_loss.sum()) / n, seconds, threads, n
+        health = health_record(self.health, model.layout["units"], model.spec["activation"], n)
+        return float(batch_loss.sum()) / n, seconds, threads, n, health
 
 
 class Evaluation:
@@ -140,7 +158,7 @@ class Evaluation:
         self.alpha, self.publish = alpha, publish
 
     def record(self, run, trained, learning_rate):
-        loss, seconds, threads, n = trained
+        loss, seconds, threads, n, health = trained
         # the optimizer state too: a velocity or second moment that overflowed makes the
         # next update (this fit's, or a later partial_fit's) non-finite
         if not np.isfinite(loss) or not run.model.finite() \
@@ -151,7 +169,7 @@ class Evaluation:
                   "valid_loss": None,
                   "valid_score": None, "learning_rate": float(learning_rate),
                   "seconds": seconds, "samples_per_s": n / max(seconds, 1e-12),
-                  "threads": int(threads)}
+                  "threads": int(threads), HEALTH_KEY: health}
         if self.validation is not None:
             record["valid_loss"], record["valid_score"] = self._validate(run)
         return record
