@@ -43,16 +43,11 @@ EXAMPLES = os.environ.get("FASTMLP_FUZZ_EXAMPLES")
 # by its signature and its example set aside here, and each has a strict-xfail reproducer at
 # the end of this file. Once that reproducer passes, delete its entry and its xfail mark.
 KNOWN_DEFECTS = {
-    "n_threads set after fit": "predict takes n_threads from the hyperparameters without "
-                               "validating them: set_params(n_threads=2**31 + 1) after fit, "
-                               "then predict on 257+ rows raises OverflowError (defect 9)",
     "failed call not rolled back": "a partial_fit that raises 'training diverged' leaves "
                                    "loss_curve_ one entry longer, changed in place (defect 8)",
     "overflowing outputs": "predict returns inf/NaN when the forward pass overflows past the "
                            "first layer (inputs near 1e19 with normalize=None): only the first "
                            "layer's pre-activations are checked",
-    "zero input scale": "a column of values near 1e300 gets the input scale 1 / inf = 0 (its "
-                        "variance overflows), which load then refuses (issue 14, defect 10)",
 }
 
 
@@ -516,7 +511,6 @@ def test_known_defect_diverged_last_update():
     assert np.isfinite(model._params).all() and np.isfinite(model._state).all()
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_DEFECTS.get("zero input scale", ""))
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_known_defect_zero_input_scale(tmp_path):
     X = np.random.RandomState(0).randn(12, 1) * 1e300
@@ -527,7 +521,6 @@ def test_known_defect_zero_input_scale(tmp_path):
     fastmlp.load(tmp_path / "m.fmlp")
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_DEFECTS.get("n_threads set after fit", ""))
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_known_defect_n_threads_set_after_fit():
     X = np.random.RandomState(0).randn(300, 2)

@@ -181,7 +181,7 @@ def column_statistics(X, sample_weight=None, dtype=None):
         bad = (values != 0) & (values != 1) & (w[X.indices] > 0)  # CSC: indices are rows
         binary[np.repeat(np.arange(d), np.diff(X.indptr))[bad]] = False
         return mean, std, binary
-    mean = np.zeros(d)
+    mean, largest = np.zeros(d), np.zeros(d)
     # ~0.5M values (4 MB in float64) per chunk: the chunk's float64 copy, its centered copy and
     # the masks stay near 10 MB, within the 10% of X that fit may add (60000 x 784 float32 is
     # 188 MB), and the chunks are still long enough for numpy to run at full speed
@@ -190,16 +190,26 @@ def column_statistics(X, sample_weight=None, dtype=None):
         # C-ordered, whatever X's order: a product's sums run in an order set by the layout
         chunk = np.ascontiguousarray(X[start:start + step], dtype=dtype or X.dtype)
         mean += w[start:start + step] @ chunk.astype(np.float64, copy=False)
+        if chunk.size:
+            # max and -min are reductions: no temporary the size of the chunk
+            largest = np.maximum(largest, np.maximum(chunk.max(axis=0), -chunk.min(axis=0)))
     mean /= total
+    # columns whose squares would overflow (|x| near 1e300: the std became inf and the scale
+    # 1 / inf = 0) are summed divided by a power of two, which is exact; the others by 1
+    unit = np.where(largest > _SQUARE_SAFE, np.ldexp(1.0, np.frexp(largest)[1]), 1.0)
     sq = np.zeros(d)
     binary = np.ones(d, dtype=bool)
     for start in range(0, n, step):
         chunk = np.ascontiguousarray(X[start:start + step], dtype=dtype or X.dtype)
         w_chunk = w[start:start + step]
         centered = chunk - mean
+        centered /= unit  # in place: one temporary of the chunk's size, as before
         sq += np.einsum("ij,ij,i->j", centered, centered, w_chunk)
         binary &= ((chunk == 0) | (chunk == 1) | (w_chunk[:, None] == 0)).all(axis=0)
-    return mean, np.sqrt(sq / total), binary
+    return mean, unit * np.sqrt(sq / total), binary
+
+
+_SQUARE_SAFE = 1e150  # a sum of squares of values below this cannot overflow float64
 
 
 def check_memory(layout, dtype, workspace, copies):

@@ -56,6 +56,10 @@ def available_cores():
         return os.cpu_count() or 1
 
 
+# each thread has its own scratch memory, so the count is bounded well below the bridge's int
+MAX_THREADS = 1024
+
+
 def _model_part(name, attribute, doc):
     """A fitted attribute read from the current model (one attribute read, then its part)."""
     def read(self):
@@ -103,7 +107,7 @@ class Network(BaseEstimator):
         "batch_norm": ["boolean"],
         "normalize": [StrOptions({"auto"}), None],
         "dtype": "no_validation",  # checked by _model_dtype: numpy float32 or float64
-        "n_threads": [Interval(Integral, 1, 1024, closed="both"), None],  # each needs scratch
+        "n_threads": [Interval(Integral, 1, MAX_THREADS, closed="both"), None],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
         "class_weight": [dict, list, StrOptions({"balanced"}), None],
@@ -200,6 +204,11 @@ class Network(BaseEstimator):
 
     def _threads(self):
         if self.n_threads is not None:
+            # predict reads n_threads without fit's validation: a value set since the fit
+            # must not reach the bridge's int
+            if not (isinstance(self.n_threads, Integral) and 1 <= self.n_threads <= MAX_THREADS):
+                raise ValueError(f"n_threads must be an integer in [1, {MAX_THREADS}] or None, "
+                                 f"got {self.n_threads!r}")
             return int(self.n_threads)
         return default_threads()
 
