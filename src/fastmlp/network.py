@@ -265,10 +265,11 @@ class Network(BaseEstimator):
         y, kind = targets.label_kind(y)
         return targets.encode_labels(y, kind, model.binarizer, model.params.dtype)
 
-    def _work_parts(self, batch_size):
+    def _work_parts(self, batch_size, model=None):
         """The slabs a training batch's products are cut into: they, never the thread count,
         fix the bits of the result (csrc/train.c), so training and the gradient check agree."""
-        return _core.work_parts(self._layout["n_weights"], batch_size, available_cores())
+        model = self._model if model is None else model  # the run's model while training
+        return _core.work_parts(model.layout["n_weights"], batch_size, available_cores())
 
     # ---------------------------------------------------------------- fitting
 
@@ -520,8 +521,7 @@ class Network(BaseEstimator):
         if self.solver == "lbfgs":
             with _blas_single_threaded():
                 fit_lbfgs(self, run, X, Y, sample_weight, self._threads(),
-                          _core.work_parts(model.layout["n_weights"], n_samples,
-                                           available_cores()))
+                          self._work_parts(n_samples, model))
         else:
             self._epochs(run, X, Y, sample_weight, batch_size, rows, validation, scorer,
                          incremental, interrupt)
@@ -560,7 +560,7 @@ class Network(BaseEstimator):
         # the slabs a batch's work is cut into fix the bits of the result; the threads that
         # share them out are chosen by timing stretches of epochs (fastmlp/threads.py), kept
         # across fits and partial_fit calls while the work per epoch is alike
-        parts = _core.work_parts(model.layout["n_weights"], batch_size, available_cores())
+        parts = self._work_parts(batch_size, model)
         grads, workspace = self._buffers(model, batch_size, parts, sp.issparse(X))
         work = (n_threads, batch_size, len(rows), tuple(model.layout["units"]), sp.issparse(X))
         if getattr(self, "_thread_choice", (None,))[0] != work:
