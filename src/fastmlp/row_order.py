@@ -14,7 +14,7 @@ import mmap
 import numpy as np
 import scipy.sparse as sp
 
-# 16 MiB: 84,000 rows of 50 float32 features, 20,000 of 200, 5,300 of 784. Large enough that a
+# 16 MiB: 83,886 rows of 50 float32 features, 20,971 of 200, 5,349 of 784. Large enough that a
 # block is read as long runs of consecutive pages and that each block holds many batches;
 # small enough that dozens of blocks sit in a page cache of a few hundred MB, and that a
 # data set of a few GB still has hundreds of blocks to shuffle.
