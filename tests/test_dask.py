@@ -15,32 +15,47 @@ from fastmlp.model_selection import HiddenLayerSizes, random_search
 from fastmlp.network import available_cores
 
 distributed = pytest.importorskip("distributed")
+dask = pytest.importorskip("dask")
+from distributed.utils import get_mp_context  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
+# what the workers import to run this module's tasks, ~3 s of CPU in each worker process:
+# distributed's own preload list (it and numpy, pandas), then what the searches, the search
+# command's pipeline and the Hyperband probe unpickle
+WORKER_IMPORTS = ["distributed", "numpy", "pandas", "sklearn.model_selection",
+                  "sklearn.pipeline", "sklearn.compose", "sklearn.preprocessing",
+                  "sklearn.linear_model", "fastmlp", "fastmlp.model_selection",
+                  "dask_ml.model_selection"]
+
+
 @pytest.fixture(scope="module")
-def client(request):
-    """Two worker processes of one thread each, on the loopback interface, no dashboard."""
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None)
-    client = distributed.Client(cluster)
+def client():
+    """Two worker processes of one thread each, on the loopback interface, no dashboard.
 
-    def stop():
-        client.close()
-        cluster.close()
+    Their nannies start them from a fork server that has imported WORKER_IMPORTS once, so the
+    two workers and the one the kill test has restarted skip the imports (the forked processes
+    are still processes of their own, with the nanny's environment: the fork server starts
+    inside the first nanny's start, after it has set distributed.nanny.pre-spawn-environ).
+    distributed sets the fork server's preload list once, in the first get_mp_context() call
+    for "forkserver"; the list set after that call is the one the server starts with."""
+    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+        get_mp_context().set_forkserver_preload(WORKER_IMPORTS)
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                      host="127.0.0.1", dashboard_address=None) as cluster, \
+                distributed.Client(cluster) as client:
+            yield client
 
-    request.addfinalizer(stop)
-    return client
 
-
-def small_search(n_samples=300, **kwargs):
+def small_search(n_samples=300, n_iter=6, **kwargs):
     X, y = make_classification(n_samples=n_samples, n_features=10, n_informative=6,
                                random_state=0)
     space = {"hidden_layer_sizes": HiddenLayerSizes(units=[8, 16, 24], depth=[1, 2]),
              "learning_rate_init": loguniform(1e-3, 3e-2), "alpha": loguniform(1e-6, 1e-2)}
     return random_search(MLPClassifier(max_iter=40, random_state=0), X, y,
-                         param_distributions=space, n_iter=6, cv=2, random_state=0, **kwargs)
+                         param_distributions=space, n_iter=n_iter, cv=2, random_state=0,
+                         **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +85,8 @@ def test_search_by_scheduler_address(client):
     # other data than the other tests: the data is broadcast to the workers under a key made
     # from its content, and a second client in this process sending the same key while the
     # first releases it can make distributed 2026.8 lose it (the search then waits forever)
-    assert_same_search(small_search(280, client=client.scheduler.address),
-                       small_search(280, n_jobs=1))
+    assert_same_search(small_search(280, 2, client=client.scheduler.address),
+                       small_search(280, 2, n_jobs=1))
 
 
 def _threads():

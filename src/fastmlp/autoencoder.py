@@ -105,7 +105,8 @@ class Autoencoder(TransformerMixin, Network):
         The most epochs of ``fit``.
 
     shuffle : bool, default=True
-        Whether to shuffle the rows every epoch.
+        Whether to shuffle the rows every epoch (in blocks of consecutive rows for X in a
+        mapped file, as MLPClassifier's ``shuffle`` says).
 
     random_state : int, RandomState instance or None, default=None
         Initialization, shuffling, validation split and the corruption noise.

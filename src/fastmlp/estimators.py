@@ -118,7 +118,10 @@ _PARAMETERS = r"""
         ``ConvergenceWarning``; ``partial_fit`` runs one epoch and never does.
 
     shuffle : bool, default=True
-        Whether the rows are visited in a fresh random order every epoch.
+        Whether the rows are visited in a fresh random order every epoch: a uniform
+        permutation, or for X in a mapped file (a ``numpy.memmap``) blocks of about 16 MiB
+        of consecutive rows in a random order, the rows of each block in a random order (see
+        "Out-of-core data" in the user guide).
 
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights, the validation split of early stopping, the shuffling

@@ -25,7 +25,7 @@ from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 from threadpoolctl import ThreadpoolController
 
-from . import _core, targets, training
+from . import _core, row_order, targets, training
 from ._config import default_threads
 from .lbfgs import fit_lbfgs
 from .model import Model, check_memory, new_model, parameter_layout  # noqa: F401
@@ -590,7 +590,8 @@ class Network(BaseEstimator):
         evaluation = training.Evaluation(self, validation, scorer, self.alpha, self._published)
         with _blas_single_threaded():
             training.run_epochs(run, stretches, evaluation, listeners,
-                                1 if incremental else self.max_iter, self.shuffle, rows,
+                                1 if incremental else self.max_iter,
+                                row_order.shuffling_for(X, self.shuffle), rows,
                                 interrupt)
         if not incremental and not run.stopped and not run.interrupted:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "

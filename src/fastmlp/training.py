@@ -17,6 +17,7 @@ from scipy.special import xlogy
 from . import _core
 from ._health import health_record, new_health
 from .optim import hyperparameters
+from .row_order import epoch_order
 
 # scikit-learn's words for a diverged model, first in fastmlp's message so that a script
 # matching them still does
@@ -71,7 +72,7 @@ def run_epochs(run, stretches, evaluation, listeners, max_iter, shuffle, rows, i
     for listener in listeners:
         listener.begin(run)
     for _ in range(max_iter):
-        order = rows[run.rng.permutation(len(rows))] if shuffle else rows
+        order = epoch_order(run.rng, rows, shuffle)
         learning_rate, t_before = run.schedule.learning_rate, run.t
         trained = stretches.epoch(run, order, learning_rate, interrupt, listeners)
         if trained is None:  # Ctrl-C within the epoch: it never happened
