@@ -1,7 +1,10 @@
 """Autoencoder: reconstruction gradients, the code layer, the denoising noise (only on the
 input, the same for any thread count), and the scikit-learn transformer conventions."""
+import io
+import json
 import pickle
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -206,9 +209,12 @@ def test_feature_names_pickle_and_save(tmp_path):
         ae.transform(X.rename(columns={"a": "z"}))
     back = pickle.loads(pickle.dumps(ae))
     np.testing.assert_array_equal(back.transform(X), ae.transform(X))
-    # fastmlp.save keeps Network, MLPClassifier and MLPRegressor models; pickle keeps this
-    with pytest.raises(TypeError, match="fastmlp.save"):
-        fastmlp.save(ae, tmp_path / "model")
+    fastmlp.save(ae, tmp_path / "model")
+    loaded = fastmlp.load(tmp_path / "model")
+    assert list(loaded.feature_names_in_) == list("abcd")
+    np.testing.assert_array_equal(loaded.transform(X), ae.transform(X))
+    with pytest.raises(ValueError, match="feature names"):
+        loaded.transform(X.rename(columns={"a": "z"}))
 
 
 def test_bad_input_is_refused_and_leaves_the_model_unchanged():
@@ -361,6 +367,111 @@ def test_tied_transform_is_the_numpy_forward_pass_and_the_tie_is_architecture():
     ae.set_params(warm_start=True, max_iter=1)
     ae.fit(X)
     assert len(ae._layout["tied"]) == 0 and ae.n_iter_ == 1
+
+
+# ---------------------------------------------------------------- fastmlp.save / load
+
+
+@pytest.mark.parametrize("params", [
+    {},
+    {"tied_weights": True, "corruption": "mask", "corruption_level": 0.3},
+    {"tied_weights": True, "output": "linear", "batch_norm": True, "dropout": 0.1,
+     "solver": "sgd", "dtype": np.float64},
+    {"corruption": "gaussian", "corruption_level": 0.1, "early_stopping": True,
+     "learning_rate": "plateau", "normalize": None},
+])
+def test_save_and_load_round_trip(params, tmp_path):
+    X = _data(60, 8)
+    ae = Autoencoder((5, 3), max_iter=3, batch_size=16, random_state=0, n_threads=1,
+                     **params).fit(X)
+    fastmlp.save(ae, tmp_path / "ae.fastmlp")
+    back = fastmlp.load(tmp_path / "ae.fastmlp")
+    assert type(back) is Autoencoder and back.get_params() == ae.get_params()
+    assert back.n_components_ == 3 and back.out_activation_ == ae.out_activation_
+    np.testing.assert_array_equal(back._layout["tied"], ae._layout["tied"])
+    codes = ae.transform(X)
+    np.testing.assert_array_equal(back.transform(X), codes)
+    np.testing.assert_array_equal(back.inverse_transform(codes), ae.inverse_transform(codes))
+    assert back.score(X) == ae.score(X)
+    assert not np.shares_memory(back._params, ae._params)
+    # partial_fit goes on exactly as the saved model would: state, generator, update count
+    for model in (ae, back):
+        model.partial_fit(X)
+        model.partial_fit(X[:20])
+    np.testing.assert_array_equal(back._params, ae._params)
+    assert back.t_ == ae.t_ and back.loss_curve_ == ae.loss_curve_
+
+
+def test_a_file_keeps_the_fitted_tie_whatever_tied_weights_says_since(tmp_path):
+    X = _data(40, 6)
+    ae = Autoencoder((4,), tied_weights=True, max_iter=2, random_state=0, n_threads=1).fit(X)
+    ae.set_params(tied_weights=False)
+    fastmlp.save(ae, tmp_path / "ae")
+    back = fastmlp.load(tmp_path / "ae")
+    assert back.tied_weights is False and back._layout["tied"].tolist() == [[0, 1]]
+    back.partial_fit(X)
+    assert _tied_copies_equal(back)
+    # a write into one copy breaks the tie: save refuses what load would refuse
+    ae.coefs_[1][0, 0] += 1
+    with pytest.raises(ValueError, match="tied weights"):
+        fastmlp.save(ae, tmp_path / "broken")
+
+
+def _edited(path, target, meta=None, params=None):
+    """A copy of the file with its metadata edited by meta(dict) or params.npy by params(a)."""
+    with zipfile.ZipFile(path) as archive:
+        contents = {name: archive.read(name) for name in archive.namelist()}
+    if meta is not None:
+        data = json.loads(contents["metadata.json"])
+        meta(data)
+        contents["metadata.json"] = json.dumps(data).encode()
+    if params is not None:
+        array = np.load(io.BytesIO(contents["params.npy"])).copy()
+        params(array)
+        buffer = io.BytesIO()
+        np.lib.format.write_array(buffer, array, allow_pickle=False)
+        contents["params.npy"] = buffer.getvalue()
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, data in contents.items():
+            archive.writestr(name, data)
+    return target
+
+
+def _first_decoder_weight(path):
+    with zipfile.ZipFile(path) as archive:
+        units = json.loads(archive.read("metadata.json"))["units"]
+    return units[0] * units[1] + units[1] * units[2]  # W_2[0, 0], the copy of W_1[0, 0]
+
+
+@pytest.mark.parametrize("meta, params, message", [
+    (lambda m: m["autoencoder"].update(tied=[[0, 2], [1, 3]]), None, "autoencoder fields"),
+    (lambda m: m["autoencoder"].update(tied=[[0, 3]]), None, "autoencoder fields"),
+    (lambda m: m["autoencoder"].update(extra=1), None, "autoencoder fields"),
+    (lambda m: m.pop("autoencoder"), None, "autoencoder fields"),
+    (lambda m: m.update(units=[8, 5, 3, 5, 5]), None, "units"),
+    (lambda m: m["attributes"].update(out_activation_="softmax"), None, "logistic outputs"),
+    (lambda m: m["params"].update(corruption="mask", corruption_level=1.5), None,
+     "corruption_level"),
+    (lambda m: m["params"].update(tied_weights="yes"), None, "tied_weights"),
+    (lambda m: m.update({"class": "MLPRegressor"}), None, "autoencoder fields|unknown hyper"),
+    (None, "decoder", "not the transpose"),
+    (None, lambda a: a.__setitem__(0, np.nan), "NaN or infinite"),
+])
+def test_a_damaged_autoencoder_file_is_a_value_error(meta, params, message, tmp_path):
+    X = _data(40, 8)
+    ae = Autoencoder((5, 3), tied_weights=True, max_iter=2, random_state=0, n_threads=1).fit(X)
+    path = tmp_path / "good"
+    fastmlp.save(ae, path)
+    if params == "decoder":
+        def params(array, at=_first_decoder_weight(path)):
+            array[at] += 1
+    with pytest.raises(ValueError, match=message):
+        fastmlp.load(_edited(path, tmp_path / "bad", meta, params))
+    data = path.read_bytes()
+    for cut in (0, 30, len(data) // 2, len(data) - 1):
+        (tmp_path / "cut").write_bytes(data[:cut])
+        with pytest.raises(ValueError):
+            fastmlp.load(tmp_path / "cut")
 
 
 # scikit-learn's estimator check suite, with no expected failures. float64 and one thread as in

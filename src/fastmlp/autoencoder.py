@@ -193,6 +193,7 @@ class Autoencoder(TransformerMixin, Network):
     MLPClassifier : Takes ``pretrain="autoencoder"`` or ``"denoising"``, which pre-trains
         its hidden layers greedily as autoencoders of this class.
     sklearn.decomposition.PCA : The linear counterpart of a linear autoencoder's code.
+    save : Writes a fitted autoencoder to a file that ``load`` reads back.
 
     Notes
     -----
@@ -319,7 +320,7 @@ class Autoencoder(TransformerMixin, Network):
 
     def _same_architecture(self):
         return (super()._same_architecture()
-                and len(self._model.layout["tied"]) == len(self._tied_pairs()))
+                and len(self._model.layout.get("tied", ())) == len(self._tied_pairs()))
 
     def _check_corruption(self):
         if self.corruption == "mask" and not self.corruption_level < 1:
