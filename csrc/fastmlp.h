@@ -99,6 +99,8 @@ typedef struct {
     int64_t n_trainable;        /* params[0, n_trainable) are trained; running statistics follow */
     int corruption;             /* FASTMLP_CORRUPT_*: noise on the training input rows (dense X) */
     double corruption_level;    /* mask: the fraction of inputs zeroed; gaussian: the noise std */
+    int n_tied;                 /* tied weight matrices (tied.c): pairs (a, b), W_b = W_a^T */
+    const int *tied;            /* (n_tied, 2) the pairs, a < b, or NULL */
 } fastmlp_net;
 
 /* Optimizer hyperparameters (shared/API.md gives each update rule). */
@@ -320,6 +322,20 @@ void FN(sparse_dense_backward_params)(real *dW, const FN(fastmlp_input) *X, cons
  *   like dropout's (rng.h), so they do not depend on the thread count. */
 void FN(corrupt_row)(real *x, const real *shift, const real *scale, int n, int kind,
                      double level, uint64_t seed, int64_t t, int64_t row);
+
+/* ---- tied.c: tied weight matrices ----------------------------------------------------- */
+
+/* tied_rows: the rows of every tied pair's W_a, stacked: what tie_gradients cuts into parts. */
+int64_t FN(tied_rows)(const fastmlp_net *net);
+
+/* tie_gradients: for the tied pairs (a, b) of net, W_b = W_a^T, part `part` of n_parts of the
+ *   stacked rows of the W_a: G = dW_a + dW_b^T, the gradient with respect to the shared matrix,
+ *   into both copies (dW_a = G, dW_b = G^T) of grads (n_trainable,); row_sumsq (tied_rows,) gets
+ *   each W_a row's sum of squares as the decoder copy holds it, which the caller subtracts from
+ *   the L2 term's sum so that a shared matrix counts once. Elementwise: the same bits whatever
+ *   the parts. */
+void FN(tie_gradients)(real *grads, double *row_sumsq, const real *params,
+                       const fastmlp_net *net, int part, int n_parts);
 
 /* ---- batchnorm.c ---------------------------------------------------------------------- */
 

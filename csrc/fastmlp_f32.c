@@ -23,6 +23,7 @@
 #include "optim.c"
 #include "input.c"
 #include "corruption.c"
+#include "tied.c"
 #include "health.c"
 #include "train.c"
 #include "predict.c"

@@ -283,6 +283,7 @@ typedef struct {
     fastmlp_health *health;
     real *before;
     double *chunk_norms;
+    double *tied_sumsq;     /* (tied_rows,) tie_gradients' squares of the decoder copies, or NULL */
 } FN(context);
 
 /* Views, row-loss and chunk buffers for one call: small tables, once per call, never per batch. */
@@ -296,6 +297,10 @@ static int FN(context_init)(FN(context) *c, real *workspace, const fastmlp_net *
     c->chunk_sumsq = (double *)malloc((size_t)(c->n_chunks + 1) * sizeof(double));
     c->chunk_part = (int *)malloc((size_t)(c->n_chunks + 1) * sizeof(int));
     if (!c->v.H || !c->row_loss || !c->chunk_sumsq || !c->chunk_part) return FASTMLP_ENOMEM;
+    if (net->n_tied) {
+        c->tied_sumsq = (double *)malloc((size_t)FN(tied_rows)(net) * sizeof(double));
+        if (!c->tied_sumsq) return FASTMLP_ENOMEM;
+    }
     /* The thread that computed a slab of dW rows steps those parameters while the gradient is
      * still in its cache, instead of whichever thread a fixed split of the buffer gives: the
      * step's result is the same either way, only the memory traffic between cores changes. */
@@ -334,6 +339,7 @@ static void FN(context_free)(FN(context) *c)
     free(c->row_loss);
     free(c->chunk_sumsq);
     free(c->chunk_part);
+    free(c->tied_sumsq);
 }
 
 /* The optimizer's chunk: params[lo, hi), FASTMLP_STEP_CHUNK of the flat buffer's trainable part */
@@ -783,7 +789,8 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
         FN(context_free)(&c);
         return FASTMLP_ENOMEM;
     }
-    if (opt->solver == FASTMLP_SGD && !opt->nesterov) {
+    /* tied copies need their own gradients summed before any step: no fusion for them */
+    if (opt->solver == FASTMLP_SGD && !opt->nesterov && !net->n_tied) {
         /* a sparse first layer's dW comes from our own loop, not a GEMM: its weights (first in
          * the flat buffer) keep the plain step */
         const int sparse = X->dense == NULL;
@@ -833,6 +840,11 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
             const int64_t step = t0 + batch + 1;
             if (is_last) FN(health_keep_velocity)(&c, tid, nt);
             const double inv_sum_w = FN(forward_backward)(&c, order + b0, B, step, tid, nt, 1);
+            if (net->n_tied) {  /* a chunk's step reads the gradients other parts tie */
+                for (int part = tid; part < c.parts; part += nt)
+                    FN(tie_gradients)(grads, c.tied_sumsq, params, net, part, c.parts);
+                FASTMLP_BARRIER(&c)
+            }
             if (tid == 0) {  /* read before the barrier below: the next batch rewrites row_loss */
                 data_loss = 0;
                 for (int r = 0; r < B; r++) data_loss += c.row_loss[r];
@@ -860,6 +872,8 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
             if (tid == 0) {
                 double sumsq = 0;
                 for (int64_t chunk = 0; chunk < c.n_chunks; chunk++) sumsq += c.chunk_sumsq[chunk];
+                for (int64_t r = 0; net->n_tied && r < FN(tied_rows)(net); r++)
+                    sumsq -= c.tied_sumsq[r];
                 batch_loss[batch] = (data_loss + 0.5 * opt->alpha * sumsq) * B;
             }
         }
@@ -895,6 +909,10 @@ int FN(batch_gradient)(real *grads, double *loss, real *params, real *workspace,
     }
     double data_loss = 0, sumsq = 0;
     for (int r = 0; r < B; r++) data_loss += c.row_loss[r];
+    if (net->n_tied) {  /* both copies get the shared gradient (and below its L2 term) */
+        FN(tie_gradients)(grads, c.tied_sumsq, params, net, 0, 1);
+        for (int64_t r = 0; r < FN(tied_rows)(net); r++) sumsq -= c.tied_sumsq[r];
+    }
     for (int64_t i = 0; i < net->n_weights; i++) {
         sumsq += (double)params[i] * params[i];
         grads[i] += (real)alpha * params[i];

@@ -34,6 +34,8 @@ cdef extern from "fastmlp.h" nogil:
         int64_t n_trainable
         int corruption
         double corruption_level
+        int n_tied
+        const int *tied
 
     ctypedef struct fastmlp_health:
         int64_t *count
@@ -203,10 +205,12 @@ cdef class Net:
     cdef const int[::1] _units
     cdef const double[::1] _dropout
     cdef const int64_t[::1] _w, _b, _gamma, _beta, _mean, _var
+    cdef const int[::1] _tied
 
     def __init__(self, units, activation, output, dropout, bint batch_norm, w_offset, b_offset,
                  gamma_offset, beta_offset, mean_offset, var_offset, int64_t n_weights,
-                 int64_t n_trainable):
+                 int64_t n_trainable, tied=None):
+        # tied: (n_pairs, 2) weight layers (a, b) with W_b = W_a^T (csrc/tied.c), or None
         self._units = np.ascontiguousarray(units, dtype=np.intc)
         self._dropout = np.ascontiguousarray(dropout, dtype=np.float64)
         self._w = np.ascontiguousarray(w_offset, dtype=np.int64)
@@ -231,6 +235,10 @@ cdef class Net:
         self.c.n_trainable = n_trainable
         self.c.corruption = 0
         self.c.corruption_level = 0
+        pairs = np.zeros((0, 2)) if tied is None else np.asarray(tied).reshape(-1, 2)
+        self._tied = np.ascontiguousarray(pairs.ravel(), dtype=np.intc)
+        self.c.n_tied = pairs.shape[0]
+        self.c.tied = &self._tied[0] if pairs.shape[0] else NULL
 
     def set_corruption(self, kind, double level):
         """The denoising autoencoder's noise on the training input rows (csrc/corruption.c):

@@ -65,6 +65,15 @@ class Autoencoder(TransformerMixin, Network):
         The fraction of inputs masked ("mask", in [0, 1)) or the noise's standard deviation
         ("gaussian", >= 0). Ignored without ``corruption``.
 
+    tied_weights : bool, default=False
+        Whether each decoder weight matrix is the transpose of the encoder matrix it mirrors
+        (for d-256-64-256-d, :math:`W_3 = W_0^T` and :math:`W_2 = W_1^T`): one shared matrix,
+        trained by the sum of both its gradients and penalized once by ``alpha``, which
+        halves the weights to learn. The biases stay separate. ``coefs_`` still lists every
+        layer's matrix, the decoder's as an exact copy of the transpose; writing into one
+        copy breaks the tie (``fastmlp.save`` then refuses the model). Part of the
+        architecture: ``warm_start`` keeps the weights only while it is unchanged.
+
     solver : {"adam", "sgd", "adagrad", "rmsprop"}, default="adam"
         The optimizer, as in `MLPClassifier`.
 
@@ -185,13 +194,15 @@ class Autoencoder(TransformerMixin, Network):
     MLPClassifier : Takes ``pretrain="autoencoder"`` or ``"denoising"``, which pre-trains
         its hidden layers greedily as autoencoders of this class.
     sklearn.decomposition.PCA : The linear counterpart of a linear autoencoder's code.
+    save : Writes a fitted autoencoder to a file that ``load`` reads back.
 
     Notes
     -----
     The loss of a mini-batch (``loss_``, ``loss_curve_``) is the mean over its rows of the
     reconstruction loss of ``output`` (the cross-entropy summed over the input's columns,
-    or the squared error averaged over them), plus :math:`\frac{\alpha}{2} \sum_l \lVert W_l \rVert_F^2`. The encoder
-    and decoder weights are separate parameters (no tied weights). The denoising
+    or the squared error averaged over them), plus :math:`\frac{\alpha}{2} \sum_l \lVert W_l \rVert_F^2`
+    over the distinct weight matrices: with ``tied_weights`` a shared matrix counts once.
+    Without it the encoder and decoder weights are separate parameters. The denoising
     autoencoder (Vincent et al.) learns to undo the corruption: it sees the corrupted
     :math:`\tilde x` and is scored against the clean x.
 
@@ -231,10 +242,11 @@ class Autoencoder(TransformerMixin, Network):
         "output": [StrOptions({"auto", "sigmoid", "linear"})],
         "corruption": [StrOptions({"mask", "gaussian"}), None],
         "corruption_level": [Interval(Real, 0, None, closed="left")],
+        "tied_weights": ["boolean"],
     }
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, output="auto",
-                 corruption=None, corruption_level=0.25, solver="adam",
+                 corruption=None, corruption_level=0.25, tied_weights=False, solver="adam",
                  learning_rate_init=0.001, learning_rate="constant", power_t=0.5, momentum=0.9,
                  nesterovs_momentum=False, beta_1=0.9, beta_2=0.999, rho=0.99, epsilon=None,
                  alpha=0.0001, batch_size="auto", max_iter=200, shuffle=True, random_state=None,
@@ -246,6 +258,7 @@ class Autoencoder(TransformerMixin, Network):
         self.output = output
         self.corruption = corruption
         self.corruption_level = corruption_level
+        self.tied_weights = tied_weights
         self.solver = solver
         self.learning_rate_init = learning_rate_init
         self.learning_rate = learning_rate
@@ -299,6 +312,16 @@ class Autoencoder(TransformerMixin, Network):
     def _hidden_sizes(self):
         encoder = self._encoder_sizes()
         return encoder + encoder[-2::-1]
+
+    def _tied_pairs(self):
+        """With tied_weights, weight layer i of the encoder and its mirror L - 1 - i."""
+        n_encoder = len(self._encoder_sizes())
+        return [(i, 2 * n_encoder - 1 - i) for i in range(n_encoder)] if self.tied_weights \
+            else []
+
+    def _same_architecture(self):
+        return (super()._same_architecture()
+                and len(self._model.layout.get("tied", ())) == len(self._tied_pairs()))
 
     def _check_corruption(self):
         if self.corruption == "mask" and not self.corruption_level < 1:

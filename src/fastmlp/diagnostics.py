@@ -14,6 +14,7 @@ from sklearn.utils import check_random_state, resample
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_array
 
+from .model import tied_partners
 from .network import Network
 
 # A tanh or sigmoid unit is saturated when its output is within SATURATION_MARGIN of a bound
@@ -53,11 +54,13 @@ def check_gradients(estimator, X, y, sample_weight=None, eps=1e-6, seed=0, t=1, 
     ``|analytic - numeric| / max(|analytic| + |numeric|, floor)``. The floor is there because J
     itself carries float64 rounding of about ``1e-16 abs(J)``, so central differences resolve a
     gradient only to ~1e-10 absolute at eps = 1e-6: a component much smaller than `floor` is
-    judged on its absolute error.
+    judged on its absolute error. A weight that an Autoencoder with ``tied_weights`` shares
+    between an encoder matrix and its decoder transpose is one parameter: both copies move by
+    eps together, and each copy's dJ/dp is the shared weight's.
 
     Parameters
     ----------
-    estimator : Network, MLPClassifier or MLPRegressor
+    estimator : Network, MLPClassifier, MLPRegressor or Autoencoder
         A fitted estimator with ``dtype=numpy.float64`` (float32 cannot resolve eps = 1e-6).
     X : array-like or sparse matrix of shape (n_samples, n_features)
         The batch's inputs.
@@ -118,7 +121,10 @@ def check_gradients(estimator, X, y, sample_weight=None, eps=1e-6, seed=0, t=1, 
                              f"{indices.max()}")
     analytic = analytic[indices]
     numeric = np.empty_like(analytic)
+    # a tied weight (an Autoencoder's tied_weights) is one parameter in two copies: both move
+    partners = tied_partners(estimator._layout)
     for k, i in enumerate(indices):
+        i = [i, partners[i]] if partners[i] != i else i
         saved = params[i]
         params[i] = saved + eps
         plus, _ = estimator._batch_gradient(X, y, sample_weight, seed=seed, t=t)

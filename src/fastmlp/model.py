@@ -20,12 +20,20 @@ _DRAW_CHUNK = 1 << 20
 _CHECKED_BYTES = 1 << 28
 
 
-def parameter_layout(units, batch_norm, n_normalized):
+def parameter_layout(units, batch_norm, n_normalized, tied=()):
     """Where every block sits in the flat buffer, in this order:
     W_0 .. W_{L-1} (the L2-penalized part) | b_0 .. b_{L-1} | gamma_l, beta_l of each hidden layer
     (the trainable part ends here) | running mean_l, var_l | input shift, scale (n_normalized each).
-    units: (n_features, hidden..., n_outputs). Returns a dict of offset arrays and sizes."""
+    units: (n_features, hidden..., n_outputs). tied: pairs (a, b) of weight layers, a < b, whose
+    matrices are one shared matrix, W_b = W_a^T, each copy in its own slot (csrc/tied.c), as
+    the table's "tied" (n_pairs, 2). Returns a dict of offset arrays and sizes."""
     units = [int(n) for n in units]
+    tied = np.asarray(tied, dtype=np.int64).reshape(-1, 2)
+    for a, b in tied:
+        if not (0 <= a < b < len(units) - 1 and units[a] == units[b + 1]
+                and units[a + 1] == units[b]):
+            raise ValueError(f"weight layers {a} and {b} of units {units} cannot be tied: "
+                             "W_b must have the shape of W_a's transpose")
     hidden = units[1:-1] if batch_norm else []
     sizes = [("w", [n_in * n_out for n_in, n_out in zip(units, units[1:])]),
              ("b", units[1:]), ("gamma", hidden), ("beta", hidden),  # trainable up to here
@@ -38,8 +46,25 @@ def parameter_layout(units, batch_norm, n_normalized):
             layout["n_weights"] = at
         elif name == "beta":
             layout["n_trainable"] = at
-    return dict(layout, units=np.asarray(units, np.int64), shift_offset=at,
+    return dict(layout, units=np.asarray(units, np.int64), tied=tied, shift_offset=at,
                 n_normalized=n_normalized, size=at + 2 * n_normalized)
+
+
+def tied_partners(layout):
+    """(n_trainable,) for each trainable parameter, the position of its other copy under the
+    layout's tied pairs (W_b[j, i] for W_a[i, j] and back), or its own position when it is not
+    tied: what moves together when a shared weight is perturbed (check_gradients), and what
+    must hold the same value (fastmlp.load)."""
+    partners = np.arange(int(layout["n_trainable"]), dtype=np.int64)
+    units = layout["units"]
+    for a, b in layout.get("tied", ()):
+        n, m = int(units[a]), int(units[a + 1])
+        # W_a (n, m) holds (i, j) at i * m + j, its copy W_b (m, n) at j * n + i
+        in_a = np.arange(n * m, dtype=np.int64)
+        in_b = np.arange(n * m, dtype=np.int64).reshape(m, n).T.ravel()
+        partners[layout["w_offset"][a] + in_a] = layout["w_offset"][b] + in_b
+        partners[layout["w_offset"][b] + in_b] = layout["w_offset"][a] + in_a
+    return partners
 
 
 class Model:
@@ -59,7 +84,7 @@ class Model:
             layout["units"], spec["activation"], out_activation, spec["dropout"],
             spec["batch_norm"], layout["w_offset"], layout["b_offset"], layout["gamma_offset"],
             layout["beta_offset"], layout["mean_offset"], layout["var_offset"],
-            layout["n_weights"], layout["n_trainable"])
+            layout["n_weights"], layout["n_trainable"], layout.get("tied"))
         units, p = layout["units"], params
         self.coefs = [p[layout["w_offset"][l]:][:units[l] * units[l + 1]]
                       .reshape(units[l], units[l + 1]) for l in range(len(units) - 1)]
@@ -127,18 +152,26 @@ def _same_binarizer(a, b):
 
 def new_model(layout, spec, out_activation, binarizer, y_1d, dtype, X, sample_weight, rng):
     """A fresh model of `layout`: Glorot uniform weights U(-b, b), b = sqrt(6 / (n_in +
-    n_out)), drawn from `rng` into the model's dtype layer by layer; biases and beta 0, gamma
-    and running variances 1; the input standardization from X's columns when the layout
-    has one."""
+    n_out)), drawn from `rng` into the model's dtype layer by layer (a tied layer is not
+    drawn: it starts as the transpose of its partner's draw); biases and beta 0, gamma and
+    running variances 1; the input standardization from X's columns when the layout has
+    one."""
     units = [int(u) for u in layout["units"]]
     n_normalized = layout["n_normalized"]
     params = np.zeros(layout["size"], dtype=dtype)
+    copies = {int(b): int(a) for a, b in layout.get("tied", ())}
     for l in range(len(units) - 1):
+        if l in copies:
+            continue
         bound = np.sqrt(6.0 / (units[l] + units[l + 1]))
         start, size = int(layout["w_offset"][l]), units[l] * units[l + 1]
         for at in range(0, size, _DRAW_CHUNK):
             n = min(_DRAW_CHUNK, size - at)
             params[start + at:start + at + n] = rng.uniform(-bound, bound, n)
+    for b, a in copies.items():
+        W_a = params[layout["w_offset"][a]:][:units[a] * units[a + 1]]
+        params[layout["w_offset"][b]:][:units[a] * units[a + 1]] = \
+            W_a.reshape(units[a], units[a + 1]).T.ravel()
     for l in range(len(layout["gamma_offset"])):
         params[layout["gamma_offset"][l]:][:units[l + 1]] = 1
         params[layout["var_offset"][l]:][:units[l + 1]] = 1

@@ -484,7 +484,8 @@ class Network(BaseEstimator):
                 rng = _copy_generator(rng)  # the caller's moves on only on success
             units = [X.shape[1]] + hidden + [Y.shape[1]]
             layout = parameter_layout(units, self.batch_norm,
-                                      X.shape[1] if self.normalize == "auto" else 0)
+                                      X.shape[1] if self.normalize == "auto" else 0,
+                                      self._tied_pairs())
             check_memory(layout, dtype, batch_size * sum(units) * 4, copies=5)
             model = new_model(layout, self._spec(), out_activation, binarizer, y_1d, dtype, X,
                               sample_weight, rng)
@@ -719,6 +720,11 @@ class Network(BaseEstimator):
                 and model.spec["batch_norm"] == bool(self.batch_norm)
                 and (model.layout["n_normalized"] > 0) == (self.normalize == "auto")
                 and model.params.dtype == self._model_dtype())
+
+    def _tied_pairs(self):
+        """Weight layers (a, b) whose matrices are one, W_b = W_a^T (the Autoencoder's
+        tied_weights): none in a Network."""
+        return ()
 
     def _spec(self):
         """The hyperparameters the C network is built from."""

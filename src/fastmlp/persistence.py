@@ -2,8 +2,8 @@
 
 The file is a zip archive whose members are all stored uncompressed:
   metadata.json    format name and version, the estimator class, its hyperparameters, the
-                   fitted architecture (units, batch norm, normalization) and every fitted
-                   scalar attribute
+                   fitted architecture (units, batch norm, normalization; an Autoencoder's
+                   tied weight layers) and every fitted scalar attribute
   params.npy       the flat parameter buffer `_params` (its layout is recomputed from the
                    metadata with `parameter_layout`, never read from the file)
   state.npy        the optimizer state (2 * n_trainable,), so partial_fit continues as before
@@ -33,7 +33,9 @@ import zlib
 import numpy as np
 from sklearn.preprocessing import LabelBinarizer
 
+from .autoencoder import Autoencoder
 from .estimators import MLPClassifier, MLPRegressor
+from .model import tied_partners
 from .network import Network, parameter_layout
 from .callbacks import from_config, to_config
 from .optim import check_representable
@@ -42,7 +44,7 @@ from .training import HEALTH_KEY, RECORD_KEYS, History
 
 FORMAT = "fastmlp-model"
 VERSION = 1
-_CLASSES = {cls.__name__: cls for cls in (Network, MLPClassifier, MLPRegressor)}
+_CLASSES = {cls.__name__: cls for cls in (Network, MLPClassifier, MLPRegressor, Autoencoder)}
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 _MAX_METADATA_BYTES = 1 << 20
 _READ_BYTES = 1 << 24
@@ -59,7 +61,7 @@ _SCALARS = {
 
 
 def save(model, path):
-    """Write a fitted Network, MLPClassifier or MLPRegressor to a file.
+    """Write a fitted Network, MLPClassifier, MLPRegressor or Autoencoder to a file.
 
     The file is a zip archive of uncompressed NumPy arrays (the parameters, the optimizer
     state, the shuffling generator's state, the classes, the training history) and one JSON
@@ -76,7 +78,7 @@ def save(model, path):
 
     Parameters
     ----------
-    model : Network, MLPClassifier or MLPRegressor
+    model : Network, MLPClassifier, MLPRegressor or Autoencoder
         The fitted estimator (exactly one of these classes, not a subclass).
     path : str or path-like
         The file to write; any existing regular file there is replaced.
@@ -88,8 +90,9 @@ def save(model, path):
         own (or hold a ``ProgressBar`` with a ``file``).
     ValueError
         If ``model`` is not fitted, has hyperparameters that ``fit`` would refuse, has class
-        labels that are not numbers, booleans or strings, or ``path`` names something that
-        is not a regular file (a folder, a device, a pipe).
+        labels that are not numbers, booleans or strings, is an Autoencoder with tied weights
+        whose two copies of a matrix differ (a write into ``coefs_``), or ``path`` names
+        something that is not a regular file (a folder, a device, a pipe).
     OSError
         If the file cannot be written.
 
@@ -113,8 +116,8 @@ def save(model, path):
     """
     cls = type(model)
     if cls not in _CLASSES.values():
-        raise TypeError(f"fastmlp.save writes Network, MLPClassifier or MLPRegressor models, "
-                        f"got {cls.__name__}")
+        raise TypeError(f"fastmlp.save writes Network, MLPClassifier or MLPRegressor models "
+                        f"and Autoencoder transformers, got {cls.__name__}")
     if not hasattr(model, "_params"):
         raise ValueError(f"this {cls.__name__} is not fitted yet: call fit before save")
     try:
@@ -128,7 +131,8 @@ def save(model, path):
     if not isinstance(params["random_state"], (int, np.integer, type(None))):
         # a RandomState instance: the generator's state that matters is saved as rng.npy
         params["random_state"] = None
-    params["callbacks"] = to_config(params["callbacks"])
+    if "callbacks" in params:  # an Autoencoder has none
+        params["callbacks"] = to_config(params["callbacks"])
     if "class_weight" in params:  # a classifier's (MLPRegressor has none)
         params["class_weight"] = _class_weight_json(params["class_weight"])
     params = {k: _jsonable(v) for k, v in params.items()}
@@ -153,6 +157,8 @@ def save(model, path):
         "history_columns": RECORD_KEYS,
         "dtype_as_text": dtype_as_text,
     }
+    if cls is Autoencoder:
+        meta["autoencoder"] = _autoencoder_fields(model)
     arrays = {"params": model._params, "loss_curve": np.asarray(model.loss_curve_, np.float64),
               "history": np.array([[np.nan if r[k] is None else r[k] for k in RECORD_KEYS]
                                    for r in model.history_], np.float64).reshape(-1,
@@ -265,7 +271,7 @@ def load(path):
 
     Returns
     -------
-    model : Network, MLPClassifier or MLPRegressor
+    model : Network, MLPClassifier, MLPRegressor or Autoencoder
         The fitted estimator.
 
     Raises
@@ -424,6 +430,47 @@ def _estimator(meta):
     return model
 
 
+def _layout(meta):
+    """The parameter layout the (checked) metadata describes."""
+    units, spec = meta["units"], meta["fitted_spec"]
+    tied = meta["autoencoder"]["tied"] if "autoencoder" in meta else ()
+    return parameter_layout(units, spec["batch_norm"], units[0] if meta["normalized"] else 0,
+                            tied)
+
+
+def _autoencoder_fields(model):
+    """What an Autoencoder's file adds: its tied weight layers (the fitted architecture, which
+    tied_weights may no longer say). Its two copies of a tied matrix must be equal, as fit
+    leaves them, or load would refuse the file."""
+    layout = model._layout
+    if not _ties_hold(layout, model._params):
+        raise ValueError("fastmlp.save writes autoencoders whose tied weights are each other's "
+                         "transpose, as fit leaves them; this one's copies differ (was coefs_ "
+                         "written into?)")
+    return {"tied": [[int(a), int(b)] for a, b in layout.get("tied", ())]}
+
+
+def _ties_hold(layout, params):
+    """Whether every tied weight equals its copy (trivially, without ties)."""
+    if not len(layout.get("tied", ())):
+        return True
+    partners = tied_partners(layout)
+    return np.array_equal(params[partners], params[:partners.size])
+
+
+def _check_autoencoder(meta, units):
+    """An Autoencoder's architecture: units mirrored around the code layer, tied pairs none or
+    every encoder layer with its mirror."""
+    fields = meta.get("autoencoder")
+    L = len(units) - 1
+    mirrored = [[i, L - 1 - i] for i in range(L // 2)]
+    _require(isinstance(fields, dict) and set(fields) == {"tied"}
+             and fields["tied"] in ([], mirrored),
+             f"autoencoder fields {fields!r}: tied pairs must be [] or {mirrored}")
+    _require(L % 2 == 0 and units == units[::-1],
+             f"units {units}: an autoencoder's units mirror the encoder around the code layer")
+
+
 def _check_hyperparameters(model, params_dtype):
     """The hyperparameters as fit checks them (scikit-learn's constraints, whose
     InvalidParameterError is a ValueError, then fit's own checks) and as the C step can hold
@@ -431,6 +478,8 @@ def _check_hyperparameters(model, params_dtype):
     model._validate_params()
     model._model_dtype()
     model._dropout_rates(len(model._hidden_sizes()))
+    if isinstance(model, Autoencoder):
+        model._check_corruption()
     check_representable(model, params_dtype)
 
 
@@ -472,7 +521,11 @@ def _expected_arrays(model, meta):
     _require(task in ("classification", "regression") and model._task in (None, task),
              f"task {task!r} for a {type(model).__name__}")
     _require(isinstance(meta.get("normalized"), bool), "normalized must be true or false")
-    layout = parameter_layout(units, spec["batch_norm"], units[0] if meta["normalized"] else 0)
+    _require(isinstance(model, Autoencoder) or "autoencoder" not in meta,
+             f"autoencoder fields for a {type(model).__name__}")
+    if isinstance(model, Autoencoder):
+        _check_autoencoder(meta, units)
+    layout = _layout(meta)
     _require(meta.get("params_dtype") in _DTYPES, f"params dtype {meta.get('params_dtype')!r}")
     dtype = np.dtype(meta["params_dtype"])
     history = meta.get("loss_curve_length"), meta.get("validation_scores_length")
@@ -538,10 +591,12 @@ def _check_values(model, meta, arrays):
     NaN or train wrongly, so it is refused here."""
     attrs, units = meta["attributes"], meta["units"]
     spec = meta["fitted_spec"]
-    layout = parameter_layout(units, spec["batch_norm"], units[0] if meta["normalized"] else 0)
+    layout = _layout(meta)
     params = arrays["params"]
     _check_hyperparameters(model, params.dtype)
     _require(np.isfinite(params).all(), "params.npy holds NaN or infinite parameters")
+    _require(_ties_hold(layout, params),
+             "params.npy: a tied decoder matrix is not the transpose of its encoder matrix")
     for offset, n in zip(layout["var_offset"], units[1:-1]):
         _require(np.all(params[offset:offset + n] >= 0), "a batch-norm running variance is "
                  "negative")
@@ -597,7 +652,7 @@ def _restore(model, meta, arrays):
         setattr(model, name, value)
     units = meta["units"]
     spec = meta["fitted_spec"]
-    layout = parameter_layout(units, spec["batch_norm"], units[0] if meta["normalized"] else 0)
+    layout = _layout(meta)
     fitted_spec = {"activation": spec["activation"], "batch_norm": spec["batch_norm"],
                    "dropout": [float(p) for p in spec["dropout"]]}
     model._state = arrays.get("state")
@@ -642,6 +697,10 @@ def _restore(model, meta, arrays):
         out = {"multiclass": "softmax"}.get(meta["label_type"], "logistic")
         _require(model.out_activation_ == out, f"out_activation_ {model.out_activation_!r} "
                  f"for {meta['label_type']} labels")
+    elif isinstance(model, Autoencoder):
+        _require(model.out_activation_ in ("identity", "logistic") and "_y_1d" in attrs,
+                 "an autoencoder has identity or logistic outputs and knows its target shape")
+        model.n_components_ = units[(len(units) - 1) // 2]
     else:
         _require(model.out_activation_ in ("identity", "exp") and "_y_1d" in attrs,
                  "a regression model has identity (or, loss='poisson', exp) outputs and knows "

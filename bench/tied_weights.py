@@ -1,0 +1,61 @@
+"""The cost of tied weights (csrc/tied.c): epochs of an MNIST-shaped autoencoder trained by
+_core.train_epoch with tied_weights=True and False, in this process.
+
+    python bench/tied_weights.py MODE [SOLVER [EPOCHS [THREADS [ROWS]]]]
+
+MODE: tied or untied; SOLVER: adam (default) or sgd (momentum 0.9: the untied network fuses its
+velocity update into the backward GEMMs, which the tied one cannot). The network is
+784-256-64-256-784 (batch 200, ROWS (10000) random rows in [0, 1], float32, sigmoid output),
+THREADS threads (1) sharing the batches' parts (as many as on 2 cores, whatever THREADS: the
+same work). Prints the median wall and CPU seconds of EPOCHS (5) epochs after one warm-up
+epoch. Run the modes in alternating processes; under valgrind --tool=callgrind pass EPOCHS 1
+and compare the instruction counts."""
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from fastmlp import Autoencoder, _core
+from fastmlp._health import new_health
+from fastmlp.network import _blas_single_threaded
+from fastmlp.optim import hyperparameters
+
+
+def main(mode, solver="adam", epochs=5, threads=1, rows=10000):
+    batch_size = 200
+    rng = np.random.RandomState(0)
+    X = rng.rand(rows, 784).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = Autoencoder((256, 64), solver=solver, momentum=0.9, learning_rate_init=0.01,
+                            tied_weights=mode == "tied", batch_size=batch_size, max_iter=1,
+                            random_state=0, n_threads=2).fit(X[:batch_size])
+    n = X.shape[0]
+    parts = model._work_parts(batch_size)
+    net, data = model._net(), model._input(X)
+    params, state = model._params, model._state
+    grads = np.zeros(model._layout["n_trainable"], dtype=np.float32)
+    workspace = np.zeros(net.workspace_size(batch_size, parts, np.float32, False),
+                         dtype=np.float32)
+    batch_loss = np.zeros(_core.epoch_batches(n, batch_size, False))
+    hyper = hyperparameters(model, 0.01, "constant", params.dtype)
+    health = new_health(net, parts)  # as fit counts it
+    seconds, cpu_seconds, t = [], [], model.t_
+    with _blas_single_threaded():
+        for epoch in range(epochs + 1):
+            order = rng.permutation(n).astype(np.int64)
+            started, cpu = time.perf_counter(), time.process_time()
+            health.reset()
+            t = _core.train_epoch(net, hyper, data, params, grads, state, workspace, batch_loss,
+                                  X, None, order, batch_size, model._seed, t, parts, threads, 0,
+                                  health)
+            if epoch:
+                seconds.append(time.perf_counter() - started)
+                cpu_seconds.append(time.process_time() - cpu)
+    print(f"784-256-64-256-784 {mode} {solver} threads {threads} parts {parts} "
+          f"wall {np.median(seconds):.5f} cpu {np.median(cpu_seconds):.5f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], *(sys.argv[2:3]), *(int(a) for a in sys.argv[3:]))
