@@ -2,7 +2,7 @@
 CPU hog: a busy-loop process that keeps one core taken for the whole measurement.
 
     python bench/under_load.py                  # 3 rounds, both configurations, hog and none
-    python bench/under_load.py --rounds 5 --configs 784-256-256-10 --pin
+    python bench/under_load.py --rounds 5 --configs 784-256-256-10 --no-pin
     python bench/under_load.py --worker '{"hidden": [256, 256], "threads": 1, ...}'
 
 Each measurement is its own process (the worker mode of this script): it makes the data (fixed
@@ -11,9 +11,10 @@ seed), fits once untimed for one epoch (imports, allocation, page faults), then 
 does: the first epoch counts. The two contenders (n_threads=None, the default, and
 n_threads=1) alternate within each round, in an order that flips from round to round; the
 report gives the median samples/s of each over the rounds and the ratio default / one thread
-(1.0: as fast; under 0.9: the default loses more than 10%). With --pin the hog is pinned to the
-last core (by default the kernel places it). The checkout's src/ (or --src) goes on PYTHONPATH,
-so an in-place build is enough.
+(1.0: as fast; under 0.9: the default loses more than 10%), and --json keeps each fit's epochs
+(thread count and samples/s of each: how soon the thread choice reacted). The hog is pinned to
+the last core the benchmark may use (--no-pin: the kernel places it). The checkout's src/ (or
+--src) goes on PYTHONPATH, so an in-place build is enough.
 
 Figures depend on everything else the machine runs: bench/README.md says how they were taken.
 """
@@ -51,13 +52,15 @@ def worker(spec):
             warnings.simplefilter("ignore")  # the unconverged fit's ConvergenceWarning
             started = time.perf_counter()
             model.fit(X, y)
-            return time.perf_counter() - started
+            return time.perf_counter() - started, model
 
     fit(1)
     import gc
     gc.collect()
-    seconds = fit(spec["epochs"])
-    print(json.dumps({"samples_per_s": n * spec["epochs"] / seconds, "seconds": seconds}))
+    seconds, model = fit(spec["epochs"])
+    epochs = [[r["threads"], round(r["samples_per_s"])] for r in model.history_]
+    print(json.dumps({"samples_per_s": n * spec["epochs"] / seconds, "seconds": seconds,
+                      "epochs": epochs}))
 
 
 def measure(spec, timeout, src):
@@ -66,7 +69,7 @@ def measure(spec, timeout, src):
                           capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"the worker for {spec} failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])["samples_per_s"]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def start_hog(pin):
@@ -86,7 +89,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per fit")
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--conditions", default="idle,hog", help="idle, hog or both")
-    parser.add_argument("--pin", action="store_true", help="pin the hog to the last core")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="let the kernel place the hog (by default: pinned to the last core)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per measurement")
     parser.add_argument("--json", help="write every measurement to this file")
     parser.add_argument("--src", default=SRC, help="the fastmlp source tree (built in place) "
@@ -103,7 +107,7 @@ def main():
     for config in args.configs.split(","):
         sizes = [int(s) for s in config.split("-")]
         for condition in args.conditions.split(","):
-            rates = {"default": [], "one": []}
+            rates, epochs = {"default": [], "one": []}, {"default": [], "one": []}
             for round_ in range(args.rounds):
                 hog = start_hog(args.pin) if condition == "hog" else None
                 try:
@@ -112,7 +116,9 @@ def main():
                         spec = {"hidden": sizes[1:-1], "features": sizes[0], "n": args.n,
                                 "epochs": args.epochs, "batch_size": args.batch_size,
                                 "threads": None if name == "default" else 1}
-                        rates[name].append(measure(spec, args.timeout, args.src))
+                        measured = measure(spec, args.timeout, args.src)
+                        rates[name].append(measured["samples_per_s"])
+                        epochs[name].append(measured["epochs"])
                 finally:
                     if hog is not None:
                         hog.kill()
@@ -122,7 +128,8 @@ def main():
             print(f"{config:<16} {condition:<9} {default:>11,.0f} {one:>11,.0f} "
                   f"{default / one:>6.2f}  {' '.join(f'{r:.2f}' for r in each)}", flush=True)
             results.append({"config": config, "condition": condition, "rates": rates,
-                            "ratio_of_medians": default / one, "ratios": each})
+                            "epochs": epochs, "ratio_of_medians": default / one,
+                            "ratios": each})
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "load_average": os.getloadavg(),

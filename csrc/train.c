@@ -1,15 +1,15 @@
 /* train.c: whole epochs of mini-batch training, and a gradient for checking (inference: predict.c).
  *
  * Threads: OpenMP owns the cores and every thread runs the register tiles (dense.c), or
- * single-threaded BLAS where they do not run, on its own slab (the bridge caps BLAS at one
- * thread around these calls, so two pools never fight):
+ * single-threaded BLAS where they do not run, on the slabs of the parts it claims (the bridge
+ * caps BLAS at one thread around these calls, so two pools never fight):
  *   forward and dJ/dh:   parts of the batch's rows  (rows are independent until the loss),
  *                        of W's columns, or (forward on two parts) of W's rows, then summed
  *   dW:                  parts of W's rows or columns, whichever dimension is larger
  *   db, batch-norm sums: slabs of columns           (a reduction over rows per column)
  *   optimizer step:      fixed chunks of the flat buffer
- * so no two threads ever write the same memory, and every reduction runs in an order that does
- * not depend on the thread count: training is bitwise the same with 1 or n threads. The GEMMs
+ * so no two parts ever write the same memory, and every reduction runs in an order that does
+ * not depend on the thread count or on which thread runs a part: training is bitwise the same with 1 or n threads. The GEMMs
  * are cut into n_parts slabs fixed by the caller (fastmlp_work_parts), never by the thread
  * count, because BLAS does not promise the same bits for a slab of a product as for the whole:
  * OpenBLAS picks its kernels by shape, and measured here a row or column split at a random point
@@ -28,29 +28,73 @@
 #include <sched.h>
 #endif
 
-/* The barrier between the phases of a batch: a short spin, then a passive wait. OpenMP's own
- * barrier (libgomp) spins for up to ~300000 rounds before it sleeps, milliseconds here: with
- * another process busy on the second core, the thread that arrived first kept its core busy
- * while its partner waited for the other core, and the kernel could not run the partner on the
- * core it was spinning on. A thread that has spun FASTMLP_SPIN rounds (~50 us here, 24 ns a
- * round; on an idle machine a partner arrives within a few us) sleeps on a futex and frees its
- * core. Where there is no futex (not Linux) it yields its core between rounds instead. The
- * last thread to arrive bumps the generation (release) that the others read (acquire), so what
- * every thread wrote before the barrier is visible after it. */
+/* How the threads of a call share a batch's work: parts claimed, not dealt.
+ *
+ * A call runs as a sequence of phases that every thread walks through in the same order (the
+ * layers of forward and backward, the optimizer step, ...), and each phase is cut into the
+ * call's parts (c->parts, fixed by the problem: the parts, not the threads, fix the bits). A
+ * thread claims a part of its current phase, runs it and marks it done; a phase's part starts
+ * only when what it reads is done: the same part's previous phase (FASTMLP_AFTER_OWN: it reads
+ * only the rows its own part wrote) or every part's (FASTMLP_AFTER_ALL). A phase ends for a
+ * thread when all its parts are handed out, not when all threads have arrived, so a thread the
+ * kernel took off its core holds up the others only while it holds a part: the running thread
+ * takes the parts its partner has not claimed and goes on, and a partner that wakes up late
+ * finds the phases it missed handed out and skips them.
+ * Thread tid claims its own parts tid, tid + nt, ... first (as a static split would deal them,
+ * so on an idle machine each core keeps its rows and its slabs of W in cache from phase to
+ * phase and from batch to batch) and another thread's only when that part's input is ready and
+ * its owner has not claimed it for FASTMLP_GRACE rounds (~2 us: an owner that runs claims it
+ * within a few hundred ns).
+ * Per part, two counters: phases claimed (a CAS from phase to phase + 1 claims it, so no two
+ * threads run the same part) and phases done (seq_cst store: whoever reads it also sees what
+ * the part's task wrote). A thread that waits spins FASTMLP_SPIN rounds (~50 us here, 24 ns a
+ * round), then sleeps on a futex, freeing its core: OpenMP's own barrier (libgomp) spins up to
+ * ~300000 rounds, and with another process busy on the second core the waiting thread kept its
+ * core while its partner waited for the other. Every claim and every done bumps the futex word
+ * when someone sleeps (a waiter registers before its last check: no wake-up is lost). Where
+ * there is no futex (not Linux) a waiter yields its core between rounds; without GCC atomics
+ * (MSVC) each thread runs its own parts, with OpenMP's barrier before a phase that reads
+ * another part's work. */
 #define FASTMLP_SPIN 2000
-#if defined(_OPENMP) && defined(__GNUC__)
-#define FASTMLP_BARRIER(c) fastmlp_barrier_wait(&(c)->barrier);
-#elif defined(_OPENMP)  /* no GCC atomics (MSVC): OpenMP's barrier */
-#define FASTMLP_BARRIER(c) _Pragma("omp barrier")
-#else
-#define FASTMLP_BARRIER(c)
+#define FASTMLP_GRACE 100
+#define FASTMLP_AFTER_OWN 0
+#define FASTMLP_AFTER_ALL 1
+#if defined(__GNUC__)
+#define FASTMLP_CLAIMS 1
 #endif
+
 typedef struct {
-    int threads;     /* the team: every one of them must arrive */
-    int arrived;     /* in this generation */
-    int generation;  /* the futex word */
-    int sleepers;    /* threads asleep (or about to be) on the futex */
-} fastmlp_barrier;
+    int64_t claimed;  /* phases of this part handed out */
+    int64_t done;     /* phases of this part finished */
+    char pad[64 - 2 * sizeof(int64_t)];  /* a cache line per part: owners write their own */
+} fastmlp_part_state;
+
+typedef struct {
+    fastmlp_part_state *part;  /* (parts,), cache-line aligned in `memory` */
+    void *memory;
+    int parts;
+    int word;       /* the futex word */
+    int sleepers;   /* threads asleep (or about to be) on it */
+} fastmlp_team;
+
+/* One thread's place in the call's phases (its own: tid and the team size never change in it) */
+typedef struct {
+    int tid, nt;
+    int64_t phase;  /* the phase it claims in */
+#ifndef FASTMLP_CLAIMS
+    int next;       /* its next own part, -1 before the phase's first */
+#endif
+} fastmlp_worker;
+
+static int fastmlp_team_init(fastmlp_team *team, int parts)
+{
+    team->parts = parts;
+    team->memory = calloc((size_t)parts + 1, sizeof(fastmlp_part_state));
+    if (!team->memory) return 0;
+    const uintptr_t at = ((uintptr_t)team->memory + 63) & ~(uintptr_t)63;
+    team->part = (fastmlp_part_state *)at;
+    return 1;
+}
 
 static inline void fastmlp_pause(void)
 {
@@ -59,40 +103,164 @@ static inline void fastmlp_pause(void)
 #endif
 }
 
-static void fastmlp_barrier_wait(fastmlp_barrier *b)
+#ifdef FASTMLP_CLAIMS
+static inline int64_t fastmlp_atomic_load(const int64_t *p)
 {
-    const int threads = __atomic_load_n(&b->threads, __ATOMIC_RELAXED);
-    if (threads <= 1) return;
-    const int generation = __atomic_load_n(&b->generation, __ATOMIC_ACQUIRE);
-    if (__atomic_add_fetch(&b->arrived, 1, __ATOMIC_ACQ_REL) == threads) {
-        __atomic_store_n(&b->arrived, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&b->generation, generation + 1, __ATOMIC_SEQ_CST);
-#if defined(__linux__)
-        if (__atomic_load_n(&b->sleepers, __ATOMIC_SEQ_CST) > 0)
-            syscall(SYS_futex, &b->generation, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
-#endif
-        return;
-    }
-    for (int spin = 0; spin < FASTMLP_SPIN; spin++) {
-        if (__atomic_load_n(&b->generation, __ATOMIC_ACQUIRE) != generation) return;
-        fastmlp_pause();
-    }
-#if defined(__linux__)
-    /* a waker that bumps the generation after our check reads sleepers > 0 (both seq_cst), and
-     * FUTEX_WAIT returns at once when the word is no longer `generation`: no wake-up is lost */
-    __atomic_add_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
-    while (__atomic_load_n(&b->generation, __ATOMIC_SEQ_CST) == generation)
-        syscall(SYS_futex, &b->generation, FUTEX_WAIT_PRIVATE, generation, NULL, NULL, 0);
-    __atomic_sub_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-#elif defined(__unix__) || defined(__APPLE__)
-    while (__atomic_load_n(&b->generation, __ATOMIC_ACQUIRE) == generation) sched_yield();
-#else
-    while (__atomic_load_n(&b->generation, __ATOMIC_ACQUIRE) == generation) fastmlp_pause();
-#endif
+    return __atomic_load_n(p, __ATOMIC_SEQ_CST);
 }
 
-/* A value one thread changes while the others may read it (between barriers). */
+/* Wake whoever sleeps: after a claim or a done (both seq_cst, before this read) */
+static inline void fastmlp_notify(fastmlp_team *team)
+{
+    if (__atomic_load_n(&team->sleepers, __ATOMIC_SEQ_CST) > 0) {
+        __atomic_add_fetch(&team->word, 1, __ATOMIC_SEQ_CST);
+#if defined(__linux__)
+        syscall(SYS_futex, &team->word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+#endif
+    }
+}
+
+/* One round of a wait whose condition was false after `word` was read: spin, then register as
+ * a sleeper (and check again), then sleep until the word moves. */
+static void fastmlp_rest(fastmlp_team *team, int *rounds, int word)
+{
+    if (*rounds < FASTMLP_SPIN) {
+        fastmlp_pause();
+    } else if (*rounds == FASTMLP_SPIN) {
+        /* a notifier that claims or finishes after our next check reads sleepers > 0 (all
+         * seq_cst), and FUTEX_WAIT returns at once once the word is no longer `word` */
+        __atomic_add_fetch(&team->sleepers, 1, __ATOMIC_SEQ_CST);
+    } else {
+#if defined(__linux__)
+        syscall(SYS_futex, &team->word, FUTEX_WAIT_PRIVATE, word, NULL, NULL, 0);
+#elif defined(__unix__) || defined(__APPLE__)
+        (void)word;
+        sched_yield();
+#else
+        (void)word;
+        fastmlp_pause();
+#endif
+    }
+    ++*rounds;
+}
+
+static inline void fastmlp_rested(fastmlp_team *team, int rounds)
+{
+    if (rounds > FASTMLP_SPIN) __atomic_sub_fetch(&team->sleepers, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Whether what part `part` of phase `phase` reads is done */
+static int fastmlp_ready(const fastmlp_team *team, int part, int64_t phase, int after)
+{
+    if (after == FASTMLP_AFTER_OWN) return fastmlp_atomic_load(&team->part[part].done) >= phase;
+    for (int p = 0; p < team->parts; p++)
+        if (fastmlp_atomic_load(&team->part[p].done) < phase) return 0;
+    return 1;
+}
+
+static void fastmlp_wait_ready(fastmlp_team *team, int part, int64_t phase, int after)
+{
+    int rounds = 0;
+    for (;;) {
+        const int word = __atomic_load_n(&team->word, __ATOMIC_SEQ_CST);
+        if (fastmlp_ready(team, part, phase, after)) break;
+        fastmlp_rest(team, &rounds, word);
+    }
+    fastmlp_rested(team, rounds);
+}
+
+static inline int fastmlp_try_claim(fastmlp_team *team, int part, int64_t phase)
+{
+    int64_t expected = phase;
+    if (__atomic_load_n(&team->part[part].claimed, __ATOMIC_RELAXED) != phase) return 0;
+    if (!__atomic_compare_exchange_n(&team->part[part].claimed, &expected, phase + 1, 0,
+                                     __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+        return 0;
+    fastmlp_notify(team);
+    return 1;
+}
+
+/* The part of the worker's phase it runs next, its input done; or -1 once every part of the
+ * phase is handed out, and the worker goes on to the next phase. */
+static int fastmlp_claim(fastmlp_team *team, fastmlp_worker *w, int after)
+{
+    const int64_t phase = w->phase;
+    for (int p = w->tid; p < team->parts; p += w->nt)
+        if (fastmlp_try_claim(team, p, phase)) {
+            fastmlp_wait_ready(team, p, phase, after);
+            return p;
+        }
+    /* the other parts: one whose input is ready and whose owner has not claimed it within
+     * FASTMLP_GRACE rounds is taken; while none is ready, wait for a claim or a done */
+    int rounds = 0, ready_rounds = 0;
+    for (;;) {
+        const int word = __atomic_load_n(&team->word, __ATOMIC_SEQ_CST);
+        int open = 0, candidate = -1;
+        for (int p = 0; p < team->parts; p++) {
+            if (fastmlp_atomic_load(&team->part[p].claimed) != phase) continue;
+            open = 1;
+            if (candidate < 0 && fastmlp_ready(team, p, phase, after)) candidate = p;
+        }
+        if (!open) break;
+        if (candidate < 0) {
+            fastmlp_rest(team, &rounds, word);
+        } else if (ready_rounds++ < FASTMLP_GRACE) {
+            fastmlp_pause();
+        } else if (fastmlp_try_claim(team, candidate, phase)) {
+            fastmlp_rested(team, rounds);
+            return candidate;
+        }
+    }
+    fastmlp_rested(team, rounds);
+    w->phase++;
+    return -1;
+}
+
+static inline void fastmlp_done(fastmlp_team *team, const fastmlp_worker *w, int part)
+{
+    __atomic_store_n(&team->part[part].done, w->phase + 1, __ATOMIC_SEQ_CST);
+    fastmlp_notify(team);
+}
+
+/* Wait until every part has finished the phases before the worker's current one */
+static void fastmlp_wait_all(fastmlp_team *team, const fastmlp_worker *w)
+{
+    fastmlp_wait_ready(team, 0, w->phase, FASTMLP_AFTER_ALL);
+}
+#else  /* no GCC atomics (MSVC): each thread its own parts, OpenMP's barrier where needed */
+static int fastmlp_claim(fastmlp_team *team, fastmlp_worker *w, int after)
+{
+    if (w->next < 0) {
+        if (after == FASTMLP_AFTER_ALL) {
+            _Pragma("omp barrier")
+        }
+        w->next = w->tid;
+    } else {
+        w->next += w->nt;
+    }
+    if (w->next < team->parts) return w->next;
+    w->next = -1;
+    w->phase++;
+    return -1;
+}
+static inline void fastmlp_done(fastmlp_team *team, const fastmlp_worker *w, int part)
+{
+    (void)team; (void)w; (void)part;
+}
+static void fastmlp_wait_all(fastmlp_team *team, const fastmlp_worker *w)
+{
+    (void)team; (void)w;
+    _Pragma("omp barrier")
+}
+#endif
+
+/* Every part of the worker's current phase that it claims, its input done, as `part` (a
+ * `continue` in the body still marks the part done) */
+#define FASTMLP_EACH_PART(team, w, part, after) \
+    for (int part; ((part) = fastmlp_claim((team), (w), (after))) >= 0; \
+         fastmlp_done((team), (w), (part)))
+
+/* A value one part's task changes while other threads may read it (the call's last batch) */
 static inline int64_t fastmlp_read(const int64_t *p)
 {
     int64_t value;
@@ -126,18 +294,13 @@ static inline double fastmlp_seconds(void)
 #endif
 }
 
-/* Every thread of the team calls this before its first barrier: each stores the same count, so
- * whichever thread reads it has stored it itself. */
-static inline void fastmlp_barrier_join(fastmlp_barrier *b, int threads)
-{
-    __atomic_store_n(&b->threads, threads, __ATOMIC_RELAXED);
-}
 #define FASTMLP_STEP_CHUNK 8192   /* elements per optimizer chunk: a few L2-sized streams */
 
-static inline void fastmlp_slab(int64_t n, int tid, int nt, int64_t *lo, int64_t *hi)
+/* [lo, hi): slab `part` of `parts` of n */
+static inline void fastmlp_slab(int64_t n, int part, int parts, int64_t *lo, int64_t *hi)
 {
-    *lo = n * tid / nt;
-    *hi = n * (tid + 1) / nt;
+    *lo = n * part / parts;
+    *hi = n * (part + 1) / parts;
 }
 /* dW (n_in, n_out) is cut by its rows (inputs) when it has at least as many rows as columns,
  * else by its columns: the backward pass and the optimizer's chunk owners both follow this. */
@@ -153,21 +316,18 @@ static inline int64_t fastmlp_clamp(int64_t x, int64_t lo, int64_t hi)
 {
     return x < lo ? lo : (x > hi ? hi : x);
 }
-static inline int fastmlp_thread_id(void)
+/* This thread's worker in the call's parallel region, at the call's first phase */
+static inline fastmlp_worker fastmlp_worker_here(void)
 {
+    fastmlp_worker w = {0, 1, 0};
 #ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
+    w.tid = omp_get_thread_num();
+    w.nt = omp_get_num_threads();
 #endif
-}
-static inline int fastmlp_thread_count(void)
-{
-#ifdef _OPENMP
-    return omp_get_num_threads();
-#else
-    return 1;
+#ifndef FASTMLP_CLAIMS
+    w.next = -1;
 #endif
+    return w;
 }
 #endif /* FASTMLP_TRAIN_ONCE */
 
@@ -262,7 +422,10 @@ typedef struct {
     int update_running;     /* 1 in training: batch norm updates its running statistics */
     uint64_t seed;
     double *row_loss;       /* (Bmax,) each row's weighted loss, summed in row order */
-    double *chunk_sumsq;    /* (n_chunks,) each optimizer chunk's sum of squared weights */
+    /* (2, n_chunks) each optimizer chunk's sum of squared weights, and (2,) the data term of
+     * the batch loss, for batches of even and odd index: a batch's loss is summed by the next
+     * batch's step (train_epoch) */
+    double *chunk_sumsq, data_loss[2];
     int *chunk_part;        /* (n_chunks,) the part whose dW slab holds the chunk's start */
     int64_t n_chunks;
     int parts;              /* slabs each batch's GEMMs are cut into (forward_backward) */
@@ -276,14 +439,15 @@ typedef struct {
     int64_t fused_lo, fused_hi;
     /* v.packed where the tiles run, else NULL (then BLAS) */
     real **packed;
-    fastmlp_barrier barrier;  /* between the phases of a batch, for the call's team */
+    fastmlp_team team;      /* the parts' claims, for the call's threads */
     /* layer health (health.c), or NULL; health_init sets the rest: each thread's copy of a
      * chunk's weights before the call's last update (parts, FASTMLP_STEP_CHUNK), and each
      * chunk's sums for it (n_chunks, n_layers, 4) */
     fastmlp_health *health;
     real *before;
     double *chunk_norms;
-    double *tied_sumsq;     /* (tied_rows,) tie_gradients' squares of the decoder copies, or NULL */
+    /* (2, tied_rows), by batch parity: tie_gradients' squares of the decoder copies, or NULL */
+    double *tied_sumsq;
 } FN(context);
 
 /* Views, row-loss and chunk buffers for one call: small tables, once per call, never per batch. */
@@ -294,11 +458,13 @@ static int FN(context_init)(FN(context) *c, real *workspace, const fastmlp_net *
     c->v.H = (real **)calloc((size_t)(4 * L + 1 + c->parts), sizeof(real *));
     c->row_loss = (double *)malloc((size_t)Bmax * sizeof(double));
     c->n_chunks = (net->n_trainable + FASTMLP_STEP_CHUNK - 1) / FASTMLP_STEP_CHUNK;
-    c->chunk_sumsq = (double *)malloc((size_t)(c->n_chunks + 1) * sizeof(double));
+    c->chunk_sumsq = (double *)malloc((size_t)(2 * c->n_chunks + 1) * sizeof(double));
     c->chunk_part = (int *)malloc((size_t)(c->n_chunks + 1) * sizeof(int));
-    if (!c->v.H || !c->row_loss || !c->chunk_sumsq || !c->chunk_part) return FASTMLP_ENOMEM;
+    if (!c->v.H || !c->row_loss || !c->chunk_sumsq || !c->chunk_part ||
+        !fastmlp_team_init(&c->team, c->parts))
+        return FASTMLP_ENOMEM;
     if (net->n_tied) {
-        c->tied_sumsq = (double *)malloc((size_t)FN(tied_rows)(net) * sizeof(double));
+        c->tied_sumsq = (double *)malloc((size_t)(2 * FN(tied_rows)(net)) * sizeof(double));
         if (!c->tied_sumsq) return FASTMLP_ENOMEM;
     }
     /* The thread that computed a slab of dW rows steps those parameters while the gradient is
@@ -340,6 +506,7 @@ static void FN(context_free)(FN(context) *c)
     free(c->chunk_sumsq);
     free(c->chunk_part);
     free(c->tied_sumsq);
+    free(c->team.memory);
 }
 
 /* The optimizer's chunk: params[lo, hi), FASTMLP_STEP_CHUNK of the flat buffer's trainable part */
@@ -393,16 +560,14 @@ static void FN(health_slab)(FN(context) *c, int part, int l, real *h, int ld, in
 /* Under fused SGD momentum the gradient is never stored: the GEMM adds it into the velocity u
  * that the step before left. For the measured update (the call's last: which batch that is,
  * the time limit decides one batch ahead) the owner of each chunk keeps a copy of u in the
- * grads the fused weights leave unused (health_keep_velocity, at the top of that batch, behind
- * the barrier that follows the step before or the call's scaling pass, and before the barrier
- * that precedes the backward GEMMs), and gets the gradient back as v - u (to float rounding of
+ * grads the fused weights leave unused (health_keep_velocity, a phase of its own at the top of
+ * that batch, after the step before or the call's scaling pass, and before the backward GEMMs), and gets the gradient back as v - u (to float rounding of
  * |u|, ~1e-7 of it in float32): a copy of the weights instead of another dW GEMM, which cost
  * 0.9% of an epoch of 784-100-10 in 50 batches. */
-static void FN(health_keep_velocity)(FN(context) *c, int tid, int nt)
+static void FN(health_keep_velocity)(FN(context) *c, int part)
 {
-    if (!c->health) return;
     for (int64_t chunk = 0; chunk < c->n_chunks; chunk++) {
-        if (c->chunk_part[chunk] % nt != tid) continue;
+        if (c->chunk_part[chunk] != part) continue;
         int64_t lo, hi, a, b;
         FN(chunk_range)(c, chunk, &lo, &hi);
         FN(fused_part)(c, lo, hi, &a, &b);
@@ -410,9 +575,9 @@ static void FN(health_keep_velocity)(FN(context) *c, int tid, int nt)
     }
 }
 
-/* step_chunk of chunk `chunk` = params[lo, hi) by thread tid, measured for layer health when
- * it is the call's last update (last): the weights before it are copied while the chunk is in
- * cache. */
+/* step_chunk of chunk `chunk` = params[lo, hi) by thread tid (whose scratch it uses), measured
+ * for layer health when it is the call's last update (last): the weights before it are copied
+ * while the chunk is in cache. */
 static double FN(health_step_chunk)(FN(context) *c, int64_t chunk, int tid, int64_t t,
                                     int64_t lo, int64_t hi, int last)
 {
@@ -450,29 +615,26 @@ static void FN(health_finish)(FN(context) *c, int64_t batches)
         for (int i = 0; i < n; i++) c->health->norms[i] += c->chunk_norms[chunk * n + i];
 }
 
-/* The rows order[0, B) of this thread's parts into the batch buffers: standardized inputs
+/* The rows of part `part` of the batch order[0, B) into the batch buffers: standardized inputs
  * (corrupted, for a denoising autoencoder, by the noise of update t), targets, weights. */
-static void FN(gather_rows)(FN(context) *c, const int64_t *order, int B, int64_t t, int tid,
-                            int nt)
+static void FN(gather_rows)(FN(context) *c, const int64_t *order, int B, int64_t t, int part)
 {
     const FN(fastmlp_input) *X = c->X;
     const int k = c->net->units[c->net->n_layers], n_features = c->net->units[0];
-    const int sparse = X->dense == NULL, P = c->parts;
+    const int sparse = X->dense == NULL;
     FN(views) *v = &c->v;
     int64_t r0, r1;
-    for (int part = tid; part < P; part += nt) {
-        fastmlp_slab(B, part, P, &r0, &r1);
-        for (int64_t r = r0; r < r1; r++) {
-            const int64_t i = order[r];
-            if (!sparse) {
-                FN(input_gather_row)(v->H[0] + r * n_features, X, i, n_features);
-                if (c->net->corruption)
-                    FN(corrupt_row)(v->H[0] + r * n_features, X->shift, X->scale, n_features,
-                                    c->net->corruption, c->net->corruption_level, c->seed, t, r);
-            }
-            memcpy(v->Y + r * k, c->Y + i * k, (size_t)k * sizeof(real));
-            if (c->sample_weight) v->W[r] = c->sample_weight[i];
+    fastmlp_slab(B, part, c->parts, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t i = order[r];
+        if (!sparse) {
+            FN(input_gather_row)(v->H[0] + r * n_features, X, i, n_features);
+            if (c->net->corruption)
+                FN(corrupt_row)(v->H[0] + r * n_features, X->shift, X->scale, n_features,
+                                c->net->corruption, c->net->corruption_level, c->seed, t, r);
         }
+        memcpy(v->Y + r * k, c->Y + i * k, (size_t)k * sizeof(real));
+        if (c->sample_weight) v->W[r] = c->sample_weight[i];
     }
 }
 
@@ -547,29 +709,29 @@ static void FN(backward_input_part)(FN(context) *c, int part, real *dinp, const 
 /* Forward of hidden layer l cut by W's rows, for two parts: part q multiplies the columns of
  * H[l] that meet its slab of W's rows, q = 0 into H[l + 1] and q = 1 into D[0] (backward's
  * buffer, free during forward; it is (Bmax, widest hidden layer), hence hidden layers only),
- * and after a barrier each part sums the two for its slab of batch rows and runs the epilogue
- * on them while they are in cache. The point is where W's lines live: backward (dW by inputs)
+ * and in the next phase (after both) each part sums the two for its slab of batch rows and
+ * runs the epilogue on them while they are in cache. The point is where W's lines live: backward (dW by inputs)
  * and the optimizer's step already cut W by these rows, so a forward cut by columns reads half
  * of each core's weights from the other core, which rewrites them every batch.
  * 784-256-256-10, batch 64, near placement, medians of 4-5 alternating pairs in three runs:
- * +2.3%, +4.4% and +4.8% (110-111k -> 114-116k samples/s), with one more barrier and a
+ * +2.3%, +4.4% and +4.8% (110-111k -> 114-116k samples/s), with one more phase and a
  * (B, n_out) sum per layer; 784-1024-1024-10 +1.6% (noise).
  * Two parts only: with P parts the sum reads P partial products per row, and past a few
  * parts that costs more than the weights it keeps in place (not measured beyond two cores). */
 static void FN(forward_by_inputs)(FN(context) *c, int l, int B, const real *W, const real *b,
-                                  int activation, double p, int64_t t, int tid, int nt)
+                                  int activation, double p, int64_t t, fastmlp_worker *w,
+                                  int after)
 {
     FN(views) *v = &c->v;
     const int n_in = c->net->units[l], n_out = c->net->units[l + 1];
     int64_t lo, hi;
-    for (int part = tid; part < 2; part += nt) {
+    FASTMLP_EACH_PART(&c->team, w, part, after) {
         fastmlp_slab(n_in, part, 2, &lo, &hi);
         FN(forward_part)(c, part, part == 0 ? v->H[l + 1] : v->D[0], v->H[l] + lo, n_in,
                          W + lo * n_out, NULL, B, (int)(hi - lo), n_out, 0, n_out,
                          FASTMLP_IDENTITY, 0.0, t, 0);
     }
-    FASTMLP_BARRIER(c)
-    for (int part = tid; part < 2; part += nt) {
+    FASTMLP_EACH_PART(&c->team, w, part, FASTMLP_AFTER_ALL) {
         fastmlp_slab(B, part, 2, &lo, &hi);
         real *out = v->H[l + 1] + lo * n_out;
         const real *other = v->D[0] + lo * n_out;
@@ -581,32 +743,35 @@ static void FN(forward_by_inputs)(FN(context) *c, int l, int B, const real *W, c
     }
 }
 
-/* Forward, loss and backward of one batch, rows order[0, B), by thread tid of nt. Leaves the
- * gradient of the data term in c->grads and each row's weighted loss in c->row_loss; returns
- * 1 / sum of the batch's weights. Every thread must call it (it holds barriers). rows_ready:
- * gather_rows has run for this batch and a barrier has passed since (train_epoch gathers the
- * next batch before the optimizer's barrier, which saves a barrier per batch where the first
- * layer is cut by columns: 784-1024-1024-10 +2%).
+/* Forward, loss and backward of one batch, rows order[0, B), by worker w. Leaves the gradient
+ * of the data term in c->grads and each row's weighted loss in c->row_loss; returns 1 / sum of
+ * the batch's weights. Every thread of the call walks through its phases (see
+ * FASTMLP_EACH_PART). rows_ready: gather_rows has run for this batch, and the worker has waited
+ * for it (train_epoch gathers the next batch in the optimizer's phase, which saves a phase per
+ * batch where the first layer is cut by columns: 784-1024-1024-10 +2%).
  *
- * The BLAS calls work on c->parts slabs (of rows, or of W's rows or columns), thread tid taking
- * parts tid, tid + nt, ...: the slabs, and so every GEMM's shape, depend on the problem and never
- * on nt. That is what makes training bitwise the same for any thread count: BLAS picks its
- * kernel (and with it the order of its sums) by the shape of the call. A thread keeps the same
- * row slabs in every layer, so layers without batch norm need no barrier between them. Our own
- * loops (bias and batch-norm sums, per column over all rows) split by thread: their order of
- * summation does not depend on the split. */
+ * The BLAS calls work on c->parts slabs (of rows, or of W's rows or columns), whichever thread
+ * claims them: the slabs, and so every GEMM's shape, depend on the problem and never on the
+ * threads. That is what makes training bitwise the same for any thread count: BLAS picks its
+ * kernel (and with it the order of its sums) by the shape of the call. A part keeps the same
+ * row slabs in every layer, so a layer cut by rows after one cut by rows waits only for its own
+ * part's rows (FASTMLP_AFTER_OWN); anything that reads other parts' work waits for all of them.
+ * Our own loops (bias and batch-norm sums, per column over all rows) take a slab of columns per
+ * part: a column's sum does not depend on the slab. */
 static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, int64_t t,
-                                   int tid, int nt, int rows_ready)
+                                   fastmlp_worker *w, int rows_ready)
 {
     const fastmlp_net *net = c->net;
     const FN(fastmlp_input) *X = c->X;
     const int L = net->n_layers, *u = net->units, k = u[L], n_features = u[0];
     const int sparse = X->dense == NULL, P = c->parts;
     const uint64_t seed = c->seed;
+    fastmlp_team *team = &c->team;
     FN(views) *v = &c->v;
     int64_t r0, r1, lo, hi;
 
-    if (!rows_ready) FN(gather_rows)(c, order, B, t, tid, nt);
+    if (!rows_ready)
+        FASTMLP_EACH_PART(team, w, part, FASTMLP_AFTER_ALL) FN(gather_rows)(c, order, B, t, part);
     double sum_w = B;
     if (c->sample_weight) {
         sum_w = 0;
@@ -614,26 +779,32 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
     }
     const double inv_sum_w = sum_w > 0 ? 1.0 / sum_w : 0.0;  /* an all-zero-weight batch: no-op */
 
+    /* Where a layer's phase reads what other parts wrote: the gathered rows where the first
+     * layer is cut by columns and they were not gathered before the call (rows_ready), and
+     * anything after a layer cut by columns */
+    int after = FASTMLP_AFTER_OWN;
     if (sparse && X->shift) {
         /* centering of a sparse first layer, as a bias: shift_W = -(shift * scale) @ W_0 */
         const real *W0 = c->params + net->w_offset[0];
-        fastmlp_slab(u[1], tid, nt, &lo, &hi);
-        for (int64_t col = lo; col < hi; col++) v->shift_W[col] = 0;
-        for (int j = 0; j < n_features; j++) {
-            const real s = X->shift[j] * (X->scale ? X->scale[j] : (real)1);
-            if (s == 0) continue;
-            for (int64_t col = lo; col < hi; col++) v->shift_W[col] -= s * W0[(int64_t)j * u[1] + col];
+        FASTMLP_EACH_PART(team, w, part, FASTMLP_AFTER_OWN) {
+            fastmlp_slab(u[1], part, P, &lo, &hi);
+            for (int64_t col = lo; col < hi; col++) v->shift_W[col] = 0;
+            for (int j = 0; j < n_features; j++) {
+                const real s = X->shift[j] * (X->scale ? X->scale[j] : (real)1);
+                if (s == 0) continue;
+                for (int64_t col = lo; col < hi; col++)
+                    v->shift_W[col] -= s * W0[(int64_t)j * u[1] + col];
+            }
         }
-        FASTMLP_BARRIER(c)
+        after = FASTMLP_AFTER_ALL;
     }
 
     /* forward, layer by layer. A layer whose width exceeds the batch is cut by columns: every
-     * thread multiplies all rows by its columns of W, so each packs only its share of W instead
+     * part multiplies all rows by its columns of W, so each packs only its share of W instead
      * of all of it (the bigger operand) -- or, on two parts where backward cuts W by rows, by
      * those rows (forward_by_inputs); a layer with fewer units than rows is cut by rows, and
-     * a thread keeps its rows from layer to layer. Either way the cut depends on the shapes, not
-     * on the threads. Rows written by other threads need a barrier before they are read. */
-    int written_by_columns = 0;
+     * a part keeps its rows from layer to layer. Either way the cut depends on the shapes, not
+     * on the threads. */
     for (int l = 0; l < L; l++) {
         const int n_in = u[l], n_out = u[l + 1], hidden = l < L - 1;
         const int bn = hidden && net->batch_norm;
@@ -646,10 +817,10 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
         const double p_now = bn || c->health ? 0.0 : p;  /* health_slab drops out */
         const int by_columns = P > 1 && n_out > B && !(l == 0 && sparse);
         const int by_inputs = by_columns && P == 2 && hidden && fastmlp_dw_by_inputs(n_in, n_out);
-        /* the first layer's rows were gathered, and synchronized, before the call */
-        if ((by_columns && !(l == 0 && rows_ready)) || written_by_columns) { FASTMLP_BARRIER(c) }
-        if (by_inputs) FN(forward_by_inputs)(c, l, B, W, b, act_now, p_now, t, tid, nt);
-        else for (int part = tid; part < P; part += nt) {
+        /* the first layer's rows were gathered, and waited for, before the call */
+        if (by_columns && !(l == 0 && rows_ready)) after = FASTMLP_AFTER_ALL;
+        if (by_inputs) FN(forward_by_inputs)(c, l, B, W, b, act_now, p_now, t, w, after);
+        else FASTMLP_EACH_PART(team, w, part, after) {
             if (by_columns) {
                 fastmlp_slab(n_out, part, P, &lo, &hi);
                 FN(forward_part)(c, part, v->H[l + 1], v->H[l], n_in, W, b, B, n_in, n_out,
@@ -670,16 +841,17 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
                                  n_out, 0, n_out, act_now, p_now, t, (int)r0);
             if (hidden && !bn) FN(health_slab)(c, part, l, out, n_out, rows, n_out, 0, t, (int)r0);
         }
-        written_by_columns = by_columns && !by_inputs;
+        /* forward_by_inputs ends by rows */
+        after = by_columns && !by_inputs ? FASTMLP_AFTER_ALL : FASTMLP_AFTER_OWN;
         if (bn) {
-            FASTMLP_BARRIER(c)
-            fastmlp_slab(n_out, tid, nt, &lo, &hi);
-            FN(batchnorm_stats)(v->bn_mean[l], v->bn_inv_std[l],
-                                c->update_running ? c->params + net->mean_offset[l] : NULL,
-                                c->update_running ? c->params + net->var_offset[l] : NULL,
-                                v->H[l + 1], B, n_out, (int)lo, (int)hi);
-            FASTMLP_BARRIER(c)
-            for (int part = tid; part < P; part += nt) {
+            FASTMLP_EACH_PART(team, w, part, FASTMLP_AFTER_ALL) {
+                fastmlp_slab(n_out, part, P, &lo, &hi);
+                FN(batchnorm_stats)(v->bn_mean[l], v->bn_inv_std[l],
+                                    c->update_running ? c->params + net->mean_offset[l] : NULL,
+                                    c->update_running ? c->params + net->var_offset[l] : NULL,
+                                    v->H[l + 1], B, n_out, (int)lo, (int)hi);
+            }
+            FASTMLP_EACH_PART(team, w, part, FASTMLP_AFTER_ALL) {
                 fastmlp_slab(B, part, P, &r0, &r1);
                 FN(batchnorm_forward)(v->H[l + 1] + r0 * n_out, v->xhat[l] + r0 * n_out,
                                       v->bn_mean[l], v->bn_inv_std[l],
@@ -690,21 +862,20 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
                 FN(health_slab)(c, part, l, v->H[l + 1] + r0 * n_out, n_out, (int)(r1 - r0),
                                 n_out, 0, t, (int)r0);
             }
-            written_by_columns = 0;  /* batch norm's epilogue went by rows */
+            after = FASTMLP_AFTER_OWN;  /* batch norm's epilogue went by rows */
         }
     }
-    if (written_by_columns) { FASTMLP_BARRIER(c) }
     /* the output units and their loss; H[L] becomes the output delta */
-    for (int part = tid; part < P; part += nt) {
+    FASTMLP_EACH_PART(team, w, part, after) {
         fastmlp_slab(B, part, P, &r0, &r1);
         for (int64_t r = r0; r < r1; r++)
             c->row_loss[r] = FN(output_loss)(v->H[L] + r * k, v->Y + r * k,
                                              c->sample_weight ? v->W + r : NULL, 1, k,
                                              net->output, inv_sum_w);
     }
-    FASTMLP_BARRIER(c)
 
-    /* backward, from the output layer down */
+    /* backward, from the output layer down: every phase reads all rows of delta, or the
+     * column sums of a phase before */
     real *delta = v->H[L];
     int next = 0;
     for (int l = L - 1; l >= 0; l--) {
@@ -714,64 +885,86 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
         if (bn) {
             /* delta is dJ/dz for z = gamma * xhat + beta; make it dJ/da */
             real *dgamma = c->grads + net->gamma_offset[l], *dbeta = c->grads + net->beta_offset[l];
-            fastmlp_slab(n_out, tid, nt, &lo, &hi);
-            FN(batchnorm_backward_params)(dgamma, dbeta, delta, v->xhat[l], B, n_out, (int)lo, (int)hi);
-            for (int64_t j = lo; j < hi; j++) db[j] = 0;  /* no trainable bias under batch norm */
-            FASTMLP_BARRIER(c)
-            for (int part = tid; part < P; part += nt) {
+            FASTMLP_EACH_PART(team, w, part, FASTMLP_AFTER_ALL) {
+                fastmlp_slab(n_out, part, P, &lo, &hi);
+                FN(batchnorm_backward_params)(dgamma, dbeta, delta, v->xhat[l], B, n_out,
+                                              (int)lo, (int)hi);
+                for (int64_t j = lo; j < hi; j++) db[j] = 0;  /* no trainable bias under batch norm */
+            }
+            FASTMLP_EACH_PART(team, w, part, FASTMLP_AFTER_ALL) {
                 fastmlp_slab(B, part, P, &r0, &r1);
                 FN(batchnorm_backward)(delta + r0 * n_out, v->xhat[l] + r0 * n_out,
                                        c->params + net->gamma_offset[l], v->bn_inv_std[l],
                                        dgamma, dbeta, B, (int)(r1 - r0), n_out);
             }
-            FASTMLP_BARRIER(c)
         }
-        if (l == 0 && sparse) {
-            fastmlp_slab(n_out, tid, nt, &lo, &hi);
-            real *colsum = bn ? v->colsum : db;
-            FN(bias_backward)(colsum, delta, B, n_out, (int)lo, (int)hi);
-            FN(sparse_dense_backward_params)(dW, X, order, delta, colsum, B, n_in, n_out,
-                                             (int)lo, (int)hi);
-        } else {
-            const int by_inputs = fastmlp_dw_by_inputs(n_in, n_out);
-            const int into_velocity = c->fused_hi > c->fused_lo;
-            real *target = into_velocity ? c->state + net->w_offset[l] : dW;
-            const real beta = into_velocity ? (real)1 : (real)0;
-            for (int part = tid; part < P; part += nt) {
+        /* dW, db and (l > 0) dJ/dh of the layer below, part by part */
+        FASTMLP_EACH_PART(team, w, part, FASTMLP_AFTER_ALL) {
+            if (l == 0 && sparse) {
+                fastmlp_slab(n_out, part, P, &lo, &hi);
+                real *colsum = bn ? v->colsum : db;
+                FN(bias_backward)(colsum, delta, B, n_out, (int)lo, (int)hi);
+                FN(sparse_dense_backward_params)(dW, X, order, delta, colsum, B, n_in, n_out,
+                                                 (int)lo, (int)hi);
+            } else {
+                const int by_inputs = fastmlp_dw_by_inputs(n_in, n_out);
+                const int into_velocity = c->fused_hi > c->fused_lo;
+                real *target = into_velocity ? c->state + net->w_offset[l] : dW;
+                const real beta = into_velocity ? (real)1 : (real)0;
                 fastmlp_slab(by_inputs ? n_in : n_out, part, P, &lo, &hi);
                 FN(backward_params_part)(c, part, target, v->H[l], delta, B, n_in, n_out,
                                          (int)lo, (int)hi, by_inputs, beta);
+                if (!bn) {
+                    fastmlp_slab(n_out, part, P, &lo, &hi);
+                    FN(bias_backward)(db, delta, B, n_out, (int)lo, (int)hi);
+                }
             }
-            if (!bn) {
-                fastmlp_slab(n_out, tid, nt, &lo, &hi);
-                FN(bias_backward)(db, delta, B, n_out, (int)lo, (int)hi);
-            }
-        }
-        if (l > 0) {
+            if (l == 0) continue;
             /* dJ/dh of the layer below, times its activation's derivative (and dropout mask) */
             const double p_below = net->dropout ? net->dropout[l - 1] : 0.0;
             const int by_columns = P > 1 && n_in > B;  /* as in forward: W is the bigger operand */
-            for (int part = tid; part < P; part += nt) {
-                if (by_columns) {
-                    fastmlp_slab(n_in, part, P, &lo, &hi);
-                    FN(backward_input_part)(c, part, v->D[next], delta,
-                                            c->params + net->w_offset[l], v->H[l], B, n_in,
-                                            n_out, (int)lo, (int)hi, net->activation, p_below,
-                                            t, 0);
-                    continue;
-                }
-                fastmlp_slab(B, part, P, &r0, &r1);
-                FN(backward_input_part)(c, part, v->D[next] + r0 * n_in, delta + r0 * n_out,
-                                        c->params + net->w_offset[l], v->H[l] + r0 * n_in,
-                                        (int)(r1 - r0), n_in, n_out, 0, n_in, net->activation,
-                                        p_below, t, (int)r0);
+            if (by_columns) {
+                fastmlp_slab(n_in, part, P, &lo, &hi);
+                FN(backward_input_part)(c, part, v->D[next], delta, c->params + net->w_offset[l],
+                                        v->H[l], B, n_in, n_out, (int)lo, (int)hi,
+                                        net->activation, p_below, t, 0);
+                continue;
             }
+            fastmlp_slab(B, part, P, &r0, &r1);
+            FN(backward_input_part)(c, part, v->D[next] + r0 * n_in, delta + r0 * n_out,
+                                    c->params + net->w_offset[l], v->H[l] + r0 * n_in,
+                                    (int)(r1 - r0), n_in, n_out, 0, n_in, net->activation,
+                                    p_below, t, (int)r0);
+        }
+        if (l > 0) {
             delta = v->D[next];
             next ^= 1;
         }
-        FASTMLP_BARRIER(c)
     }
     return inv_sum_w;
+}
+
+/* tie_gradients' squares of the decoder copies for `batch`: two sets, by the batch's parity,
+ * as chunk_sumsq, since a batch's loss is summed during the next batch's step */
+static double *FN(tied_squares)(const FN(context) *c, int64_t batch)
+{
+    return c->tied_sumsq + (batch & 1) * FN(tied_rows)(c->net);
+}
+
+/* batch_loss[batch] = J_b * |b| of a batch whose step is done: its data term and its chunks'
+ * sums of squares, in chunk order */
+static void FN(batch_loss)(const FN(context) *c, double *batch_loss, int64_t batch, int64_t n,
+                           int batch_size, int64_t n_batches)
+{
+    const double *chunk_sumsq = c->chunk_sumsq + (batch & 1) * c->n_chunks;
+    double sumsq = 0;
+    for (int64_t chunk = 0; chunk < c->n_chunks; chunk++) sumsq += chunk_sumsq[chunk];
+    if (c->net->n_tied) {  /* a shared matrix is penalized once */
+        const double *tied = FN(tied_squares)(c, batch);
+        for (int64_t r = 0; r < FN(tied_rows)(c->net); r++) sumsq -= tied[r];
+    }
+    batch_loss[batch] = (c->data_loss[batch & 1] + 0.5 * c->opt->alpha * sumsq) *
+                        fastmlp_batch_rows(n, batch_size, batch, n_batches);
 }
 
 int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, double *batch_loss,
@@ -807,77 +1000,82 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
     }
     const double started = fastmlp_seconds();
     /* the call's last batch: the epoch's, or (max_seconds > 0) the one that ends near the time
-     * limit, which thread 0 sets one batch ahead, before a barrier: the last batch's step must
+     * limit, which part 0 of a batch's step sets one batch ahead: the last batch's step must
      * know it is the last (momentum_finish leaves the plain velocity; layer health measures
-     * it) */
+     * it). Every thread reads it only after waiting for the step before: it changes at most
+     * once, from n_batches - 1 to the batch after the one that set it, so each thread reads
+     * the same batch count and the same is_last. */
     int64_t last = n_batches - 1;
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(n_threads < c.parts ? (n_threads > 0 ? n_threads : 1) : c.parts)
 #endif
     {
-        const int tid = fastmlp_thread_id(), nt = fastmlp_thread_count();
-        double data_loss = 0;
-        fastmlp_barrier_join(&c.barrier, nt);
-        /* v := momentum * v on the fused weights, each chunk by its owner; the first GEMM to
-         * add to it comes after the barriers of the first batch's forward pass */
-        for (int64_t chunk = 0; chunk < c.n_chunks; chunk++) {
-            if (c.chunk_part[chunk] % nt != tid) continue;
-            int64_t lo, hi, a, b;
-            FN(chunk_range)(&c, chunk, &lo, &hi);
-            FN(fused_part)(&c, lo, hi, &a, &b);
-            for (int64_t i = a; i < b; i++) state[i] *= (real)opt->momentum;
+        fastmlp_worker w = fastmlp_worker_here();
+        /* v := momentum * v on the fused weights, each chunk by its part; the first GEMM to
+         * add to it comes after every part of this phase. And the first batch's rows. */
+        FASTMLP_EACH_PART(&c.team, &w, part, FASTMLP_AFTER_ALL) {
+            for (int64_t chunk = 0; chunk < c.n_chunks; chunk++) {
+                if (c.chunk_part[chunk] != part) continue;
+                int64_t lo, hi, a, b;
+                FN(chunk_range)(&c, chunk, &lo, &hi);
+                FN(fused_part)(&c, lo, hi, &a, &b);
+                for (int64_t i = a; i < b; i++) state[i] *= (real)opt->momentum;
+            }
+            if (n_batches > 0)
+                FN(gather_rows)(&c, order, fastmlp_batch_rows(n, batch_size, 0, n_batches),
+                                t0 + 1, part);
         }
-        if (n_batches > 0)
-            FN(gather_rows)(&c, order, fastmlp_batch_rows(n, batch_size, 0, n_batches), t0 + 1,
-                            tid, nt);
-        FASTMLP_BARRIER(&c)
-        for (int64_t batch = 0; batch <= fastmlp_read(&last); batch++) {
-            const int is_last = batch == fastmlp_read(&last);
+        for (int64_t batch = 0;; batch++) {
+            /* the step before (or the scaling pass) done: the weights, this batch's rows and
+             * whether this batch is the last */
+            fastmlp_wait_all(&c.team, &w);
+            const int64_t last_now = fastmlp_read(&last);
+            if (batch > last_now) break;
+            const int is_last = batch == last_now;
             const int64_t b0 = batch * batch_size;
             const int B = fastmlp_batch_rows(n, batch_size, batch, n_batches);
             const int64_t b1 = b0 + B;
             const int64_t step = t0 + batch + 1;
-            if (is_last) FN(health_keep_velocity)(&c, tid, nt);
-            const double inv_sum_w = FN(forward_backward)(&c, order + b0, B, step, tid, nt, 1);
-            if (net->n_tied) {  /* a chunk's step reads the gradients other parts tie */
-                for (int part = tid; part < c.parts; part += nt)
-                    FN(tie_gradients)(grads, c.tied_sumsq, params, net, part, c.parts);
-                FASTMLP_BARRIER(&c)
-            }
-            if (tid == 0) {  /* read before the barrier below: the next batch rewrites row_loss */
-                data_loss = 0;
+            double *sumsq = c.chunk_sumsq + (batch & 1) * c.n_chunks;
+            if (is_last && c.health)
+                FASTMLP_EACH_PART(&c.team, &w, part, FASTMLP_AFTER_OWN)
+                    FN(health_keep_velocity)(&c, part);
+            const double inv_sum_w = FN(forward_backward)(&c, order + b0, B, step, &w, 1);
+            if (net->n_tied)  /* a chunk's step reads the gradients other parts tie */
+                FASTMLP_EACH_PART(&c.team, &w, part, FASTMLP_AFTER_ALL)
+                    FN(tie_gradients)(grads, FN(tied_squares)(&c, batch), params, net, part,
+                                      c.parts);
+            /* the step, each chunk by the part whose dW slab holds it, and the next batch's
+             * rows, behind it: the next forward needs none of its own */
+            FASTMLP_EACH_PART(&c.team, &w, part, FASTMLP_AFTER_ALL) {
+                for (int64_t chunk = 0; chunk < c.n_chunks; chunk++) {
+                    if (c.chunk_part[chunk] != part) continue;
+                    int64_t lo, hi;
+                    FN(chunk_range)(&c, chunk, &lo, &hi);
+                    sumsq[chunk] = FN(health_step_chunk)(&c, chunk, w.tid, step, lo, hi, is_last);
+                }
+                if (!is_last)
+                    FN(gather_rows)(&c, order + b1,
+                                    fastmlp_batch_rows(n, batch_size, batch + 1, n_batches),
+                                    step + 1, part);
+                if (part != 0) continue;
+                /* this batch's data term (the next batch's loss phase rewrites row_loss), the
+                 * batch before's loss (all its steps are done), and the time limit */
+                double data_loss = 0;
                 for (int r = 0; r < B; r++) data_loss += c.row_loss[r];
-                data_loss *= inv_sum_w;
-            }
-            for (int64_t chunk = 0; chunk < c.n_chunks; chunk++) {
-                if (c.chunk_part[chunk] % nt != tid) continue;  /* parts go tid, tid + nt, ... */
-                int64_t lo, hi;
-                FN(chunk_range)(&c, chunk, &lo, &hi);
-                c.chunk_sumsq[chunk] = FN(health_step_chunk)(&c, chunk, tid, step, lo, hi,
-                                                             is_last);
-            }
-            if (tid == 0 && !is_last && max_seconds > 0) {
-                /* stop after the next batch if it would end past the limit, at this rate */
-                const double elapsed = fastmlp_seconds() - started;
-                if (elapsed * (batch + 2) / (batch + 1) >= max_seconds)
-                    fastmlp_write(&last, batch + 1);
-            }
-            /* the next batch's rows, behind this barrier: its forward needs none of its own */
-            if (!is_last)
-                FN(gather_rows)(&c, order + b1,
-                                fastmlp_batch_rows(n, batch_size, batch + 1, n_batches),
-                                step + 1, tid, nt);
-            FASTMLP_BARRIER(&c)
-            if (tid == 0) {
-                double sumsq = 0;
-                for (int64_t chunk = 0; chunk < c.n_chunks; chunk++) sumsq += c.chunk_sumsq[chunk];
-                for (int64_t r = 0; net->n_tied && r < FN(tied_rows)(net); r++)
-                    sumsq -= c.tied_sumsq[r];
-                batch_loss[batch] = (data_loss + 0.5 * opt->alpha * sumsq) * B;
+                c.data_loss[batch & 1] = data_loss * inv_sum_w;
+                if (batch > 0) FN(batch_loss)(&c, batch_loss, batch - 1, n, batch_size, n_batches);
+                if (!is_last && max_seconds > 0) {
+                    /* stop after the next batch if it would end past the limit, at this rate */
+                    const double elapsed = fastmlp_seconds() - started;
+                    if (elapsed * (batch + 2) / (batch + 1) >= max_seconds)
+                        fastmlp_write(&last, batch + 1);
+                }
             }
         }
     }
+    if (last >= 0) FN(batch_loss)(&c, batch_loss, last, n, batch_size, n_batches);
     *t = t0 + last + 1;
     FN(health_finish)(&c, last + 1);
     FN(context_free)(&c);
@@ -902,10 +1100,9 @@ int FN(batch_gradient)(real *grads, double *loss, real *params, real *workspace,
 #pragma omp parallel num_threads(n_threads < c.parts ? (n_threads > 0 ? n_threads : 1) : c.parts)
 #endif
     {
-        fastmlp_barrier_join(&c.barrier, fastmlp_thread_count());
-        const double inv = FN(forward_backward)(&c, order, B, t, fastmlp_thread_id(),
-                                                fastmlp_thread_count(), 0);
-        if (fastmlp_thread_id() == 0) inv_sum_w = inv;
+        fastmlp_worker w = fastmlp_worker_here();
+        const double inv = FN(forward_backward)(&c, order, B, t, &w, 0);
+        if (w.tid == 0) inv_sum_w = inv;  /* every thread computes the same */
     }
     double data_loss = 0, sumsq = 0;
     for (int r = 0; r < B; r++) data_loss += c.row_loss[r];
