@@ -443,7 +443,8 @@ static void FN(take_chunk)(FN(context) *c, int64_t t, int64_t lo, int64_t hi)
 }
 
 /* Whether x[0, n) holds a NaN or an infinity: x - x is 0 for every finite x, NaN otherwise,
- * and a count of the misses vectorizes without reassociating a floating-point sum. */
+ * and an OR of the misses vectorizes without reassociating a floating-point sum. */
+FASTMLP_VECTOR_CLONES
 static int FN(any_not_finite)(const real *x, int64_t n)
 {
     int bad = 0;
