@@ -489,7 +489,9 @@ class Network(BaseEstimator):
             units = [X.shape[1]] + hidden + [Y.shape[1]]
             layout = parameter_layout(units, self.batch_norm,
                                       X.shape[1] if self.normalize == "auto" else 0)
-            check_memory(layout, dtype, batch_size * sum(units) * 4, copies=5)
+            # the buffer, one gradient, two state halves, early stopping's best epoch
+            check_memory(layout, dtype, batch_size * sum(units) * 4,
+                         copies=4 + bool(self.early_stopping))
             model = new_model(layout, self._spec(), out_activation, binarizer, y_1d, dtype, X,
                               sample_weight, rng)
             pretrained = self.__dict__.get("_pretrained")
