@@ -481,7 +481,8 @@ class Network(BaseEstimator):
         validation = self._validation_set(validation, binarizer, kind, incremental, dtype)
         scorer = self._scorer(validation is not None or self.early_stopping and not incremental)
 
-        # the model to train: new, or a copy of the fitted one (which keeps serving)
+        # the model to train: new, or new buffers that the first update fills from the fitted
+        # one (which keeps serving)
         if first:
             rng = check_random_state(self.random_state)
             if rng is self.random_state:

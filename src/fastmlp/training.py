@@ -387,10 +387,6 @@ class Interrupt:
         self.raised = False
         self._previous = None
 
-    @property
-    def installed(self):
-        return self._previous is not None
-
     def __enter__(self):
         if threading.current_thread() is threading.main_thread() \
                 and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
