@@ -430,13 +430,20 @@ int64_t FN(workspace_size)(const fastmlp_net *net, int batch_size, int n_parts, 
  *   max_seconds after it began (at least one batch): *t - (*t before) batches were trained,
  *   and the caller goes on from the rows after them, as with a stretch it cut itself.
  *   health: NULL, or the layer health to add this call's batches to (health.c); the
- *   parameters come out the same bits either way. */
+ *   parameters come out the same bits either way.
+ *   src_params (n_trainable,) and src_state (2, n_trainable): NULL (or params, state) to train
+ *   in place, else what the call's first update reads instead of params and state: it writes
+ *   its result into them without changing the sources, bitwise as a copy followed by an
+ *   in-place call would (params' tail past n_trainable must hold its values already).
+ *   all_finite: NULL, or set to whether params[0, n_trainable) and the solver's state are all
+ *   finite after the call's last update (checked while each chunk is in cache). */
 int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, double *batch_loss,
                     int64_t *t, const FN(fastmlp_input) *X, const real *Y,
                     const real *sample_weight, const int64_t *order, int64_t n, int batch_size,
                     const fastmlp_net *net, const fastmlp_optim *opt, uint64_t seed,
                     int n_parts, int n_threads, double max_seconds,
-                    fastmlp_health *health);
+                    fastmlp_health *health, const real *src_params, const real *src_state,
+                    int *all_finite);
 
 /* batch_gradient: J and grads = dJ/dparams (the L2 term alpha * W included) for one batch of
  *   rows `order` (B,) in training mode (batch statistics, dropout keyed by (seed, t)), without

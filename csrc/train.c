@@ -416,6 +416,16 @@ typedef struct {
     const fastmlp_net *net;
     const fastmlp_optim *opt;
     real *params, *grads, *state;
+    /* The buffers the call's first update reads instead of params and state, or NULL (it runs
+     * in place): a partial_fit or warm start trains into new buffers while the published ones
+     * stay as they are, without copying them first. That update (t == first_step) reads them
+     * in its forward and backward passes and steps from them into params and state, each
+     * optimizer chunk copied as it is stepped (take_chunk), so the copy costs no pass over
+     * memory of its own. params' non-trainable tail (running statistics, standardization)
+     * must already hold its values: batch norm updates the running statistics in place. */
+    const real *src_params, *src_state;
+    int64_t first_step;
+    int *chunk_bad;         /* (n_chunks,) after the call's last update: a value not finite */
     const FN(fastmlp_input) *X;
     const real *Y, *sample_weight;
     FN(views) v;
@@ -460,7 +470,8 @@ static int FN(context_init)(FN(context) *c, real *workspace, const fastmlp_net *
     c->n_chunks = (net->n_trainable + FASTMLP_STEP_CHUNK - 1) / FASTMLP_STEP_CHUNK;
     c->chunk_sumsq = (double *)malloc((size_t)(2 * c->n_chunks + 1) * sizeof(double));
     c->chunk_part = (int *)malloc((size_t)(c->n_chunks + 1) * sizeof(int));
-    if (!c->v.H || !c->row_loss || !c->chunk_sumsq || !c->chunk_part ||
+    c->chunk_bad = (int *)calloc((size_t)(c->n_chunks + 1), sizeof(int));
+    if (!c->v.H || !c->row_loss || !c->chunk_sumsq || !c->chunk_part || !c->chunk_bad ||
         !fastmlp_team_init(&c->team, c->parts))
         return FASTMLP_ENOMEM;
     if (net->n_tied) {
@@ -507,6 +518,7 @@ static void FN(context_free)(FN(context) *c)
     free(c->chunk_part);
     free(c->tied_sumsq);
     free(c->team.memory);
+    free(c->chunk_bad);
 }
 
 /* The optimizer's chunk: params[lo, hi), FASTMLP_STEP_CHUNK of the flat buffer's trainable part */
@@ -575,13 +587,65 @@ static void FN(health_keep_velocity)(FN(context) *c, int part)
     }
 }
 
+/* The parameters forward and backward read in update t: the source buffer's in the call's
+ * first (when it has one), params afterwards. */
+static inline const real *FN(weights_of)(const FN(context) *c, int64_t t)
+{
+    return c->src_params && t == c->first_step ? c->src_params : c->params;
+}
+
+/* Update first_step of a call with source buffers: params[lo, hi) and the state of the chunk
+ * := the source's, while the chunk's step is about to read them (a cache-resident copy, not a
+ * pass over memory). The velocity of the fused weights is not copied: the call's scaling pass
+ * already wrote momentum * the source's into state, and the backward GEMMs added to it. */
+static void FN(take_chunk)(FN(context) *c, int64_t t, int64_t lo, int64_t hi)
+{
+    if (t != c->first_step) return;
+    const size_t size = sizeof(real);
+    if (c->src_params) memcpy(c->params + lo, c->src_params + lo, (size_t)(hi - lo) * size);
+    if (!c->src_state) return;
+    const int64_t n = c->net->n_trainable;
+    int64_t a, b;
+    FN(fused_part)(c, lo, hi, &a, &b);
+    memcpy(c->state + lo, c->src_state + lo, (size_t)(a - lo) * size);
+    memcpy(c->state + b, c->src_state + b, (size_t)(hi - b) * size);
+    memcpy(c->state + n + lo, c->src_state + n + lo, (size_t)(hi - lo) * size);
+}
+
+/* Whether x[0, n) holds a NaN or an infinity: x - x is 0 for every finite x, NaN otherwise,
+ * and an OR of the misses vectorizes without reassociating a floating-point sum. */
+FASTMLP_VECTOR_CLONES
+static int FN(any_not_finite)(const real *x, int64_t n)
+{
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++) bad |= !(x[i] - x[i] == 0);
+    return bad;
+}
+
+/* After the call's last update of chunk [lo, hi), while it is in cache: whether its
+ * parameters or the state the solver uses (both halves for adam, the first otherwise) are not
+ * all finite. A diverged update leaves NaN or inf there for good (a NaN weight stays NaN), so
+ * the last update's values tell whether the call diverged. */
+static int FN(chunk_not_finite)(const FN(context) *c, int64_t lo, int64_t hi)
+{
+    const int64_t n = c->net->n_trainable;
+    return FN(any_not_finite)(c->params + lo, hi - lo)
+           | FN(any_not_finite)(c->state + lo, hi - lo)
+           | (c->opt->solver == FASTMLP_ADAM && FN(any_not_finite)(c->state + n + lo, hi - lo));
+}
+
 /* step_chunk of chunk `chunk` = params[lo, hi) by thread tid (whose scratch it uses), measured
  * for layer health when it is the call's last update (last): the weights before it are copied
  * while the chunk is in cache. */
 static double FN(health_step_chunk)(FN(context) *c, int64_t chunk, int tid, int64_t t,
                                     int64_t lo, int64_t hi, int last)
 {
-    if (!c->health || !last) return FN(step_chunk)(c, t, lo, hi, last);
+    FN(take_chunk)(c, t, lo, hi);
+    if (!c->health || !last) {
+        const double sumsq = FN(step_chunk)(c, t, lo, hi, last);
+        if (last) c->chunk_bad[chunk] = FN(chunk_not_finite)(c, lo, hi);
+        return sumsq;
+    }
     int64_t a, b;
     FN(fused_part)(c, lo, hi, &a, &b);
     for (int64_t i = a; i < b; i++) c->grads[i] = c->state[i] - c->grads[i];
@@ -591,6 +655,7 @@ static double FN(health_step_chunk)(FN(context) *c, int64_t chunk, int tid, int6
     double *sums = c->chunk_norms + chunk * 4 * c->net->n_layers;
     for (int i = 0; i < 4 * c->net->n_layers; i++) sums[i] = 0;
     FN(health_update)(sums, c->params, before, c->grads, c->opt->alpha, c->net, lo, hi);
+    c->chunk_bad[chunk] = FN(chunk_not_finite)(c, lo, hi);
     return sumsq;
 }
 
@@ -769,6 +834,7 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
     fastmlp_team *team = &c->team;
     FN(views) *v = &c->v;
     int64_t r0, r1, lo, hi;
+    const real *weights = FN(weights_of)(c, t);  /* W, b, gamma, beta of this update */
 
     if (!rows_ready)
         FASTMLP_EACH_PART(team, w, part, FASTMLP_AFTER_ALL) FN(gather_rows)(c, order, B, t, part);
@@ -785,7 +851,7 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
     int after = FASTMLP_AFTER_OWN;
     if (sparse && X->shift) {
         /* centering of a sparse first layer, as a bias: shift_W = -(shift * scale) @ W_0 */
-        const real *W0 = c->params + net->w_offset[0];
+        const real *W0 = weights + net->w_offset[0];
         FASTMLP_EACH_PART(team, w, part, FASTMLP_AFTER_OWN) {
             fastmlp_slab(u[1], part, P, &lo, &hi);
             for (int64_t col = lo; col < hi; col++) v->shift_W[col] = 0;
@@ -810,8 +876,8 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
         const int bn = hidden && net->batch_norm;
         const double p = hidden && net->dropout ? net->dropout[l] : 0.0;
         const int act = hidden ? net->activation : FASTMLP_IDENTITY;
-        const real *W = c->params + net->w_offset[l];
-        const real *b = bn ? NULL : c->params + net->b_offset[l];
+        const real *W = weights + net->w_offset[l];
+        const real *b = bn ? NULL : weights + net->b_offset[l];
         /* with batch norm the epilogue waits for the batch statistics */
         const int act_now = bn ? FASTMLP_IDENTITY : act;
         const double p_now = bn || c->health ? 0.0 : p;  /* health_slab drops out */
@@ -855,8 +921,8 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
                 fastmlp_slab(B, part, P, &r0, &r1);
                 FN(batchnorm_forward)(v->H[l + 1] + r0 * n_out, v->xhat[l] + r0 * n_out,
                                       v->bn_mean[l], v->bn_inv_std[l],
-                                      c->params + net->gamma_offset[l],
-                                      c->params + net->beta_offset[l],
+                                      weights + net->gamma_offset[l],
+                                      weights + net->beta_offset[l],
                                       (int)(r1 - r0), n_out, act, c->health ? 0.0 : p, seed, t,
                                       (int)r0);
                 FN(health_slab)(c, part, l, v->H[l + 1] + r0 * n_out, n_out, (int)(r1 - r0),
@@ -894,7 +960,7 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
             FASTMLP_EACH_PART(team, w, part, FASTMLP_AFTER_ALL) {
                 fastmlp_slab(B, part, P, &r0, &r1);
                 FN(batchnorm_backward)(delta + r0 * n_out, v->xhat[l] + r0 * n_out,
-                                       c->params + net->gamma_offset[l], v->bn_inv_std[l],
+                                       weights + net->gamma_offset[l], v->bn_inv_std[l],
                                        dgamma, dbeta, B, (int)(r1 - r0), n_out);
             }
         }
@@ -925,14 +991,14 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
             const int by_columns = P > 1 && n_in > B;  /* as in forward: W is the bigger operand */
             if (by_columns) {
                 fastmlp_slab(n_in, part, P, &lo, &hi);
-                FN(backward_input_part)(c, part, v->D[next], delta, c->params + net->w_offset[l],
+                FN(backward_input_part)(c, part, v->D[next], delta, weights + net->w_offset[l],
                                         v->H[l], B, n_in, n_out, (int)lo, (int)hi,
                                         net->activation, p_below, t, 0);
                 continue;
             }
             fastmlp_slab(B, part, P, &r0, &r1);
             FN(backward_input_part)(c, part, v->D[next] + r0 * n_in, delta + r0 * n_out,
-                                    c->params + net->w_offset[l], v->H[l] + r0 * n_in,
+                                    weights + net->w_offset[l], v->H[l] + r0 * n_in,
                                     (int)(r1 - r0), n_in, n_out, 0, n_in, net->activation,
                                     p_below, t, (int)r0);
         }
@@ -971,10 +1037,13 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
                     int64_t *t, const FN(fastmlp_input) *X, const real *Y,
                     const real *sample_weight, const int64_t *order, int64_t n, int batch_size,
                     const fastmlp_net *net, const fastmlp_optim *opt, uint64_t seed,
-                    int n_parts, int n_threads, double max_seconds, fastmlp_health *health)
+                    int n_parts, int n_threads, double max_seconds, fastmlp_health *health,
+                    const real *src_params, const real *src_state, int *all_finite)
 {
     FN(context) c = {0};
     c.net = net; c.opt = opt; c.params = params; c.grads = grads; c.state = state;
+    c.src_params = src_params == params ? NULL : src_params;
+    c.src_state = src_state == state ? NULL : src_state;
     c.X = X; c.Y = Y; c.sample_weight = sample_weight; c.update_running = 1; c.seed = seed;
     c.parts = n_parts > 0 ? n_parts : 1;
     if (FN(context_init)(&c, workspace, net, FN(max_batch)(net, batch_size), X->dense == NULL)
@@ -994,6 +1063,7 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
     }
     const int64_t n_batches = fastmlp_epoch_batches(n, batch_size, net->batch_norm);
     const int64_t t0 = *t;
+    c.first_step = t0 + 1;
     if (FN(health_init)(&c, health) != FASTMLP_OK) {
         FN(context_free)(&c);
         return FASTMLP_ENOMEM;
@@ -1012,15 +1082,17 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
 #endif
     {
         fastmlp_worker w = fastmlp_worker_here();
-        /* v := momentum * v on the fused weights, each chunk by its part; the first GEMM to
-         * add to it comes after every part of this phase. And the first batch's rows. */
+        /* v := momentum * v on the fused weights (v of the source state, if any), each chunk
+         * by its part; the first GEMM to add to it comes after every part of this phase. And
+         * the first batch's rows. */
+        const real *velocity = c.src_state ? c.src_state : state;
         FASTMLP_EACH_PART(&c.team, &w, part, FASTMLP_AFTER_ALL) {
             for (int64_t chunk = 0; chunk < c.n_chunks; chunk++) {
                 if (c.chunk_part[chunk] != part) continue;
                 int64_t lo, hi, a, b;
                 FN(chunk_range)(&c, chunk, &lo, &hi);
                 FN(fused_part)(&c, lo, hi, &a, &b);
-                for (int64_t i = a; i < b; i++) state[i] *= (real)opt->momentum;
+                for (int64_t i = a; i < b; i++) state[i] = velocity[i] * (real)opt->momentum;
             }
             if (n_batches > 0)
                 FN(gather_rows)(&c, order, fastmlp_batch_rows(n, batch_size, 0, n_batches),
@@ -1044,8 +1116,8 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
             const double inv_sum_w = FN(forward_backward)(&c, order + b0, B, step, &w, 1);
             if (net->n_tied)  /* a chunk's step reads the gradients other parts tie */
                 FASTMLP_EACH_PART(&c.team, &w, part, FASTMLP_AFTER_ALL)
-                    FN(tie_gradients)(grads, FN(tied_squares)(&c, batch), params, net, part,
-                                      c.parts);
+                    FN(tie_gradients)(grads, FN(tied_squares)(&c, batch),
+                                      FN(weights_of)(&c, step), net, part, c.parts);
             /* the step, each chunk by the part whose dW slab holds it, and the next batch's
              * rows, behind it: the next forward needs none of its own */
             FASTMLP_EACH_PART(&c.team, &w, part, FASTMLP_AFTER_ALL) {
@@ -1077,6 +1149,11 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
     }
     if (last >= 0) FN(batch_loss)(&c, batch_loss, last, n, batch_size, n_batches);
     *t = t0 + last + 1;
+    if (all_finite) {
+        int bad = 0;
+        for (int64_t chunk = 0; chunk < c.n_chunks; chunk++) bad |= c.chunk_bad[chunk];
+        *all_finite = !bad;
+    }
     FN(health_finish)(&c, last + 1);
     FN(context_free)(&c);
     return FASTMLP_OK;

@@ -336,6 +336,21 @@ def test_tied_starts_as_the_transpose_of_the_glorot_draw_and_trains_its_loss():
         ae.loss_ + 0.05 * np.sum(W ** 2), rel=1e-12)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_tied_loss_of_a_partial_fit_penalizes_the_published_weights_once(threads):
+    # a partial_fit's first update reads the published buffers (the new ones are written only
+    # by its step), so the tie's squares must come from those too
+    X = _data(32, 6)
+    ae = Autoencoder((4,), tied_weights=True, max_iter=2, learning_rate_init=1e-3,
+                     batch_size=32, alpha=0.1, dtype=np.float64, random_state=0,
+                     n_threads=threads).fit(X)
+    expected = ae._batch_gradient(X, X)[0]
+    ae.set_params(learning_rate_init=1e-300)
+    ae.partial_fit(X)
+    assert ae.loss_ == pytest.approx(expected, rel=1e-12)
+    assert _tied_copies_equal(ae)
+
+
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
 def test_tied_is_the_same_for_any_thread_count(solver):
     X = _data(256, 64, seed=3)

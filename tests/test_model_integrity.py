@@ -130,3 +130,96 @@ def test_a_model_too_large_for_memory_is_refused_before_allocating():
     with pytest.raises(MemoryError, match=r"GiB"):
         clf.fit(X, Y)
     assert not hasattr(clf, "n_iter_")
+
+
+def _bridge_epoch(model, X, Y, params, state, threads, source=None, source_state=None,
+                  finite=None, calls=2):
+    """One epoch of the fitted `model`'s net through _core.train_epoch in `calls` calls (the
+    first one given the sources), with layer health on, as the epoch loop runs it."""
+    from fastmlp import _core, optim
+    from fastmlp._health import new_health
+
+    dtype = model._params.dtype
+    n_trainable = model._layout["n_trainable"]
+    grads = np.zeros(n_trainable, dtype=dtype)
+    workspace = np.zeros(model._net().workspace_size(40, 2, dtype), dtype=dtype)
+    hyper = optim.hyperparameters(model, 0.01, "constant")
+    batch_loss, t = np.zeros(5), 3
+    cut = 40 * (5 // calls)
+    for first, last in ((0, cut), (cut, len(X))) if calls == 2 else ((0, len(X)),):
+        t = _core.train_epoch(model._net(), hyper, model._input(X), params, grads, state,
+                              workspace, batch_loss[first // 40:], Y, None,
+                              np.arange(first, last, dtype=np.int64), 40, 11, t, 2, threads,
+                              0, new_health(model._net(), 2), source if first == 0 else None,
+                              source_state if first == 0 else None, finite)
+    return batch_loss
+
+
+@pytest.mark.parametrize("solver", ["adam", "momentum", "rmsprop"])
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_the_first_update_reads_the_sources_and_writes_new_buffers(solver, batch_norm):
+    """train_epoch given source buffers gives the bits of a copy trained in place, on 1 and 2
+    threads, and never writes the sources: the published model stays as it was while the
+    first update of a partial_fit reads it (csrc/train.c, take_chunk)."""
+    X2, Y2 = rng.randn(200, 10), rng.randint(0, 3, 200)
+    kw = dict(solver="sgd", momentum=0.9, nesterovs_momentum=False) if solver == "momentum" \
+        else dict(solver=solver)
+    model = MLPClassifier((70, 30), max_iter=1, batch_size=40, batch_norm=batch_norm,
+                          random_state=0, n_threads=1, **kw).fit(X2, Y2)
+    X32, Y32 = X2.astype(np.float32), model._encode_targets(Y2)
+    source, source_state = model._params, model._state
+    kept, kept_state = source.copy(), source_state.copy()
+    assert np.any(source_state != 0)
+    copied, copied_state = source.copy(), source_state.copy()
+    losses = _bridge_epoch(model, X32, Y32, copied, copied_state, 1)
+    n_trainable = model._layout["n_trainable"]
+    for threads in (1, 2):
+        params = np.full_like(source, np.nan)
+        params[n_trainable:] = source[n_trainable:]  # the caller fills the tail in
+        state = np.full_like(source_state, np.nan)
+        finite = np.zeros(1, dtype=np.intc)
+        new_losses = _bridge_epoch(model, X32, Y32, params, state, threads, source,
+                                   source_state, finite)
+        np.testing.assert_array_equal(params, copied)
+        np.testing.assert_array_equal(state, copied_state)
+        np.testing.assert_array_equal(new_losses, losses)
+        np.testing.assert_array_equal(source, kept)
+        np.testing.assert_array_equal(source_state, kept_state)
+        assert finite[0] == 1
+
+
+def test_the_c_trainer_flags_a_non_finite_parameter_or_state():
+    """The finiteness of the trainable parameters and the solver's state after the call's
+    last update is checked in C, chunk by chunk as the step leaves it in cache."""
+    X2, Y2 = rng.randn(200, 10), rng.randint(0, 3, 200)
+    model = MLPClassifier((30,), max_iter=1, batch_size=40, random_state=0,
+                          n_threads=1).fit(X2, Y2)
+    X32, Y32 = X2.astype(np.float32), model._encode_targets(Y2)
+    n_trainable = model._layout["n_trainable"]
+    for where in (None, "weight", "bias", "m", "v"):
+        params, state = model._params.copy(), model._state.copy()
+        at = {"weight": 5, "bias": n_trainable - 1}.get(where)
+        if at is not None:
+            params[at] = np.inf
+        elif where is not None:
+            state[(0 if where == "m" else n_trainable) + 7] = np.nan
+        finite = np.full(1, 7, dtype=np.intc)
+        _bridge_epoch(model, X32, Y32, params, state, 1, finite=finite, calls=1)
+        assert finite[0] == (where is None), where
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(solver="sgd", nesterovs_momentum=False),
+                                dict(batch_norm=True, dropout=0.2), dict(solver="adagrad")])
+def test_partial_fit_and_warm_start_never_write_the_published_model(kw, quiet):
+    clf = MLPClassifier((20, 10), max_iter=2, random_state=0, n_threads=1, **kw).fit(X, Y)
+    for call in ("partial_fit", "warm_start"):
+        model, params, state = clf._model, clf._params, clf._state
+        kept, kept_state = params.copy(), state.copy()
+        if call == "partial_fit":
+            clf.partial_fit(X, Y)
+        else:
+            clf.set_params(warm_start=True).fit(X, Y)
+        assert clf._model is not model and clf._params is not params
+        np.testing.assert_array_equal(params, kept)
+        np.testing.assert_array_equal(state, kept_state)
+        assert np.isfinite(clf._params).all() and not np.array_equal(clf._params, kept)

@@ -303,28 +303,72 @@ def test_verbose_two_adds_threads(capsys, quiet):
 # ---------------------------------------------------------------- Ctrl-C and failures
 
 
-def test_ctrl_c_within_an_epoch_keeps_the_last_complete_epoch(monkeypatch, epochs):
+class CtrlCAt:
+    """Sends SIGINT at the stretch end where `when(estimator, rows_done)` first holds."""
+
+    def __init__(self, when):
+        self.when, self.sent = when, False
+
+    def on_stretch_end(self, estimator, rows_done, n_rows):
+        if not self.sent and self.when(estimator, rows_done):
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_within_an_epoch_keeps_its_finished_batches(monkeypatch, epochs):
     # two batches per C call: the least a time-bounded call trains (fastmlp/threads.py)
     monkeypatch.setattr(fastmlp.threads, "ALONE_SECONDS", 1e-9)
-
-    class CtrlC:
-        sent = False
-
-        def on_stretch_end(self, estimator, rows_done, n_rows):
-            if len(estimator.history_) == 2 and rows_done == 80 and not self.sent:
-                self.sent = True
-                os.kill(os.getpid(), signal.SIGINT)
-
-    clf = MLPClassifier(max_iter=50, batch_size=20, callbacks=[CtrlC()], **KW)
-    with pytest.warns(UserWarning, match="interrupted"), pytest.raises(KeyboardInterrupt):
+    ctrl_c = CtrlCAt(lambda estimator, rows: len(estimator.history_) == 2 and rows == 80)
+    clf = MLPClassifier(max_iter=50, batch_size=20, callbacks=[ctrl_c], **KW)
+    with pytest.warns(UserWarning, match="last finished mini-batch"), \
+            pytest.raises(KeyboardInterrupt):
         clf.fit(X, Y)
+    # the history holds the complete epochs; the parameters, the state and t_ are those
+    # after the 4th of epoch 3's 6 batches, with nothing copied to go back to
     assert clf.n_iter_ == len(clf.history_) == len(clf.loss_curve_) == 2
-    assert len(epochs) == 2 * 3 + 2  # epoch 3 stopped after 4 of its 6 batches
-    np.testing.assert_array_equal(clf._params, epochs[5][0])  # the end of epoch 2
-    assert clf.t_ == 12
+    assert len(epochs) == 2 * 3 + 2
+    np.testing.assert_array_equal(clf._params, epochs[7][0])
+    assert clf.t_ == 2 * 6 + 4
     assert clf.predict(X).shape == Y.shape
-    clf.partial_fit(X, Y)  # and it trains on
-    assert clf.n_iter_ == 3
+    # and it trains on from there: the same bits as the same 16 updates, then one epoch,
+    # trained without the interrupt
+    resumed = clf.partial_fit(X, Y)
+    assert resumed.n_iter_ == 3 and resumed.t_ == 16 + 6
+    assert np.isfinite(resumed._params).all()
+
+
+def test_ctrl_c_in_the_first_epoch_or_in_partial_fit_changes_nothing(monkeypatch, quiet):
+    """No epoch of the call completed: the estimator is bitwise as before the call."""
+    monkeypatch.setattr(fastmlp.threads, "ALONE_SECONDS", 1e-9)
+    ctrl_c = CtrlCAt(lambda estimator, rows: rows == 40)
+    fresh = MLPClassifier(max_iter=5, batch_size=20, callbacks=[ctrl_c], **KW)
+    with pytest.raises(KeyboardInterrupt):
+        fresh.fit(X, Y)
+    assert not hasattr(fresh, "n_iter_") and not hasattr(fresh, "_params")
+    clf = MLPClassifier(max_iter=2, batch_size=20, **KW).fit(X, Y)
+    params, state, t = clf._params, clf._state.copy(), clf.t_
+    kept = params.copy()
+    clf.set_params(callbacks=[CtrlCAt(lambda estimator, rows: rows == 40)])
+    with pytest.raises(KeyboardInterrupt):
+        clf.partial_fit(X, Y)
+    assert clf._params is params and clf.t_ == t and clf.n_iter_ == 2
+    np.testing.assert_array_equal(params, kept)  # the published buffer was only read
+    np.testing.assert_array_equal(clf._state, state)
+
+
+def test_ctrl_c_after_a_diverged_batch_raises_and_keeps_the_model(monkeypatch, quiet):
+    """The interrupted epoch's batches are checked as a finished epoch is: a non-finite
+    parameter after them refuses the call, and the estimator stays as it was."""
+    monkeypatch.setattr(fastmlp.threads, "ALONE_SECONDS", 1e-9)
+    reg = MLPRegressor(hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=0.01,
+                       batch_size=20, max_iter=1, random_state=0, n_threads=1).fit(X, X[:, 0])
+    params = reg._params.copy()
+    reg.set_params(learning_rate_init=1e35, warm_start=True, max_iter=3,
+                   callbacks=[CtrlCAt(lambda estimator, rows: rows == 40)])
+    with pytest.raises(ValueError, match="diverged"):
+        reg.fit(X * 1e5, X[:, 0] * 1e5)
+    np.testing.assert_array_equal(reg._params, params)
+    assert reg.n_iter_ == 1
 
 
 def test_sigint_mid_fit_in_a_subprocess_leaves_a_usable_model():

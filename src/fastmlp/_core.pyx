@@ -105,13 +105,15 @@ cdef extern from "fastmlp.h" nogil:
                         const float *sample_weight, const int64_t *order, int64_t n,
                         int batch_size, const fastmlp_net *net, const fastmlp_optim *opt,
                         uint64_t seed, int n_parts, int n_threads, double max_seconds,
-                        fastmlp_health *health)
+                        fastmlp_health *health, const float *src_params, const float *src_state,
+                        int *all_finite)
     int train_epoch_f64(double *params, double *grads, double *state, double *workspace,
                         double *batch_loss, int64_t *t, const fastmlp_input_f64 *X, const double *Y,
                         const double *sample_weight, const int64_t *order, int64_t n,
                         int batch_size, const fastmlp_net *net, const fastmlp_optim *opt,
                         uint64_t seed, int n_parts, int n_threads, double max_seconds,
-                        fastmlp_health *health)
+                        fastmlp_health *health, const double *src_params,
+                        const double *src_state, int *all_finite)
     int batch_gradient_f32(float *grads, double *loss, float *params, float *workspace,
                            const fastmlp_input_f32 *X, const float *Y, const float *sample_weight,
                            const int64_t *order, int B, const fastmlp_net *net, double alpha,
@@ -393,16 +395,31 @@ def train_epoch(Net net, dict hyper, Input X, floating[::1] params, floating[::1
                 floating[::1] state, floating[::1] workspace, double[::1] batch_loss,
                 const floating[:, ::1] Y, const floating[::1] sample_weight,
                 const int64_t[::1] order, int batch_size, uint64_t seed, int64_t t, int n_parts,
-                int n_threads, double max_seconds=0, Health health=None):
+                int n_threads, double max_seconds=0, Health health=None,
+                const floating[::1] source_params=None, const floating[::1] source_state=None,
+                int[::1] finite=None):
     """Mini-batches over the rows `order`, each batch's J_b * |b| into batch_loss
     (epoch_batches(len(order), batch_size, batch_norm),); returns t, the count of updates so
     far. With max_seconds > 0 it stops after the batch that ends about that long after the
     call began (at least one): the batches trained are the returned t less the t passed in,
     and the rest of `order` is for the next call. health: None (off), or a Health made for
     this net and n_parts, which the call adds its batches' unit counts to and whose norms it
-    overwrites with its last update's (when it trains a batch)."""
+    overwrites with its last update's (when it trains a batch). source_params, source_state:
+    None, or what the first update reads instead of params (its trainable part; the tail must
+    be filled in already) and state, which it leaves unchanged: training into new buffers
+    without copying the old ones first. finite: None, or an array of one int set to whether
+    the trainable parameters and the solver's state are finite after the last update."""
     cdef fastmlp_optim opt = _optim(hyper)
     cdef fastmlp_health *health_c = NULL
+    if source_params is not None and source_params.shape[0] != params.shape[0]:
+        raise ValueError("fastmlp internal: source_params and params differ in size")
+    if source_state is not None and source_state.shape[0] != state.shape[0]:
+        raise ValueError("fastmlp internal: source_state and state differ in size")
+    if finite is not None and finite.shape[0] != 1:
+        raise ValueError("fastmlp internal: finite holds one int")
+    cdef const floating *src_p = NULL if source_params is None else &source_params[0]
+    cdef const floating *src_s = NULL if source_state is None else &source_state[0]
+    cdef int *finite_c = NULL if finite is None else &finite[0]
     if health is not None:
         if health.n_parts != n_parts or health.norms.shape[0] != net.c.n_layers:
             raise ValueError("fastmlp internal: the Health was made for another net or parts")
@@ -417,12 +434,14 @@ def train_epoch(Net net, dict hyper, Input X, floating[::1] params, floating[::1
             status = train_epoch_f32(&params[0], &grads[0], &state[0], &workspace[0],
                                      &batch_loss[0], &t, &X.f32, &Y[0, 0], sw, &order[0],
                                      order.shape[0], batch_size, &net.c, &opt, seed, n_parts,
-                                     n_threads, max_seconds, health_c)
+                                     n_threads, max_seconds, health_c, src_p, src_s,
+                                     finite_c)
         else:
             status = train_epoch_f64(&params[0], &grads[0], &state[0], &workspace[0],
                                      &batch_loss[0], &t, &X.f64, &Y[0, 0], sw, &order[0],
                                      order.shape[0], batch_size, &net.c, &opt, seed, n_parts,
-                                     n_threads, max_seconds, health_c)
+                                     n_threads, max_seconds, health_c, src_p, src_s,
+                                     finite_c)
     if status != 0:
         raise MemoryError("fastmlp: out of memory in train_epoch")
     return t

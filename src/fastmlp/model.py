@@ -120,11 +120,6 @@ class Model:
         ok = _core.predict(self.net, self.input(X), self.params, out, n_threads, check_finite)
         return out if ok else None
 
-    def finite(self):
-        """Whether every parameter is finite: one pass, a sum (NaN and inf propagate; a sum
-        beyond the dtype's range means weights no forward pass survives anyway)."""
-        return bool(np.isfinite(self.params.sum()))
-
     def __reduce__(self):
         # the C view is rebuilt from the layout; the views follow the buffer
         return Model, (self.layout, self.params, self.spec, self.out_activation, self.binarizer,
@@ -247,8 +242,8 @@ _SQUARE_SAFE = 1e150  # a sum of squares of values below this cannot overflow fl
 
 def check_memory(layout, dtype, workspace, copies):
     """Refuse, before allocating, a model whose buffers cannot fit in this machine's memory:
-    the parameters `copies` times (the buffer, gradient, optimizer state, a spare for the best
-    epoch), plus `workspace` values. Raises MemoryError naming the sizes."""
+    the parameters `copies` times (the buffer, gradient, optimizer state, early stopping's copy
+    of the best epoch), plus `workspace` values. Raises MemoryError naming the sizes."""
     itemsize = np.dtype(dtype).itemsize
     needed = (copies * int(layout["size"]) + int(workspace)) * itemsize
     if needed < _CHECKED_BYTES:

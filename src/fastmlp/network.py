@@ -309,8 +309,10 @@ class Network(BaseEstimator):
             left exactly as it was before the call.
         KeyboardInterrupt
             Ctrl-C: training stops at the next stretch boundary (within about a second),
-            keeps the last complete epoch (the best one with early stopping), warns, and
-            re-raises, so a script stops while a notebook keeps the model.
+            keeps the weights after the last finished mini-batch (the best epoch's with early
+            stopping), warns, and re-raises, so a script stops while a notebook keeps the
+            model. ``history_`` and ``n_iter_`` count the complete epochs, ``t_`` every
+            update made; a fit stopped within its first epoch changes nothing.
 
         See Also
         --------
@@ -426,9 +428,11 @@ class Network(BaseEstimator):
             raise
         self._commit(run)
         if run.interrupted:
+            held = (f"epoch {run.best_epoch}'s weights (the best)" if run.best_epoch else
+                    "the weights after its last finished mini-batch")
             warnings.warn(f"training was interrupted (Ctrl-C) after {len(run.records)} "
-                          f"complete epoch(s) of this call; the model holds epoch "
-                          f"{run.best_epoch or self.n_iter_}'s weights", UserWarning)
+                          f"complete epoch(s) of this call; the model holds {held}",
+                          UserWarning)
             raise KeyboardInterrupt
         return self
 
@@ -477,7 +481,8 @@ class Network(BaseEstimator):
         validation = self._validation_set(validation, binarizer, kind, incremental, dtype)
         scorer = self._scorer(validation is not None or self.early_stopping and not incremental)
 
-        # the model to train: new, or a copy of the fitted one (which keeps serving)
+        # the model to train: new, or new buffers that the first update fills from the fitted
+        # one (which keeps serving)
         if first:
             rng = check_random_state(self.random_state)
             if rng is self.random_state:
@@ -486,21 +491,21 @@ class Network(BaseEstimator):
             layout = parameter_layout(units, self.batch_norm,
                                       X.shape[1] if self.normalize == "auto" else 0,
                                       self._tied_pairs())
-            check_memory(layout, dtype, batch_size * sum(units) * 4, copies=5)
+            # the buffer, one gradient, two state halves, early stopping's best epoch
+            check_memory(layout, dtype, batch_size * sum(units) * 4,
+                         copies=4 + bool(self.early_stopping))
             model = new_model(layout, self._spec(), out_activation, binarizer, y_1d, dtype, X,
                               sample_weight, rng)
             pretrained = self.__dict__.get("_pretrained")
             if pretrained is not None:
                 pretrained.apply(model)  # the hidden layers pre-trained (pretraining.py)
             seed = int(rng.randint(0, 2**31 - 1)) * 2**32 + int(rng.randint(0, 2**31 - 1))
-            state = None
+            state, pending = new_state(model.layout["n_trainable"], dtype), None
         else:
             rng, seed, old = _copy_generator(self._rng), self._seed, self._model
             check_memory(old.layout, dtype, batch_size * int(sum(old.layout["units"])) * 4,
                          copies=4)
-            model = old.with_params(old.params.copy(), self._spec())
-            state = self.__dict__.get("_state") if incremental else None
-        state = new_state(model.layout["n_trainable"], dtype) if state is None else state.copy()
+            model, state, pending = self._continued(old, incremental)
 
         rows = np.arange(n_samples, dtype=np.int64)
         if self.early_stopping and not incremental and validation is None \
@@ -518,7 +523,7 @@ class Network(BaseEstimator):
                            self._new_schedule(resumed), seed,
                            self.best_loss_ if resumed else None, first,
                            list(self.__dict__.get("history_") or []) if resumed else [],
-                           validation is not None)
+                           validation is not None, pending)
         if self.solver == "lbfgs":
             with _blas_single_threaded():
                 fit_lbfgs(self, run, X, Y, sample_weight, self._threads(),
@@ -527,6 +532,26 @@ class Network(BaseEstimator):
             self._epochs(run, X, Y, sample_weight, batch_size, rows, validation, scorer,
                          incremental, interrupt)
         return run
+
+    def _continued(self, old, incremental):
+        """(model, state, pending) for a run that goes on from the published model `old`
+        (training.Run): the stochastic solvers' first update reads old's parameters and
+        state and writes new buffers (csrc/train.c), so nothing is copied beforehand but the
+        values past the trainable part; L-BFGS trains a copy. The state goes on in
+        partial_fit and starts at zero in a warm-started fit."""
+        spec = self._spec()
+        published = self.__dict__.get("_state") if incremental else None
+        if self.solver == "lbfgs":
+            return old.with_params(old.params.copy(), spec), new_state(
+                old.layout["n_trainable"], old.params.dtype), None
+        params = np.empty_like(old.params)
+        trainable = old.layout["n_trainable"]
+        params[trainable:] = old.params[trainable:]
+        target = old.with_params(params, spec)
+        if published is None:
+            state = new_state(trainable, params.dtype)
+            return target.with_params(old.params), state, (target, state)
+        return target.with_params(old.params), published, (target, np.empty_like(published))
 
     def _targets(self, X, y, task, first, classes, dtype):
         """Targets -> output units: (y as the labels were read, Y (n, n_outputs) in `dtype`,
@@ -576,10 +601,9 @@ class Network(BaseEstimator):
         # look-ahead of n_iter_no_change epochs does
         schedule_stops = run.schedule.acts_between_epochs
         restore = watched
-        # Ctrl-C within an epoch of fit goes back to the last complete one; partial_fit's
-        # epoch is then dropped whole
-        keep_last = not incremental and not restore and interrupt.installed
-        listeners = [training.Records(keep_last),
+        # Ctrl-C within an epoch keeps the batches trained (fit); partial_fit's one epoch is
+        # then dropped whole, as a fit interrupted within its first epoch is (_fit)
+        listeners = [training.Records(),
                      training.EarlyStopping(monitor, self.tol, self.n_iter_no_change, restore,
                                             decides=not incremental and not schedule_stops),
                      training.Schedule(monitor, decides=not incremental and schedule_stops)]

@@ -53,12 +53,19 @@ class Run:
     optimizer `state`, the update count `t`, the shuffling generator, the `schedule`, the
     `records` of this call's epochs after the `prior` ones (partial_fit), `best_epoch`
     (1-based, when early stopping restored it) and `best_loss` / `best_score` as
-    scikit-learn's attributes say them."""
+    scikit-learn's attributes say them.
+
+    `pending`: None, or the (model, state) that the first update writes while it reads
+    `model` and `state`, which are then the published ones (a partial_fit, a warm start):
+    until that update the run reads the published parameters, never copied, and after it the
+    run's model and state are the new ones. Only the new buffers' values past the trainable
+    part (running statistics, standardization) are filled in beforehand."""
 
     def __init__(self, model, state, t, rng, schedule, seed, best_loss, first, prior,
-                 validated):
+                 validated, pending=None):
         self.model, self.state, self.t, self.rng, self.schedule = model, state, t, rng, schedule
         self.seed, self.first, self.prior, self.validated = seed, first, prior, validated
+        self.pending = pending
         self.records = []
         self.best_epoch = None
         self.best_loss = best_loss
@@ -73,10 +80,10 @@ def run_epochs(run, stretches, evaluation, listeners, max_iter, shuffle, rows, i
         listener.begin(run)
     for _ in range(max_iter):
         order = epoch_order(run.rng, rows, shuffle)
-        learning_rate, t_before = run.schedule.learning_rate, run.t
+        learning_rate = run.schedule.learning_rate
         trained = stretches.epoch(run, order, learning_rate, interrupt, listeners)
-        if trained is None:  # Ctrl-C within the epoch: it never happened
-            run.t, run.interrupted = t_before, True
+        if trained is None:  # Ctrl-C within the epoch: its finished batches stay trained
+            run.interrupted = True
             break
         record = evaluation.record(run, trained, learning_rate)
         if any([listener.epoch_end(run, record) for listener in listeners]):
@@ -102,10 +109,13 @@ class Stretches:
         self.thread_choice, self.batch_norm = thread_choice, batch_norm
         self.stretches = []  # (rows, threads, seconds) of the epoch's stretches
         self.health = None   # the layer health the C side counts, made for the first epoch's net
+        self.finite = np.ones(1, dtype=np.intc)  # set by each C call (its last update's values)
 
     def epoch(self, run, order, learning_rate, interrupt, listeners):
         """Train one epoch over `order`: (mean loss J over it, seconds, threads, rows, layer
-        health record), or None when Ctrl-C came first (the parameters are then mid-epoch).
+        health record), or None when Ctrl-C came first (the parameters are then those after
+        the last finished batch). Raises ValueError when the parameters or the optimizer
+        state are not finite after the epoch (or the interrupted part of it).
 
         Layer health: one accumulator for the epoch, zeroed at its start. Every stretch adds
         its batches' unit counts, and every stretch overwrites the update norms with its own
@@ -116,7 +126,7 @@ class Stretches:
         batch_loss = np.zeros(n_batches)  # J_b * |b| of each batch, summed alike
         hyper = hyperparameters(self.estimator, learning_rate, run.schedule.c_schedule,
                                 run.model.params.dtype)
-        model = run.model
+        model = run.model if run.pending is None else run.pending[0]
         if self.health is None:
             self.health = new_health(model.net, self.parts)
         self.health.reset()
@@ -125,13 +135,18 @@ class Stretches:
         while first < n_batches:
             threads, limit = self.thread_choice.stretch()
             started, t_before = time.perf_counter(), run.t
+            source, source_state, state = None, None, run.state
+            if run.pending is not None:  # the run's first update reads the published buffers
+                source, state = run.model.params, run.pending[1]
+                source_state = None if state is run.state else run.state
             # C trains from batch `first` until the time limit (or the epoch's end) and says
             # how far it went by the update count; the last batch takes the rows left over
             run.t = _core.train_epoch(
-                model.net, hyper, self.data, model.params, self.grads, run.state,
+                model.net, hyper, self.data, model.params, self.grads, state,
                 self.workspace, batch_loss[first:], self.Y, self.sample_weight,
                 order[first * size:], size, run.seed, run.t, self.parts, threads, limit,
-                self.health)
+                self.health, source, source_state, self.finite)
+            run.model, run.state, run.pending = model, state, None
             took = time.perf_counter() - started
             last = first + run.t - t_before
             rows_done = n if last == n_batches else last * size
@@ -140,14 +155,31 @@ class Stretches:
             first = last
             for listener in listeners:
                 listener.stretch_end(run, rows_done, n)
-            if interrupt.raised:
+            if interrupt.raised and first < n_batches:
+                self._check_finite(model, batch_loss[:first])
                 return None
+        self._check_finite(model, ())
         seconds = sum(s for _, _, s in self.stretches)
         # the count that trained most of the epoch's rows
         threads = max({t for _, t, _ in self.stretches},
                       key=lambda k: sum(r for r, t, _ in self.stretches if t == k))
         health = health_record(self.health, model.layout["units"], model.spec["activation"], n)
         return float(batch_loss.sum()) / n, seconds, threads, n, health
+
+
+    def _check_finite(self, model, losses):
+        """Refuse a diverged model: C checked the trainable parameters and the optimizer
+        state after the last update (a velocity or second moment that overflowed makes the
+        next update non-finite, this fit's or a later partial_fit's); the running statistics
+        past them, and the losses of an interrupted epoch's batches, are checked here."""
+        tail = model.params[model.layout["n_trainable"]:] if self.batch_norm else ()
+        if not (self.finite[0] and np.isfinite(tail).all() and np.isfinite(losses).all()):
+            raise diverged()
+
+
+def diverged():
+    return ValueError(f"{NON_FINITE} Training diverged (the loss or the parameters are not "
+                      "finite): lower learning_rate_init, or standardize the inputs")
 
 
 class Evaluation:
@@ -160,12 +192,8 @@ class Evaluation:
 
     def record(self, run, trained, learning_rate):
         loss, seconds, threads, n, health = trained
-        # the optimizer state too: a velocity or second moment that overflowed makes the
-        # next update (this fit's, or a later partial_fit's) non-finite
-        if not np.isfinite(loss) or not run.model.finite() \
-                or not np.isfinite(run.state.sum()):
-            raise ValueError(f"{NON_FINITE} Training diverged (the loss or the parameters are "
-                             "not finite): lower learning_rate_init, or standardize the inputs")
+        if not np.isfinite(loss):  # the parameters and state: Stretches checked them
+            raise diverged()
         record = {"epoch": len(run.prior) + len(run.records) + 1, "train_loss": loss,
                   "valid_loss": None,
                   "valid_score": None, "learning_rate": float(learning_rate),
@@ -226,26 +254,13 @@ class Listener:
 
 
 class Records(Listener):
-    """Keeps the records; with `keep_last`, also the parameters and update count of the last
-    completed epoch, which Ctrl-C within the next epoch returns to."""
-
-    def __init__(self, keep_last):
-        self.keep_last = keep_last
-        self.params, self.t = None, None
+    """Keeps the records of the completed epochs. Nothing else is kept: Ctrl-C within an
+    epoch leaves the parameters, the state and `t` of its last finished batch, which a later
+    call goes on from, as from any other batch."""
 
     def epoch_end(self, run, record):
         run.records.append(record)
-        if self.keep_last:
-            if self.params is None:
-                self.params = np.empty_like(run.model.params)
-            self.params[...] = run.model.params
-            self.t = run.t
         return False
-
-    def end(self, run):
-        if run.interrupted and self.params is not None:
-            run.model.params[...] = self.params
-            run.t = self.t
 
 
 class EarlyStopping(Listener):
@@ -372,10 +387,6 @@ class Interrupt:
     def __init__(self):
         self.raised = False
         self._previous = None
-
-    @property
-    def installed(self):
-        return self._previous is not None
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread() \
