@@ -321,7 +321,7 @@ def test_ctrl_c_within_an_epoch_keeps_the_last_complete_epoch(monkeypatch, epoch
     assert clf.n_iter_ == len(clf.history_) == len(clf.loss_curve_) == 2
     assert len(epochs) == 2 * 3 + 2  # epoch 3 stopped after 4 of its 6 batches
     np.testing.assert_array_equal(clf._params, epochs[5][0])  # the end of epoch 2
-    assert clf.t_ == 12
+    assert clf._n_updates == 12 and clf.t_ == 2 * len(X)  # updates and samples of 2 epochs
     assert clf.predict(X).shape == Y.shape
     clf.partial_fit(X, Y)  # and it trains on
     assert clf.n_iter_ == 3

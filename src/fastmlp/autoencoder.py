@@ -171,7 +171,8 @@ class Autoencoder(TransformerMixin, Network):
         Epochs run.
 
     t_ : int
-        Optimizer updates made.
+        Training samples seen (rows of X, an epoch adding every row), as in
+        scikit-learn's MLP.
 
     n_features_in_ : int
         The number of features seen during ``fit``.

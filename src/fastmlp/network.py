@@ -513,11 +513,13 @@ class Network(BaseEstimator):
             raise ValueError("The validation set is too small. Increase "
                              "'validation_fraction' or the size of your dataset.")
         resumed = incremental and not first
-        run = training.Run(model, state, self.t_ if resumed else 0, rng,
+        # the update count goes on only where the optimizer state does (partial_fit); the
+        # samples seen, scikit-learn's t_, through warm starts too, as its t_ does
+        run = training.Run(model, state, self._n_updates if resumed else 0, rng,
                            self._new_schedule(resumed), seed,
                            self.best_loss_ if resumed else None, first,
                            list(self.__dict__.get("history_") or []) if resumed else [],
-                           validation is not None)
+                           validation is not None, samples=0 if first else self.t_)
         if self.solver == "lbfgs":
             with _blas_single_threaded():
                 fit_lbfgs(self, run, X, Y, sample_weight, self._threads(),
@@ -623,7 +625,7 @@ class Network(BaseEstimator):
         self.best_epoch_ = run.best_epoch
         self.n_iter_ = len(history)
         self.loss_ = history[-1]["train_loss"] if history else self.__dict__.get("loss_")
-        self.t_ = run.t
+        self.t_, self._n_updates = run.samples, run.t
         self._state, self._rng, self._schedule, self._seed = run.state, run.rng, \
             run.schedule, run.seed
         units = model.layout["units"]

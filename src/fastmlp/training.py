@@ -49,14 +49,16 @@ HEALTH_KEY = "health"
 
 class Run:
     """What one fit or partial_fit call trains and produces: the model in training and its
-    optimizer `state`, the update count `t`, the shuffling generator, the `schedule`, the
-    `records` of this call's epochs after the `prior` ones (partial_fit), `best_epoch`
-    (1-based, when early stopping restored it) and `best_loss` / `best_score` as
-    scikit-learn's attributes say them."""
+    optimizer `state`, the update count `t` (the t of the formulas, which the C step counts
+    on), the training rows seen `samples` (scikit-learn's t_: the rows of each complete
+    epoch), the shuffling generator, the `schedule`, the `records` of this call's epochs
+    after the `prior` ones (partial_fit), `best_epoch` (1-based, when early stopping restored
+    it) and `best_loss` / `best_score` as scikit-learn's attributes say them."""
 
     def __init__(self, model, state, t, rng, schedule, seed, best_loss, first, prior,
-                 validated):
+                 validated, samples=0):
         self.model, self.state, self.t, self.rng, self.schedule = model, state, t, rng, schedule
+        self.samples = samples
         self.seed, self.first, self.prior, self.validated = seed, first, prior, validated
         self.records = []
         self.best_epoch = None
@@ -77,6 +79,7 @@ def run_epochs(run, stretches, evaluation, listeners, max_iter, shuffle, rows, i
         if trained is None:  # Ctrl-C within the epoch: it never happened
             run.t, run.interrupted = t_before, True
             break
+        run.samples += len(order)
         record = evaluation.record(run, trained, learning_rate)
         if any([listener.epoch_end(run, record) for listener in listeners]):
             run.stopped = True
