@@ -204,7 +204,7 @@ def test_agrees_with_torch_optim(name):
     solver = spec["solver"]
     if solver == "sgd":
         opt = torch.optim.SGD(groups, lr=lr, momentum=spec["momentum"],
-                              nesterov=spec.get("nesterovs_momentum", False))
+                              nesterov=model.nesterovs_momentum and spec["momentum"] > 0)
     elif solver == "adagrad":
         opt = torch.optim.Adagrad(groups, lr=lr, eps=spec.get("epsilon", 1e-10))
     elif solver == "rmsprop":
