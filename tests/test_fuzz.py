@@ -39,16 +39,10 @@ from fastmlp.schedules import LearningRateSchedule
 
 EXAMPLES = os.environ.get("FASTMLP_FUZZ_EXAMPLES")
 
-# Defects the fuzz finds in network.py, which another change is rewriting: each is recognized
-# by its signature and its example set aside here, and each has a strict-xfail reproducer at
-# the end of this file. Once that reproducer passes, delete its entry and its xfail mark.
-KNOWN_DEFECTS = {
-    "failed call not rolled back": "a partial_fit that raises 'training diverged' leaves "
-                                   "loss_curve_ one entry longer, changed in place (defect 8)",
-    "overflowing outputs": "predict returns inf/NaN when the forward pass overflows past the "
-                           "first layer (inputs near 1e19 with normalize=None): only the first "
-                           "layer's pre-activations are checked",
-}
+# Defects the fuzz finds that another change is fixing: each is recognized by its signature
+# and its example set aside here, and each has a strict-xfail reproducer at the end of this
+# file. Once that reproducer passes, delete its entry and its xfail mark. None is open now.
+KNOWN_DEFECTS = {}
 
 
 def known_defect(name):
@@ -265,9 +259,6 @@ def call(model, method, *args, **kwargs):
         event(f"{method} refused: {str(error)[:50]}")
         assert str(error), f"{method} raised {type(error).__name__} without a message"
         after = fingerprint(model)
-        if after != before and "training diverged" in str(error) and \
-                changed(before, after) <= {"loss_curve_", "_rng"}:
-            known_defect("failed call not rolled back")
         assert after == before, f"{method} raised {error!r} and left the model changed: " \
                                 f"{sorted(changed(before, after))}"
         return None, False
@@ -289,12 +280,10 @@ def check_predictions(model, X):
     out, ok = call(model, "predict", X)
     if not ok:
         return
-    if model._fitted_task == "regression" or model._label_binarizer.y_type_ != "multilabel-indicator":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # validate_data's, already checked by predict
-            raw = model._forward(model._validate_X(X, reset=False))
-        if not np.isfinite(raw).all():
-            known_defect("overflowing outputs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # validate_data's, already checked by predict
+        raw = model._forward(model._validate_X(X, reset=False))
+    assert np.isfinite(raw).all(), "predict returned, from outputs that are not finite"
     if model._fitted_task == "regression":
         # values of float32 input in float32, of anything else in float64 (scikit-learn's)
         expected = model._params.dtype if fastmlp.network._is_float32(X) else np.float64
@@ -530,30 +519,104 @@ def test_known_defect_n_threads_set_after_fit():
         model.predict(X)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_DEFECTS.get("failed call not rolled back", ""))
-def test_known_defect_failed_call_not_rolled_back():
+def diverging_second_call():
+    """A regressor whose first partial_fit on rows of -2**63 (normalize=None) leaves finite
+    but huge weights, so that its next partial_fit diverges and every prediction overflows."""
     X = np.array([[1, -2**63, 0], [2, 1, 0], [0, 0, 0], [0, 0, 1]])
     model = MLPRegressor(hidden_layer_sizes=(4,), solver="sgd", learning_rate_init=0.01,
                          normalize=None, random_state=0, n_threads=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.partial_fit(X, np.zeros(4))
-        curve = list(model.loss_curve_)
-        with pytest.raises(ValueError, match="training diverged"):
+    return model, X
+
+
+def test_a_diverged_partial_fit_leaves_every_attribute_bitwise_as_before():
+    """Issue 14, defect 8: a partial_fit that raises "training diverged" left loss_curve_ one
+    entry longer. The reproducer's pattern "training diverged" had stopped matching the
+    message (scikit-learn's words come first, then "Training diverged"), and so had the fuzz's
+    recognition of the defect: now the whole model is compared."""
+    model, X = diverging_second_call()
+    before = fingerprint(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="non-finite parameter weights.*Training diverged"):
             model.partial_fit(X, np.zeros(4))
-    assert model.loss_curve_ == curve
+    assert changed(before, fingerprint(model)) == set()
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_DEFECTS.get("overflowing outputs", ""))
-def test_known_defect_overflowing_outputs():
-    X = np.array([[1, -2**63, 0], [2, 1, 0], [0, 0, 0], [0, 0, 1]])
-    model = MLPRegressor(hidden_layer_sizes=(4,), solver="sgd", learning_rate_init=0.01,
-                         normalize=None, random_state=0, n_threads=1)
+def overflowing(cls, first_layer, n_classes=3):
+    """A fitted model (normalize=None, float32) whose weights are then set so that rows of
+    1e10 overflow float32 and rows near 1 do not: in the first layer's pre-activations (1e10 *
+    1e30), or only past it (1e10 * 1e15 = 1e25 is finite, times 1e15 is inf), where the C
+    side checked nothing."""
+    X = np.random.RandomState(0).randn(40, 3)
+    y = np.arange(40) % n_classes if cls is MLPClassifier else X[:, 0]
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.partial_fit(X, np.zeros(4))
-    try:
-        out = model.predict(X)
-    except ValueError:
-        return
-    assert np.isfinite(out).all()
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = cls(hidden_layer_sizes=(4,), activation="relu", normalize=None, max_iter=2,
+                    random_state=0, n_threads=1).fit(X, y)
+    model.coefs_[0][...] = 1e30 if first_layer else 1e15
+    model.coefs_[1][...] = 1e-20 if first_layer else 1e15
+    model.intercepts_[0][...] = 0
+    return model
+
+
+@pytest.mark.parametrize("cls", [MLPRegressor, MLPClassifier])
+@pytest.mark.parametrize("first_layer", [False, True])
+@pytest.mark.parametrize("form", ["float32", "float64", "int64", "csr", "threaded"])
+def test_outputs_that_overflow_are_refused_not_returned(cls, first_layer, form):
+    """Finite rows whose outputs overflow (inf values, NaN softmax probabilities): predict
+    (and predict_proba, predict_log_proba, score) raise a ValueError that names the overflow,
+    on the fast path (float32 rows, read in place), the validated one and the threaded one
+    alike; rows that do not overflow in the same call still predict."""
+    model = overflowing(cls, first_layer)
+    n = 300 if form == "threaded" else 5
+    X = np.random.RandomState(1).rand(n, 3) + 0.5
+    X[0] *= 1e10
+    if form == "int64":
+        X = np.round(X).astype(np.int64)
+    elif form == "csr":
+        X = sp.csr_matrix(X)
+    elif form != "float64":
+        X = X.astype(np.float32)
+    if form == "threaded":
+        model.set_params(n_threads=2)
+    methods = ["predict", "score"] + (["predict_proba", "predict_log_proba"]
+                                      if cls is MLPClassifier else [])
+    before = fingerprint(model)
+    for method in methods:
+        args = (X, model.predict(X[1:2]).repeat(n, axis=0)) if method == "score" else (X,)
+        with pytest.raises(ValueError, match=r"outputs are not finite for 1 of the "
+                                             rf"{n} rows of X: .* overflow float32"):
+            getattr(model, method)(*args)
+    assert fingerprint(model) == before
+    assert np.isfinite(model._forward(model._validate_X(X[1:], reset=False))).all()
+
+
+def test_an_overflowing_autoencoder_is_refused():
+    """The autoencoder's encoder and decoder run the same C forward: codes and
+    reconstructions that overflow are refused as predictions are."""
+    model = fastmlp.Autoencoder((4,), output="linear", normalize=None, max_iter=2,
+                                random_state=0, n_threads=1)
+    X = np.random.RandomState(0).rand(30, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X)
+    for W in model.coefs_:
+        W[...] = 1e15
+    assert np.isfinite(model.transform(X)).all()
+    with pytest.raises(ValueError, match="outputs are not finite for 30 of the 30 rows"):
+        model.transform(X * 1e30)
+    with pytest.raises(ValueError, match="outputs are not finite for 2 of the 2 rows"):
+        model.inverse_transform(np.full((2, 4), 1e30))
+
+
+def test_a_logistic_output_of_an_overflowed_logit_is_its_limit():
+    """One logistic output (two classes) of a logit that overflowed to +inf is exactly 1, the
+    sigmoid's limit and what float32 gives for any logit above 17: a correct probability,
+    returned. Only outputs that are not finite are refused."""
+    model = overflowing(MLPClassifier, first_layer=False, n_classes=2)
+    X = np.array([[1e10, 1e10, 1e10], [1.0, 1.0, 1.0]], dtype=np.float32)
+    proba = model.predict_proba(X)
+    assert proba[0].tolist() == [0.0, 1.0] and np.isfinite(proba).all()

@@ -88,12 +88,17 @@ class Model:
 
     def forward(self, X, n_threads=1, check_finite=False):
         """The outputs (n, n_outputs) for validated rows X; with check_finite (a dense X
-        whose finiteness is unknown), None when some row's first layer is not finite."""
+        whose finiteness is unknown), None when some row's first layer or output is not
+        finite (the caller's validation of X then tells a NaN or inf from an overflow).
+        Raises ValueError (nonfinite_outputs) when finite rows give outputs that are not."""
         out = np.empty((X.shape[0], int(self.layout["units"][-1])), dtype=self.params.dtype)
         if X.shape[0] == 0:
             return out
-        ok = _core.predict(self.net, self.input(X), self.params, out, n_threads, check_finite)
-        return out if ok else None
+        if _core.predict(self.net, self.input(X), self.params, out, n_threads, check_finite):
+            return out
+        if check_finite:
+            return None
+        raise nonfinite_outputs(out)
 
     def finite(self):
         """Whether every parameter is finite: one pass, a sum (NaN and inf propagate; a sum
@@ -117,6 +122,19 @@ class Model:
                 and _same_binarizer(self.binarizer, other.binarizer))
 
     __hash__ = None
+
+
+def nonfinite_outputs(out):
+    """The ValueError of a forward pass whose outputs `out` (n, k) came out NaN or infinite
+    from finite rows: the rows times the weights overflow the dtype in some layer. Rather
+    than return them (NaN probabilities, inf predictions) the prediction is refused."""
+    bad = int(np.count_nonzero(~np.isfinite(out).all(axis=1)))
+    return ValueError(
+        f"the network's outputs are not finite for {bad} of the {out.shape[0]} rows of X: "
+        f"the inputs times this model's weights overflow {out.dtype.name} on their way "
+        f"through the layers (X is too large for the model, or its weights grew huge in "
+        f"training on unscaled data); standardize X (normalize='auto' does it when "
+        f"fitting) or scale it down, and refit a model whose weights are huge")
 
 
 def _same_binarizer(a, b):

@@ -805,8 +805,8 @@ class Network(BaseEstimator):
                 and "feature_names_in_" not in self.__dict__):
             # Already what the C side reads: validate_data would only confirm it, at ~80 us,
             # three times the forward pass of one row. Finiteness is checked in C on the first
-            # layer's pre-activations; a row that fails (a NaN or inf, or finite values that
-            # overflow) sends X down the full path, which tells which.
+            # layer's pre-activations and on the outputs; a row that fails (a NaN or inf, or
+            # finite values that overflow) sends X down the full path, which tells which.
             out = self._forward(X, check_finite=True, model=model)
             if out is not None:
                 return model, out
@@ -843,8 +843,8 @@ class Network(BaseEstimator):
         sklearn.exceptions.NotFittedError
             If the estimator is not fitted.
         ValueError
-            If X has another number of features than the fit's, or a value that is not
-            finite.
+            If X has another number of features than the fit's, a value that is not
+            finite, or finite values so large that the network's outputs overflow.
 
         See Also
         --------
@@ -889,8 +889,8 @@ class Network(BaseEstimator):
         sklearn.exceptions.NotFittedError
             If the estimator is not fitted.
         ValueError
-            If X has another number of features than the fit's, or a value that is not
-            finite.
+            If X has another number of features than the fit's, a value that is not
+            finite, or finite values so large that the network's outputs overflow.
 
         See Also
         --------
@@ -934,8 +934,8 @@ class Network(BaseEstimator):
         sklearn.exceptions.NotFittedError
             If the estimator is not fitted.
         ValueError
-            If X has another number of features than the fit's, or a value that is not
-            finite.
+            If X has another number of features than the fit's, a value that is not
+            finite, or finite values so large that the network's outputs overflow.
 
         See Also
         --------
