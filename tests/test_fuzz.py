@@ -282,7 +282,8 @@ def check_predictions(model, X):
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # validate_data's, already checked by predict
-        raw = model._forward(model._validate_X(X, reset=False))
+        # in the fitted model's dtype, as predict reads X (dtype may have been set since)
+        raw = model._forward(model._validate_X(X, reset=False, dtype=model._params.dtype))
     assert np.isfinite(raw).all(), "predict returned, from outputs that are not finite"
     if model._fitted_task == "regression":
         # values of float32 input in float32, of anything else in float64 (scikit-learn's)
@@ -307,8 +308,7 @@ def check_predictions(model, X):
 
 
 def check_round_trip(model, X, y, tmp_path):
-    if model._x_scale is not None and not np.all(model._x_scale > 0):
-        known_defect("zero input scale")
+    assert model._x_scale is None or np.all(model._x_scale > 0), "an input scale of 0"
     path = tmp_path / "model.fmlp"
     if path.exists():
         path.unlink()
@@ -501,7 +501,7 @@ def test_known_defect_diverged_last_update():
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_known_defect_zero_input_scale(tmp_path):
+def test_zero_input_scale(tmp_path):
     X = np.random.RandomState(0).randn(12, 1) * 1e300
     model = MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, random_state=0, n_threads=1,
                           dtype=np.float64).fit(X, X[:, 0] > 0)
@@ -620,3 +620,32 @@ def test_a_logistic_output_of_an_overflowed_logit_is_its_limit():
     X = np.array([[1e10, 1e10, 1e10], [1.0, 1.0, 1.0]], dtype=np.float32)
     proba = model.predict_proba(X)
     assert proba[0].tolist() == [0.0, 1.0] and np.isfinite(proba).all()
+
+
+@pytest.mark.parametrize("scale, dtype", [(1e30, np.float32), (1e300, np.float64),
+                                          (1.0, np.float64)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sparse_columns_are_standardized_as_dense_ones(scale, dtype, weighted, tmp_path):
+    """Found by FASTMLP_FUZZ_EXAMPLES=800: a sparse float32 column near 1e30 got an input scale
+    of 0 (its squares, taken in float32, overflowed), one near 1e300 in float64 a scale of 1
+    (squares overflowed float64: std NaN, taken for a constant column), and every sparse
+    column's variance was E[x^2] - E[x]^2, which cancels for a column far from 0 (1e8 + noise:
+    1e16 - 1e16). Sparse statistics now equal the dense ones."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(40, 4) * scale
+    X[rng.rand(40, 4) < 0.4] = 0
+    if scale == 1.0:
+        X[:, 2] = 1e8 + rng.randn(40)  # stored in full: no zeros to pull the mean down
+    X[:, 3] = rng.randint(0, 2, 40)  # binary: left alone
+    w = rng.rand(40) if weighted else None
+    y = np.arange(40) % 2
+    kw = dict(hidden_layer_sizes=(3,), max_iter=1, random_state=0, n_threads=1, dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sparse = MLPClassifier(**kw).fit(sp.csr_matrix(X), y, sample_weight=w)
+        dense = MLPClassifier(**kw).fit(X, y, sample_weight=w)
+    assert np.all(sparse._x_scale > 0) and sparse._x_scale[3] == 1 and sparse._x_shift[3] == 0
+    np.testing.assert_allclose(sparse._x_shift, dense._x_shift, rtol=1e-6)
+    np.testing.assert_allclose(sparse._x_scale, dense._x_scale, rtol=1e-6)
+    fastmlp.save(sparse, tmp_path / "m.fmlp")
+    fastmlp.load(tmp_path / "m.fmlp")
