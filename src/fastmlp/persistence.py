@@ -262,6 +262,10 @@ def load(path):
     ``partial_fit`` goes on as it would have. Nothing is unpickled: arrays are read with
     ``allow_pickle=False``, each only after its header has been checked against the shape
     and dtype the metadata implies, and every value is checked as ``fit`` would leave it.
+    A file of the previous format (version 1, whose ``t_`` counted optimizer updates) loads
+    with ``t_`` the samples seen, as scikit-learn counts them, exactly as its history
+    records them (the samples of warm-started fits before the last one were not kept; a
+    file without a history gets the update count, a lower bound).
 
     Parameters
     ----------
