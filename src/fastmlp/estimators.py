@@ -292,10 +292,10 @@ _ATTRIBUTES = r"""
         The number of training samples seen by the solver during fitting, as in
         scikit-learn: each epoch adds its training rows (those left after the
         early-stopping split), over ``partial_fit`` calls and warm-started fits since
-        the weights were initialized; 0 after "lbfgs". The ``t`` of Adam's bias
-        correction and of "invscaling" is the number of optimizer updates (mini-batches)
-        instead, which goes on over ``partial_fit`` calls and starts again at each
-        ``fit``.
+        the weights were initialized; "lbfgs" adds none (0 after an "lbfgs" fit from
+        scratch). The ``t`` of Adam's bias correction and of "invscaling" is the number
+        of optimizer updates (mini-batches) instead, which goes on over ``partial_fit``
+        calls and starts again at each ``fit``.
 
     n_iter_ : int
         The number of epochs (for "lbfgs", iterations) run by the last ``fit``, or
