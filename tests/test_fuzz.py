@@ -649,3 +649,25 @@ def test_sparse_columns_are_standardized_as_dense_ones(scale, dtype, weighted, t
     np.testing.assert_allclose(sparse._x_scale, dense._x_scale, rtol=1e-6)
     fastmlp.save(sparse, tmp_path / "m.fmlp")
     fastmlp.load(tmp_path / "m.fmlp")
+
+
+def test_random_state_none_gives_the_model_a_generator_of_its_own():
+    """Found by FASTMLP_FUZZ_EXAMPLES=1500: with random_state=None the model kept numpy's
+    global generator as its own, so any np.random draw changed the model, and a fit that
+    failed at the early-stopping split (after drawing from it) left the model changed."""
+    X = np.random.RandomState(0).randn(4, 3)
+    y = np.array([-3, 4, 11, 4])
+    model = MLPClassifier(hidden_layer_sizes=(4,), random_state=None, n_threads=1)
+    model.partial_fit(X, y, classes=[-3, 4, 11])
+    assert model._rng is not np.random.mtrand._rand
+    model.set_params(early_stopping=True)
+    before = fingerprint(model)
+    np.random.rand(3)
+    with pytest.raises(ValueError, match="could not hold out validation_fraction"):
+        model.fit(X, y)
+    assert changed(before, fingerprint(model)) == set()
+    np.random.seed(5)
+    first = MLPClassifier((4,), max_iter=1).partial_fit(X, y, classes=[-3, 4, 11])._params
+    np.random.seed(5)
+    again = MLPClassifier((4,), max_iter=1).partial_fit(X, y, classes=[-3, 4, 11])._params
+    np.testing.assert_array_equal(first, again)  # numpy's seed still decides it

@@ -482,6 +482,10 @@ class Network(BaseEstimator):
             rng = check_random_state(self.random_state)
             if rng is self.random_state:
                 rng = _copy_generator(rng)  # the caller's moves on only on success
+            elif self.random_state is None:
+                # numpy's global generator: the model gets one of its own, seeded from it, or
+                # everyone's draws would move the model's (a failed fit's split among them)
+                rng = np.random.RandomState(rng.randint(np.iinfo(np.int32).max))
             units = [X.shape[1]] + hidden + [Y.shape[1]]
             layout = parameter_layout(units, self.batch_norm,
                                       X.shape[1] if self.normalize == "auto" else 0)
