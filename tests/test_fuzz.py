@@ -671,3 +671,24 @@ def test_random_state_none_gives_the_model_a_generator_of_its_own():
     np.random.seed(5)
     again = MLPClassifier((4,), max_iter=1).partial_fit(X, y, classes=[-3, 4, 11])._params
     np.testing.assert_array_equal(first, again)  # numpy's seed still decides it
+
+
+@pytest.mark.parametrize("held_out", [True, False])
+def test_a_validation_set_of_zero_weight_is_refused(held_out):
+    """Found by FASTMLP_FUZZ_EXAMPLES=1500: early stopping that held out only rows of weight 0
+    (here 2 of 12 rows weighted 0, 1, 0, 1, ...) raised numpy's ZeroDivisionError from the
+    validation loss's weighted mean; so did a given validation set whose class_weight is 0
+    for each of its rows. Both are a ValueError now, before anything is trained."""
+    X = np.random.RandomState(0).randn(12, 3)
+    y = np.zeros(12, dtype=int)
+    model = MLPClassifier(hidden_layer_sizes=(3, 2), max_iter=2, random_state=0, n_threads=1,
+                          early_stopping=held_out)
+    if held_out:
+        kwargs = dict(sample_weight=np.arange(12) % 2)
+    else:
+        y[6:] = 1
+        model.set_params(class_weight={0: 0.0, 1: 1.0})
+        kwargs = dict(X_val=X[:4], y_val=y[:4])
+    with pytest.raises(ValueError, match="every sample weight of the validation set is 0"):
+        model.fit(X, y, **kwargs)
+    assert not hasattr(model, "_params")

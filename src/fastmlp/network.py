@@ -516,6 +516,13 @@ class Network(BaseEstimator):
         if validation is not None and len(validation[1]) < 2:
             raise ValueError("The validation set is too small. Increase "
                              "'validation_fraction' or the size of your dataset.")
+        if validation is not None and validation[2] is not None \
+                and not np.any(validation[2] > 0):
+            # a weighted mean over no weight: the validation loss and score are undefined
+            raise ValueError("every sample weight of the validation set is 0 (the rows "
+                             "early_stopping held out, or X_val's, weighted by sample_weight and "
+                             "class_weight), so its loss and score are undefined: give some of "
+                             "its rows a positive weight")
         resumed = incremental and not first
         # the update count goes on only where the optimizer state does (partial_fit); the
         # samples seen, scikit-learn's t_, through warm starts too, as its t_ does
