@@ -692,3 +692,25 @@ def test_a_validation_set_of_zero_weight_is_refused(held_out):
     with pytest.raises(ValueError, match="every sample weight of the validation set is 0"):
         model.fit(X, y, **kwargs)
     assert not hasattr(model, "_params")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_partial_fit_goes_on_with_the_fitted_batch_norm_and_layers(tmp_path):
+    """Found by FASTMLP_FUZZ_EXAMPLES=1500: set_params(batch_norm=False) after a batch-norm
+    fit made the next partial_fit train the batch-norm layout as a network without it, and the
+    file it saved did not load (its architecture disagreed with its parameters). partial_fit
+    goes on with the fitted architecture; dropout rates are read for its hidden layers."""
+    X = np.random.RandomState(0).randn(20, 3)
+    y = np.arange(20) % 2
+    model = MLPClassifier(hidden_layer_sizes=(4,), batch_norm=True, random_state=0,
+                          n_threads=1)
+    model.partial_fit(X, y, classes=[0, 1])
+    model.set_params(batch_norm=False, hidden_layer_sizes=(3, 2), dropout=0.2)
+    model.partial_fit(X, y)
+    assert model._fitted_spec["batch_norm"] and model._fitted_spec["dropout"] == [0.2]
+    fastmlp.save(model, tmp_path / "m.fmlp")
+    copy = fastmlp.load(tmp_path / "m.fmlp")
+    np.testing.assert_array_equal(copy.predict_proba(X), model.predict_proba(X))
+    model.set_params(dropout=[0.1, 0.1])  # two rates for the one fitted hidden layer
+    with pytest.raises(ValueError, match="dropout"):
+        model.partial_fit(X, y)

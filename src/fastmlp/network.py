@@ -501,7 +501,7 @@ class Network(BaseEstimator):
             rng, seed, old = _copy_generator(self._rng), self._seed, self._model
             check_memory(old.layout, dtype, batch_size * int(sum(old.layout["units"])) * 4,
                          copies=4)
-            model = old.with_params(old.params.copy(), self._spec())
+            model = old.with_params(old.params.copy(), self._spec(old))
             state = self.__dict__.get("_state") if incremental else None
         state = new_state(model.layout["n_trainable"], dtype) if state is None else state.copy()
 
@@ -732,10 +732,15 @@ class Network(BaseEstimator):
                 and (model.layout["n_normalized"] > 0) == (self.normalize == "auto")
                 and model.params.dtype == self._model_dtype())
 
-    def _spec(self):
-        """The hyperparameters the C network is built from."""
-        return {"activation": self.activation, "batch_norm": bool(self.batch_norm),
-                "dropout": self._dropout_rates(len(self._hidden_sizes())).tolist()}
+    def _spec(self, fitted=None):
+        """The hyperparameters the C network is built from; to go on training the `fitted`
+        Model (partial_fit), its batch norm, which its layout holds, and dropout rates for
+        its hidden layers, whatever batch_norm and hidden_layer_sizes say since."""
+        if fitted is None:
+            return {"activation": self.activation, "batch_norm": bool(self.batch_norm),
+                    "dropout": self._dropout_rates(len(self._hidden_sizes())).tolist()}
+        return {"activation": self.activation, "batch_norm": fitted.spec["batch_norm"],
+                "dropout": self._dropout_rates(len(fitted.layout["units"]) - 2).tolist()}
 
     def _batch_size(self, n_samples):
         if self.batch_size == "auto":
