@@ -19,7 +19,8 @@
 
 #include <stdint.h>
 
-/* FASTMLP_ENONFINITE: predict was asked to check its input and found a row whose first-layer
+/* FASTMLP_ENONFINITE: predict found an output that is not finite (finite rows that overflow on
+ * their way through the layers), or, asked to check its input, a row whose first-layer
  * pre-activation is not finite (a NaN or inf in X, or finite values that overflow) */
 enum { FASTMLP_OK = 0, FASTMLP_ENOMEM = -1, FASTMLP_ENONFINITE = -2 };
 
@@ -457,9 +458,11 @@ int FN(batch_gradient)(real *grads, double *loss, real *params, real *workspace,
 /* predict: out (n, n_outputs) = the network's outputs (probabilities for softmax / logistic)
  *   for every row of X, in inference mode: no dropout, batch norm with its running statistics
  *   folded into a per-unit affine epilogue. Rows are split into chunks across threads.
- *   With check_finite (dense X only) it returns FASTMLP_ENONFINITE when a row's first-layer
- *   pre-activation is not finite: any NaN or inf in a row makes all of them so (NaN and inf
- *   times any weight are not finite), so the caller need not scan X itself beforehand. */
+ *   It returns FASTMLP_ENONFINITE, out still written, when an output is not finite (finite
+ *   rows that overflow past the first layer), and with check_finite (dense X only) also when
+ *   a row's first-layer pre-activation is not finite: any NaN or inf in a row makes all of them
+ *   so (NaN and inf times any weight are not finite), so the caller need not scan X itself
+ *   beforehand (a NaN input may vanish later: relu(NaN) and exp(-inf) are finite). */
 int FN(predict)(real *out, const FN(fastmlp_input) *X, int64_t n, const real *params,
                 const fastmlp_net *net, int n_threads, int check_finite);
 

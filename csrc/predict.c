@@ -58,8 +58,9 @@ typedef struct {
     const FN(fastmlp_input) *X;
     const real *params;
     real *affine;           /* batchnorm_affine's table, or NULL without batch norm */
-    int *nonfinite;         /* set to 1 when a first-layer pre-activation is not finite; NULL:
-                             * no check (see predict) */
+    int *nonfinite;         /* predict's: set to 1 when an output, or with check_input a
+                             * first-layer pre-activation, is not finite; NULL: no check */
+    int check_input;        /* check the first layer's pre-activations (see predict) */
     const real *shift_W;    /* (units[1],) centering of a sparse first layer, or NULL */
     real *packed;           /* every dense layer's W as dense_pack leaves it, or NULL: BLAS */
     int64_t *packed_offset; /* (n_layers,) where layer l's panels start in packed */
@@ -107,7 +108,7 @@ static real *FN(infer_chunk)(real *out, real *scratch, real *gathered, int64_t *
         const int act = hidden ? net->activation : FASTMLP_IDENTITY;
         const real *W = in_->params + net->w_offset[l];
         const real *b = bn ? NULL : in_->params + net->b_offset[l];
-        const int check = l == 0 && X->dense && in_->nonfinite;
+        const int check = l == 0 && X->dense && in_->check_input;
         dst = hidden ? scratch + (int64_t)(l % 2) * R * in_->max_hidden : out;
         /* done: what is left of the epilogue after the product; 0: bias and activation, 1:
          * the activation, 2: nothing. bad: a row's first pre-activation is not finite (one
@@ -160,7 +161,7 @@ static int FN(inference_init)(FN(inference) *c, const FN(fastmlp_input) *X, int6
     const int L = net->n_layers, *u = net->units, n_features = u[0];
     int hidden_total = 0;
     c->net = net; c->X = X; c->params = params; c->affine = NULL; c->shift_W = NULL;
-    c->nonfinite = NULL; c->packed = NULL; c->packed_offset = NULL; c->n = n;
+    c->nonfinite = NULL; c->check_input = 0; c->packed = NULL; c->packed_offset = NULL; c->n = n;
     /* chunks of one size, at most FASTMLP_PREDICT_ROWS rows: a short last chunk left its
      * thread idle at the end when the threads took equal runs of chunks (20000 rows were 39
      * chunks of 512 and one of 32, so one of 2 threads had 5% less to do). From
@@ -281,7 +282,11 @@ static int FN(over_chunks)(const FN(inference) *c, int64_t n, int n_threads, FN(
     return status;
 }
 
-/* predict's chunk: the whole network, then the output units */
+/* predict's chunk: the whole network, then the output units, then whether they are all
+ * finite. Finite rows can still overflow past the first layer (relu and identity units are
+ * unbounded: 1e19 times a weight of 1e19 is inf in float32), and an inf then makes NaN (inf - inf,
+ * 0 * inf) or an inf output; the check reads the (rows, k) outputs just written, still in cache:
+ * k values per row against the forward pass's sum of n_in * n_out products per row. */
 static void FN(predict_chunk)(void *out, FN(chunk_scratch) *s, const FN(inference) *c,
                               int64_t chunk, int64_t i0, int rows)
 {
@@ -290,6 +295,14 @@ static void FN(predict_chunk)(void *out, FN(chunk_scratch) *s, const FN(inferenc
     real *dst = (real *)out + i0 * k;
     FN(infer_chunk)(dst, s->scratch, s->gathered, s->order, c, i0, rows, L, 0);
     FN(output_forward)(dst, rows, k, c->net->output);
+    int bad = 0;
+    for (int64_t i = 0; i < (int64_t)rows * k; i++) bad |= !isfinite(dst[i]);
+    if (bad) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+        *c->nonfinite = 1;
+    }
 }
 
 int FN(predict)(real *out, const FN(fastmlp_input) *X, int64_t n, const real *params,
@@ -302,7 +315,8 @@ int FN(predict)(real *out, const FN(fastmlp_input) *X, int64_t n, const real *pa
     FN(inference) c;
     int nonfinite = 0;
     int status = FN(inference_init)(&c, X, n, params, net);
-    if (check_finite) c.nonfinite = &nonfinite;
+    c.nonfinite = &nonfinite;
+    c.check_input = check_finite;
     if (status == FASTMLP_OK)
         status = FN(over_chunks)(&c, n, n_threads, FN(predict_chunk), out);
     FN(inference_free)(&c);

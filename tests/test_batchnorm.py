@@ -222,8 +222,8 @@ def test_a_last_batch_of_one_row_joins_the_batch_before(quiet):
     rng = np.random.RandomState(7)
     X, y = rng.randn(201, 3), rng.randn(201)
     kw = dict(hidden_layer_sizes=(5,), batch_size=50, max_iter=1, random_state=0, n_threads=1)
-    assert MLPRegressor(batch_norm=True, **kw).fit(X, y).t_ == 4
-    assert MLPRegressor(**kw).fit(X, y).t_ == 5
+    assert MLPRegressor(batch_norm=True, **kw).fit(X, y)._n_updates == 4
+    assert MLPRegressor(**kw).fit(X, y)._n_updates == 5
 
 
 @pytest.mark.parametrize("fit", [
@@ -245,8 +245,8 @@ def test_refused_partial_fit_leaves_the_model_as_it_was(quiet):
     X, y = rng.randn(10, 3), rng.randn(10)
     model = MLPRegressor(hidden_layer_sizes=(4,), batch_norm=True, max_iter=2, random_state=0,
                          n_threads=1).fit(X, y)
-    params, t = model._params.copy(), model.t_
+    params, t, updates = model._params.copy(), model.t_, model._n_updates
     with pytest.raises(ValueError, match="batch_norm needs at least 2"):
         model.partial_fit(X[:1], y[:1])
     np.testing.assert_array_equal(model._params, params)
-    assert model.t_ == t
+    assert model.t_ == t and model._n_updates == updates

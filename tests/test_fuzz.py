@@ -39,16 +39,10 @@ from fastmlp.schedules import LearningRateSchedule
 
 EXAMPLES = os.environ.get("FASTMLP_FUZZ_EXAMPLES")
 
-# Defects the fuzz finds in network.py, which another change is rewriting: each is recognized
-# by its signature and its example set aside here, and each has a strict-xfail reproducer at
-# the end of this file. Once that reproducer passes, delete its entry and its xfail mark.
-KNOWN_DEFECTS = {
-    "failed call not rolled back": "a partial_fit that raises 'training diverged' leaves "
-                                   "loss_curve_ one entry longer, changed in place (defect 8)",
-    "overflowing outputs": "predict returns inf/NaN when the forward pass overflows past the "
-                           "first layer (inputs near 1e19 with normalize=None): only the first "
-                           "layer's pre-activations are checked",
-}
+# Defects the fuzz finds that another change is fixing: each is recognized by its signature
+# and its example set aside here, and each has a strict-xfail reproducer at the end of this
+# file. Once that reproducer passes, delete its entry and its xfail mark. None is open now.
+KNOWN_DEFECTS = {}
 
 
 def known_defect(name):
@@ -265,9 +259,6 @@ def call(model, method, *args, **kwargs):
         event(f"{method} refused: {str(error)[:50]}")
         assert str(error), f"{method} raised {type(error).__name__} without a message"
         after = fingerprint(model)
-        if after != before and "training diverged" in str(error) and \
-                changed(before, after) <= {"loss_curve_", "_rng"}:
-            known_defect("failed call not rolled back")
         assert after == before, f"{method} raised {error!r} and left the model changed: " \
                                 f"{sorted(changed(before, after))}"
         return None, False
@@ -289,12 +280,11 @@ def check_predictions(model, X):
     out, ok = call(model, "predict", X)
     if not ok:
         return
-    if model._fitted_task == "regression" or model._label_binarizer.y_type_ != "multilabel-indicator":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # validate_data's, already checked by predict
-            raw = model._forward(model._validate_X(X, reset=False))
-        if not np.isfinite(raw).all():
-            known_defect("overflowing outputs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # validate_data's, already checked by predict
+        # in the fitted model's dtype, as predict reads X (dtype may have been set since)
+        raw = model._forward(model._validate_X(X, reset=False, dtype=model._params.dtype))
+    assert np.isfinite(raw).all(), "predict returned, from outputs that are not finite"
     if model._fitted_task == "regression":
         # values of float32 input in float32, of anything else in float64 (scikit-learn's)
         expected = model._params.dtype if fastmlp.network._is_float32(X) else np.float64
@@ -318,8 +308,7 @@ def check_predictions(model, X):
 
 
 def check_round_trip(model, X, y, tmp_path):
-    if model._x_scale is not None and not np.all(model._x_scale > 0):
-        known_defect("zero input scale")
+    assert model._x_scale is None or np.all(model._x_scale > 0), "an input scale of 0"
     path = tmp_path / "model.fmlp"
     if path.exists():
         path.unlink()
@@ -512,7 +501,7 @@ def test_known_defect_diverged_last_update():
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_known_defect_zero_input_scale(tmp_path):
+def test_zero_input_scale(tmp_path):
     X = np.random.RandomState(0).randn(12, 1) * 1e300
     model = MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, random_state=0, n_threads=1,
                           dtype=np.float64).fit(X, X[:, 0] > 0)
@@ -530,30 +519,198 @@ def test_known_defect_n_threads_set_after_fit():
         model.predict(X)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_DEFECTS.get("failed call not rolled back", ""))
-def test_known_defect_failed_call_not_rolled_back():
+def diverging_second_call():
+    """A regressor whose first partial_fit on rows of -2**63 (normalize=None) leaves finite
+    but huge weights, so that its next partial_fit diverges and every prediction overflows."""
     X = np.array([[1, -2**63, 0], [2, 1, 0], [0, 0, 0], [0, 0, 1]])
     model = MLPRegressor(hidden_layer_sizes=(4,), solver="sgd", learning_rate_init=0.01,
                          normalize=None, random_state=0, n_threads=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.partial_fit(X, np.zeros(4))
-        curve = list(model.loss_curve_)
-        with pytest.raises(ValueError, match="training diverged"):
+    return model, X
+
+
+def test_a_diverged_partial_fit_leaves_every_attribute_bitwise_as_before():
+    """Issue 14, defect 8: a partial_fit that raises "training diverged" left loss_curve_ one
+    entry longer. The reproducer's pattern "training diverged" had stopped matching the
+    message (scikit-learn's words come first, then "Training diverged"), and so had the fuzz's
+    recognition of the defect: now the whole model is compared."""
+    model, X = diverging_second_call()
+    before = fingerprint(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="non-finite parameter weights.*Training diverged"):
             model.partial_fit(X, np.zeros(4))
-    assert model.loss_curve_ == curve
+    assert changed(before, fingerprint(model)) == set()
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_DEFECTS.get("overflowing outputs", ""))
-def test_known_defect_overflowing_outputs():
-    X = np.array([[1, -2**63, 0], [2, 1, 0], [0, 0, 0], [0, 0, 1]])
-    model = MLPRegressor(hidden_layer_sizes=(4,), solver="sgd", learning_rate_init=0.01,
-                         normalize=None, random_state=0, n_threads=1)
+def overflowing(cls, first_layer, n_classes=3):
+    """A fitted model (normalize=None, float32) whose weights are then set so that rows of
+    1e10 overflow float32 and rows near 1 do not: in the first layer's pre-activations (1e10 *
+    1e30), or only past it (1e10 * 1e15 = 1e25 is finite, times 1e15 is inf), where the C
+    side checked nothing."""
+    X = np.random.RandomState(0).randn(40, 3)
+    y = np.arange(40) % n_classes if cls is MLPClassifier else X[:, 0]
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.partial_fit(X, np.zeros(4))
-    try:
-        out = model.predict(X)
-    except ValueError:
-        return
-    assert np.isfinite(out).all()
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = cls(hidden_layer_sizes=(4,), activation="relu", normalize=None, max_iter=2,
+                    random_state=0, n_threads=1).fit(X, y)
+    model.coefs_[0][...] = 1e30 if first_layer else 1e15
+    model.coefs_[1][...] = 1e-20 if first_layer else 1e15
+    model.intercepts_[0][...] = 0
+    return model
+
+
+@pytest.mark.parametrize("cls", [MLPRegressor, MLPClassifier])
+@pytest.mark.parametrize("first_layer", [False, True])
+@pytest.mark.parametrize("form", ["float32", "float64", "int64", "csr", "threaded"])
+def test_outputs_that_overflow_are_refused_not_returned(cls, first_layer, form):
+    """Finite rows whose outputs overflow (inf values, NaN softmax probabilities): predict
+    (and predict_proba, predict_log_proba, score) raise a ValueError that names the overflow,
+    on the fast path (float32 rows, read in place), the validated one and the threaded one
+    alike; rows that do not overflow in the same call still predict."""
+    model = overflowing(cls, first_layer)
+    n = 300 if form == "threaded" else 5
+    X = np.random.RandomState(1).rand(n, 3) + 0.5
+    X[0] *= 1e10
+    if form == "int64":
+        X = np.round(X).astype(np.int64)
+    elif form == "csr":
+        X = sp.csr_matrix(X)
+    elif form != "float64":
+        X = X.astype(np.float32)
+    if form == "threaded":
+        model.set_params(n_threads=2)
+    methods = ["predict", "score"] + (["predict_proba", "predict_log_proba"]
+                                      if cls is MLPClassifier else [])
+    before = fingerprint(model)
+    for method in methods:
+        args = (X, model.predict(X[1:2]).repeat(n, axis=0)) if method == "score" else (X,)
+        with pytest.raises(ValueError, match=r"outputs are not finite for 1 of the "
+                                             rf"{n} rows of X: .* overflow float32"):
+            getattr(model, method)(*args)
+    assert fingerprint(model) == before
+    assert np.isfinite(model._forward(model._validate_X(X[1:], reset=False))).all()
+
+
+def test_an_overflowing_autoencoder_is_refused():
+    """The autoencoder's encoder and decoder run the same C forward: codes and
+    reconstructions that overflow are refused as predictions are."""
+    model = fastmlp.Autoencoder((4,), output="linear", normalize=None, max_iter=2,
+                                random_state=0, n_threads=1)
+    X = np.random.RandomState(0).rand(30, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X)
+    for W in model.coefs_:
+        W[...] = 1e15
+    assert np.isfinite(model.transform(X)).all()
+    with pytest.raises(ValueError, match="outputs are not finite for 30 of the 30 rows"):
+        model.transform(X * 1e30)
+    with pytest.raises(ValueError, match="outputs are not finite for 2 of the 2 rows"):
+        model.inverse_transform(np.full((2, 4), 1e30))
+
+
+def test_a_logistic_output_of_an_overflowed_logit_is_its_limit():
+    """One logistic output (two classes) of a logit that overflowed to +inf is exactly 1, the
+    sigmoid's limit and what float32 gives for any logit above 17: a correct probability,
+    returned. Only outputs that are not finite are refused."""
+    model = overflowing(MLPClassifier, first_layer=False, n_classes=2)
+    X = np.array([[1e10, 1e10, 1e10], [1.0, 1.0, 1.0]], dtype=np.float32)
+    proba = model.predict_proba(X)
+    assert proba[0].tolist() == [0.0, 1.0] and np.isfinite(proba).all()
+
+
+@pytest.mark.parametrize("scale, dtype", [(1e30, np.float32), (1e300, np.float64),
+                                          (1.0, np.float64)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sparse_columns_are_standardized_as_dense_ones(scale, dtype, weighted, tmp_path):
+    """Found by FASTMLP_FUZZ_EXAMPLES=800: a sparse float32 column near 1e30 got an input scale
+    of 0 (its squares, taken in float32, overflowed), one near 1e300 in float64 a scale of 1
+    (squares overflowed float64: std NaN, taken for a constant column), and every sparse
+    column's variance was E[x^2] - E[x]^2, which cancels for a column far from 0 (1e8 + noise:
+    1e16 - 1e16). Sparse statistics now equal the dense ones."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(40, 4) * scale
+    X[rng.rand(40, 4) < 0.4] = 0
+    if scale == 1.0:
+        X[:, 2] = 1e8 + rng.randn(40)  # stored in full: no zeros to pull the mean down
+    X[:, 3] = rng.randint(0, 2, 40)  # binary: left alone
+    w = rng.rand(40) if weighted else None
+    y = np.arange(40) % 2
+    kw = dict(hidden_layer_sizes=(3,), max_iter=1, random_state=0, n_threads=1, dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sparse = MLPClassifier(**kw).fit(sp.csr_matrix(X), y, sample_weight=w)
+        dense = MLPClassifier(**kw).fit(X, y, sample_weight=w)
+    assert np.all(sparse._x_scale > 0) and sparse._x_scale[3] == 1 and sparse._x_shift[3] == 0
+    np.testing.assert_allclose(sparse._x_shift, dense._x_shift, rtol=1e-6)
+    np.testing.assert_allclose(sparse._x_scale, dense._x_scale, rtol=1e-6)
+    fastmlp.save(sparse, tmp_path / "m.fmlp")
+    fastmlp.load(tmp_path / "m.fmlp")
+
+
+def test_random_state_none_gives_the_model_a_generator_of_its_own():
+    """Found by FASTMLP_FUZZ_EXAMPLES=1500: with random_state=None the model kept numpy's
+    global generator as its own, so any np.random draw changed the model, and a fit that
+    failed at the early-stopping split (after drawing from it) left the model changed."""
+    X = np.random.RandomState(0).randn(4, 3)
+    y = np.array([-3, 4, 11, 4])
+    model = MLPClassifier(hidden_layer_sizes=(4,), random_state=None, n_threads=1)
+    model.partial_fit(X, y, classes=[-3, 4, 11])
+    assert model._rng is not np.random.mtrand._rand
+    model.set_params(early_stopping=True)
+    before = fingerprint(model)
+    np.random.rand(3)
+    with pytest.raises(ValueError, match="could not hold out validation_fraction"):
+        model.fit(X, y)
+    assert changed(before, fingerprint(model)) == set()
+    np.random.seed(5)
+    first = MLPClassifier((4,), max_iter=1).partial_fit(X, y, classes=[-3, 4, 11])._params
+    np.random.seed(5)
+    again = MLPClassifier((4,), max_iter=1).partial_fit(X, y, classes=[-3, 4, 11])._params
+    np.testing.assert_array_equal(first, again)  # numpy's seed still decides it
+
+
+@pytest.mark.parametrize("held_out", [True, False])
+def test_a_validation_set_of_zero_weight_is_refused(held_out):
+    """Found by FASTMLP_FUZZ_EXAMPLES=1500: early stopping that held out only rows of weight 0
+    (here 2 of 12 rows weighted 0, 1, 0, 1, ...) raised numpy's ZeroDivisionError from the
+    validation loss's weighted mean; so did a given validation set whose class_weight is 0
+    for each of its rows. Both are a ValueError now, before anything is trained."""
+    X = np.random.RandomState(0).randn(12, 3)
+    y = np.zeros(12, dtype=int)
+    model = MLPClassifier(hidden_layer_sizes=(3, 2), max_iter=2, random_state=0, n_threads=1,
+                          early_stopping=held_out)
+    if held_out:
+        kwargs = dict(sample_weight=np.arange(12) % 2)
+    else:
+        y[6:] = 1
+        model.set_params(class_weight={0: 0.0, 1: 1.0})
+        kwargs = dict(X_val=X[:4], y_val=y[:4])
+    with pytest.raises(ValueError, match="every sample weight of the validation set is 0"):
+        model.fit(X, y, **kwargs)
+    assert not hasattr(model, "_params")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_partial_fit_goes_on_with_the_fitted_batch_norm_and_layers(tmp_path):
+    """Found by FASTMLP_FUZZ_EXAMPLES=1500: set_params(batch_norm=False) after a batch-norm
+    fit made the next partial_fit train the batch-norm layout as a network without it, and the
+    file it saved did not load (its architecture disagreed with its parameters). partial_fit
+    goes on with the fitted architecture; dropout rates are read for its hidden layers."""
+    X = np.random.RandomState(0).randn(20, 3)
+    y = np.arange(20) % 2
+    model = MLPClassifier(hidden_layer_sizes=(4,), batch_norm=True, random_state=0,
+                          n_threads=1)
+    model.partial_fit(X, y, classes=[0, 1])
+    model.set_params(batch_norm=False, hidden_layer_sizes=(3, 2), dropout=0.2)
+    model.partial_fit(X, y)
+    assert model._fitted_spec["batch_norm"] and model._fitted_spec["dropout"] == [0.2]
+    fastmlp.save(model, tmp_path / "m.fmlp")
+    copy = fastmlp.load(tmp_path / "m.fmlp")
+    np.testing.assert_array_equal(copy.predict_proba(X), model.predict_proba(X))
+    model.set_params(dropout=[0.1, 0.1])  # two rates for the one fitted hidden layer
+    with pytest.raises(ValueError, match="dropout"):
+        model.partial_fit(X, y)

@@ -50,7 +50,7 @@ def _activate(a, activation):
 
 def batch_units(model, Xb):
     """Each hidden layer's g(a) (B, units) before dropout, in training mode, as the next update
-    (model.t_ + 1) computes it from the model's current weights, in float64."""
+    (model._n_updates + 1) computes it from the model's current weights, in float64."""
     spec = model._fitted_spec
     h, outputs = np.asarray(Xb.toarray() if sp.issparse(Xb) else Xb, dtype=np.float64), []
     if model._x_shift is not None:
@@ -68,7 +68,7 @@ def batch_units(model, Xb):
         p = spec["dropout"][l]
         if p > 0:
             scale = np.asarray(1 / (1 - p), dtype=model._params.dtype)
-            g = np.where(keep_mask(model._seed, model.t_ + 1, *g.shape, p), g * scale, 0)
+            g = np.where(keep_mask(model._seed, model._n_updates + 1, *g.shape, p), g * scale, 0)
         h = g
     return outputs
 
@@ -99,7 +99,7 @@ def oracle_epoch(model, X, y, batch_size):
         s = [g.sum(axis=0) for g in outputs]
         counts = c if counts is None else [x + z for x, z in zip(counts, c)]
         sums = s if sums is None else [x + z for x, z in zip(sums, s)]
-        _, grads = model._batch_gradient(Xb, yb, seed=model._seed, t=model.t_ + 1)
+        _, grads = model._batch_gradient(Xb, yb, seed=model._seed, t=model._n_updates + 1)
         before = [W.astype(np.float64) for W in model.coefs_]
         with warnings.catch_warnings():  # the last batch is the smaller
             warnings.filterwarnings("ignore", "batch_size", UserWarning)
@@ -244,7 +244,7 @@ def _epoch_by_core(model, X, y, health, n_threads):
     hyper = hyperparameters(model, model.learning_rate_init, "constant", params.dtype)
     _core.train_epoch(model._net(), hyper, model._input(X), params, grads, state, workspace,
                       batch_loss, Y, None, np.arange(n, dtype=np.int64), B, model._seed,
-                      model.t_, parts, n_threads, 0, health)
+                      model._n_updates, parts, n_threads, 0, health)
     return params, state, batch_loss
 
 

@@ -386,7 +386,8 @@ def test_partial_fit_continues(digits):
     first = clf.score(X_test, y_test)
     for _ in range(10):
         clf.partial_fit(X_train, y_train)
-    assert clf.n_iter_ == 11 and clf.t_ == 11 * int(np.ceil(len(X_train) / 200))
+    assert clf.n_iter_ == 11 and clf._n_updates == 11 * int(np.ceil(len(X_train) / 200))
+    assert clf.t_ == 11 * len(X_train)
     assert clf.score(X_test, y_test) > first
 
 

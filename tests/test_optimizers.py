@@ -132,7 +132,8 @@ def test_steps_match_numpy_formula(name, alpha, schedule, dtype):
             model.fit(X, Y)
         else:
             model.partial_fit(X, Y)
-        assert model.t_ == step + 1
+        assert model._n_updates == step + 1
+        assert model.t_ == len(X) * (step + 2)  # the samples of started()'s fit counted too
         assert_close(trainable(model), oracle.p, dtype)
         n = len(oracle.p)
         assert_close(model._state[:n], oracle.s0, dtype)
@@ -183,7 +184,7 @@ def test_t_counts_updates_within_an_epoch(name):
         else:
             model.partial_fit(X, Y)
         snapshot = trainable(model)
-        assert model.t_ == 3 * (epoch + 1)
+        assert model._n_updates == 3 * (epoch + 1) and model.t_ == len(X) * (epoch + 2)
         np.testing.assert_allclose(snapshot, oracle.p, rtol=1e-12, atol=1e-12)
 
 
@@ -203,7 +204,7 @@ def test_agrees_with_torch_optim(name):
     solver = spec["solver"]
     if solver == "sgd":
         opt = torch.optim.SGD(groups, lr=lr, momentum=spec["momentum"],
-                              nesterov=spec.get("nesterovs_momentum", False))
+                              nesterov=model.nesterovs_momentum and spec["momentum"] > 0)
     elif solver == "adagrad":
         opt = torch.optim.Adagrad(groups, lr=lr, eps=spec.get("epsilon", 1e-10))
     elif solver == "rmsprop":
@@ -228,17 +229,17 @@ def test_partial_fit_keeps_state_warm_start_refreshes_it():
     a = started(np.float64, **params)
     for _ in range(3):
         a.partial_fit(X, Y)
-    state, t = a._state.copy(), a.t_
+    state, t = a._state.copy(), a._n_updates
     assert t == 4 and np.any(state != 0)
     b = started(np.float64, **params)
     b._params[...] = a._params
     oracle = oracle_for(b)
     oracle.step(data_gradient(b, X, Y))
     b.fit(X, Y)  # warm_start: these weights, a fresh state
-    assert b.t_ == 1
+    assert b._n_updates == 1 and b.t_ == 2 * len(X)  # a fresh t; the samples go on
     np.testing.assert_allclose(trainable(b), oracle.p, rtol=1e-12, atol=1e-12)
     a.partial_fit(X, Y)  # continues: t = 5, moments carried
-    assert a.t_ == 5
+    assert a._n_updates == 5
     assert not np.allclose(trainable(a), trainable(b))
 
 
@@ -257,7 +258,8 @@ def test_three_partial_fits_equal_fit_three_epochs(name, cls):
             inc.partial_fit(X, y)
     np.testing.assert_array_equal(inc._params, fitted._params)
     np.testing.assert_array_equal(inc._state, fitted._state)
-    assert inc.t_ == fitted.t_ == 3 and inc.n_iter_ == fitted.n_iter_ == 3
+    assert inc._n_updates == fitted._n_updates == 3 and inc.n_iter_ == fitted.n_iter_ == 3
+    assert inc.t_ == fitted.t_ == 3 * len(X)
     assert inc.loss_curve_ == fitted.loss_curve_
 
 
@@ -287,12 +289,12 @@ def test_a_value_the_dtype_cannot_hold_is_refused_and_double_trains(solver):
 def test_values_that_round_to_zero_or_infinity_are_refused_by_partial_fit_too(params, message):
     model = MLPClassifier(hidden_layer_sizes=(3,), random_state=0, n_threads=1)
     model.partial_fit(X, Y, classes=CLASSES)
-    before = model._params.copy(), model._state.copy(), model.t_
+    before = model._params.copy(), model._state.copy(), model.t_, model._n_updates
     model.set_params(**params)
     with pytest.raises(ValueError, match=message + " cannot be represented in float32"):
         model.partial_fit(X, Y)
     np.testing.assert_array_equal(model._params, before[0])
     np.testing.assert_array_equal(model._state, before[1])
-    assert model.t_ == before[2]
+    assert (model.t_, model._n_updates) == before[2:]
     model.set_params(dtype=np.float64, warm_start=True).fit(X, Y)  # float64 holds them all
     assert np.isfinite(model._params).all()

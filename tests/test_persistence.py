@@ -125,7 +125,8 @@ def test_round_trip_predicts_the_same_and_keeps_training(case, roundtrip, tmp_pa
         m.partial_fit(Xc, yc)
         m.partial_fit(Xc, yc)
     np.testing.assert_array_equal(copy._params, model._params)
-    assert copy.t_ == model.t_ and copy.loss_curve_ == model.loss_curve_
+    assert copy.t_ == model.t_ and copy._n_updates == model._n_updates
+    assert copy.loss_curve_ == model.loss_curve_
 
 
 def test_a_file_drops_the_layer_health_a_pickle_keeps_it(tmp_path):
@@ -148,7 +149,7 @@ def test_saved_file_holds_only_json_and_plain_arrays(tmp_path):
             np.load(io.BytesIO(archive.read(name)), allow_pickle=False)
     assert names == {"metadata.json", "params.npy", "state.npy", "rng.npy", "classes.npy",
                      "loss_curve.npy", "history.npy"}
-    assert meta["format"] == "fastmlp-model" and meta["version"] == 1
+    assert meta["format"] == "fastmlp-model" and meta["version"] == 2
     assert meta["class"] == "MLPClassifier" and meta["units"] == [5, 7, 5, 3]
     assert b"pickle" not in path.read_bytes()
 
@@ -509,7 +510,8 @@ def test_foreign_files_are_refused(content, message, tmp_path):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda m: m.update(format="something-else"), "format"),
-    (lambda m: m.update(version=2), "version 2"),
+    (lambda m: m.update(version=3), "version 3"),
+    (lambda m: m.update(version=True), "version True"),
     (lambda m: m.update({"class": "os.system"}), "unknown estimator class"),
     (lambda m: m["params"].update(activation="evil"), "activation"),
     (lambda m: m["params"].update(__class__="x"), "unknown hyperparameters"),
@@ -539,7 +541,12 @@ def test_tampered_metadata_is_refused(edit, message, tmp_path):
     (lambda m: m["schedule"].update(best=float("nan")), "schedule state"),
     (lambda m: m["schedule"].update(n_iter_no_change=0), "schedule state"),
     (lambda m: m["attributes"].update(t_=2**70), "counters"),
-    (lambda m: m["attributes"].update(t_=2), "counters"),  # fewer updates than epochs
+    (lambda m: m["attributes"].update(t_=2), "counters"),  # fewer samples than updates
+    (lambda m: m["attributes"].update(_n_updates=2**70), "counters"),
+    (lambda m: m["attributes"].update(_n_updates=-1), "counters"),
+    (lambda m: m["attributes"].update(_n_updates=2), "counters"),  # fewer updates than epochs
+    (lambda m: m["attributes"].pop("_n_updates"), "_n_updates missing"),
+    (lambda m: m.update(version=1), "_n_updates in a version 1 file"),
     (lambda m: m["attributes"].update(_seed=2**64), "seed"),
     (lambda m: m["attributes"].update(loss_=float("nan")), "loss_"),
     (lambda m: m["attributes"].update(loss_=0.5), "loss_"),
@@ -631,3 +638,122 @@ def test_deeply_nested_metadata_is_refused(tmp_path):
     contents["metadata.json"] = b"[" * 200_000 + b"]" * 200_000
     with pytest.raises(ValueError, match="RecursionError"):
         fastmlp.load(write_zip(tmp_path / "deep.fmlp", contents))
+
+
+# ---------------------------------------------------------------- the counters t_ and _n_updates
+
+
+def counted(case):
+    """A model whose samples seen (t_) and updates (_n_updates) differ, by the named route."""
+    kw = dict(hidden_layer_sizes=(4,), random_state=0, n_threads=1)
+    if case == "partial_fit":
+        model = MLPRegressor(batch_size=16, **kw)
+        for n in (80, 31, 7):
+            model.partial_fit(X[:n], Y_REG[:n, 0])
+    elif case == "early stopping":
+        model = MLPClassifier(max_iter=5, early_stopping=True, n_iter_no_change=np.inf,
+                              **kw).fit(X, LABELS)
+    elif case == "warm start":
+        model = MLPClassifier(max_iter=2, **kw).fit(X, LABELS)
+        model.set_params(warm_start=True, batch_size=20).fit(X[:60], LABELS[:60])
+    elif case == "lbfgs":
+        model = MLPClassifier(solver="lbfgs", max_iter=5, **kw).fit(X, LABELS)
+    else:  # "lbfgs, then partial_fit": L-BFGS iterations in the history, then one epoch
+        model = MLPClassifier(solver="lbfgs", max_iter=5, **kw).fit(X, LABELS)
+        model.set_params(solver="adam").partial_fit(X, LABELS)
+    return model
+
+
+COUNTED = {"partial_fit": (80 + 31 + 7, 5 + 2 + 1), "early stopping": (5 * 72, 5),
+           "warm start": (2 * 80 + 2 * 60, 2 * 3), "lbfgs": (0, 0),
+           "lbfgs, then partial_fit": (80, 1)}
+
+
+@pytest.mark.parametrize("case", sorted(COUNTED))
+def test_both_counters_round_trip(case, tmp_path):
+    """t_ (samples seen) and _n_updates (the t of the formulas) come back as saved, and
+    training goes on from both; a model trained by L-BFGS, then partial_fit, loads (its
+    history has more epochs than updates: L-BFGS iterations make none)."""
+    model = counted(case)
+    assert (model.t_, model._n_updates) == COUNTED[case]
+    copy = via_file(model, tmp_path)
+    assert (copy.t_, copy._n_updates) == COUNTED[case]
+    if case != "lbfgs":
+        for m in (model, copy):
+            m.partial_fit(X[:10], m.predict(X[:10]))
+        assert (copy.t_, copy._n_updates) == (model.t_, model._n_updates) \
+            == (COUNTED[case][0] + 10, COUNTED[case][1] + 1)
+        np.testing.assert_array_equal(copy._params, model._params)
+
+
+def as_version_1(path, tmp_path, **changes):
+    """The file as the previous format wrote it (checked against files fastmlp 0.x wrote
+    before t_ took scikit-learn's meaning: the same members, and metadata that differs only
+    here): version 1, the update count stored as t_, no _n_updates."""
+    def downgrade(meta):
+        meta["version"] = 1
+        meta["attributes"]["t_"] = meta["attributes"].pop("_n_updates")
+    return edited(path, tmp_path, metadata=downgrade, **changes)
+
+
+@pytest.mark.parametrize("case", sorted(COUNTED))
+def test_a_version_1_file_loads_with_the_samples_its_history_holds(case, tmp_path):
+    """A version 1 t_ is the update count: it becomes _n_updates, and t_ the samples seen,
+    counted exactly from each epoch's samples_per_s * seconds. Only what the file never knew
+    is missing: the samples of a warm-started fit's earlier fits."""
+    model = counted(case)
+    path = tmp_path / "v2.fmlp"
+    fastmlp.save(model, path)
+    copy = fastmlp.load(as_version_1(path, tmp_path))
+    samples = model.t_ - (2 * 80 if case == "warm start" else 0)
+    assert (copy.t_, copy._n_updates) == (samples, model._n_updates)
+    np.testing.assert_array_equal(copy._params, model._params)
+    resaved = tmp_path / "resaved.fmlp"
+    fastmlp.save(copy, resaved)  # and it is written back as version 2
+    with zipfile.ZipFile(resaved) as archive:
+        meta = json.loads(archive.read("metadata.json"))
+    assert meta["version"] == 2 and meta["attributes"]["t_"] == samples
+
+
+def test_a_version_1_file_without_a_history_takes_the_update_count(tmp_path):
+    """Files from before history_ keep no rows per epoch: t_ is then the update count, the
+    fewest samples that many updates take."""
+    model = counted("partial_fit")
+    path = tmp_path / "v2.fmlp"
+    fastmlp.save(model, path)
+    contents = members(as_version_1(path, tmp_path))
+    del contents["history.npy"]
+    meta = json.loads(contents["metadata.json"])
+    meta["history_columns"] = None
+    contents["metadata.json"] = json.dumps(meta).encode()
+    copy = fastmlp.load(write_zip(tmp_path / "old.fmlp", contents))
+    assert copy.t_ == copy._n_updates == model._n_updates
+    assert copy.history_[0]["samples_per_s"] is None
+
+
+@pytest.mark.parametrize("column, value, message", [
+    ("samples_per_s", np.nan, "no count of rows"),
+    ("samples_per_s", -5.0, "no count of rows"),
+    ("seconds", np.inf, "no count of rows"),
+    ("samples_per_s", 1e-30, "no count of rows"),  # less than one row
+])
+def test_a_version_1_history_that_counts_no_rows_is_refused(column, value, message,
+                                                            tmp_path):
+    model = counted("partial_fit")
+    path = tmp_path / "v2.fmlp"
+    fastmlp.save(model, path)
+    history = np.load(io.BytesIO(members(path)["history.npy"])).copy()
+    history[1, fastmlp.training.RECORD_KEYS.index(column)] = value
+    with pytest.raises(ValueError, match=message):
+        fastmlp.load(as_version_1(path, tmp_path, history_npy=npy_bytes(history)))
+
+
+def test_a_version_1_history_of_fewer_samples_than_updates_is_refused(tmp_path):
+    model = counted("partial_fit")
+    path = tmp_path / "v2.fmlp"
+    fastmlp.save(model, path)
+    history = np.load(io.BytesIO(members(path)["history.npy"])).copy()
+    keys = fastmlp.training.RECORD_KEYS
+    history[:, keys.index("samples_per_s")] = 1 / history[:, keys.index("seconds")]
+    with pytest.raises(ValueError, match="counters: the history's epochs saw 3 samples for 8"):
+        fastmlp.load(as_version_1(path, tmp_path, history_npy=npy_bytes(history)))

@@ -174,7 +174,7 @@ def test_invscaling_hands_the_initial_rate_to_the_per_update_decay(epochs, quiet
                         max_iter=3, shuffle=False, random_state=0, n_threads=1,
                         dtype=np.float64, alpha=0.0)
     clf.fit(X, Y)
-    assert epochs == [(0.2, "invscaling")] * 3 and clf.t_ == 9
+    assert epochs == [(0.2, "invscaling")] * 3 and clf._n_updates == 9
     # one more update of plain SGD: the step is exactly lr0 / 10^0.25 times the gradient
     X1, Y1 = X[:20], Y[:20]
     before = clf._params.copy()

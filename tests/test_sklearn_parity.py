@@ -367,3 +367,34 @@ def test_early_stopping_with_string_labels():
         estimator.fit(X, y)
         assert set(estimator.predict(X)) <= {"low", "mid", "high"}
         assert all(0 <= s <= 1 for s in estimator.validation_scores_)
+
+
+# the steps of test_t_counts_samples_seen_as_scikit_learn: (method, rows, parameters set first)
+T_STEPS = [("fit", 60, {}), ("fit", 60, dict(warm_start=True)), ("partial_fit", 45, {}),
+           ("partial_fit", 7, {}), ("fit", 50, {}), ("fit", 60, dict(warm_start=False)),
+           ("partial_fit", 60, {}), ("fit", 60, dict(early_stopping=True)),
+           ("fit", 60, dict(warm_start=True)), ("fit", 33, dict(solver="lbfgs")),
+           ("fit", 60, dict(warm_start=False)), ("fit", 60, dict(solver="sgd"))]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind", sorted(PAIRS))
+def test_t_counts_samples_seen_as_scikit_learn(kind):
+    """t_ is scikit-learn's: the training rows of every epoch (after the early-stopping split),
+    carried on by partial_fit and by warm-started fits, 0 after lbfgs, back to 0 on a fit that
+    starts over. n_iter_no_change=inf makes both run max_iter epochs."""
+    X, _, y, _ = dataset("breast_cancer" if kind == "classifier" else "diabetes")
+    pair = both(kind, hidden_layer_sizes=(4,), max_iter=3, n_iter_no_change=np.inf,
+                random_state=0)
+    for method, n, params in T_STEPS:
+        seen = []
+        for estimator in pair:
+            estimator.set_params(**params)
+            kwargs = {"classes": [0, 1]} if method == "partial_fit" and kind == "classifier" \
+                else {}
+            getattr(estimator, method)(X[:n], y[:n], **kwargs)
+            # (scikit-learn's n_iter_ is 1 after every partial_fit, fastmlp's counts on)
+            seen.append((estimator.t_, estimator.n_iter_ if method == "fit" else None))
+        assert seen[0] == seen[1], (method, n, params)
+        ours = pair[0]
+        assert isinstance(ours.t_, int) and ours._n_updates <= ours.t_

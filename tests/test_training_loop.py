@@ -328,12 +328,13 @@ def test_ctrl_c_within_an_epoch_keeps_its_finished_batches(monkeypatch, epochs):
     assert clf.n_iter_ == len(clf.history_) == len(clf.loss_curve_) == 2
     assert len(epochs) == 2 * 3 + 2
     np.testing.assert_array_equal(clf._params, epochs[7][0])
-    assert clf.t_ == 2 * 6 + 4
+    # the updates made, and the samples of the complete epochs (scikit-learn's t_)
+    assert clf._n_updates == 2 * 6 + 4 and clf.t_ == 2 * len(X)
     assert clf.predict(X).shape == Y.shape
     # and it trains on from there: the same bits as the same 16 updates, then one epoch,
     # trained without the interrupt
     resumed = clf.partial_fit(X, Y)
-    assert resumed.n_iter_ == 3 and resumed.t_ == 16 + 6
+    assert resumed.n_iter_ == 3 and resumed._n_updates == 16 + 6 and resumed.t_ == 3 * len(X)
     assert np.isfinite(resumed._params).all()
 
 

@@ -98,15 +98,17 @@ def test_non_finite_rows_are_refused_on_the_fast_path(value, match, n_rows, norm
             method(X)
 
 
-def test_finite_input_that_overflows_is_predicted_not_refused(quiet):
-    """Finite values whose products overflow fail the C-side check, but the full validation
-    then finds X finite, and the prediction goes ahead as scikit-learn's would."""
+def test_finite_input_that_overflows_is_refused_as_an_overflow(quiet):
+    """Finite values whose products overflow fail the C-side check; the full validation then
+    finds X finite, and the outputs, not finite, are refused with a ValueError that names the
+    overflow (not "Input X contains infinity", and not inf or NaN predictions returned)."""
     clf = MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0,
                        normalize=None).fit(X_OK.astype(np.float32), rng.randn(20))
     clf.coefs_[0][:, 0] = 1.0  # three times 3e38 overflows
     X = np.full((2, 3), 3e38, dtype=np.float32)
-    out = clf.predict(X)
-    assert out.shape == (2,)
+    with pytest.raises(ValueError, match="outputs are not finite for 2 of the 2 rows of X: "
+                                         "the inputs times this model's weights overflow"):
+        clf.predict(X)
     assert clf._forward(X, check_finite=True) is None  # the C-side check did fail
 
 

@@ -473,8 +473,9 @@ def batch_gradient(Net net, Input X, floating[::1] params, floating[::1] grads,
 def predict(Net net, Input X, const floating[::1] params, floating[:, ::1] out, int n_threads,
             bint check_finite=False):
     """out (n, n_outputs) = the network's outputs for every row of X, in inference mode.
-    With check_finite (dense X): returns False, out undefined, when some row's first-layer
-    pre-activation is not finite (NaN or inf in X, or an overflow); else True."""
+    Returns False when an output is not finite (out is still written), and with check_finite
+    (dense X) also when some row's first-layer pre-activation is not finite (NaN or inf in X,
+    or an overflow; out then undefined); else True."""
     cdef int status
     with nogil:
         if floating is float:

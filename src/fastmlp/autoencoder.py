@@ -19,6 +19,7 @@ from sklearn.utils.validation import (_check_feature_names, _check_sample_weight
                                       check_array, check_is_fitted, validate_data)
 
 from . import _core
+from .model import nonfinite_outputs
 from .network import Network, _blas_single_threaded
 
 _NEVER = available_if(lambda self: False)  # Network's supervised methods an Autoencoder lacks
@@ -181,7 +182,8 @@ class Autoencoder(TransformerMixin, Network):
         Epochs run.
 
     t_ : int
-        Optimizer updates made.
+        Training samples seen (rows of X, an epoch adding every row), as in
+        scikit-learn's MLP.
 
     n_features_in_ : int
         The number of features seen during ``fit``.
@@ -477,11 +479,14 @@ class Autoencoder(TransformerMixin, Network):
     def _run(self, net, data, n, n_out):
         """The outputs (n, n_out) of the C view `net` for the n rows of the _core.Input data."""
         out = np.empty((n, n_out), dtype=self._params.dtype)
+        finite = True
         if n >= _core.PREDICT_THREADED_ROWS and (n_threads := self._threads()) > 1:
             with _blas_single_threaded():
-                _core.predict(net, data, self._params, out, n_threads)
+                finite = _core.predict(net, data, self._params, out, n_threads)
         elif n:
-            _core.predict(net, data, self._params, out, 1)
+            finite = _core.predict(net, data, self._params, out, 1)
+        if not finite:
+            raise nonfinite_outputs(out)
         return out
 
     def transform(self, X):

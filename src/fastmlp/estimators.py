@@ -292,9 +292,13 @@ _ATTRIBUTES = r"""
         ``fit``.
 
     t_ : int
-        The number of optimizer updates (mini-batches) made so far: the ``t`` of Adam's
-        bias correction and of "invscaling"; 0 after "lbfgs". scikit-learn's ``t_``
-        counts training samples seen instead.
+        The number of training samples seen by the solver during fitting, as in
+        scikit-learn: each epoch adds its training rows (those left after the
+        early-stopping split), over ``partial_fit`` calls and warm-started fits since
+        the weights were initialized; "lbfgs" adds none (0 after an "lbfgs" fit from
+        scratch). The ``t`` of Adam's bias correction and of "invscaling" is the number
+        of optimizer updates (mini-batches) instead, which goes on over ``partial_fit``
+        calls and starts again at each ``fit``.
 
     n_iter_ : int
         The number of epochs (for "lbfgs", iterations) run by the last ``fit``, or
@@ -525,8 +529,8 @@ class MLPRegressor(RegressorMixin, Network):
         >>> reg = MLPRegressor(hidden_layer_sizes=(8,), random_state=0)
         >>> for _ in range(3):
         ...     reg = reg.partial_fit(X, y)
-        >>> reg.n_iter_, reg.t_  # three epochs of one batch of 4 rows
-        (3, 3)
+        >>> reg.n_iter_, reg.t_  # three epochs of the 4 rows
+        (3, 12)
         """
         return super().partial_fit(X, y, sample_weight=sample_weight)
 

@@ -113,12 +113,17 @@ class Model:
 
     def forward(self, X, n_threads=1, check_finite=False):
         """The outputs (n, n_outputs) for validated rows X; with check_finite (a dense X
-        whose finiteness is unknown), None when some row's first layer is not finite."""
+        whose finiteness is unknown), None when some row's first layer or output is not
+        finite (the caller's validation of X then tells a NaN or inf from an overflow).
+        Raises ValueError (nonfinite_outputs) when finite rows give outputs that are not."""
         out = np.empty((X.shape[0], int(self.layout["units"][-1])), dtype=self.params.dtype)
         if X.shape[0] == 0:
             return out
-        ok = _core.predict(self.net, self.input(X), self.params, out, n_threads, check_finite)
-        return out if ok else None
+        if _core.predict(self.net, self.input(X), self.params, out, n_threads, check_finite):
+            return out
+        if check_finite:
+            return None
+        raise nonfinite_outputs(out)
 
     def __reduce__(self):
         # the C view is rebuilt from the layout; the views follow the buffer
@@ -137,6 +142,19 @@ class Model:
                 and _same_binarizer(self.binarizer, other.binarizer))
 
     __hash__ = None
+
+
+def nonfinite_outputs(out):
+    """The ValueError of a forward pass whose outputs `out` (n, k) came out NaN or infinite
+    from finite rows: the rows times the weights overflow the dtype in some layer. Rather
+    than return them (NaN probabilities, inf predictions) the prediction is refused."""
+    bad = int(np.count_nonzero(~np.isfinite(out).all(axis=1)))
+    return ValueError(
+        f"the network's outputs are not finite for {bad} of the {out.shape[0]} rows of X: "
+        f"the inputs times this model's weights overflow {out.dtype.name} on their way "
+        f"through the layers (X is too large for the model, or its weights grew huge in "
+        f"training on unscaled data); standardize X (normalize='auto' does it when "
+        f"fitting) or scale it down, and refit a model whose weights are huge")
 
 
 def _same_binarizer(a, b):
@@ -200,15 +218,7 @@ def column_statistics(X, sample_weight=None, dtype=None):
     w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     total = w.sum()
     if sp.issparse(X):
-        X = X.tocsc().astype(dtype or X.dtype, copy=False)
-        mean = np.asarray(X.T @ w, dtype=np.float64) / total
-        sq = np.asarray(X.multiply(X).T @ w, dtype=np.float64) / total
-        std = np.sqrt(np.maximum(sq - mean * mean, 0.0))
-        binary = np.ones(d, dtype=bool)
-        values = X.data
-        bad = (values != 0) & (values != 1) & (w[X.indices] > 0)  # CSC: indices are rows
-        binary[np.repeat(np.arange(d), np.diff(X.indptr))[bad]] = False
-        return mean, std, binary
+        return _sparse_column_statistics(X.tocsc(), w, total, dtype)
     mean, largest = np.zeros(d), np.zeros(d)
     # ~0.5M values (4 MB in float64) per chunk: the chunk's float64 copy, its centered copy and
     # the masks stay near 10 MB, within the 10% of X that fit may add (60000 x 784 float32 is
@@ -222,9 +232,7 @@ def column_statistics(X, sample_weight=None, dtype=None):
             # max and -min are reductions: no temporary the size of the chunk
             largest = np.maximum(largest, np.maximum(chunk.max(axis=0), -chunk.min(axis=0)))
     mean /= total
-    # columns whose squares would overflow (|x| near 1e300: the std became inf and the scale
-    # 1 / inf = 0) are summed divided by a power of two, which is exact; the others by 1
-    unit = np.where(largest > _SQUARE_SAFE, np.ldexp(1.0, np.frexp(largest)[1]), 1.0)
+    unit = _square_unit(largest)
     sq = np.zeros(d)
     binary = np.ones(d, dtype=bool)
     for start in range(0, n, step):
@@ -235,6 +243,39 @@ def column_statistics(X, sample_weight=None, dtype=None):
         sq += np.einsum("ij,ij,i->j", centered, centered, w_chunk)
         binary &= ((chunk == 0) | (chunk == 1) | (w_chunk[:, None] == 0)).all(axis=0)
     return mean, unit * np.sqrt(sq / total), binary
+
+
+def _sparse_column_statistics(X, w, total, dtype):
+    """column_statistics of a CSC matrix from its stored values alone (no dense copy), as the
+    dense path computes them: in float64 (X.multiply(X) in float32 overflowed from |x| near
+    2e19, a std of inf and a scale of 0) and centered (E[x^2] - E[x]^2 cancels), the squares of
+    a huge column divided by a power of two (1e300 squared overflowed float64 too): the
+    stored values' weighted squared deviations plus those of the zeros not stored, each
+    (0 - mean)^2 times their weight."""
+    d = X.shape[1]
+    values = X.data.astype(dtype or X.dtype, copy=False).astype(np.float64, copy=False)
+    column = np.repeat(np.arange(d), np.diff(X.indptr))
+    w_stored = w[X.indices]  # CSC: indices are rows
+    mean = np.bincount(column, weights=w_stored * values, minlength=d) / total
+    largest = np.zeros(d)
+    starts = X.indptr[:-1][np.diff(X.indptr) > 0]  # reduceat's segments: non-empty columns
+    if len(starts):
+        largest[np.diff(X.indptr) > 0] = np.maximum.reduceat(np.abs(values), starts)
+    unit = _square_unit(largest)
+    centered = (values - mean[column]) / unit[column]
+    zeros_weight = total - np.bincount(column, weights=w_stored, minlength=d)
+    sq = np.bincount(column, weights=w_stored * centered * centered, minlength=d) \
+        + np.maximum(zeros_weight, 0.0) * (mean / unit) ** 2
+    binary = np.ones(d, dtype=bool)
+    binary[column[(values != 0) & (values != 1) & (w_stored > 0)]] = False
+    return mean, unit * np.sqrt(sq / total), binary
+
+
+def _square_unit(largest):
+    """Per column, what its values are divided by before they are squared: a power of two
+    (exact) for columns whose squares would overflow (|x| near 1e300: the std became inf and
+    the scale 1 / inf = 0), 1 for the others (their bits unchanged)."""
+    return np.where(largest > _SQUARE_SAFE, np.ldexp(1.0, np.frexp(largest)[1]), 1.0)
 
 
 _SQUARE_SAFE = 1e150  # a sum of squares of values below this cannot overflow float64

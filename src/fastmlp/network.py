@@ -487,6 +487,10 @@ class Network(BaseEstimator):
             rng = check_random_state(self.random_state)
             if rng is self.random_state:
                 rng = _copy_generator(rng)  # the caller's moves on only on success
+            elif self.random_state is None:
+                # numpy's global generator: the model gets one of its own, seeded from it, or
+                # everyone's draws would move the model's (a failed fit's split among them)
+                rng = np.random.RandomState(rng.randint(np.iinfo(np.int32).max))
             units = [X.shape[1]] + hidden + [Y.shape[1]]
             layout = parameter_layout(units, self.batch_norm,
                                       X.shape[1] if self.normalize == "auto" else 0,
@@ -518,12 +522,22 @@ class Network(BaseEstimator):
         if validation is not None and len(validation[1]) < 2:
             raise ValueError("The validation set is too small. Increase "
                              "'validation_fraction' or the size of your dataset.")
+        if validation is not None and validation[2] is not None \
+                and not np.any(validation[2] > 0):
+            # a weighted mean over no weight: the validation loss and score are undefined
+            raise ValueError("every sample weight of the validation set is 0 (the rows "
+                             "early_stopping held out, or X_val's, weighted by sample_weight and "
+                             "class_weight), so its loss and score are undefined: give some of "
+                             "its rows a positive weight")
         resumed = incremental and not first
-        run = training.Run(model, state, self.t_ if resumed else 0, rng,
+        # the update count goes on only where the optimizer state does (partial_fit); the
+        # samples seen, scikit-learn's t_, through warm starts too, as its t_ does
+        run = training.Run(model, state, self._n_updates if resumed else 0, rng,
                            self._new_schedule(resumed), seed,
                            self.best_loss_ if resumed else None, first,
                            list(self.__dict__.get("history_") or []) if resumed else [],
-                           validation is not None, pending)
+                           validation is not None, pending,
+                           samples=0 if first else self.t_)
         if self.solver == "lbfgs":
             with _blas_single_threaded():
                 fit_lbfgs(self, run, X, Y, sample_weight, self._threads(),
@@ -539,7 +553,7 @@ class Network(BaseEstimator):
         state and writes new buffers (csrc/train.c), so nothing is copied beforehand but the
         values past the trainable part; L-BFGS trains a copy. The state goes on in
         partial_fit and starts at zero in a warm-started fit."""
-        spec = self._spec()
+        spec = self._spec(old)  # the fitted architecture goes on
         published = self.__dict__.get("_state") if incremental else None
         if self.solver == "lbfgs":
             return old.with_params(old.params.copy(), spec), new_state(
@@ -649,7 +663,7 @@ class Network(BaseEstimator):
         self.best_epoch_ = run.best_epoch
         self.n_iter_ = len(history)
         self.loss_ = history[-1]["train_loss"] if history else self.__dict__.get("loss_")
-        self.t_ = run.t
+        self.t_, self._n_updates = run.samples, run.t
         self._state, self._rng, self._schedule, self._seed = run.state, run.rng, \
             run.schedule, run.seed
         units = model.layout["units"]
@@ -750,10 +764,15 @@ class Network(BaseEstimator):
         tied_weights): none in a Network."""
         return ()
 
-    def _spec(self):
-        """The hyperparameters the C network is built from."""
-        return {"activation": self.activation, "batch_norm": bool(self.batch_norm),
-                "dropout": self._dropout_rates(len(self._hidden_sizes())).tolist()}
+    def _spec(self, fitted=None):
+        """The hyperparameters the C network is built from; to go on training the `fitted`
+        Model (partial_fit), its batch norm, which its layout holds, and dropout rates for
+        its hidden layers, whatever batch_norm and hidden_layer_sizes say since."""
+        if fitted is None:
+            return {"activation": self.activation, "batch_norm": bool(self.batch_norm),
+                    "dropout": self._dropout_rates(len(self._hidden_sizes())).tolist()}
+        return {"activation": self.activation, "batch_norm": fitted.spec["batch_norm"],
+                "dropout": self._dropout_rates(len(fitted.layout["units"]) - 2).tolist()}
 
     def _batch_size(self, n_samples):
         if self.batch_size == "auto":
@@ -834,8 +853,8 @@ class Network(BaseEstimator):
                 and "feature_names_in_" not in self.__dict__):
             # Already what the C side reads: validate_data would only confirm it, at ~80 us,
             # three times the forward pass of one row. Finiteness is checked in C on the first
-            # layer's pre-activations; a row that fails (a NaN or inf, or finite values that
-            # overflow) sends X down the full path, which tells which.
+            # layer's pre-activations and on the outputs; a row that fails (a NaN or inf, or
+            # finite values that overflow) sends X down the full path, which tells which.
             out = self._forward(X, check_finite=True, model=model)
             if out is not None:
                 return model, out
@@ -872,8 +891,8 @@ class Network(BaseEstimator):
         sklearn.exceptions.NotFittedError
             If the estimator is not fitted.
         ValueError
-            If X has another number of features than the fit's, or a value that is not
-            finite.
+            If X has another number of features than the fit's, a value that is not
+            finite, or finite values so large that the network's outputs overflow.
 
         See Also
         --------
@@ -918,8 +937,8 @@ class Network(BaseEstimator):
         sklearn.exceptions.NotFittedError
             If the estimator is not fitted.
         ValueError
-            If X has another number of features than the fit's, or a value that is not
-            finite.
+            If X has another number of features than the fit's, a value that is not
+            finite, or finite values so large that the network's outputs overflow.
 
         See Also
         --------
@@ -963,8 +982,8 @@ class Network(BaseEstimator):
         sklearn.exceptions.NotFittedError
             If the estimator is not fitted.
         ValueError
-            If X has another number of features than the fit's, or a value that is not
-            finite.
+            If X has another number of features than the fit's, a value that is not
+            finite, or finite values so large that the network's outputs overflow.
 
         See Also
         --------

@@ -3,7 +3,9 @@
 The file is a zip archive whose members are all stored uncompressed:
   metadata.json    format name and version, the estimator class, its hyperparameters, the
                    fitted architecture (units, batch norm, normalization; an Autoencoder's
-                   tied weight layers) and every fitted scalar attribute
+                   tied weight layers) and every fitted scalar attribute (t_, the samples
+                   seen, and _n_updates, the update count t of the formulas; a version 1
+                   file's t_ was the update count, and loads as _fitted_scalars says)
   params.npy       the flat parameter buffer `_params` (its layout is recomputed from the
                    metadata with `parameter_layout`, never read from the file)
   state.npy        the optimizer state (2 * n_trainable,), so partial_fit continues as before
@@ -43,18 +45,21 @@ from .schedules import MAX_HALVINGS, LearningRateSchedule
 from .training import HEALTH_KEY, RECORD_KEYS, History
 
 FORMAT = "fastmlp-model"
-VERSION = 1
+# version 2: t_ is scikit-learn's count of training samples seen and _n_updates the update count
+# t of the formulas; version 1 (read too) stored the update count as t_ (_fitted_scalars)
+VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 _CLASSES = {cls.__name__: cls for cls in (Network, MLPClassifier, MLPRegressor, Autoencoder)}
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 _MAX_METADATA_BYTES = 1 << 20
 _READ_BYTES = 1 << 24
 _MAX_UNITS = 2**31 - 1  # the C side counts units in int
 _RNG_WORDS = 624
-_MAX_COUNT = 2**62  # update and epoch counters: int64 in C, with room to count on
+_MAX_COUNT = 2**62  # sample, update and epoch counters: int64 in C, with room to count on
 # fitted scalars kept in the metadata: name -> the JSON types it may have
 _SCALARS = {
-    "n_features_in_": int, "n_layers_": int, "n_outputs_": int, "t_": int, "n_iter_": int,
-    "_seed": int, "_fitted_task": str, "out_activation_": str, "_y_1d": bool,
+    "n_features_in_": int, "n_layers_": int, "n_outputs_": int, "t_": int, "_n_updates": int,
+    "n_iter_": int, "_seed": int, "_fitted_task": str, "out_activation_": str, "_y_1d": bool,
     "loss_": (float, int), "best_loss_": (float, int, type(None)),
     "best_validation_score_": (float, int, type(None)), "best_epoch_": (int, type(None)),
 }
@@ -263,6 +268,10 @@ def load(path):
     ``partial_fit`` goes on as it would have. Nothing is unpickled: arrays are read with
     ``allow_pickle=False``, each only after its header has been checked against the shape
     and dtype the metadata implies, and every value is checked as ``fit`` would leave it.
+    A file of the previous format (version 1, whose ``t_`` counted optimizer updates) loads
+    with ``t_`` the samples seen, as scikit-learn counts them, exactly as its history
+    records them (the samples of warm-started fits before the last one were not kept; a
+    file without a history gets the update count, a lower bound).
 
     Parameters
     ----------
@@ -392,8 +401,10 @@ def _load(file, file_size):
         meta = json.loads(archive.read("metadata.json").decode())
         _require(isinstance(meta, dict) and meta.get("format") == FORMAT,
                  f"the metadata does not name the {FORMAT!r} format")
-        _require(meta.get("version") == VERSION,
-                 f"format version {meta.get('version')!r}; this fastmlp reads version {VERSION}")
+        _require(meta.get("version") in _READABLE_VERSIONS and not isinstance(
+                     meta.get("version"), bool),
+                 f"format version {meta.get('version')!r}; this fastmlp reads versions "
+                 f"{', '.join(map(str, _READABLE_VERSIONS))}")
         model = _estimator(meta)
         expected = _expected_arrays(model, meta)
         _require(set(members) == {"metadata.json"} | {n + ".npy" for n in expected},
@@ -495,19 +506,22 @@ def _expected_arrays(model, meta):
         _require(name in _SCALARS and isinstance(value, _SCALARS[name])
                  and not (isinstance(value, bool) and _SCALARS[name] is int),
                  f"fitted attribute {name}={value!r}")
-    for name in ("n_features_in_", "n_layers_", "n_outputs_", "t_", "n_iter_", "_seed",
-                 "_fitted_task", "out_activation_"):
+    counters = ("t_", "_n_updates") if meta["version"] >= 2 else ("t_",)
+    for name in ("n_features_in_", "n_layers_", "n_outputs_", "n_iter_", "_seed",
+                 "_fitted_task", "out_activation_") + counters:
         _require(name in attrs, f"fitted attribute {name} missing")
+    _require(meta["version"] >= 2 or "_n_updates" not in attrs,
+             "fitted attribute _n_updates in a version 1 file")
     _require(attrs["n_features_in_"] == units[0] and attrs["n_outputs_"] == units[-1]
              and attrs["n_layers_"] == len(units), "units disagree with n_features_in_, "
              "n_outputs_ and n_layers_")
-    # t_ is an int64 in C, which adds the updates of an epoch to it; every epoch makes one
-    # update at least. L-BFGS counts iterations in n_iter_ and makes no stochastic update (t_ 0)
-    lbfgs = model.solver == "lbfgs" and attrs["t_"] == 0
-    _require(0 <= attrs["n_iter_"] <= _MAX_COUNT and 0 <= attrs["t_"] <= _MAX_COUNT
-             and (lbfgs or attrs["n_iter_"] <= attrs["t_"]),
-             f"counters n_iter_={attrs['n_iter_']}, t_={attrs['t_']}: fit makes "
-             f"0 <= n_iter_ <= t_ (at most {_MAX_COUNT}; t_ = 0 with solver='lbfgs')")
+    # the update count is an int64 in C, which adds the updates of an epoch to it; every
+    # update takes one sample at least (the epochs' counts are checked with the history)
+    n_updates = attrs["_n_updates"] if meta["version"] >= 2 else attrs["t_"]
+    _require(all(0 <= c <= _MAX_COUNT for c in (attrs["n_iter_"], attrs["t_"], n_updates))
+             and n_updates <= attrs["t_"],
+             f"counters n_iter_={attrs['n_iter_']}, t_={attrs['t_']}, _n_updates={n_updates}: "
+             f"fit makes 0 <= _n_updates <= t_, the samples seen (at most {_MAX_COUNT})")
     _require(0 <= attrs["_seed"] < 2**64, f"seed {attrs['_seed']}: not a 64-bit seed")
     spec = meta.get("fitted_spec")
     hidden = len(units) - 2
@@ -585,11 +599,42 @@ def _read_npy(archive, info, dtype_ok, shape):
     return np.frombuffer(buffer, dtype=dtype).reshape(shape)
 
 
-def _check_values(model, meta, arrays):
+def _fitted_scalars(meta, arrays):
+    """The fitted scalar attributes as this version has them. A version 1 file stored the
+    update count as t_: it becomes _n_updates, and t_ the training samples seen
+    (scikit-learn's meaning), counted from the history, where each stochastic epoch's record
+    keeps samples_per_s = rows / max(seconds, 1e-12): rows = samples_per_s * max(seconds,
+    1e-12) to within a few float64 roundings, which round back to the exact count (L-BFGS
+    iterations, learning rate 0 in the record, see no samples, as in scikit-learn). The
+    samples of warm-started fits before the last one are not in the file (version 1 reset its
+    t_ and history there): those, and a file from before history_, which keeps no rows, load
+    with t_ = the update count, the least number of samples that many updates take."""
+    attrs = dict(meta["attributes"])
+    if meta["version"] >= 2:
+        return attrs
+    n_updates = attrs["t_"]
+    attrs["_n_updates"] = n_updates
+    history = arrays.get("history")
+    if history is None:
+        return attrs
+    column = {key: history[:, i] for i, key in enumerate(RECORD_KEYS)}
+    stochastic = column["learning_rate"] > 0
+    rows = np.round(column["samples_per_s"][stochastic]
+                    * np.maximum(column["seconds"][stochastic], 1e-12))
+    _require(np.all(np.isfinite(rows) & (rows >= 1) & (rows <= _MAX_COUNT)),
+             "history.npy: an epoch's samples_per_s and seconds give no count of rows")
+    attrs["t_"] = sum(int(r) for r in rows)  # exactly, in Python integers
+    _require(n_updates <= attrs["t_"] <= _MAX_COUNT,
+             f"counters: the history's epochs saw {attrs['t_']} samples for {n_updates} "
+             f"updates (fit makes 0 <= updates <= samples <= {_MAX_COUNT})")
+    return attrs
+
+
+def _check_values(model, meta, arrays, attrs):
     """Every loaded value as fit leaves it: a file that parses but holds values no fit could
     make (a NaN weight, a negative sum of squares, unsorted classes) would load, then predict
     NaN or train wrongly, so it is refused here."""
-    attrs, units = meta["attributes"], meta["units"]
+    units = meta["units"]
     spec = meta["fitted_spec"]
     layout = _layout(meta)
     params = arrays["params"]
@@ -611,6 +656,17 @@ def _check_values(model, meta, arrays):
                    "rmsprop": state[:layout["n_trainable"]]}.get(model.solver)
         _require(squares is None or np.all(squares >= 0),
                  f"state.npy: {model.solver}'s sums of squared gradients are negative")
+    # every epoch of a stochastic solver makes one update at least; L-BFGS iterations (learning
+    # rate 0 in their records) make none
+    history = arrays.get("history")
+    if history is not None:
+        stochastic = int(np.count_nonzero(history[:, RECORD_KEYS.index("learning_rate")] > 0))
+    else:  # a file from before history_
+        stochastic = 0 if model.solver == "lbfgs" and attrs["_n_updates"] == 0 \
+            else attrs["n_iter_"]
+    _require(stochastic <= attrs["_n_updates"],
+             f"counters: {stochastic} epochs of a stochastic solver in the history, "
+             f"{attrs['_n_updates']} updates (each epoch makes one at least)")
     # each epoch's loss is a mean of non-negative losses plus a non-negative penalty
     curve = arrays["loss_curve"]
     _require(np.isfinite(curve).all() and np.all(curve >= 0),
@@ -646,8 +702,8 @@ def _check_values(model, meta, arrays):
 
 def _restore(model, meta, arrays):
     """Set the fitted state on `model` from validated metadata and arrays."""
-    _check_values(model, meta, arrays)
-    attrs = meta["attributes"]
+    attrs = _fitted_scalars(meta, arrays)
+    _check_values(model, meta, arrays, attrs)
     for name, value in attrs.items():
         setattr(model, name, value)
     units = meta["units"]

@@ -50,10 +50,11 @@ HEALTH_KEY = "health"
 
 class Run:
     """What one fit or partial_fit call trains and produces: the model in training and its
-    optimizer `state`, the update count `t`, the shuffling generator, the `schedule`, the
-    `records` of this call's epochs after the `prior` ones (partial_fit), `best_epoch`
-    (1-based, when early stopping restored it) and `best_loss` / `best_score` as
-    scikit-learn's attributes say them.
+    optimizer `state`, the update count `t` (the t of the formulas, which the C step counts
+    on), the training rows seen `samples` (scikit-learn's t_: the rows of each complete
+    epoch), the shuffling generator, the `schedule`, the `records` of this call's epochs
+    after the `prior` ones (partial_fit), `best_epoch` (1-based, when early stopping restored
+    it) and `best_loss` / `best_score` as scikit-learn's attributes say them.
 
     `pending`: None, or the (model, state) that the first update writes while it reads
     `model` and `state`, which are then the published ones (a partial_fit, a warm start):
@@ -62,8 +63,9 @@ class Run:
     part (running statistics, standardization) are filled in beforehand."""
 
     def __init__(self, model, state, t, rng, schedule, seed, best_loss, first, prior,
-                 validated, pending=None):
+                 validated, pending=None, samples=0):
         self.model, self.state, self.t, self.rng, self.schedule = model, state, t, rng, schedule
+        self.samples = samples
         self.seed, self.first, self.prior, self.validated = seed, first, prior, validated
         self.pending = pending
         self.records = []
@@ -85,6 +87,7 @@ def run_epochs(run, stretches, evaluation, listeners, max_iter, shuffle, rows, i
         if trained is None:  # Ctrl-C within the epoch: its finished batches stay trained
             run.interrupted = True
             break
+        run.samples += len(order)
         record = evaluation.record(run, trained, learning_rate)
         if any([listener.epoch_end(run, record) for listener in listeners]):
             run.stopped = True
