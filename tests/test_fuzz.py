@@ -19,6 +19,7 @@ developer run, set FASTMLP_FUZZ_EXAMPLES, which also draws new examples each run
     FASTMLP_FUZZ_EXAMPLES=2000 PYTHONPATH=src python -m pytest -q -p no:cacheprovider \\
         tests/test_fuzz.py
 """
+import copy
 import os
 import warnings
 
@@ -714,3 +715,53 @@ def test_partial_fit_goes_on_with_the_fitted_batch_norm_and_layers(tmp_path):
     model.set_params(dropout=[0.1, 0.1])  # two rates for the one fitted hidden layer
     with pytest.raises(ValueError, match="dropout"):
         model.partial_fit(X, y)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_solver_changed_since_the_fit_starts_a_fresh_optimizer(tmp_path):
+    """Found by FASTMLP_FUZZ_EXAMPLES=1500: after set_params(solver="adagrad") on an adam
+    model, partial_fit read adam's first moment as adagrad's sums of squares (and diverged),
+    and save wrote a file that load refused. The state remembers the solver that made it: a
+    partial_fit with another solver starts that solver afresh (zero state, update count 0),
+    and files keep the state's solver."""
+    X = np.random.RandomState(0).randn(40, 3)
+    y = X @ np.array([1.0, -2.0, 0.5])
+    model = MLPRegressor((4,), batch_size=10, random_state=0, n_threads=1)
+    model.partial_fit(X, y).partial_fit(X, y)
+    assert model._n_updates == 8
+    model.set_params(solver="adagrad")
+    fastmlp.save(model, tmp_path / "switched.fmlp")
+    loaded = fastmlp.load(tmp_path / "switched.fmlp")
+    assert loaded._state_solver == "adam"
+    np.testing.assert_array_equal(loaded._state, model._state)
+    # the same as a fresh adagrad optimizer started from the fitted parameters
+    fresh = copy.deepcopy(model)
+    fresh._state = np.zeros_like(model._state)
+    fresh._n_updates, fresh._state_solver = 0, "adagrad"
+    for estimator in (model, loaded, fresh):
+        estimator.partial_fit(X, y)
+        assert estimator._state_solver == "adagrad" and estimator._n_updates == 4
+        sums = estimator._state[:estimator._layout["n_trainable"]]  # adagrad's
+        assert np.isfinite(estimator.loss_) and np.all(sums >= 0)
+    np.testing.assert_array_equal(model._params, fresh._params)
+    np.testing.assert_array_equal(loaded._params, fresh._params)
+    fastmlp.save(model, tmp_path / "adagrad.fmlp")
+    assert fastmlp.load(tmp_path / "adagrad.fmlp")._state_solver == "adagrad"
+
+
+def test_an_estimator_pickled_before_the_update_count_was_kept_apart_trains_on():
+    """Pickles from before t_ counted samples have t_ = the update count and no _n_updates."""
+    X = np.random.RandomState(1).randn(30, 3)
+    y = np.arange(30) % 2
+    model = MLPClassifier((4,), batch_size=10, max_iter=2, random_state=0,
+                          n_threads=1).fit(X, y)
+    old = model.__getstate__()
+    old["t_"] = old.pop("_n_updates")
+    old.pop("_state_solver")
+    revived = MLPClassifier.__new__(MLPClassifier)
+    revived.__setstate__(old)
+    assert revived._n_updates == revived.t_ == 6
+    np.testing.assert_array_equal(revived.predict_proba(X), model.predict_proba(X))
+    revived.partial_fit(X, y)
+    model.partial_fit(X, y)
+    np.testing.assert_array_equal(revived._params, model._params)

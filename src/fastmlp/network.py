@@ -532,7 +532,8 @@ class Network(BaseEstimator):
         resumed = incremental and not first
         # the update count goes on only where the optimizer state does (partial_fit); the
         # samples seen, scikit-learn's t_, through warm starts too, as its t_ does
-        run = training.Run(model, state, self._n_updates if resumed else 0, rng,
+        goes_on = resumed and self._optimizer_goes_on(incremental)
+        run = training.Run(model, state, self._n_updates if goes_on else 0, rng,
                            self._new_schedule(resumed), seed,
                            self.best_loss_ if resumed else None, first,
                            list(self.__dict__.get("history_") or []) if resumed else [],
@@ -554,7 +555,8 @@ class Network(BaseEstimator):
         values past the trainable part; L-BFGS trains a copy. The state goes on in
         partial_fit and starts at zero in a warm-started fit."""
         spec = self._spec(old)  # the fitted architecture goes on
-        published = self.__dict__.get("_state") if incremental else None
+        published = self.__dict__.get("_state") if self._optimizer_goes_on(incremental) \
+            else None
         if self.solver == "lbfgs":
             return old.with_params(old.params.copy(), spec), new_state(
                 old.layout["n_trainable"], old.params.dtype), None
@@ -566,6 +568,13 @@ class Network(BaseEstimator):
             state = new_state(trainable, params.dtype)
             return target.with_params(old.params), state, (target, state)
         return target.with_params(old.params), published, (target, np.empty_like(published))
+
+    def _optimizer_goes_on(self, incremental):
+        """Whether a call goes on with the fitted optimizer, its state and update count: a
+        partial_fit with the solver that made the state. One changed by set_params since
+        starts afresh, as a new optimizer: the state would mean another thing to it (adam's
+        first moment is no sum of squares for adagrad, whose step would take its root)."""
+        return incremental and self.__dict__.get("_state_solver", self.solver) == self.solver
 
     def _targets(self, X, y, task, first, classes, dtype):
         """Targets -> output units: (y as the labels were read, Y (n, n_outputs) in `dtype`,
@@ -666,6 +675,7 @@ class Network(BaseEstimator):
         self.t_, self._n_updates = run.samples, run.t
         self._state, self._rng, self._schedule, self._seed = run.state, run.rng, \
             run.schedule, run.seed
+        self._state_solver = self.solver  # what the state means (_optimizer_goes_on)
         units = model.layout["units"]
         self.n_layers_, self.n_outputs_ = len(units), int(units[-1])
         self.out_activation_ = model.out_activation
@@ -1152,6 +1162,14 @@ class Network(BaseEstimator):
         for name in NOT_PERSISTED:
             state.pop(name, None)
         return state
+
+    def __setstate__(self, state):
+        # an estimator pickled before t_ took scikit-learn's meaning (the samples seen) kept
+        # the update count in t_ and had no _n_updates: the updates go on from that count,
+        # and t_ keeps it, the least number of samples that many updates saw
+        if "_model" in state and "_n_updates" not in state:
+            state = dict(state, _n_updates=int(state.get("t_", 0)))
+        super().__setstate__(state)
 
 
 def _input_dtypes(dtype):

@@ -51,6 +51,7 @@ VERSION = 2
 _READABLE_VERSIONS = (1, 2)
 _CLASSES = {cls.__name__: cls for cls in (Network, MLPClassifier, MLPRegressor, Autoencoder)}
 _DTYPES = {"float32": np.float32, "float64": np.float64}
+_SOLVERS = ("sgd", "adam", "adagrad", "rmsprop", "lbfgs")
 _MAX_METADATA_BYTES = 1 << 20
 _READ_BYTES = 1 << 24
 _MAX_UNITS = 2**31 - 1  # the C side counts units in int
@@ -153,6 +154,8 @@ def save(model, path):
                        if hasattr(model, name)},
         "params_dtype": model._params.dtype.name,
         "has_state": getattr(model, "_state", None) is not None,
+        # the solver whose state it is (set_params may have changed model.solver since)
+        "state_solver": model.__dict__.get("_state_solver", model.solver),
         "loss_curve_length": len(model.loss_curve_),
         "validation_scores_length": None,
         "rng": None,
@@ -651,11 +654,12 @@ def _check_values(model, meta, arrays, attrs):
     state = arrays.get("state")
     if state is not None:
         _require(np.isfinite(state).all(), "state.npy holds NaN or infinite values")
-        # the half of the state that sums squared gradients, for the solver that goes on
+        # the half of the state that sums squared gradients, for the solver that made it
+        solver = _state_solver(meta, model)
         squares = {"adam": state[layout["n_trainable"]:], "adagrad": state[:layout["n_trainable"]],
-                   "rmsprop": state[:layout["n_trainable"]]}.get(model.solver)
+                   "rmsprop": state[:layout["n_trainable"]]}.get(solver)
         _require(squares is None or np.all(squares >= 0),
-                 f"state.npy: {model.solver}'s sums of squared gradients are negative")
+                 f"state.npy: {solver}'s sums of squared gradients are negative")
     # every epoch of a stochastic solver makes one update at least; L-BFGS iterations (learning
     # rate 0 in their records) make none
     history = arrays.get("history")
@@ -700,6 +704,14 @@ def _check_values(model, meta, arrays, attrs):
         _require(units[-1] == 1, "a model of a 1-d target has one output")
 
 
+def _state_solver(meta, model):
+    """The solver that made state.npy: the metadata's (files from before it say nothing:
+    then the model's own solver)."""
+    solver = meta.get("state_solver", model.solver)
+    _require(solver in _SOLVERS, f"state_solver {solver!r}, expected one of {_SOLVERS}")
+    return solver
+
+
 def _restore(model, meta, arrays):
     """Set the fitted state on `model` from validated metadata and arrays."""
     attrs = _fitted_scalars(meta, arrays)
@@ -712,6 +724,7 @@ def _restore(model, meta, arrays):
     fitted_spec = {"activation": spec["activation"], "batch_norm": spec["batch_norm"],
                    "dropout": [float(p) for p in spec["dropout"]]}
     model._state = arrays.get("state")
+    model._state_solver = _state_solver(meta, model)
     model.loss_curve_ = arrays["loss_curve"].tolist()
     scores = arrays.get("validation_scores")
     model.validation_scores_ = None if scores is None else scores.tolist()
