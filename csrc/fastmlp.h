@@ -58,9 +58,10 @@ enum { FASTMLP_CORRUPT_NONE = 0, FASTMLP_CORRUPT_MASK = 1, FASTMLP_CORRUPT_GAUSS
 
 /* How many parts the work of a training batch of B rows is worth cutting into, at most `most`
  * (the machine's cores): each part is a slab of the batch's GEMMs (train.c), run by one thread.
- * A batch costs about 6 * n_weights * B flops and 2L+2 barriers; below ~4 MFLOP a part (~100 us
- * of one core) the barriers and wake-ups eat the gain, and on a loaded machine a thread spinning
- * at a barrier while its partner is descheduled makes a small fit many times slower (measured:
+ * A batch costs about 6 * n_weights * B flops and 2L+2 phases that wait for other parts' work;
+ * below ~4 MFLOP a part (~100 us of one core) those waits and wake-ups eat the gain, and on a
+ * loaded machine a part held by a descheduled thread makes a small fit many times slower (measured,
+ * when threads still waited at barriers:
  * 784-32-10 at batch 32, 4.9 MFLOP a batch, ran no faster on 2 threads; digits' 64-100-10 at
  * batch 200, 8.9 MFLOP, 1.3x faster). The parts, not the threads that run them, fix the bits of
  * the result. */
