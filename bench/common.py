@@ -117,6 +117,21 @@ def time_epochs(run, first_epoch_seconds, min_seconds, max_epochs=20):
     return (time.perf_counter() - started) / k, k
 
 
+def status_mb(field):
+    """VmRSS (resident now) or VmHWM (its peak) of this process, in MB (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def reset_peak():
+    """Linux 4.0 on: writing 5 to clear_refs resets VmHWM to the current resident size."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
 def rss_bytes():
     """Current resident set size of this process, from /proc (Linux)."""
     with open("/proc/self/status") as f:
@@ -124,3 +139,38 @@ def rss_bytes():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def train_epoch_seconds(model, X, Y, batch_size, epochs, threads, health=None):
+    """Median wall and CPU seconds of `epochs` epochs of the fitted `model`'s C trainer
+    (_core.train_epoch at learning rate 0.01, float32) over X's rows in a
+    fresh random order each, after one warm-up epoch; `health`, if given, is reset and
+    counted each epoch as fit counts it. The parts are those of fit, whatever `threads`."""
+    from fastmlp import _core
+    from fastmlp.network import _blas_single_threaded
+    from fastmlp.optim import hyperparameters
+
+    rng = np.random.RandomState(0)
+    n = X.shape[0]
+    parts = model._work_parts(batch_size)
+    net, data = model._net(), model._input(X)
+    params, state = model._params, model._state
+    grads = np.zeros(model._layout["n_trainable"], dtype=np.float32)
+    workspace = np.zeros(net.workspace_size(batch_size, parts, np.float32, False),
+                         dtype=np.float32)
+    batch_loss = np.zeros(_core.epoch_batches(n, batch_size, False))
+    hyper = hyperparameters(model, 0.01, "constant", params.dtype)
+    seconds, cpu_seconds, t = [], [], model._n_updates
+    with _blas_single_threaded():
+        for epoch in range(epochs + 1):
+            order = rng.permutation(n).astype(np.int64)
+            started, cpu = time.perf_counter(), time.process_time()
+            if health is not None:
+                health.reset()
+            t = _core.train_epoch(net, hyper, data, params, grads, state, workspace, batch_loss,
+                                  Y, None, order, batch_size, model._seed, t, parts, threads, 0,
+                                  health)
+            if epoch:
+                seconds.append(time.perf_counter() - started)
+                cpu_seconds.append(time.process_time() - cpu)
+    return float(np.median(seconds)), float(np.median(cpu_seconds)), parts

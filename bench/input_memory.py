@@ -17,21 +17,9 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 
-
-def status_mb(field):
-    """VmRSS (resident now) or VmHWM (its peak) of this process, in MB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def reset_peak():
-    """Linux 4.0 on: writing 5 to clear_refs resets VmHWM to the current resident size."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
+import common  # noqa: E402
 
 
 def worker(spec):
@@ -53,14 +41,14 @@ def worker(spec):
         warnings.simplefilter("ignore")
         if spec["what"] == "predict":
             model.fit(X[:2000], y[:2000])
-        reset_peak()
-        baseline = status_mb("VmRSS")
+        common.reset_peak()
+        baseline = common.status_mb("VmRSS")
         if spec["what"] == "fit":
             model.fit(X, y)
         else:
             model.predict(X)
     print(json.dumps({"x_mb": X.nbytes / 2**20, "baseline_mb": baseline,
-                      "above_mb": status_mb("VmHWM") - baseline}))
+                      "above_mb": common.status_mb("VmHWM") - baseline}))
 
 
 def main():

@@ -10,16 +10,17 @@ median wall and CPU seconds of EPOCHS epochs (after one warm-up epoch). Run the 
 alternating processes. On a loaded machine the CPU seconds of one thread are the steadier
 figure: two threads spin at barriers while a partner is descheduled, which counts as CPU time
 too (and `perf stat -e instructions` needs a PMU, which a VM may not have)."""
+import os
 import sys
-import time
 import warnings
 
 import numpy as np
 
-from fastmlp import MLPClassifier, _core
+from fastmlp import MLPClassifier
 from fastmlp._health import new_health
-from fastmlp.network import _blas_single_threaded
-from fastmlp.optim import hyperparameters
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
 
 CONFIGS = {"784-100-10": ((100,), 200), "784-256-256-10": ((256, 256), 64),
            "784-1024-1024-10": ((1024, 1024), 256)}
@@ -37,31 +38,9 @@ def main(config, mode, epochs=5, threads=2, rows=10000):
                               n_threads=2).fit(X[:batch_size], y[:batch_size])
     Xc = model._validate_X(X, reset=False)
     Y = model._encode_targets(y, first=False)
-    n = Xc.shape[0]
-    parts = model._work_parts(batch_size)
-    net, data = model._net(), model._input(Xc)
-    params, state = model._params, model._state
-    grads = np.zeros(model._layout["n_trainable"], dtype=np.float32)
-    workspace = np.zeros(net.workspace_size(batch_size, parts, np.float32, False),
-                         dtype=np.float32)
-    batch_loss = np.zeros(_core.epoch_batches(n, batch_size, False))
-    hyper = hyperparameters(model, 0.01, "constant", params.dtype)
-    health = new_health(net, parts) if mode == "on" else None
-    seconds, cpu_seconds, t = [], [], model.t_
-    with _blas_single_threaded():
-        for epoch in range(epochs + 1):
-            order = rng.permutation(n).astype(np.int64)
-            started, cpu = time.perf_counter(), time.process_time()
-            if health is not None:
-                health.reset()
-            t = _core.train_epoch(net, hyper, data, params, grads, state, workspace, batch_loss,
-                                  Y, None, order, batch_size, model._seed, t, parts, threads, 0,
-                                  health)
-            if epoch:
-                seconds.append(time.perf_counter() - started)
-                cpu_seconds.append(time.process_time() - cpu)
-    print(f"{config} {mode} threads {threads} wall {np.median(seconds):.5f} "
-          f"cpu {np.median(cpu_seconds):.5f}")
+    health = new_health(model._net(), model._work_parts(batch_size)) if mode == "on" else None
+    wall, cpu, _ = common.train_epoch_seconds(model, Xc, Y, batch_size, epochs, threads, health)
+    print(f"{config} {mode} threads {threads} wall {wall:.5f} cpu {cpu:.5f}")
 
 
 if __name__ == "__main__":

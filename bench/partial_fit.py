@@ -40,25 +40,14 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import common  # noqa: E402
+
 SOLVERS = {"sgd": dict(solver="sgd", momentum=0.0),
            "momentum": dict(solver="sgd", momentum=0.9, nesterovs_momentum=False),
            "adam": dict(solver="adam")}
 STATE_COPIES = {"sgd": 1, "momentum": 1, "adam": 2}  # state halves the C step writes
-
-
-def status_mb(field):
-    """VmRSS (resident now) or VmHWM (its peak) of this process, in MB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def reset_peak():
-    """Linux 4.0 on: writing 5 to clear_refs resets VmHWM to the current resident size."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
 
 
 def blocks(rows, n, seed=0):
@@ -120,13 +109,13 @@ def memory_worker(spec):
                           **SOLVERS[spec["solver"]])
     if spec["call"] == "partial_fit":
         model.partial_fit(X, y, classes=np.arange(10))
-    reset_peak()
-    before = status_mb("VmRSS")
+    common.reset_peak()
+    before = common.status_mb("VmRSS")
     if spec["call"] == "fit":
         model.fit(X, y)
     else:
         model.partial_fit(X, y)
-    peak = status_mb("VmHWM") - before
+    peak = common.status_mb("VmHWM") - before
     params_mb = model._params.nbytes / 2**20
     batch = min(200, len(X))
     parts = model._work_parts(batch)

@@ -10,16 +10,17 @@ THREADS threads (1) sharing the batches' parts (as many as on 2 cores, whatever 
 same work). Prints the median wall and CPU seconds of EPOCHS (5) epochs after one warm-up
 epoch. Run the modes in alternating processes; under valgrind --tool=callgrind pass EPOCHS 1
 and compare the instruction counts."""
+import os
 import sys
-import time
 import warnings
 
 import numpy as np
 
-from fastmlp import Autoencoder, _core
+from fastmlp import Autoencoder
 from fastmlp._health import new_health
-from fastmlp.network import _blas_single_threaded
-from fastmlp.optim import hyperparameters
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
 
 
 def main(mode, solver="adam", epochs=5, threads=1, rows=10000):
@@ -31,30 +32,11 @@ def main(mode, solver="adam", epochs=5, threads=1, rows=10000):
         model = Autoencoder((256, 64), solver=solver, momentum=0.9, learning_rate_init=0.01,
                             tied_weights=mode == "tied", batch_size=batch_size, max_iter=1,
                             random_state=0, n_threads=2).fit(X[:batch_size])
-    n = X.shape[0]
-    parts = model._work_parts(batch_size)
-    net, data = model._net(), model._input(X)
-    params, state = model._params, model._state
-    grads = np.zeros(model._layout["n_trainable"], dtype=np.float32)
-    workspace = np.zeros(net.workspace_size(batch_size, parts, np.float32, False),
-                         dtype=np.float32)
-    batch_loss = np.zeros(_core.epoch_batches(n, batch_size, False))
-    hyper = hyperparameters(model, 0.01, "constant", params.dtype)
-    health = new_health(net, parts)  # as fit counts it
-    seconds, cpu_seconds, t = [], [], model.t_
-    with _blas_single_threaded():
-        for epoch in range(epochs + 1):
-            order = rng.permutation(n).astype(np.int64)
-            started, cpu = time.perf_counter(), time.process_time()
-            health.reset()
-            t = _core.train_epoch(net, hyper, data, params, grads, state, workspace, batch_loss,
-                                  X, None, order, batch_size, model._seed, t, parts, threads, 0,
-                                  health)
-            if epoch:
-                seconds.append(time.perf_counter() - started)
-                cpu_seconds.append(time.process_time() - cpu)
+    health = new_health(model._net(), model._work_parts(batch_size))  # as fit counts it
+    wall, cpu, parts = common.train_epoch_seconds(model, X, X, batch_size, epochs, threads,
+                                                  health)
     print(f"784-256-64-256-784 {mode} {solver} threads {threads} parts {parts} "
-          f"wall {np.median(seconds):.5f} cpu {np.median(cpu_seconds):.5f}")
+          f"wall {wall:.5f} cpu {cpu:.5f}")
 
 
 if __name__ == "__main__":
