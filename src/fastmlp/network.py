@@ -779,10 +779,11 @@ class Network(BaseEstimator):
         Model (partial_fit), its batch norm, which its layout holds, and dropout rates for
         its hidden layers, whatever batch_norm and hidden_layer_sizes say since."""
         if fitted is None:
-            return {"activation": self.activation, "batch_norm": bool(self.batch_norm),
-                    "dropout": self._dropout_rates(len(self._hidden_sizes())).tolist()}
-        return {"activation": self.activation, "batch_norm": fitted.spec["batch_norm"],
-                "dropout": self._dropout_rates(len(fitted.layout["units"]) - 2).tolist()}
+            batch_norm, n_hidden = bool(self.batch_norm), len(self._hidden_sizes())
+        else:
+            batch_norm, n_hidden = fitted.spec["batch_norm"], len(fitted.layout["units"]) - 2
+        return {"activation": self.activation, "batch_norm": batch_norm,
+                "dropout": self._dropout_rates(n_hidden).tolist()}
 
     def _batch_size(self, n_samples):
         if self.batch_size == "auto":

@@ -51,7 +51,6 @@ VERSION = 2
 _READABLE_VERSIONS = (1, 2)
 _CLASSES = {cls.__name__: cls for cls in (Network, MLPClassifier, MLPRegressor, Autoencoder)}
 _DTYPES = {"float32": np.float32, "float64": np.float64}
-_SOLVERS = ("sgd", "adam", "adagrad", "rmsprop", "lbfgs")
 _MAX_METADATA_BYTES = 1 << 20
 _READ_BYTES = 1 << 24
 _MAX_UNITS = 2**31 - 1  # the C side counts units in int
@@ -708,7 +707,9 @@ def _state_solver(meta, model):
     """The solver that made state.npy: the metadata's (files from before it say nothing:
     then the model's own solver)."""
     solver = meta.get("state_solver", model.solver)
-    _require(solver in _SOLVERS, f"state_solver {solver!r}, expected one of {_SOLVERS}")
+    solvers = sorted(Network._parameter_constraints["solver"][0].options)  # as fit takes them
+    _require(isinstance(solver, str) and solver in solvers,
+             f"state_solver {solver!r}, expected one of {solvers}")
     return solver
 
 

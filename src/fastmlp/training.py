@@ -169,7 +169,6 @@ class Stretches:
         health = health_record(self.health, model.layout["units"], model.spec["activation"], n)
         return float(batch_loss.sum()) / n, seconds, threads, n, health
 
-
     def _check_finite(self, model, losses):
         """Refuse a diverged model: C checked the trainable parameters and the optimizer
         state after the last update (a velocity or second moment that overflowed makes the
@@ -181,6 +180,7 @@ class Stretches:
 
 
 def diverged():
+    """The error of a fit or partial_fit whose loss, parameters or state left the finite."""
     return ValueError(f"{NON_FINITE} Training diverged (the loss or the parameters are not "
                       "finite): lower learning_rate_init, or standardize the inputs")
 
