@@ -147,7 +147,7 @@ def train_epoch_seconds(model, X, Y, batch_size, epochs, threads, health=None):
     fresh random order each, after one warm-up epoch; `health`, if given, is reset and
     counted each epoch as fit counts it. The parts are those of fit, whatever `threads`."""
     from fastmlp import _core
-    from fastmlp.network import _blas_single_threaded
+    from fastmlp._config import blas_single_threaded
     from fastmlp.optim import hyperparameters
 
     rng = np.random.RandomState(0)
@@ -161,7 +161,7 @@ def train_epoch_seconds(model, X, Y, batch_size, epochs, threads, health=None):
     batch_loss = np.zeros(_core.epoch_batches(n, batch_size, False))
     hyper = hyperparameters(model, 0.01, "constant", params.dtype)
     seconds, cpu_seconds, t = [], [], model._n_updates
-    with _blas_single_threaded():
+    with blas_single_threaded():
         for epoch in range(epochs + 1):
             order = rng.permutation(n).astype(np.int64)
             started, cpu = time.perf_counter(), time.process_time()

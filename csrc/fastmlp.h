@@ -192,7 +192,7 @@ int fastmlp_fma_full_width(void);
 #define FASTMLP_TILE_VECTORS 4       /* 512-bit vectors across a full panel of W's columns */
 #define FASTMLP_TILE_BLOCK_ROWS 96   /* rows that go through every panel before the next rows:
                                       * their inputs stay in L2 (784 float32 inputs: 300 KB) */
-/* Prediction of fewer rows runs on one OpenMP thread and leaves BLAS its own threads (network.py
+/* Prediction of fewer rows runs on one OpenMP thread and leaves BLAS its own threads (prediction.py
  * asks _core for this number): there BLAS on two cores beat the tiles on one (64 rows of
  * 784-100-10 took 1.3x as long by tiles, 128 rows of 784-1024-1024-10 1.6x). From here on the
  * OpenMP threads own the cores, each with single-threaded BLAS or the tiles. */

@@ -288,7 +288,7 @@ def check_predictions(model, X):
     assert np.isfinite(raw).all(), "predict returned, from outputs that are not finite"
     if model._fitted_task == "regression":
         # values of float32 input in float32, of anything else in float64 (scikit-learn's)
-        expected = model._params.dtype if fastmlp.network._is_float32(X) else np.float64
+        expected = model._params.dtype if fastmlp.prediction._is_float32(X) else np.float64
         assert out.dtype == expected and np.isfinite(out).all()
         assert out.shape == ((n,) if model._y_1d else (n, model.n_outputs_))
     elif model._label_binarizer.y_type_ == "multilabel-indicator":

@@ -1,10 +1,35 @@
 """fastmlp.show_config(): what this build of fastmlp runs with; default_threads(): how many
-threads an estimator with n_threads=None uses."""
+threads an estimator with n_threads=None uses; the cores this process may use, and BLAS kept
+to one thread while ours run."""
+import os
 import sys
 
-from threadpoolctl import threadpool_info
+from threadpoolctl import ThreadpoolController, threadpool_info
 
 from . import _core
+
+
+# each thread has its own scratch memory, so the count is bounded well below the bridge's int
+MAX_THREADS = 1024
+_BLAS = None
+
+
+def available_cores():
+    """The cores this process may run on (its CPU affinity; all of them off Linux)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def blas_single_threaded():
+    """BLAS capped at one thread while our OpenMP threads run it on their own slabs: two thread
+    pools spinning on the same cores slow each other down (docs: C design, threads)."""
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
+
 
 
 def show_config():
@@ -31,8 +56,6 @@ def show_config():
     BLAS: ...
     """
     from . import __version__
-    from .network import available_cores
-
     lines = [
         f"fastmlp {__version__}",
         "precision: float32 (default), float64",
@@ -88,8 +111,6 @@ def default_threads():
     ...     default_threads()
     1
     """
-    from .network import available_cores
-
     share = _dask_worker_share()
     limit = share if share is not None else _core.max_threads()
     return max(1, min(limit, available_cores()))

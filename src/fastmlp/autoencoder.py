@@ -20,7 +20,8 @@ from sklearn.utils.validation import (_check_feature_names, _check_sample_weight
 
 from . import _core
 from .model import nonfinite_outputs
-from .network import Network, _blas_single_threaded
+from ._config import blas_single_threaded
+from .network import Network
 
 _NEVER = available_if(lambda self: False)  # Network's supervised methods an Autoencoder lacks
 
@@ -481,7 +482,7 @@ class Autoencoder(TransformerMixin, Network):
         out = np.empty((n, n_out), dtype=self._params.dtype)
         finite = True
         if n >= _core.PREDICT_THREADED_ROWS and (n_threads := self._threads()) > 1:
-            with _blas_single_threaded():
+            with blas_single_threaded():
                 finite = _core.predict(net, data, self._params, out, n_threads)
         elif n:
             finite = _core.predict(net, data, self._params, out, 1)

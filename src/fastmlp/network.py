@@ -1,12 +1,13 @@
-"""The Network estimator: parameters, validation, fit / partial_fit / predict.
+"""The Network estimator: its parameters, and fit / partial_fit.
 
-fit and partial_fit validate everything, then hand the epochs to fastmlp/training.py, which
-trains a model (fastmlp/model.py) that no predict sees; the estimator swaps it in with one
-assignment at the end. So a failed call leaves the estimator as it was, and a predict racing a
-refit in another thread reads the old model or the new one, never a mix. Targets become output
-units in fastmlp/targets.py. The numeric work is in C (fastmlp._core)."""
+The data's path runs through three files. fastmlp/inputs.py validates X, the targets (which
+become output units in fastmlp/targets.py), the weights and the validation set. Here fit and
+partial_fit then hand the epochs to fastmlp/training.py, which trains a model
+(fastmlp/model.py) that no predict sees; the estimator swaps it in with one assignment at the
+end. So a failed call leaves the estimator as it was, and a predict (fastmlp/prediction.py)
+racing a refit in another thread reads the old model or the new one, never a mix. The numeric
+work is in C (fastmlp._core)."""
 import copy
-import os
 import warnings
 from contextlib import contextmanager
 from numbers import Integral, Real
@@ -16,20 +17,20 @@ import scipy.sparse as sp
 from sklearn import config_context, get_config
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import accuracy_score, check_scoring, r2_score
-from sklearn.model_selection import train_test_split
+from sklearn.metrics import check_scoring
 from sklearn.utils import ClassifierTags, RegressorTags, check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
-from threadpoolctl import ThreadpoolController
 
 from . import _core, row_order, targets, training
-from ._config import default_threads
+from ._config import MAX_THREADS, available_cores, blas_single_threaded, default_threads
+from .inputs import Inputs, _as_c_input, _input_dtypes
 from .lbfgs import fit_lbfgs
 from .model import Model, check_memory, new_model, parameter_layout  # noqa: F401
 from .optim import check_representable, new_state
+from .prediction import Prediction
 from .schedules import LearningRateSchedule
 from .threads import ThreadChoice
 
@@ -37,27 +38,6 @@ _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # what pickling and fastmlp.save leave out: scratch buffers and the thread count measured on
 # this machine
 NOT_PERSISTED = ("_grads", "_workspace", "_thread_choice")
-_BLAS = None
-
-
-def _blas_single_threaded():
-    """BLAS capped at one thread while our OpenMP threads run it on their own slabs: two thread
-    pools spinning on the same cores slow each other down (shared/DESIGN.md, Threads)."""
-    global _BLAS
-    if _BLAS is None:
-        _BLAS = ThreadpoolController()
-    return _BLAS.limit(limits=1, user_api="blas")
-
-
-def available_cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-# each thread has its own scratch memory, so the count is bounded well below the bridge's int
-MAX_THREADS = 1024
 
 
 def _model_part(name, attribute, doc):
@@ -70,7 +50,7 @@ def _model_part(name, attribute, doc):
     return property(read, doc=doc)
 
 
-class Network(BaseEstimator):
+class Network(Inputs, Prediction, BaseEstimator):
     """A multi-layer perceptron trained by mini-batch gradient descent in C.
 
     Its task follows the targets of the first fit. The docstring users read, with every
@@ -212,12 +192,6 @@ class Network(BaseEstimator):
             return int(self.n_threads)
         return default_threads()
 
-    def _validate_X(self, X, reset, dtype=None):
-        dtype = self._model_dtype() if dtype is None else dtype
-        X = validate_data(self, X, reset=reset, accept_sparse=["csr", "csc"],
-                          dtype=_input_dtypes(dtype), order=None, copy=False)
-        return _as_c_input(X, dtype)
-
     # ---------------------------------------------------------------- the fitted model
 
     coefs_ = _model_part("coefs", "coefs_",
@@ -251,19 +225,6 @@ class Network(BaseEstimator):
         self._model = Model(layout, params, spec, self.out_activation_,
                             None if regression else self._label_binarizer,
                             bool(getattr(self, "_y_1d", False)) if regression else False)
-
-    # ---------------------------------------------------------------- targets
-
-    def _encode_targets(self, y, first=False):
-        """Y (n, n_outputs) in the model dtype, encoded as the fitted model's targets (tests
-        and diagnostics; `first` is the old signature's: fit encodes in fastmlp/targets.py)."""
-        if first:
-            raise ValueError("_encode_targets encodes for a fitted model only (first=False)")
-        model = self._model
-        if model.binarizer is None:
-            return targets.encode_values(y, model.params.dtype, self.n_outputs_)[0]
-        y, kind = targets.label_kind(y)
-        return targets.encode_labels(y, kind, model.binarizer, model.params.dtype)
 
     def _work_parts(self, batch_size, model=None):
         """The slabs a training batch's products are cut into: they, never the thread count,
@@ -540,7 +501,7 @@ class Network(BaseEstimator):
                            validation is not None, pending,
                            samples=0 if first else self.t_)
         if self.solver == "lbfgs":
-            with _blas_single_threaded():
+            with blas_single_threaded():
                 fit_lbfgs(self, run, X, Y, sample_weight, self._threads(),
                           self._work_parts(n_samples, model))
         else:
@@ -576,28 +537,6 @@ class Network(BaseEstimator):
         first moment is no sum of squares for adagrad, whose step would take its root)."""
         return incremental and self.__dict__.get("_state_solver", self.solver) == self.solver
 
-    def _targets(self, X, y, task, first, classes, dtype):
-        """Targets -> output units: (y as the labels were read, Y (n, n_outputs) in `dtype`,
-        the binarizer or None, the output activation, whether y was 1-d (regression), y's
-        label kind or None). The Autoencoder's override makes Y the rows X themselves."""
-        binarizer, y_1d, kind = None, False, None
-        if task == "classification":
-            y, kind = targets.label_kind(y)
-            if first:
-                binarizer, out_activation = targets.fit_binarizer(y, kind, classes)
-            else:
-                binarizer, out_activation = self._model.binarizer, self.out_activation_
-            Y = targets.encode_labels(y, kind, binarizer, dtype)
-        else:
-            Y, y_1d = targets.encode_values(y, dtype, None if first else self.n_outputs_)
-            poisson = getattr(self, "loss", "squared_error") == "poisson"
-            if poisson and np.any(Y < 0):
-                raise ValueError("loss='poisson' needs targets y >= 0 (counts, rates); y has "
-                                 f"negative values, the least {Y.min()}")
-            out_activation = "exp" if poisson else "identity"
-            if not first:
-                y_1d = self._model.y_1d
-        return y, Y, binarizer, out_activation, y_1d, kind
 
     def _epochs(self, run, X, Y, sample_weight, batch_size, rows, validation, scorer,
                 incremental, interrupt):
@@ -636,7 +575,7 @@ class Network(BaseEstimator):
             listeners.append(training.Verbose(int(self.verbose),
                                               None if incremental else self.max_iter))
         evaluation = training.Evaluation(self, validation, scorer, self.alpha, self._published)
-        with _blas_single_threaded():
+        with blas_single_threaded():
             training.run_epochs(run, stretches, evaluation, listeners,
                                 1 if incremental else self.max_iter,
                                 row_order.shuffling_for(X, self.shuffle), rows,
@@ -703,46 +642,6 @@ class Network(BaseEstimator):
             else:
                 self._model = previous
 
-    def _sample_weight(self, sample_weight, X, y, kind, incremental, dtype):
-        """The per-sample weights: the user's times the class weights, in the model dtype."""
-        class_weights = None
-        if kind is not None:
-            class_weights = targets.class_sample_weight(self.class_weight, y, kind,
-                                                        incremental)
-        if class_weights is not None:
-            sample_weight = class_weights if sample_weight is None else \
-                np.asarray(sample_weight, dtype=np.float64) * class_weights
-        if sample_weight is None:
-            return None
-        sample_weight = _check_sample_weight(sample_weight, X, dtype=dtype,
-                                             ensure_non_negative=True)
-        if not np.any(sample_weight > 0):
-            raise ValueError("sample_weight must have at least one positive weight")
-        return np.ascontiguousarray(sample_weight)
-
-    def _validation_set(self, validation, binarizer, kind, incremental, dtype):
-        """fit's (X_val, y_val, sample_weight_val) as the loop reads them: (X, Y, weights, y)."""
-        if validation is None:
-            return None
-        X_val, y_val, weight = validation
-        X_val, y_val = validate_data(self, X_val, y_val, reset=False,
-                                     accept_sparse=["csr", "csc"], dtype=_input_dtypes(dtype),
-                                     order=None, copy=False,
-                                     multi_output=True, y_numeric=binarizer is None)
-        if binarizer is None:
-            Y_val = targets.encode_values(y_val, dtype, None)[0]
-        else:
-            y_val, kind_val = targets.label_kind(y_val)
-            Y_val = targets.encode_labels(y_val, kind_val, binarizer, dtype)
-        if weight is not None:
-            weight = _check_sample_weight(weight, X_val, dtype=np.float64,
-                                          ensure_non_negative=True)
-        if binarizer is not None:
-            class_weights = targets.class_sample_weight(self.class_weight, y_val, kind,
-                                                        incremental)
-            if class_weights is not None:
-                weight = class_weights if weight is None else weight * class_weights
-        return _as_c_input(X_val, dtype), Y_val, weight, y_val
 
     def _scorer(self, needed):
         """What the validation score is: None (the estimator's score), "loss", or a scorer."""
@@ -805,332 +704,6 @@ class Network(BaseEstimator):
             workspace = self._workspace = np.zeros(size, dtype=dtype)
         return grads, workspace
 
-    def _validation_split(self, X, Y, y, sample_weight, model, rng):
-        """Training rows (sorted indices, so X is never copied) and the held-out set."""
-        n = X.shape[0]
-        stratify = None
-        if model.out_activation == "softmax":
-            stratify = Y.argmax(axis=1)
-        elif model.binarizer is not None and Y.shape[1] == 1:
-            stratify = Y[:, 0]
-        try:
-            train, held_out = train_test_split(np.arange(n, dtype=np.int64),
-                                               test_size=self.validation_fraction,
-                                               random_state=rng, stratify=stratify)
-        except ValueError as error:
-            raise ValueError(f"early_stopping could not hold out validation_fraction="
-                             f"{self.validation_fraction} of {n} samples: {error}") from None
-        held_out.sort()
-        weight = None if sample_weight is None else \
-            sample_weight[held_out].astype(np.float64)
-        return np.sort(train), (_as_c_input(X[held_out], model.params.dtype), Y[held_out], weight,
-                                y[held_out])
-
-    def _default_score(self, out, Y, weight, model):
-        """The estimator's score from outputs: R^2 (regression) or accuracy."""
-        if model.binarizer is None:
-            return r2_score(Y, out, sample_weight=weight)
-        if model.out_activation == "softmax":
-            return accuracy_score(Y.argmax(axis=1), out.argmax(axis=1), sample_weight=weight)
-        return accuracy_score(Y > 0.5, out > 0.5, sample_weight=weight)
-
-    # ---------------------------------------------------------------- prediction
-
-    def _threads_for(self, n_rows):
-        # up to 256 rows, one thread: waking others costs more than they save (and asking how
-        # many cores there are costs a system call, a tenth of a one-row prediction)
-        return self._threads() if n_rows >= _core.PREDICT_THREADED_ROWS else 1
-
-    def _forward(self, X, check_finite=False, model=None):
-        """The outputs (n, n_outputs) of `model` (the fitted one by default) for validated rows
-        X; with check_finite (X a dense array whose finiteness is not yet known), None when
-        some row is not finite."""
-        model = self._model if model is None else model
-        n_threads = self._threads_for(X.shape[0])
-        if n_threads > 1:
-            with _blas_single_threaded():
-                return model.forward(X, n_threads, check_finite)
-        return model.forward(X, 1, check_finite)
-
-    def _outputs(self, X):
-        """(the model, its outputs for X as the user gave it, validated as scikit-learn does).
-        The model is read once: a refit in another thread swaps in a new one meanwhile."""
-        model = self.__dict__.get("_model")
-        if model is None:
-            check_is_fitted(self, "_params")
-        if (type(X) is np.ndarray and X.dtype == model.params.dtype and X.ndim == 2
-                and X.flags.c_contiguous and 0 < X.shape[0]
-                and X.shape[1] == model.layout["units"][0]
-                and "feature_names_in_" not in self.__dict__):
-            # Already what the C side reads: validate_data would only confirm it, at ~80 us,
-            # three times the forward pass of one row. Finiteness is checked in C on the first
-            # layer's pre-activations and on the outputs; a row that fails (a NaN or inf, or
-            # finite values that overflow) sends X down the full path, which tells which.
-            out = self._forward(X, check_finite=True, model=model)
-            if out is not None:
-                return model, out
-        rows = self._validate_X(X, reset=False, dtype=model.params.dtype)
-        if rows.shape[1] != model.layout["units"][0]:  # a refit on other features meanwhile
-            raise ValueError(f"X has {rows.shape[1]} features, but this model is fitted with "
-                             f"{model.layout['units'][0]}")
-        out = self._forward(rows, model=model)
-        # float64 input gives float64 values, as scikit-learn's estimators do
-        if out.dtype != np.float64 and not _is_float32(X):
-            out = out.astype(np.float64)
-        return model, out
-
-    def predict(self, X):
-        """Predict class labels (classification) or values (regression) for X.
-
-        Labels are the class of the largest softmax output, or, for logistic outputs, the
-        positive class (each label of a multilabel model) where its probability exceeds 0.5.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            The rows to predict, with the features of the fit.
-
-        Returns
-        -------
-        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
-            The predicted labels (a multilabel model gives an indicator matrix), or the
-            predicted values, of shape (n_samples,) when the fit's ``y`` was 1-d. Values are
-            float32 when the model and X are both float32, else float64.
-
-        Raises
-        ------
-        sklearn.exceptions.NotFittedError
-            If the estimator is not fitted.
-        ValueError
-            If X has another number of features than the fit's, a value that is not
-            finite, or finite values so large that the network's outputs overflow.
-
-        See Also
-        --------
-        predict_proba : The class probabilities.
-
-        Examples
-        --------
-        >>> from fastmlp import MLPRegressor
-        >>> X, y = [[0.0], [0.5], [1.0], [1.5]], [0.0, 1.0, 2.0, 3.0]
-        >>> reg = MLPRegressor(learning_rate_init=0.05, max_iter=500, random_state=0)
-        >>> reg.fit(X, y).predict([[0.25], [1.25]]).shape
-        (2,)
-        """
-        model, out = self._outputs(X)
-        return targets.decode(out, model.binarizer, model.y_1d)
-
-    @available_if(lambda self: (getattr(self, "_fitted_task", None) or self._task)
-                  != "regression")
-    def predict_proba(self, X):
-        r"""Predict the class probabilities of X.
-
-        With softmax outputs (several classes) they are the outputs
-        :math:`f_c = e^{a_c} / \sum_k e^{a_k}`; with one logistic output :math:`p`
-        (two classes) the columns are :math:`1 - p` and :math:`p`; a multilabel model gives
-        each label's probability, so its rows need not sum to 1. A model fitted on a single
-        class gives probability 1 for it. A ``Network`` fitted on real values has no
-        ``predict_proba``.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            The rows to predict, with the features of the fit.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-            The probability of each class (each label) in the order of ``classes_``,
-            float32 when the model and X are both float32, else float64.
-
-        Raises
-        ------
-        sklearn.exceptions.NotFittedError
-            If the estimator is not fitted.
-        ValueError
-            If X has another number of features than the fit's, a value that is not
-            finite, or finite values so large that the network's outputs overflow.
-
-        See Also
-        --------
-        predict : The labels.
-        predict_log_proba : The logarithm of these probabilities.
-
-        Examples
-        --------
-        >>> from fastmlp import MLPClassifier
-        >>> X, y = [[0.0], [0.2], [0.8], [1.0]], [0, 0, 1, 1]
-        >>> clf = MLPClassifier(learning_rate_init=0.05, max_iter=300, random_state=0)
-        >>> proba = clf.fit(X, y).predict_proba(X)
-        >>> proba.shape, bool(proba[0, 0] > 0.5), bool(proba[3, 1] > 0.5)
-        ((4, 2), True, True)
-        """
-        model, out = self._outputs(X)
-        if model.binarizer is None:
-            raise AttributeError("predict_proba is only available after fitting on class labels")
-        return targets.probabilities(out, model.binarizer, model.out_activation)
-
-    @available_if(lambda self: (getattr(self, "_fitted_task", None) or self._task)
-                  != "regression")
-    def predict_log_proba(self, X):
-        """Predict the natural logarithm of the class probabilities of X.
-
-        It is ``numpy.log(predict_proba(X))``, as scikit-learn's: ``-inf`` where a
-        probability underflowed to 0.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            The rows to predict, with the features of the fit.
-
-        Returns
-        -------
-        log_proba : ndarray of shape (n_samples, n_classes)
-            The log-probability of each class (each label) in the order of ``classes_``.
-
-        Raises
-        ------
-        sklearn.exceptions.NotFittedError
-            If the estimator is not fitted.
-        ValueError
-            If X has another number of features than the fit's, a value that is not
-            finite, or finite values so large that the network's outputs overflow.
-
-        See Also
-        --------
-        predict_proba : The probabilities themselves.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from fastmlp import MLPClassifier
-        >>> X, y = [[0.0], [0.2], [0.8], [1.0]], [0, 0, 1, 1]
-        >>> clf = MLPClassifier(learning_rate_init=0.05, max_iter=300, random_state=0)
-        >>> clf = clf.fit(X, y)
-        >>> np.allclose(np.exp(clf.predict_log_proba(X)), clf.predict_proba(X))
-        True
-        """
-        proba = self.predict_proba(X)
-        with np.errstate(divide="ignore"):
-            return np.log(proba, out=proba)
-
-    def score(self, X, y, sample_weight=None):
-        r"""Return the accuracy (classification) or R^2 (regression) of ``predict(X)``.
-
-        Accuracy is the (weighted) share of rows predicted right; for a multilabel model a
-        row counts only when every one of its labels is right. R^2 is
-        :math:`1 - \sum (y - \hat y)^2 / \sum (y - \bar y)^2`, averaged uniformly over
-        several target columns.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            The rows to predict.
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            Their true labels or values.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Weights of the rows.
-
-        Returns
-        -------
-        score : float
-            The accuracy or R^2 of the predictions.
-
-        Raises
-        ------
-        sklearn.exceptions.NotFittedError
-            If the estimator is not fitted.
-
-        See Also
-        --------
-        sklearn.metrics.accuracy_score : The classification score.
-        sklearn.metrics.r2_score : The regression score.
-
-        Examples
-        --------
-        >>> from fastmlp import Network
-        >>> X, y = [[0.0], [0.2], [0.8], [1.0]], [0, 0, 1, 1]
-        >>> net = Network(learning_rate_init=0.05, max_iter=300, random_state=0)
-        >>> net.fit(X, y).score(X, y)
-        1.0
-        """
-        check_is_fitted(self, "_params")
-        if self._fitted_task == "regression":
-            return r2_score(y, self.predict(X), sample_weight=sample_weight)
-        return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
-
-    def recompute_batchnorm_statistics(self, X):
-        r"""Set the batch-norm statistics to the exact ones of X.
-
-        Every batch-norm layer's ``running_mean`` and ``running_var`` become the exact mean
-        and unbiased variance of its pre-activation over all rows of X (the training set,
-        say), the lecture's alternative to running averages: one pass over X per layer,
-        layer l seeing the layers below in inference mode (no dropout) with their
-        statistics already replaced. Weights, ``gamma`` and ``beta`` are unchanged. Like a
-        refit, it computes a new model (a copy of the parameters) and swaps it in whole, so a
-        prediction running in another thread meanwhile sees the old statistics or the new,
-        never a mix; views taken of ``coefs_`` or ``batchnorm_`` before the call stay on the
-        old model.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            At least 2 rows with the features of the fit.
-
-        Returns
-        -------
-        self : object
-            The estimator, with its new statistics.
-
-        Raises
-        ------
-        sklearn.exceptions.NotFittedError
-            If the estimator is not fitted.
-        ValueError
-            If the model was fitted without ``batch_norm=True``, or X has fewer than 2 rows,
-            another number of features than the fit's, or a value that is not finite.
-
-        See Also
-        --------
-        batchnorm_ : The statistics, with ``gamma`` and ``beta``.
-
-        Notes
-        -----
-        For the pre-activations :math:`a_1, \dots, a_n` of a unit over the :math:`n` rows
-        of X, the statistics are :math:`\mu = \frac{1}{n} \sum_t a_t` and
-        :math:`\sigma^2 = \frac{1}{n - 1} \sum_t (a_t - \mu)^2`; prediction then computes
-        the unit's :math:`\gamma (a - \mu) / \sqrt{\sigma^2 + 10^{-5}} + \beta`.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from fastmlp import MLPClassifier
-        >>> rng = np.random.RandomState(0)
-        >>> X, y = rng.randn(40, 3), np.arange(40) % 2
-        >>> clf = MLPClassifier((4,), batch_norm=True, normalize=None, max_iter=5,
-        ...                     dtype=np.float64, random_state=0).fit(X, y)
-        >>> clf = clf.recompute_batchnorm_statistics(X)
-        >>> a = X @ clf.coefs_[0] + clf.intercepts_[0]
-        >>> np.allclose(clf.batchnorm_[0]["running_var"], a.var(axis=0, ddof=1))
-        True
-        """
-        check_is_fitted(self, "_params")
-        model = self._model
-        if not model.spec["batch_norm"]:
-            raise ValueError("recompute_batchnorm_statistics needs a model fitted with "
-                             "batch_norm=True; this one has no batch normalization")
-        X = self._validate_X(X, reset=False, dtype=model.params.dtype)
-        if X.shape[0] < 2:
-            raise ValueError("recompute_batchnorm_statistics needs at least 2 samples (the "
-                             f"variance is unbiased), got {X.shape[0]}")
-        n_threads = self._threads()
-        new = model.with_params(model.params.copy())
-        with _blas_single_threaded():
-            _core.batchnorm_population(new.net, new.input(X), new.params, X.shape[0],
-                                       n_threads)
-        self._model = new  # one assignment: readers see the old model or this one
-        return self
-
     # ---------------------------------------------------------------- diagnostics
 
     def _batch_gradient(self, X, y, sample_weight=None, seed=None, t=1):
@@ -1173,46 +746,12 @@ class Network(BaseEstimator):
         super().__setstate__(state)
 
 
-def _input_dtypes(dtype):
-    """The dtypes validation leaves X in for a model of `dtype`: float32 and float64 X are read
-    as they are (the C side converts rows as it gathers them, in any memory order); other
-    dtypes become the model's."""
-    return (dtype, np.float64 if dtype == np.float32 else np.float32)
-
-
-def _as_c_input(X, dtype):
-    """X as the C side reads it for a model of `dtype`: dense float32 or float64 in any memory
-    order (as validated), or CSR. float64 values a float32 model reads must be finite once
-    rounded, as on the converted copy that scikit-learn's validation would check: max and min
-    are reductions, they make no copy of X."""
-    if not sp.issparse(X):
-        if X.dtype == np.float64 and dtype == np.float32 and X.size and not (
-                X.max() <= _FLOAT32_MAX and X.min() >= -_FLOAT32_MAX):
-            raise ValueError("Input X contains infinity or a value too large for "
-                             "dtype('float32').")
-        return X
-    X = X.tocsr()
-    if not X.data.flags.c_contiguous:
-        X.data = np.ascontiguousarray(X.data)
-    return X
-
-
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
 
 def _copy_generator(rng):
     """A RandomState in the same state (deepcopy takes ~50x as long)."""
     copy_ = np.random.RandomState()
     copy_.set_state(rng.get_state())
     return copy_
-
-
-def _is_float32(X):
-    """Whether X (an array, sparse matrix or DataFrame) holds float32 values only."""
-    dtypes = getattr(X, "dtypes", None)
-    if dtypes is not None and not hasattr(X, "dtype"):
-        return len(dtypes) > 0 and all(d == np.float32 for d in dtypes)
-    return getattr(X, "dtype", None) == np.float32
 
 
 _warned_no_openmp = False
