@@ -82,7 +82,7 @@ class Sdist(sdist):
 
 
 kernel_sources = ["dense.c", "tiles.c", "batchnorm.c", "loss.c", "optim.c", "input.c", "train.c",
-                  "predict.c", "corruption.c", "health.c", "rng.h", "fastmlp.h", "tied.c"]
+                  "predict.c", "corruption.c", "health.c", "rng.h", "fastmlp.h", "tied.c", "team.h"]
 extension = Extension(
     "fastmlp._core",
     sources=["src/fastmlp/_core.pyx", "csrc/fastmlp_f32.c", "csrc/fastmlp_f64.c"],
