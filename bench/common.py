@@ -4,6 +4,7 @@ Kept free of any contender's import so that a worker loads only the library it m
 import gc
 import importlib.util
 import os
+import subprocess
 import time
 
 import numpy as np
@@ -174,3 +175,30 @@ def train_epoch_seconds(model, X, Y, batch_size, epochs, threads, health=None):
                 seconds.append(time.perf_counter() - started)
                 cpu_seconds.append(time.process_time() - cpu)
     return float(np.median(seconds)), float(np.median(cpu_seconds)), parts
+
+
+NEAR_NS = 150  # round trip between cores sharing an L3 here: 50-90 ns; not sharing: 300-370
+
+
+class Placement:
+    """bench/placement.c, built on first use with the C compiler fastmlp's build needs anyway:
+    the round trip of a cache line between the first two cores, in ns (None: not measurable)."""
+
+    def __init__(self, out):
+        self.binary = os.path.join(out, "placement.tmp")
+        try:
+            os.makedirs(out, exist_ok=True)
+            subprocess.run(["cc", "-O2", "-pthread", os.path.join(os.path.dirname(os.path.abspath(__file__)), "placement.c"), "-o",
+                            self.binary], check=True, capture_output=True, timeout=120)
+        except (OSError, subprocess.SubprocessError):
+            self.binary = None
+
+    def round_trip_ns(self):
+        if self.binary is None:
+            return None
+        try:
+            value = float(subprocess.run([self.binary], capture_output=True, text=True,
+                                         timeout=30).stdout.strip())
+        except (OSError, ValueError, subprocess.SubprocessError):
+            return None
+        return None if value != value else value  # NaN: a single core

@@ -82,38 +82,11 @@ def parse_args(argv=None):
     return args
 
 
-NEAR_NS = 150  # round trip between cores sharing an L3 here: 50-90 ns; not sharing: 300-370
-
-
-class Placement:
-    """bench/placement.c, built on first use with the C compiler fastmlp's build needs anyway:
-    the round trip of a cache line between the first two cores, in ns (None: not measurable)."""
-
-    def __init__(self, out):
-        self.binary = os.path.join(out, "placement.tmp")
-        try:
-            os.makedirs(out, exist_ok=True)
-            subprocess.run(["cc", "-O2", "-pthread", os.path.join(HERE, "placement.c"), "-o",
-                            self.binary], check=True, capture_output=True, timeout=120)
-        except (OSError, subprocess.SubprocessError):
-            self.binary = None
-
-    def round_trip_ns(self):
-        if self.binary is None:
-            return None
-        try:
-            value = float(subprocess.run([self.binary], capture_output=True, text=True,
-                                         timeout=30).stdout.strip())
-        except (OSError, ValueError, subprocess.SubprocessError):
-            return None
-        return None if value != value else value  # NaN: a single core
-
-
 class Runner:
     def __init__(self, args):
         self.args = args
         self.records = []  # every worker's spec and result, in the order run
-        self.placement = Placement(args.out)
+        self.placement = common.Placement(args.out)
 
     def wait_near(self):
         """Wait (up to --wait-near seconds) until the first two cores share a cache, so that every
@@ -121,7 +94,7 @@ class Runner:
         Returns the round trip in ns when the worker starts."""
         started = time.perf_counter()
         ns = self.placement.round_trip_ns()
-        while ns is not None and ns >= NEAR_NS and time.perf_counter() - started < self.args.wait_near:
+        while ns is not None and ns >= common.NEAR_NS and time.perf_counter() - started < self.args.wait_near:
             time.sleep(1.0)
             ns = self.placement.round_trip_ns()
         return ns
@@ -379,7 +352,7 @@ def summarize(records, args):
 
 def far(result):
     """Whether the worker's first two cores did not share a cache when it started or ended."""
-    return any(ns is not None and ns >= NEAR_NS for ns in result.get("core_round_trip_ns", []))
+    return any(ns is not None and ns >= common.NEAR_NS for ns in result.get("core_round_trip_ns", []))
 
 
 def fmt(x, spec=",.0f"):
@@ -399,7 +372,7 @@ def markdown(s, machine, args):
            "`foreign_cpu_share` per record in latest.json)" + ("  " if machine.get("placed") else ""),
            *([f"Placement: before each {machine['threads']}-thread worker the driver waited (up to "
               f"{getattr(args, 'wait_near', 0):.0f} s) for its first two cores to share a cache (a "
-              f"cache line's round trip under {NEAR_NS} ns; bench/placement.c says why); "
+              f"cache line's round trip under {common.NEAR_NS} ns; bench/placement.c says why); "
               f"{machine['far']} of {machine['placed']} such measurements started or ended on cores "
               "that did not (`core_round_trip_ns` per record)"] if machine.get("placed") else []),
            ""]

@@ -10,11 +10,16 @@ seed), fits once untimed for one epoch (imports, allocation, page faults), then 
 `fit` of --epochs epochs from scratch, so the thread choice starts cold, as a user's first fit
 does: the first epoch counts. The two contenders (n_threads=None, the default, and
 n_threads=1) alternate within each round, in an order that flips from round to round; the
-report gives the median samples/s of each over the rounds and the ratio default / one thread
-(1.0: as fast; under 0.9: the default loses more than 10%), and --json keeps each fit's epochs
-(thread count and samples/s of each: how soon the thread choice reacted). The hog is pinned to
-the last core the benchmark may use (--no-pin: the kernel places it). The checkout's src/ (or
---src) goes on PYTHONPATH, so an in-place build is enough.
+report gives the median samples/s of each over the rounds, the ratio default / one thread
+(1.0: as fast; under 0.9: the default loses more than 10%), each round's ratio and the least
+of them, and --json keeps each fit's epochs (thread count and samples/s of each: how soon the
+thread choice reacted). The hog is pinned to the last core the benchmark may use (--no-pin:
+the kernel places it). Before each round, with no hog yet, the driver waits (up to
+--wait-near seconds) until the first two cores share a cache, as bench/run.py does: on this
+virtual machine the vCPUs move between physical cores, and on cores that share no cache two
+threads run up to half as fast while one thread does not change (bench/README.md), which made
+idle rounds of the same build range from 0.90 to 1.46. The checkout's src/ (or --src) goes on
+PYTHONPATH, so an in-place build is enough.
 
 Figures depend on everything else the machine runs: bench/README.md says how they were taken.
 """
@@ -25,6 +30,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+import common
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
@@ -80,6 +87,16 @@ def start_hog(pin):
     return hog
 
 
+def wait_near(placement, seconds):
+    """Wait up to `seconds` for the first two cores to share a cache; the round trip in ns."""
+    started = time.perf_counter()
+    ns = placement.round_trip_ns()
+    while ns is not None and ns >= common.NEAR_NS and time.perf_counter() - started < seconds:
+        time.sleep(1.0)
+        ns = placement.round_trip_ns()
+    return ns
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -92,6 +109,8 @@ def main():
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="let the kernel place the hog (by default: pinned to the last core)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per measurement")
+    parser.add_argument("--wait-near", type=float, default=60,
+                        help="seconds to wait before each round for a near placement (0: none)")
     parser.add_argument("--json", help="write every measurement to this file")
     parser.add_argument("--src", default=SRC, help="the fastmlp source tree (built in place) "
                         "to measure; a copy keeps a long run safe from edits")
@@ -102,13 +121,16 @@ def main():
         return
 
     results = []
+    placement = common.Placement(os.path.join(HERE, "results"))
     print(f"{'config':<16} {'condition':<9} {'default/s':>11} {'1 thread/s':>11} "
           f"{'ratio':>6}  rounds (ratio each)")
     for config in args.configs.split(","):
         sizes = [int(s) for s in config.split("-")]
         for condition in args.conditions.split(","):
             rates, epochs = {"default": [], "one": []}, {"default": [], "one": []}
+            round_trips = []
             for round_ in range(args.rounds):
+                round_trips.append(wait_near(placement, args.wait_near))
                 hog = start_hog(args.pin) if condition == "hog" else None
                 try:
                     order = ["default", "one"] if round_ % 2 == 0 else ["one", "default"]
@@ -126,10 +148,11 @@ def main():
             each = [d / o for d, o in zip(rates["default"], rates["one"])]
             default, one = statistics.median(rates["default"]), statistics.median(rates["one"])
             print(f"{config:<16} {condition:<9} {default:>11,.0f} {one:>11,.0f} "
-                  f"{default / one:>6.2f}  {' '.join(f'{r:.2f}' for r in each)}", flush=True)
+                  f"{default / one:>6.2f}  {' '.join(f'{r:.2f}' for r in each)}  "
+                  f"least {min(each):.2f}", flush=True)
             results.append({"config": config, "condition": condition, "rates": rates,
                             "epochs": epochs, "ratio_of_medians": default / one,
-                            "ratios": each})
+                            "ratios": each, "core_round_trip_ns": round_trips})
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "load_average": os.getloadavg(),

@@ -16,8 +16,9 @@ import fastmlp
 from fastmlp import MLPClassifier, _core
 from fastmlp import threads as threads_module
 from fastmlp._health import new_health
-from fastmlp.threads import (ALONE_SECONDS, PROBE_EVERY, PROBE_EVERY_MAX, PROBE_SECONDS,
-                             STRETCH_SECONDS, ThreadChoice)
+from fastmlp.threads import (ALONE_SECONDS, CLEAR_MARGIN, PROBE_EVERY, PROBE_EVERY_MAX,
+                             PROBE_SECONDS, STRETCH_SECONDS, WINDOW_SECONDS, CoreUse,
+                             ThreadChoice)
 
 TINY = 1e-9  # a time limit every batch overruns: a call trains the fewest batches it can
 
@@ -238,10 +239,11 @@ def test_fit_trains_in_bounded_stretches_with_the_bits_of_one_thread(monkeypatch
 
 class _Machine:
     """Runs ThreadChoice's stretches against made-up seconds per row for each thread count:
-    a stretch trains as many rows as fit in its time limit."""
+    a stretch trains as many rows as fit in its time limit. Without `core_use` the rates
+    alone decide."""
 
-    def __init__(self, per_row):
-        self.choice = ThreadChoice(2)
+    def __init__(self, per_row, core_use=None):
+        self.choice = ThreadChoice(2, core_use=core_use)
         self.per_row = dict(per_row)
 
     def __call__(self):
@@ -312,6 +314,98 @@ def test_a_slowdown_of_the_count_in_use_brings_the_probe_forward():
     assert choice.stretch()[0] == 1
     machine.run(2)
     assert choice.best == 1
+
+
+class _Cores:
+    """A made-up CoreUse of 2 cores: `taken` is what the next window reports (None: the window
+    is not complete), `running` the tasks runnable when the choice is made."""
+
+    def __init__(self, running=0):
+        self.cores, self.running, self.next = [0, 1], running, None
+
+    def running_now(self):
+        return self.running
+
+    def taken(self):
+        return self.next
+
+
+def test_a_core_taken_by_another_process_gives_fewer_threads_at_once():
+    """Two threads as fast as one beside a busy core: the rates alone could not tell them
+    apart, the other process's CPU time does. The choice goes to one thread as soon as a
+    window shows the core taken, two threads must beat it by CLEAR_MARGIN to take over while
+    the core stays taken, and when it is free again the next stretch probes two threads."""
+    cores = _Cores()
+    machine = _Machine({1: 1e-5, 2: 0.95e-5}, core_use=cores)
+    machine.run(PROBE_EVERY + 3)
+    assert machine.choice.best == 2 and not machine.choice.crowded
+    cores.next = 1  # a busy loop on the second core
+    machine()
+    assert machine.choice.best == 1 and machine.choice.crowded
+    cores.next = None  # windows not complete: the state holds
+    counts = machine.run(4 * (PROBE_EVERY + 2))
+    assert machine.choice.best == 1
+    assert counts.count(2) == 4  # probes every PROBE_EVERY stretches; 5% faster is not enough
+    machine.per_row[2] = 1e-5 / (1.1 * CLEAR_MARGIN)  # the other process idles on its core
+    machine.run(PROBE_EVERY + 2)
+    assert machine.choice.best == 2
+    cores.next = 0  # it left: the crowding ends, and the choice goes on from the rates
+    machine.per_row[2] = 0.95e-5
+    machine()
+    assert not machine.choice.crowded and machine.choice.fewer == 1
+    assert machine.choice.best == 2
+
+
+def test_a_busy_machine_at_the_start_starts_on_fewer_threads_and_probes_when_it_clears():
+    cores = _Cores(running=1)
+    machine = _Machine({1: 1e-5, 2: 0.6e-5}, core_use=cores)
+    assert machine() == (1, PROBE_SECONDS)  # the warm-up on one thread
+    assert machine.choice.crowded
+    assert machine() == (1, STRETCH_SECONDS)  # a probe of two only after PROBE_EVERY
+    cores.next = 0
+    assert machine() == (1, STRETCH_SECONDS)  # its window shows the core free: so the next
+    assert machine() == (2, PROBE_SECONDS)    # stretch probes two threads
+    machine.run(3)
+    assert machine.choice.best == 2 and not machine.choice.crowded
+
+
+def test_core_use_counts_the_others_cpu_time_over_windows(monkeypatch):
+    """taken() compares the busy time of our cores with our own CPU time, once a window has
+    passed: 0.5 s of a window of 1 s on two cores busy besides our 1 s is half a core, a
+    core taken (TAKEN_SHARE)."""
+    use = CoreUse.here()
+    if use is None:
+        pytest.skip("no /proc/stat: the rates alone decide (not Linux)")
+    later = 11.0 + 2 * WINDOW_SECONDS
+    readings = iter([(10.0, 100.0, 5.0), (11.0, 101.5, 6.0),
+                     (later, 101.5 + 2 * WINDOW_SECONDS, 6.0 + 2 * WINDOW_SECONDS)])
+    monkeypatch.setattr(use, "_read", lambda: next(readings))
+    clock = iter([10.0 + WINDOW_SECONDS / 2, 11.0, later])
+    monkeypatch.setattr(threads_module.time, "monotonic", lambda: next(clock))
+    use.last = use._read()
+    assert use.taken() is None  # half a window
+    assert use.taken() == 1     # 1.5 busy - 1.0 ours = 0.5 of a core over 1 s
+    assert use.taken() == 0     # only our own time
+    assert isinstance(use.running_now(), int)
+
+
+def test_core_use_sees_a_busy_process_on_our_cores():
+    """A busy loop pinned to one of our cores takes it, whatever else the machine runs (the
+    others' share only grows with more load)."""
+    use = CoreUse.here()
+    if use is None or len(use.cores) < 2:
+        pytest.skip("needs /proc/stat and 2 cores")
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        os.sched_setaffinity(hog.pid, {use.cores[-1]})
+        taken = None
+        use.taken()  # start a window with the hog running
+        while taken is None:
+            taken = use.taken()
+    finally:
+        hog.kill()
+        hog.wait()
+    assert taken >= 1
 
 
 def test_one_thread_has_nothing_to_choose():

@@ -182,7 +182,10 @@ _PARAMETERS = r"""
 
     n_threads : int or None, default=None
         The most threads training and prediction use; None is every core available to the
-        process. The result does not depend on it.
+        process. The result does not depend on it. Training times stretches of about 50 ms
+        on fewer threads now and then and keeps the faster count, and it drops to the cores
+        left free as soon as other processes keep one of its cores busy (``history_`` says
+        the threads of each epoch).
 
     verbose : bool or int, default=False
         Whether to print one line per epoch with its training loss, seconds, samples per

@@ -25,12 +25,28 @@ out. A verdict that changes the count is checked by a probe right after it: one 
 far off (the kernel merging the data's pages into huge pages slowed a few epochs' worth of
 batches 2-3x here, seconds after the data was made).
 
+Rates are noisy on a shared machine (one stretch was 30% off the next here), so what the other
+processes take of this process's cores is watched besides (CoreUse: their CPU time over
+windows of WINDOW_SECONDS, read from /proc/stat, less this process's own): a core that they
+keep at least TAKEN_SHARE busy counts as taken. When other processes take a core that all
+threads need, the choice goes to the cores left at once, without waiting for a probe, and
+all threads must then beat that count CLEAR_MARGIN per row to take over again: with a busy
+loop on the other core of a 2-core machine, two threads ran at 0.63-1.16 of one thread's
+rate round by round, a margin the rates alone cannot settle in a few stretches, while one
+thread on the free core always runs at its full rate. When the other processes leave, the
+next stretch probes all threads. The first stretches read how many tasks are runnable on the
+machine at the start (/proc/stat's procs_running) until the first window is complete. Where
+there is no /proc (not Linux), the rates alone decide.
+
 Stretches also bound how long training runs without returning to Python (Ctrl-C, progress,
 callbacks between stretches), whatever an epoch's length: C decides one batch ahead whether
 the next batch is the stretch's last, so a stretch is at least two batches and ends at most one
 batch past its limit."""
 
+import os
+import resource
 import statistics
+import time
 
 STRETCH_SECONDS = 0.05  # a stretch on the count in use
 PROBE_SECONDS = 0.02    # a probe, and the warm-up stretch
@@ -45,25 +61,101 @@ SLOWDOWN = 1.3          # the count in use this much slower per row than its bes
                         # last verdict: the next stretch probes
 RECENT = 3              # the count in use's rate: the median of its latest stretches (on a
                         # loaded machine one stretch's rate was 30% off the next one's here)
+WINDOW_SECONDS = 0.2    # CoreUse's window: /proc/stat counts in 10 ms ticks per core, so a
+                        # window of 0.2 s on 2 cores reads the others' share to +-0.05 core
+TAKEN_SHARE = 0.4       # a core the other processes keep this busy counts as taken: beside
+                        # two of our threads a busy loop gets only about half of its core
+
+
+class CoreUse:
+    """How many of this process's cores other processes take: their CPU time on those cores
+    over the latest window, from /proc/stat's per-core counters less this process's own CPU
+    time (getrusage, every thread's). `taken()` is None while the window is short."""
+
+    def __init__(self, cores):
+        self.cores = sorted(cores)
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.last = self._read()
+
+    @classmethod
+    def here(cls):
+        """A CoreUse of this process's cores, or None where /proc/stat cannot be read."""
+        try:
+            cores = os.sched_getaffinity(0)
+            use = cls(cores)
+        except (AttributeError, OSError, ValueError):
+            return None
+        return use if use.last is not None else None
+
+    def _read(self):
+        """(wall seconds, busy CPU seconds of our cores, our CPU seconds), or None."""
+        wanted = {f"cpu{c}" for c in self.cores}
+        busy = 0
+        try:
+            with open("/proc/stat") as f:
+                for line in f:
+                    fields = line.split()
+                    if fields and fields[0] in wanted:
+                        # user nice system idle iowait irq softirq steal: all but idle, iowait
+                        ticks = [int(v) for v in fields[1:9]]
+                        busy += sum(ticks) - ticks[3] - ticks[4]
+        except (OSError, ValueError, IndexError):
+            return None
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        return time.monotonic(), busy / self.tick, own.ru_utime + own.ru_stime
+
+    def taken(self):
+        """Cores other processes took over the window that just ended, or None (too short)."""
+        now = time.monotonic()
+        if self.last is None or now - self.last[0] < WINDOW_SECONDS:
+            return None
+        reading = self._read()
+        if reading is None:
+            self.last = None
+            return None
+        wall, busy, own = (a - b for a, b in zip(reading, self.last))
+        self.last = reading
+        others = max(0.0, busy - own) / wall
+        return int(others + 1 - TAKEN_SHARE)
+
+    def running_now(self):
+        """Tasks other than this thread that are runnable on the machine now, or None."""
+        try:
+            with open("/proc/stat") as f:
+                for line in f:
+                    if line.startswith("procs_running"):
+                        return max(0, int(line.split()[1]) - 1)
+        except (OSError, ValueError, IndexError):
+            pass
+        return None
 
 
 class ThreadChoice:
     """The thread counts of one model's training: `stretch()` says the thread count and the
     time limit of the next stretch of batches, `record()` takes what it trained and how long
-    that took."""
+    that took. `core_use`: what watches the other processes (a CoreUse, None for the rates
+    alone, or "here" for this process's cores where /proc can tell)."""
 
-    def __init__(self, most):
+    def __init__(self, most, core_use="here"):
         self.most = max(1, int(most))
+        self.core_use = (CoreUse.here() if core_use == "here" else core_use) \
+            if self.most > 1 else None
         self.best = self.most
+        self.fewer = 1             # the count probed against all threads
+        self.crowded = False       # other processes take a core that all threads need
         self.probed = None         # seconds per row of the latest probe, until its verdict
         self.recent = []           # seconds per row of the count in use's latest stretches
         self.stretches = 0         # stretches recorded
         self.interval = PROBE_EVERY
         self.next_probe = 1        # the stretch that probes next (the first one after warm-up)
         self.reference = None      # the count in use's rate, its best since the latest verdict
+        if self.core_use is not None:
+            running = self.core_use.running_now()
+            if running:  # until the first window: the tasks runnable now, each a core taken
+                self._crowd(len(self.core_use.cores) - running)
 
     def _other(self):
-        return 1 if self.best == self.most else self.most
+        return self.fewer if self.best == self.most else self.most
 
     def stretch(self):
         """(threads, seconds): the thread count and the time limit of the next stretch."""
@@ -79,9 +171,13 @@ class ThreadChoice:
         """The stretch just run: `rows` trained on `threads` threads in `seconds`."""
         stretch = self.stretches
         self.stretches += 1
-        if stretch == 0 or rows <= 0 or self.most == 1:
-            return  # the warm-up's page faults are not a rate
-        rate = seconds / rows
+        if self.most == 1:
+            return
+        if stretch > 0 and rows > 0:  # the warm-up's page faults are not a rate
+            self._rate(seconds / rows, threads)
+        self._watch_cores()
+
+    def _rate(self, rate, threads):
         if threads != self.best:
             self.probed = rate  # the verdict, after the next stretch, schedules the next probe
             return
@@ -101,14 +197,38 @@ class ThreadChoice:
         keep the faster, and space the probes."""
         previous, probed = self.best, self.probed
         self.probed = None
-        if probed * SWITCH_MARGIN < now:
-            self.best = self._other()
-            self.recent = [probed]
-            self.reference = probed
-            self.interval = PROBE_EVERY
+        # all threads take over from fewer on a crowded machine only by a clear margin
+        margin = CLEAR_MARGIN if self.crowded and previous != self.most else SWITCH_MARGIN
+        if probed * margin < now:
+            self._switch(self._other(), probed)
             self.next_probe = self.stretches  # a change is checked at once (see the docstring)
             return
         confirmed = previous == self.most and probed >= CLEAR_MARGIN * now
         self.interval = min(2 * self.interval, PROBE_EVERY_MAX) if confirmed else PROBE_EVERY
         self.next_probe = self.stretches + self.interval
         self.reference = now
+
+    def _switch(self, threads, rate=None):
+        self.best, self.probed, self.interval = threads, None, PROBE_EVERY
+        self.recent = [] if rate is None else [rate]
+        self.reference = rate
+
+    def _crowd(self, free):
+        """Other processes leave `free` of our cores: fewer threads than all, at once."""
+        self.crowded, self.fewer = True, max(1, min(self.most - 1, free))
+        if self.best == self.most:
+            self._switch(self.fewer)
+            self.next_probe = self.stretches + PROBE_EVERY
+
+    def _watch_cores(self):
+        """React to other processes taking a core that all threads need, or leaving it."""
+        taken = None if self.core_use is None else self.core_use.taken()
+        if taken is None:
+            return
+        free = len(self.core_use.cores) - taken
+        if free < self.most and not self.crowded:
+            self._crowd(free)
+        elif free >= self.most and self.crowded:
+            self.crowded, self.fewer = False, 1
+            if self.best != self.most and self.probed is None:
+                self.next_probe = self.stretches  # all threads may run again: probe them now
