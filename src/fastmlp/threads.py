@@ -44,9 +44,13 @@ the next batch is the stretch's last, so a stretch is at least two batches and e
 batch past its limit."""
 
 import os
-import resource
 import statistics
 import time
+
+try:
+    import resource
+except ImportError:  # not Unix: the rates alone decide
+    resource = None
 
 STRETCH_SECONDS = 0.05  # a stretch on the count in use
 PROBE_SECONDS = 0.02    # a probe, and the warm-up stretch
@@ -80,6 +84,8 @@ class CoreUse:
     @classmethod
     def here(cls):
         """A CoreUse of this process's cores, or None where /proc/stat cannot be read."""
+        if resource is None:
+            return None
         try:
             cores = os.sched_getaffinity(0)
             use = cls(cores)
