@@ -67,6 +67,16 @@ def tied_partners(layout):
     return partners
 
 
+def c_net(layout, spec, out_activation):
+    """The C view of a network of `layout` (no parameters: it sizes workspaces before any is
+    allocated, and Model holds one)."""
+    return _core.Net(
+        layout["units"], spec["activation"], out_activation, spec["dropout"],
+        spec["batch_norm"], layout["w_offset"], layout["b_offset"], layout["gamma_offset"],
+        layout["beta_offset"], layout["mean_offset"], layout["var_offset"],
+        layout["n_weights"], layout["n_trainable"], layout.get("tied"))
+
+
 class Model:
     """One network: `layout` (parameter_layout's table), `params` (the flat buffer), `spec`
     (activation, batch_norm, dropout as fitted), `out_activation`, and what turns outputs into
@@ -80,11 +90,7 @@ class Model:
                  net=None):
         self.layout, self.params, self.spec = layout, params, spec
         self.out_activation, self.binarizer, self.y_1d = out_activation, binarizer, y_1d
-        self.net = net if net is not None else _core.Net(
-            layout["units"], spec["activation"], out_activation, spec["dropout"],
-            spec["batch_norm"], layout["w_offset"], layout["b_offset"], layout["gamma_offset"],
-            layout["beta_offset"], layout["mean_offset"], layout["var_offset"],
-            layout["n_weights"], layout["n_trainable"], layout.get("tied"))
+        self.net = net if net is not None else c_net(layout, spec, out_activation)
         units, p = layout["units"], params
         self.coefs = [p[layout["w_offset"][l]:][:units[l] * units[l + 1]]
                       .reshape(units[l], units[l + 1]) for l in range(len(units) - 1)]
@@ -283,8 +289,9 @@ _SQUARE_SAFE = 1e150  # a sum of squares of values below this cannot overflow fl
 
 def check_memory(layout, dtype, workspace, copies):
     """Refuse, before allocating, a model whose buffers cannot fit in this machine's memory:
-    the parameters `copies` times (the buffer, gradient, optimizer state, early stopping's copy
-    of the best epoch), plus `workspace` values. Raises MemoryError naming the sizes."""
+    the parameters `copies` times (the buffer, the optimizer state, the gradient where one is
+    stored, early stopping's copy of the best epoch: optim.fit_copies), plus `workspace`
+    values. Raises MemoryError naming the sizes."""
     itemsize = np.dtype(dtype).itemsize
     needed = (copies * int(layout["size"]) + int(workspace)) * itemsize
     if needed < _CHECKED_BYTES:
