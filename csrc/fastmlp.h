@@ -85,6 +85,12 @@ static inline int64_t fastmlp_epoch_batches(int64_t n, int64_t batch_size, int b
     return batches;
 }
 
+/* The rows of n_trainable values the solver's state holds: adam's m and v, one otherwise */
+static inline int fastmlp_state_slots(int solver)
+{
+    return solver == FASTMLP_ADAM ? 2 : 1;
+}
+
 /* The architecture and where each parameter block sits in the flat buffer (type-agnostic). */
 typedef struct {
     int n_layers;               /* weight layers: the hidden layers and the output layer */
@@ -381,8 +387,8 @@ void FN(output_forward)(real *a, int rows, int k, int output);
 /* ---- optim.c: one fused pass over the flat buffer ------------------------------------- */
 
 /* optim_step: params[lo, hi) -= update(g), g = grads + alpha * params on [0, n_weights) only;
- *   state is (2, n_trainable): sgd uses state[0] as its velocity, adagrad and rmsprop as s,
- *   adam as m and state[1] as v. t is this update's count (1 for the first). Returns the sum of
+ *   state is (fastmlp_state_slots(solver), n_trainable): sgd uses state[0] as its velocity,
+ *   adagrad and rmsprop as s, adam as m and state[1] as v. t is this update's count (1 for the first). Returns the sum of
  *   the weights' squares before the update over [lo, hi), the L2 term of the batch's loss. */
 double FN(optim_step)(real *params, const real *grads, real *state, const fastmlp_optim *opt,
                       int64_t t, int64_t n_weights, int64_t n_trainable, int64_t lo, int64_t hi);
@@ -406,7 +412,8 @@ void FN(health_forward)(int64_t *count, double *sum, real *h, int ld, int rows, 
                         int row0);
 
 /* health_update: sums (n_layers, 4) += for each weight layer, over its weights in params[lo, hi)
- *   (after a step; before (hi - lo,) holds them before it, grads the data term's gradient):
+ *   (after a step; before (hi - lo,) holds them before it, grads (hi - lo,) the data term's
+ *   gradient):
  *   ||grads + alpha * before||^2, ||before||^2, ||params||^2, ||params - before||^2. */
 void FN(health_update)(double *sums, const real *params, const real *before, const real *grads,
                        double alpha, const fastmlp_net *net, int64_t lo, int64_t hi);
@@ -433,7 +440,8 @@ int64_t FN(workspace_size)(const fastmlp_net *net, int batch_size, int n_parts, 
  *   and the caller goes on from the rows after them, as with a stretch it cut itself.
  *   health: NULL, or the layer health to add this call's batches to (health.c); the
  *   parameters come out the same bits either way.
- *   src_params (n_trainable,) and src_state (2, n_trainable): NULL (or params, state) to train
+ *   state and src_state are (fastmlp_state_slots(opt->solver), n_trainable).
+ *   src_params (n_trainable,) and src_state: NULL (or params, state) to train
  *   in place, else what the call's first update reads instead of params and state: it writes
  *   its result into them without changing the sources, bitwise as a copy followed by an
  *   in-place call would (params' tail past n_trainable must hold its values already).

@@ -42,8 +42,8 @@ FASTMLP_VECTOR_CLONES
 void FN(health_update)(double *sums, const real *params, const real *before, const real *grads,
                        double alpha, const fastmlp_net *net, int64_t lo, int64_t hi)
 {
-    /* params[lo, hi) after the step, before (hi - lo,) the same before it, grads the data
-     * term's gradient; sums (n_layers, 4) += per weight layer, over its weights in [lo, hi):
+    /* params[lo, hi) after the step, before (hi - lo,) the same before it, grads (hi - lo,)
+     * the data term's gradient; sums (n_layers, 4) += per weight layer, over its weights in [lo, hi):
      * ||g||^2 with g = grads + alpha * W (what the step used), ||W_before||^2, ||W_after||^2,
      * ||W_after - W_before||^2. Eight partial sums per measure, in a fixed order: they
      * vectorize, where one sum is a chain of dependent adds. */
@@ -58,7 +58,7 @@ void FN(health_update)(double *sums, const real *params, const real *before, con
             const int n = b - i0 < SUMS ? (int)(b - i0) : SUMS;
             for (int k = 0; k < n; k++) {
                 const int64_t i = i0 + k;
-                const real w = before[i - lo], g = grads[i] + decay * w, d = params[i] - w;
+                const real w = before[i - lo], g = grads[i - lo] + decay * w, d = params[i] - w;
                 gg[k] += (double)g * g;
                 ww0[k] += (double)w * w;
                 ww1[k] += (double)params[i] * params[i];

@@ -286,9 +286,17 @@ static void FN(health_slab)(FN(context) *c, int part, int l, real *h, int ld, in
  * that the step before left. For the measured update (the call's last: which batch that is,
  * the time limit decides one batch ahead) the owner of each chunk keeps a copy of u in the
  * grads the fused weights leave unused (health_keep_velocity, a phase of its own at the top of
- * that batch, after the step before or the call's scaling pass, and before the backward GEMMs), and gets the gradient back as v - u (to float rounding of
- * |u|, ~1e-7 of it in float32): a copy of the weights instead of another dW GEMM, which cost
- * 0.9% of an epoch of 784-100-10 in 50 batches. */
+ * that batch, after the step before or the call's scaling pass, and before the backward
+ * GEMMs), and gets the gradient back as v - u (to float rounding of |u|, ~1e-7 of it in
+ * float32): a copy of the weights instead of another dW GEMM, which cost 0.9% of an epoch of
+ * 784-100-10 in 50 batches. At momentum 0, u is 0 and v the gradient itself: no copy, so the
+ * fused weights' grads are never touched and their pages never become resident (plain SGD's
+ * fit holds the parameters, one velocity and the workspace, not a gradient besides). */
+static int FN(health_keeps_velocity)(const FN(context) *c)
+{
+    return c->health && c->fused_hi > c->fused_lo && c->opt->momentum != 0;
+}
+
 static void FN(health_keep_velocity)(FN(context) *c, int part)
 {
     for (int64_t chunk = 0; chunk < c->n_chunks; chunk++) {
@@ -322,7 +330,8 @@ static void FN(take_chunk)(FN(context) *c, int64_t t, int64_t lo, int64_t hi)
     FN(fused_part)(c, lo, hi, &a, &b);
     memcpy(c->state + lo, c->src_state + lo, (size_t)(a - lo) * size);
     memcpy(c->state + b, c->src_state + b, (size_t)(hi - b) * size);
-    memcpy(c->state + n + lo, c->src_state + n + lo, (size_t)(hi - lo) * size);
+    if (fastmlp_state_slots(c->opt->solver) == 2)
+        memcpy(c->state + n + lo, c->src_state + n + lo, (size_t)(hi - lo) * size);
 }
 
 /* Whether x[0, n) holds a NaN or an infinity: x - x is 0 for every finite x, NaN otherwise,
@@ -344,7 +353,8 @@ static int FN(chunk_not_finite)(const FN(context) *c, int64_t lo, int64_t hi)
     const int64_t n = c->net->n_trainable;
     return FN(any_not_finite)(c->params + lo, hi - lo)
            | FN(any_not_finite)(c->state + lo, hi - lo)
-           | (c->opt->solver == FASTMLP_ADAM && FN(any_not_finite)(c->state + n + lo, hi - lo));
+           | (fastmlp_state_slots(c->opt->solver) == 2
+              && FN(any_not_finite)(c->state + n + lo, hi - lo));
 }
 
 /* step_chunk of chunk `chunk` = params[lo, hi) by thread tid (whose scratch it uses), measured
@@ -359,25 +369,36 @@ static double FN(health_step_chunk)(FN(context) *c, int64_t chunk, int tid, int6
         if (last) c->chunk_bad[chunk] = FN(chunk_not_finite)(c, lo, hi);
         return sumsq;
     }
+    /* this thread's scratch: the chunk's weights before the step, and its data-term gradient
+     * (hi - lo,) taken before the step adds the decay to a fused velocity: grads, and on the
+     * fused weights v - u (health_keep_velocity) or, at momentum 0, v itself */
+    real *before = c->before + (int64_t)tid * 2 * FASTMLP_STEP_CHUNK;
+    real *gradient = before + FASTMLP_STEP_CHUNK;
+    const size_t size = sizeof(real);
     int64_t a, b;
     FN(fused_part)(c, lo, hi, &a, &b);
-    for (int64_t i = a; i < b; i++) c->grads[i] = c->state[i] - c->grads[i];
-    real *before = c->before + (int64_t)tid * FASTMLP_STEP_CHUNK;
-    memcpy(before, c->params + lo, (size_t)(hi - lo) * sizeof(real));
+    memcpy(gradient, c->grads + lo, (size_t)(a - lo) * size);
+    if (FN(health_keeps_velocity)(c))
+        for (int64_t i = a; i < b; i++) gradient[i - lo] = c->state[i] - c->grads[i];
+    else
+        memcpy(gradient + (a - lo), c->state + a, (size_t)(b - a) * size);
+    memcpy(gradient + (b - lo), c->grads + b, (size_t)(hi - b) * size);
+    memcpy(before, c->params + lo, (size_t)(hi - lo) * size);
     const double sumsq = FN(step_chunk)(c, t, lo, hi, last);
     double *sums = c->chunk_norms + chunk * 4 * c->net->n_layers;
     for (int i = 0; i < 4 * c->net->n_layers; i++) sums[i] = 0;
-    FN(health_update)(sums, c->params, before, c->grads, c->opt->alpha, c->net, lo, hi);
+    FN(health_update)(sums, c->params, before, gradient, c->opt->alpha, c->net, lo, hi);
     c->chunk_bad[chunk] = FN(chunk_not_finite)(c, lo, hi);
     return sumsq;
 }
 
-/* train_epoch's health: a copy of a chunk's weights per thread, and each chunk's sums */
+/* train_epoch's health: a copy of a chunk's weights and of its gradient per thread, and each
+ * chunk's sums */
 static int FN(health_init)(FN(context) *c, fastmlp_health *health)
 {
     c->health = health;
     if (!health) return FASTMLP_OK;
-    c->before = (real *)malloc((size_t)c->parts * FASTMLP_STEP_CHUNK * sizeof(real));
+    c->before = (real *)malloc((size_t)c->parts * 2 * FASTMLP_STEP_CHUNK * sizeof(real));
     c->chunk_norms = (double *)calloc((size_t)(c->n_chunks * 4 * c->net->n_layers),
                                       sizeof(double));
     return c->before && c->chunk_norms ? FASTMLP_OK : FASTMLP_ENOMEM;
@@ -764,8 +785,10 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
         FN(context_free)(&c);
         return FASTMLP_ENOMEM;
     }
-    /* tied copies need their own gradients summed before any step: no fusion for them */
-    if (opt->solver == FASTMLP_SGD && !opt->nesterov && !net->n_tied) {
+    /* tied copies need their own gradients summed before any step: no fusion for them.
+     * Nesterov at momentum 0 is plain SGD, the same bits (p -= lr * (g + 0 * v) and v = g
+     * after the call's last step, either way): fused too, so it stores no gradient. */
+    if (opt->solver == FASTMLP_SGD && (!opt->nesterov || opt->momentum == 0) && !net->n_tied) {
         /* a sparse first layer's dW comes from our own loop, not a GEMM: its weights (first in
          * the flat buffer) keep the plain step */
         const int sparse = X->dense == NULL;
@@ -823,7 +846,7 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
             const int64_t b1 = b0 + B;
             const int64_t step = t0 + batch + 1;
             double *sumsq = c.chunk_sumsq + (batch & 1) * c.n_chunks;
-            if (is_last && c.health)
+            if (is_last && FN(health_keeps_velocity)(&c))
                 FASTMLP_EACH_PART(&c.team, &w, part, FASTMLP_AFTER_OWN)
                     FN(health_keep_velocity)(&c, part);
             const double inv_sum_w = FN(forward_backward)(&c, order + b0, B, step, &w, 1);

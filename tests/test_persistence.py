@@ -149,7 +149,7 @@ def test_saved_file_holds_only_json_and_plain_arrays(tmp_path):
             np.load(io.BytesIO(archive.read(name)), allow_pickle=False)
     assert names == {"metadata.json", "params.npy", "state.npy", "rng.npy", "classes.npy",
                      "loss_curve.npy", "history.npy"}
-    assert meta["format"] == "fastmlp-model" and meta["version"] == 2
+    assert meta["format"] == "fastmlp-model" and meta["version"] == 3
     assert meta["class"] == "MLPClassifier" and meta["units"] == [5, 7, 5, 3]
     assert b"pickle" not in path.read_bytes()
 
@@ -510,7 +510,7 @@ def test_foreign_files_are_refused(content, message, tmp_path):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda m: m.update(format="something-else"), "format"),
-    (lambda m: m.update(version=3), "version 3"),
+    (lambda m: m.update(version=4), "version 4"),
     (lambda m: m.update(version=True), "version True"),
     (lambda m: m.update({"class": "os.system"}), "unknown estimator class"),
     (lambda m: m["params"].update(activation="evil"), "activation"),
@@ -686,14 +686,33 @@ def test_both_counters_round_trip(case, tmp_path):
         np.testing.assert_array_equal(copy._params, model._params)
 
 
+def as_version_2(path, tmp_path, **changes):
+    """The file as format version 2 wrote it: the same, but for a state.npy of two rows of
+    n_trainable for every solver, the rows the solver does not use zeros."""
+    contents = members(path)
+    meta = json.loads(contents["metadata.json"])
+    if meta["has_state"] and "state_npy" not in changes:
+        state = np.load(io.BytesIO(contents["state.npy"]))
+        n = fastmlp.persistence._layout(meta)["n_trainable"]
+        two_rows = np.zeros(2 * n, state.dtype)
+        two_rows[:state.size] = state
+        changes["state_npy"] = npy_bytes(two_rows)
+    metadata = changes.pop("metadata", lambda meta: None)
+
+    def downgrade(meta):
+        meta["version"] = 2
+        metadata(meta)
+    return edited(path, tmp_path, metadata=downgrade, **changes)
+
+
 def as_version_1(path, tmp_path, **changes):
     """The file as the previous format wrote it (checked against files fastmlp 0.x wrote
     before t_ took scikit-learn's meaning: the same members, and metadata that differs only
-    here): version 1, the update count stored as t_, no _n_updates."""
+    here): version 1, the update count stored as t_, no _n_updates, and version 2's state."""
     def downgrade(meta):
         meta["version"] = 1
         meta["attributes"]["t_"] = meta["attributes"].pop("_n_updates")
-    return edited(path, tmp_path, metadata=downgrade, **changes)
+    return as_version_2(path, tmp_path, metadata=downgrade, **changes)
 
 
 @pytest.mark.parametrize("case", sorted(COUNTED))
@@ -709,10 +728,10 @@ def test_a_version_1_file_loads_with_the_samples_its_history_holds(case, tmp_pat
     assert (copy.t_, copy._n_updates) == (samples, model._n_updates)
     np.testing.assert_array_equal(copy._params, model._params)
     resaved = tmp_path / "resaved.fmlp"
-    fastmlp.save(copy, resaved)  # and it is written back as version 2
+    fastmlp.save(copy, resaved)  # and it is written back as version 3
     with zipfile.ZipFile(resaved) as archive:
         meta = json.loads(archive.read("metadata.json"))
-    assert meta["version"] == 2 and meta["attributes"]["t_"] == samples
+    assert meta["version"] == 3 and meta["attributes"]["t_"] == samples
 
 
 def test_a_version_1_file_without_a_history_takes_the_update_count(tmp_path):
@@ -757,3 +776,27 @@ def test_a_version_1_history_of_fewer_samples_than_updates_is_refused(tmp_path):
     history[:, keys.index("samples_per_s")] = 1 / history[:, keys.index("seconds")]
     with pytest.raises(ValueError, match="counters: the history's epochs saw 3 samples for 8"):
         fastmlp.load(as_version_1(path, tmp_path, history_npy=npy_bytes(history)))
+
+
+@pytest.mark.parametrize("solver, rows", [("sgd", 1), ("adam", 2), ("adagrad", 1),
+                                          ("lbfgs", 0)])
+def test_the_state_holds_the_rows_its_solver_uses_and_a_version_2_file_loads(solver, rows,
+                                                                              tmp_path):
+    """state.npy holds the solver's rows of n_trainable (version 3); a version 2 file's two
+    rows load as the rows the solver uses, and partial_fit goes on bitwise as from the
+    fitted model."""
+    model = MLPRegressor(hidden_layer_sizes=(6,), solver=solver, max_iter=3, batch_size=20,
+                         random_state=0, n_threads=1).fit(X, Y_REG[:, 0])
+    n = model._layout["n_trainable"]
+    assert model._state.shape == (rows * n,)
+    path = tmp_path / "m.fmlp"
+    fastmlp.save(model, path)
+    assert np.load(io.BytesIO(members(path)["state.npy"])).shape == (rows * n,)
+    copy = fastmlp.load(as_version_2(path, tmp_path))
+    assert np.load(io.BytesIO(members(tmp_path / "edited.fmlp")["state.npy"])).shape == (2 * n,)
+    np.testing.assert_array_equal(copy._state, model._state)
+    if solver != "lbfgs":
+        for m in (model, copy):
+            m.partial_fit(X[:40], Y_REG[:40, 0])
+        np.testing.assert_array_equal(copy._params, model._params)
+        np.testing.assert_array_equal(copy._state, model._state)

@@ -46,6 +46,7 @@ cdef extern from "fastmlp.h" nogil:
 
     int fastmlp_work_parts(int64_t n_weights, int64_t B, int most)
     int64_t fastmlp_epoch_batches(int64_t n, int64_t batch_size, int batch_norm)
+    int fastmlp_state_slots(int solver)
 
     ctypedef struct fastmlp_optim:
         int solver
@@ -341,6 +342,12 @@ def work_parts(int64_t n_weights, int64_t batch_size, int most):
     return fastmlp_work_parts(n_weights, batch_size, most)
 
 
+def state_slots(str solver):
+    """The rows of n_trainable values the optimizer state of `solver` holds (fastmlp.h): 2 for
+    adam (m and v), 1 for the others (sgd's velocity, adagrad's and rmsprop's s)."""
+    return fastmlp_state_slots(SOLVERS[solver])
+
+
 def epoch_batches(int64_t n, int64_t batch_size, bint batch_norm):
     """The batches train_epoch makes of n rows (fastmlp.h): with batch norm, a trailing
     single row joins the batch before it."""
@@ -415,6 +422,8 @@ def train_epoch(Net net, dict hyper, Input X, floating[::1] params, floating[::1
         raise ValueError("fastmlp internal: source_params and params differ in size")
     if source_state is not None and source_state.shape[0] != state.shape[0]:
         raise ValueError("fastmlp internal: source_state and state differ in size")
+    if state.shape[0] < fastmlp_state_slots(opt.solver) * net.c.n_trainable:
+        raise ValueError("fastmlp internal: the state is smaller than the solver's")
     if finite is not None and finite.shape[0] != 1:
         raise ValueError("fastmlp internal: finite holds one int")
     cdef const floating *src_p = NULL if source_params is None else &source_params[0]

@@ -28,8 +28,8 @@ from . import _core, row_order, targets, training
 from ._config import MAX_THREADS, available_cores, blas_single_threaded, default_threads
 from .inputs import Inputs, _as_c_input, _input_dtypes
 from .lbfgs import fit_lbfgs
-from .model import Model, check_memory, new_model, parameter_layout  # noqa: F401
-from .optim import check_representable, new_state
+from .model import Model, c_net, check_memory, new_model, parameter_layout  # noqa: F401
+from .optim import check_representable, fit_copies, new_state, state_values
 from .prediction import Prediction
 from .schedules import LearningRateSchedule
 from .threads import ThreadChoice
@@ -226,11 +226,12 @@ class Network(Inputs, Prediction, BaseEstimator):
                             None if regression else self._label_binarizer,
                             bool(getattr(self, "_y_1d", False)) if regression else False)
 
-    def _work_parts(self, batch_size, model=None):
+    def _work_parts(self, batch_size, layout=None):
         """The slabs a training batch's products are cut into: they, never the thread count,
-        fix the bits of the result (csrc/train.c), so training and the gradient check agree."""
-        model = self._model if model is None else model  # the run's model while training
-        return _core.work_parts(model.layout["n_weights"], batch_size, available_cores())
+        fix the bits of the result (csrc/train.c), so training and the gradient check agree.
+        layout: the run's model's while training (the fitted one's when None)."""
+        layout = self._model.layout if layout is None else layout
+        return _core.work_parts(layout["n_weights"], batch_size, available_cores())
 
     # ---------------------------------------------------------------- fitting
 
@@ -456,20 +457,22 @@ class Network(Inputs, Prediction, BaseEstimator):
             layout = parameter_layout(units, self.batch_norm,
                                       X.shape[1] if self.normalize == "auto" else 0,
                                       self._tied_pairs())
-            # the buffer, one gradient, two state halves, early stopping's best epoch
-            check_memory(layout, dtype, batch_size * sum(units) * 4,
-                         copies=4 + bool(self.early_stopping))
+            net = c_net(layout, self._spec(), out_activation)
+            check_memory(layout, dtype, self._workspace_need(net, layout, batch_size, dtype, X),
+                         copies=self._fit_copies(dtype, sp.issparse(X), incremental))
             model = new_model(layout, self._spec(), out_activation, binarizer, y_1d, dtype, X,
                               sample_weight, rng)
             pretrained = self.__dict__.get("_pretrained")
             if pretrained is not None:
                 pretrained.apply(model)  # the hidden layers pre-trained (pretraining.py)
             seed = int(rng.randint(0, 2**31 - 1)) * 2**32 + int(rng.randint(0, 2**31 - 1))
-            state, pending = new_state(model.layout["n_trainable"], dtype), None
+            state, pending = new_state(model.layout["n_trainable"], dtype, self.solver), None
         else:
             rng, seed, old = _copy_generator(self._rng), self._seed, self._model
-            check_memory(old.layout, dtype, batch_size * int(sum(old.layout["units"])) * 4,
-                         copies=4)
+            # the published parameters and state are resident already: the new ones are not
+            check_memory(old.layout, dtype,
+                         self._workspace_need(old.net, old.layout, batch_size, dtype, X),
+                         copies=self._fit_copies(dtype, sp.issparse(X), incremental))
             model, state, pending = self._continued(old, incremental)
 
         rows = np.arange(n_samples, dtype=np.int64)
@@ -503,7 +506,7 @@ class Network(Inputs, Prediction, BaseEstimator):
         if self.solver == "lbfgs":
             with blas_single_threaded():
                 fit_lbfgs(self, run, X, Y, sample_weight, self._threads(),
-                          self._work_parts(n_samples, model))
+                          self._work_parts(n_samples, model.layout))
         else:
             self._epochs(run, X, Y, sample_weight, batch_size, rows, validation, scorer,
                          incremental, interrupt)
@@ -518,17 +521,33 @@ class Network(Inputs, Prediction, BaseEstimator):
         spec = self._spec(old)  # the fitted architecture goes on
         published = self.__dict__.get("_state") if self._optimizer_goes_on(incremental) \
             else None
+        trainable, dtype = old.layout["n_trainable"], old.params.dtype
         if self.solver == "lbfgs":
             return old.with_params(old.params.copy(), spec), new_state(
-                old.layout["n_trainable"], old.params.dtype), None
+                trainable, dtype, self.solver), None
         params = np.empty_like(old.params)
-        trainable = old.layout["n_trainable"]
         params[trainable:] = old.params[trainable:]
         target = old.with_params(params, spec)
         if published is None:
-            state = new_state(trainable, params.dtype)
+            state = new_state(trainable, dtype, self.solver)
             return target.with_params(old.params), state, (target, state)
+        published = state_values(published, trainable, self.solver)  # an older pickle's
         return target.with_params(old.params), published, (target, np.empty_like(published))
+
+    def _workspace_need(self, net, layout, batch_size, dtype, X):
+        """Reals of C workspace a run allocates: none where the estimator's is large enough
+        (_buffers reuses it; L-BFGS makes its own, for all rows)."""
+        size = net.workspace_size(batch_size, self._work_parts(batch_size, layout), dtype,
+                                  sp.issparse(X))
+        held = self.__dict__.get("_workspace") if self.solver != "lbfgs" else None
+        return 0 if held is not None and held.dtype == dtype and held.size >= size else size
+
+    def _fit_copies(self, dtype, sparse, incremental):
+        """Parameter buffers' worth of memory a fit or partial_fit holds at its peak besides
+        the workspace (optim.fit_copies), for check_memory."""
+        return fit_copies(self.solver, self.momentum, self.nesterovs_momentum,
+                          bool(self._tied_pairs()), sparse, np.dtype(dtype).itemsize,
+                          best_epoch=bool(self.early_stopping) and not incremental)
 
     def _optimizer_goes_on(self, incremental):
         """Whether a call goes on with the fitted optimizer, its state and update count: a
@@ -548,7 +567,7 @@ class Network(Inputs, Prediction, BaseEstimator):
         # the slabs a batch's work is cut into fix the bits of the result; the threads that
         # share them out are chosen by timing stretches of epochs (fastmlp/threads.py), kept
         # across fits and partial_fit calls while the work per epoch is alike
-        parts = self._work_parts(batch_size, model)
+        parts = self._work_parts(batch_size, model.layout)
         grads, workspace = self._buffers(model, batch_size, parts, sp.issparse(X))
         work = (n_threads, batch_size, len(rows), tuple(model.layout["units"]), sp.issparse(X))
         if getattr(self, "_thread_choice", (None,))[0] != work:

@@ -5,6 +5,8 @@ this module turns an estimator's parameters into what that pass reads, and owns 
 buffers, which have the trainable part's layout (shared/API.md gives every formula)."""
 import numpy as np
 
+from . import _core
+
 # epsilon=None means the solver's own default
 DEFAULT_EPSILON = {"adam": 1e-8, "rmsprop": 1e-8, "adagrad": 1e-10, "sgd": 0.0}
 
@@ -30,9 +32,26 @@ def hyperparameters(estimator, learning_rate, schedule, dtype=None):
     }
 
 
-def new_state(n_trainable, dtype):
-    """Zeroed optimizer state (2, n_trainable): velocity / accumulated squares / Adam's m and v."""
-    return np.zeros(2 * n_trainable, dtype=dtype)
+def state_slots(solver):
+    """The rows of n_trainable values `solver`'s state holds: adam's m and v (2), sgd's
+    velocity or adagrad's and rmsprop's sums of squares (1), nothing for L-BFGS, whose
+    curvature pairs live within one fit."""
+    return 0 if solver == "lbfgs" else _core.state_slots(solver)
+
+
+def new_state(n_trainable, dtype, solver):
+    """Zeroed optimizer state (state_slots(solver), n_trainable), flat: the velocity, the
+    accumulated squares, or Adam's m then v. Its pages become resident as the step first
+    writes them (np.zeros maps zero pages), so a fit holds what its solver touches."""
+    return np.zeros(state_slots(solver) * n_trainable, dtype=dtype)
+
+
+def state_values(state, n_trainable, solver):
+    """`state` cut to the values `solver` uses: a state of (2, n_trainable) from before the
+    state was sized by its solver (file format version 2 and older, or a pickle) keeps only
+    its first row for a one-row solver. Values past them were never read."""
+    size = state_slots(solver) * n_trainable
+    return state if state.size == size else state[:size].copy()
 
 
 def check_representable(estimator, dtype):
@@ -54,3 +73,30 @@ def check_representable(estimator, dtype):
             raise ValueError(f"{name}={value!r} cannot be represented in {dtype.name}, the "
                              f"model's dtype: a positive {dtype.name} is in [{smallest:.8g}, "
                              f"{largest:.8g}]; use a value in that range{hint}")
+
+
+# scipy's L-BFGS-B keeps this many (s, y) pairs by default (its maxcor), which fastmlp leaves
+LBFGS_PAIRS = 10
+
+
+def fit_copies(solver, momentum, nesterov, tied, sparse, itemsize, best_epoch):
+    """How many parameter buffers' worth of memory a fit holds at its peak besides the C
+    workspace, in the model's dtype of `itemsize` bytes: what check_memory refuses a model by.
+
+    A stochastic solver: the parameters, the state's rows (state_slots), the gradient, and
+    with early stopping (`best_epoch`) the best epoch's parameters. The gradient is no buffer
+    of its own where the backward GEMMs add it straight into the velocity (sgd, not Nesterov
+    unless at momentum 0, no tied weights, dense input: csrc/train.c's fused momentum) at
+    momentum 0; at momentum > 0 layer health keeps the velocity before the measured update
+    there instead (the gradient is v - u), which costs as much.
+
+    L-BFGS: the parameters and the gradient, and about 2 * LBFGS_PAIRS + 18 float64 vectors:
+    L-BFGS-B's work array (2 * LBFGS_PAIRS + 5 of them), its integer work, bounds and copies
+    of the iterate and gradient, fastmlp's float64 start point and (float32 models) float64
+    gradient. This says 78 for float32; a float32 fit of 784-1024-1024-10 peaked at 75.5
+    parameter buffers beyond its workspace with scipy 1.17, from its 15th iteration on."""
+    if solver == "lbfgs":
+        return 2 + (2 * LBFGS_PAIRS + 17 + (itemsize != 8)) * 8 / itemsize
+    fused = solver == "sgd" and (not nesterov or momentum == 0) and not tied and not sparse
+    gradient = 0 if fused and momentum == 0 else 1
+    return 1 + state_slots(solver) + gradient + bool(best_epoch)

@@ -8,7 +8,10 @@ The file is a zip archive whose members are all stored uncompressed:
                    file's t_ was the update count, and loads as _fitted_scalars says)
   params.npy       the flat parameter buffer `_params` (its layout is recomputed from the
                    metadata with `parameter_layout`, never read from the file)
-  state.npy        the optimizer state (2 * n_trainable,), so partial_fit continues as before
+  state.npy        the optimizer state (state_slots * n_trainable,): the rows the solver that
+                   made it uses (metadata "state_solver"), so partial_fit continues as before;
+                   a version 1 or 2 file holds two rows for every solver, and loads the ones
+                   its solver uses
   rng.npy          the 624 words of the Mersenne twister that shuffles the epochs
   classes.npy      classifiers: the labels (numbers, booleans or strings)
   loss_curve.npy, validation_scores.npy   the training history (float64)
@@ -40,15 +43,17 @@ from .estimators import MLPClassifier, MLPRegressor
 from .model import tied_partners
 from .network import Network, parameter_layout
 from .callbacks import from_config, to_config
-from .optim import check_representable
+from .optim import check_representable, state_slots, state_values
 from .schedules import MAX_HALVINGS, LearningRateSchedule
 from .training import HEALTH_KEY, RECORD_KEYS, History
 
 FORMAT = "fastmlp-model"
 # version 2: t_ is scikit-learn's count of training samples seen and _n_updates the update count
-# t of the formulas; version 1 (read too) stored the update count as t_ (_fitted_scalars)
-VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+# t of the formulas; version 1 (read too) stored the update count as t_ (_fitted_scalars).
+# version 3: state.npy holds the rows its solver uses (optim.state_slots: adam 2, lbfgs 0, the
+# others 1); versions 1 and 2 held 2 rows for every solver, the unused one zeros
+VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
 _CLASSES = {cls.__name__: cls for cls in (Network, MLPClassifier, MLPRegressor, Autoencoder)}
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 _MAX_METADATA_BYTES = 1 << 20
@@ -170,8 +175,9 @@ def save(model, path):
               "history": np.array([[np.nan if r[k] is None else r[k] for k in RECORD_KEYS]
                                    for r in model.history_], np.float64).reshape(-1,
                                                                                 len(RECORD_KEYS))}
-    if meta["has_state"]:
-        arrays["state"] = model._state
+    if meta["has_state"]:  # the rows its solver uses (a model unpickled from before: two)
+        arrays["state"] = state_values(model._state, layout["n_trainable"],
+                                       meta["state_solver"])
     if getattr(model, "validation_scores_", None) is not None:
         meta["validation_scores_length"] = len(model.validation_scores_)
         arrays["validation_scores"] = np.asarray(model.validation_scores_, np.float64)
@@ -555,7 +561,8 @@ def _expected_arrays(model, meta):
                  f"history columns {meta['history_columns']!r}, expected {RECORD_KEYS}")
         arrays["history"] = (_dtype_is(np.float64), (history[0], len(RECORD_KEYS)))
     if meta.get("has_state") is True:
-        arrays["state"] = (_dtype_is(dtype), (2 * layout["n_trainable"],))
+        rows = state_slots(_state_solver(meta, model)) if meta["version"] >= 3 else 2
+        arrays["state"] = (_dtype_is(dtype), (rows * layout["n_trainable"],))
     if history[1] is not None:
         arrays["validation_scores"] = (_dtype_is(np.float64), (history[1],))
     if meta.get("rng") is not None:
@@ -724,8 +731,10 @@ def _restore(model, meta, arrays):
     layout = _layout(meta)
     fitted_spec = {"activation": spec["activation"], "batch_norm": spec["batch_norm"],
                    "dropout": [float(p) for p in spec["dropout"]]}
-    model._state = arrays.get("state")
     model._state_solver = _state_solver(meta, model)
+    state = arrays.get("state")
+    model._state = None if state is None else state_values(state, layout["n_trainable"],
+                                                           model._state_solver)
     model.loss_curve_ = arrays["loss_curve"].tolist()
     scores = arrays.get("validation_scores")
     model.validation_scores_ = None if scores is None else scores.tolist()
