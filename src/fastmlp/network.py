@@ -8,6 +8,7 @@ end. So a failed call leaves the estimator as it was, and a predict (fastmlp/pre
 racing a refit in another thread reads the old model or the new one, never a mix. The numeric
 work is in C (fastmlp._core)."""
 import copy
+import operator
 import warnings
 from contextlib import contextmanager
 from numbers import Integral, Real
@@ -35,9 +36,9 @@ from .schedules import LearningRateSchedule
 from .threads import ThreadChoice
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-# what pickling and fastmlp.save leave out: scratch buffers and the thread count measured on
-# this machine
-NOT_PERSISTED = ("_grads", "_workspace", "_thread_choice")
+# what pickling and fastmlp.save leave out: scratch buffers, the thread count measured on this
+# machine, and the parameter values partial_fit validated last (_validate_params_once)
+NOT_PERSISTED = ("_grads", "_workspace", "_thread_choice", "_validated_parameters")
 
 
 def _model_part(name, attribute, doc):
@@ -174,6 +175,8 @@ class Network(Inputs, Prediction, BaseEstimator):
         return [int(s) for s in sizes]
 
     def _dropout_rates(self, n_hidden):
+        if type(self.dropout) in (float, int) and 0 <= self.dropout < 1:
+            return np.full(n_hidden, float(self.dropout))  # the usual one rate, at a third
         rates = np.atleast_1d(np.asarray(self.dropout, dtype=np.float64))
         if rates.ndim != 1 or (rates.size != 1 and rates.size != n_hidden):
             raise ValueError(f"dropout must be a float or one rate per hidden layer "
@@ -361,9 +364,24 @@ class Network(Inputs, Prediction, BaseEstimator):
         # what _fit_context does, except that it skips validation on a fitted model's
         # partial_fit: a bad value set since then would train (a negative rate climbs the loss)
         if not get_config()["skip_parameter_validation"]:
-            self._validate_params()
+            self._validate_params_once()
         with config_context(skip_parameter_validation=True):
             return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def _validate_params_once(self):
+        """scikit-learn's parameter validation (~0.1 ms, half a small partial_fit's Python
+        side), skipped while every parameter is the very object it validated last: its
+        checks read a value's type and, for the immutable numbers and strings, its value, so
+        the same objects pass again; a value set since (set_params, an assignment) is
+        validated. The objects are held, so none is freed and another given its id."""
+        names = _parameter_names(type(self))
+        values = tuple(map(self.__dict__.get, names))
+        validated = self.__dict__.get("_validated_parameters")
+        if validated is not None and len(validated) == len(values) \
+                and all(map(operator.is_, validated, values)):
+            return
+        self._validate_params()
+        self._validated_parameters = values
 
     def _check_solver(self):
         """partial_fit is there for the stochastic solvers only, as in scikit-learn."""
@@ -377,6 +395,11 @@ class Network(Inputs, Prediction, BaseEstimator):
         reassigned, never changed in place, so on any error putting the previous ones back
         leaves it exactly as it was; Ctrl-C keeps the epochs trained (training.Interrupt)."""
         before = dict(self.__dict__)
+        # a call that goes on draws from the fitted generator itself, which no other estimator
+        # holds (__setstate__): a copy would cost more than a small partial_fit's whole
+        # Python side. Its state is put back on failure
+        rng = before.get("_rng")
+        rng_state = None if rng is None else rng.get_state()
         try:
             with training.Interrupt() as interrupt:
                 run = self._train(X, y, sample_weight, incremental, classes, validation,
@@ -386,6 +409,8 @@ class Network(Inputs, Prediction, BaseEstimator):
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(before)
+            if rng is not None:
+                rng.set_state(rng_state)
             raise
         self._commit(run)
         if run.interrupted:
@@ -407,11 +432,15 @@ class Network(Inputs, Prediction, BaseEstimator):
         dtype = self._model_dtype() if first else self._model.params.dtype
         hidden = self._hidden_sizes()
         self._dropout_rates(len(hidden))
-        X, y = validate_data(self, X, y, reset=first, accept_sparse=["csr", "csc"],
-                             dtype=_input_dtypes(dtype), order=None, copy=False,
-                             multi_output=True,
-                             y_numeric=self._task == "regression")
-        X = _as_c_input(X, dtype)
+        known = None if first else self._known_inputs(X, y, dtype)
+        if known is None:
+            X, y = validate_data(self, X, y, reset=first, accept_sparse=["csr", "csc"],
+                                 dtype=_input_dtypes(dtype), order=None, copy=False,
+                                 multi_output=True,
+                                 y_numeric=self._task == "regression")
+            X = _as_c_input(X, dtype)
+        else:
+            X, y = known
         n_samples = X.shape[0]
         check_representable(self, dtype)  # before anything is trained or allocated
         task = (self._task or targets.task_of(y)) if first else self._fitted_task
@@ -423,7 +452,7 @@ class Network(Inputs, Prediction, BaseEstimator):
             raise ValueError("classes must be passed on the first call to partial_fit: "
                              "every label that will ever be seen")
         if not first and task == "classification" and incremental and classes is not None \
-                and not np.array_equal(unique_labels(classes), self.classes_):
+                and not _same_labels(classes, self.classes_):
             raise ValueError(f"classes={list(classes)} differs from the classes of the first "
                              f"call, {self.classes_.tolist()}")
         if task == "regression" and self.class_weight is not None:
@@ -467,7 +496,7 @@ class Network(Inputs, Prediction, BaseEstimator):
             seed = int(rng.randint(0, 2**31 - 1)) * 2**32 + int(rng.randint(0, 2**31 - 1))
             state, pending = new_state(model.layout["n_trainable"], dtype), None
         else:
-            rng, seed, old = _copy_generator(self._rng), self._seed, self._model
+            rng, seed, old = self._rng, self._seed, self._model  # _fit restores its state
             check_memory(old.layout, dtype, batch_size * int(sum(old.layout["units"])) * 4,
                          copies=4)
             model, state, pending = self._continued(old, incremental)
@@ -743,8 +772,37 @@ class Network(Inputs, Prediction, BaseEstimator):
         # and t_ keeps it, the least number of samples that many updates saw
         if "_model" in state and "_n_updates" not in state:
             state = dict(state, _n_updates=int(state.get("t_", 0)))
+        # the shuffling generator is the estimator's own: a call goes on drawing from it and
+        # puts its state back on failure (_fit), so a copy (copy.copy, which passes the
+        # state through here, or a state dict handed over) must not draw from the same one
+        rng = state.get("_rng")
+        if isinstance(rng, np.random.RandomState):
+            state = dict(state, _rng=_copy_generator(rng))
         super().__setstate__(state)
 
+
+
+def _same_labels(classes, fitted):
+    """Whether partial_fit's `classes` are the fitted classes_ (sorted and distinct, as
+    unique_labels makes them). dask-ml's Incremental passes them on every call: the same
+    array is compared in one pass before unique_labels sorts any other."""
+    given = np.asarray(classes) if isinstance(classes, (list, np.ndarray)) else None
+    if given is not None and given.dtype == fitted.dtype and given.shape == fitted.shape \
+            and given.dtype.kind in targets.LABEL_KINDS and np.array_equal(given, fitted):
+        return True
+    return np.array_equal(unique_labels(classes), fitted)
+
+
+_PARAMETER_NAMES = {}
+
+
+def _parameter_names(cls):
+    """The estimator class's parameter names, as get_params reads them (inspect's signature of
+    __init__ takes ~40 us: read once per class)."""
+    names = _PARAMETER_NAMES.get(cls)
+    if names is None:
+        names = _PARAMETER_NAMES[cls] = tuple(cls._get_param_names())
+    return names
 
 
 def _copy_generator(rng):

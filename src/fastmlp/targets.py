@@ -8,6 +8,9 @@ from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import column_or_1d
 
 REGRESSION_KINDS = ("continuous", "continuous-multioutput")
+# the dtype kinds whose 1-d arrays are class labels whatever their values (booleans, integers,
+# strings): type_of_target tells binary from multiclass by the number of distinct values only
+LABEL_KINDS = "biuU"
 
 
 def task_of(y):
@@ -19,6 +22,10 @@ def label_kind(y):
     """y as the binarizer reads it (one column of labels made 1-d) and its kind."""
     if getattr(y, "ndim", 1) == 2 and y.shape[1] == 1:
         y = column_or_1d(y, warn=True)  # one column of labels, not a multilabel matrix
+    if type(y) is np.ndarray and y.ndim == 1 and y.size and y.dtype.kind in LABEL_KINDS:
+        # what type_of_target answers for a 1-d array of booleans, integers or strings, at a
+        # tenth of its cost (a partial_fit's whole Python side is ~0.2 ms)
+        return y, "multiclass" if len(np.unique(y)) > 2 else "binary"
     kind = type_of_target(y)
     if kind not in ("binary", "multiclass", "multilabel-indicator"):
         raise ValueError(f"Unknown label type: {kind!r}. Classification needs class labels "
