@@ -173,3 +173,25 @@ def test_copies_draw_from_generators_of_their_own():
     model.partial_fit(*data[2])
     for other in copies:
         assert other._model == model._model
+
+
+@pytest.mark.parametrize("bad", [None, np.nan, np.inf, -np.inf])
+def test_the_c_trainer_flags_a_non_finite_input_row(bad):
+    """train_epoch's finite[1]: every gathered row finite once standardized, which a NaN or an
+    infinity anywhere in the rows trained never is."""
+    from fastmlp import _core, optim
+    data = blocks(1, rows=40)
+    model = MLPClassifier((6,), n_threads=1, random_state=0).partial_fit(
+        *data[0], classes=["ant", "bee", "cat"])
+    X = data[0][0].copy()
+    if bad is not None:
+        X[37, 2] = bad  # in the last batch
+    params, state = model._params.copy(), model._state.copy()
+    grads = np.zeros(model._layout["n_trainable"], dtype=np.float32)
+    workspace = np.zeros(model._net().workspace_size(10, 1, np.float32), dtype=np.float32)
+    finite = np.full(2, 7, dtype=np.intc)
+    _core.train_epoch(model._net(), optim.hyperparameters(model, 0.01, "constant"),
+                      model._input(X), params, grads, state, workspace, np.zeros(4),
+                      model._encode_targets(data[0][1]), None, np.arange(40, dtype=np.int64),
+                      10, 1, 0, 1, 1, 0, None, None, None, finite)
+    assert finite[1] == (bad is None)

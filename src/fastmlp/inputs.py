@@ -28,13 +28,15 @@ class Inputs:
         return _as_c_input(X, dtype)
 
     def _known_inputs(self, X, y, dtype):
-        """(X, y) as validate_data(reset=False) would return them, for inputs of the usual kind
-        on a fitted model whose checks are cheap to prove: X a C-ordered ndarray of the
-        model's dtype with the fitted feature count (the model fitted without feature names),
-        y an ndarray of as many rows, 1-d booleans, integers or strings (class labels), or
-        real values (regression), both finite. Anything else gives None, and the caller runs
-        scikit-learn's validation, which raises its errors. Each check is one reduction or an
-        attribute read: validate_data costs a partial_fit of 256 rows about 0.1 ms."""
+        """(X, y) as validate_data(reset=False) would return them, but for the finiteness of
+        X, for inputs of the usual kind on a fitted model whose checks are cheap to prove: X a
+        C-ordered ndarray of the model's dtype with the fitted feature count (the model fitted
+        without feature names), y an ndarray of as many rows, 1-d booleans, integers or
+        strings (class labels), or finite real values (regression). Anything else gives None,
+        and the caller runs scikit-learn's validation, which raises its errors. Each check is
+        an attribute read or one reduction over y: validate_data costs a partial_fit of 256
+        rows about 0.1 ms. X's values are checked by the C side as it gathers the rows
+        (training.UncheckedInputs): scanning them here cost as much again."""
         if (type(X) is not np.ndarray or X.dtype != dtype or X.ndim != 2
                 or not X.flags.c_contiguous or not 0 < X.shape[0] == len_or_none(y)
                 or X.shape[1] != self.__dict__.get("n_features_in_")
@@ -45,11 +47,11 @@ class Inputs:
                 return None
         elif not (y.ndim == 1 or y.ndim == 2 and y.shape[1]) or y.dtype.kind not in "biuf":
             return None
-        if not get_config()["assume_finite"]:
-            # a sum is finite when every value is (an overflow only sends it to the full
+        if y.dtype.kind == "f" and not get_config()["assume_finite"]:
+            # a sum is finite when every value is (an overflow only sends y to the full
             # check); scikit-learn's first pass is the same sum
             with np.errstate(over="ignore", invalid="ignore"):
-                if not np.isfinite(X.sum()) or y.dtype.kind == "f" and not np.isfinite(y.sum()):
+                if not np.isfinite(y.sum()):
                     return None
         return X, y
 
@@ -61,21 +63,20 @@ class Inputs:
         model = self._model
         if model.binarizer is None:
             return targets.encode_values(y, model.params.dtype, self.n_outputs_)[0]
-        y, kind = targets.label_kind(y)
-        return targets.encode_labels(y, kind, model.binarizer, model.params.dtype)
+        return targets.read_labels(y, model.binarizer, model.params.dtype)[2]
 
     def _targets(self, X, y, task, first, classes, dtype):
         """Targets -> output units: (y as the labels were read, Y (n, n_outputs) in `dtype`,
         the binarizer or None, the output activation, whether y was 1-d (regression), y's
         label kind or None). The Autoencoder's override makes Y the rows X themselves."""
         binarizer, y_1d, kind = None, False, None
-        if task == "classification":
+        if task == "classification" and first:
             y, kind = targets.label_kind(y)
-            if first:
-                binarizer, out_activation = targets.fit_binarizer(y, kind, classes)
-            else:
-                binarizer, out_activation = self._model.binarizer, self.out_activation_
+            binarizer, out_activation = targets.fit_binarizer(y, kind, classes)
             Y = targets.encode_labels(y, kind, binarizer, dtype)
+        elif task == "classification":
+            binarizer, out_activation = self._model.binarizer, self.out_activation_
+            y, kind, Y = targets.read_labels(y, binarizer, dtype)
         else:
             Y, y_1d = targets.encode_values(y, dtype, None if first else self.n_outputs_)
             poisson = getattr(self, "loss", "squared_error") == "poisson"
@@ -116,8 +117,7 @@ class Inputs:
         if binarizer is None:
             Y_val = targets.encode_values(y_val, dtype, None)[0]
         else:
-            y_val, kind_val = targets.label_kind(y_val)
-            Y_val = targets.encode_labels(y_val, kind_val, binarizer, dtype)
+            y_val, _, Y_val = targets.read_labels(y_val, binarizer, dtype)
         if weight is not None:
             weight = _check_sample_weight(weight, X_val, dtype=np.float64,
                                           ensure_non_negative=True)

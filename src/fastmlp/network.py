@@ -7,7 +7,6 @@ partial_fit then hand the epochs to fastmlp/training.py, which trains a model
 end. So a failed call leaves the estimator as it was, and a predict (fastmlp/prediction.py)
 racing a refit in another thread reads the old model or the new one, never a mix. The numeric
 work is in C (fastmlp._core)."""
-import copy
 import operator
 import warnings
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _core, row_order, targets, training
+from ._health import new_health
 from ._config import MAX_THREADS, available_cores, blas_single_threaded, default_threads
 from .inputs import Inputs, _as_c_input, _input_dtypes
 from .lbfgs import fit_lbfgs
@@ -36,9 +36,10 @@ from .schedules import LearningRateSchedule
 from .threads import ThreadChoice
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-# what pickling and fastmlp.save leave out: scratch buffers, the thread count measured on this
-# machine, and the parameter values partial_fit validated last (_validate_params_once)
-NOT_PERSISTED = ("_grads", "_workspace", "_thread_choice", "_validated_parameters")
+# what pickling and fastmlp.save leave out: scratch buffers and counters, the thread count
+# measured on this machine, and the parameter values partial_fit validated last
+# (_validate_params_once)
+NOT_PERSISTED = ("_grads", "_workspace", "_thread_choice", "_health", "_validated_parameters")
 
 
 def _model_part(name, attribute, doc):
@@ -400,18 +401,23 @@ class Network(Inputs, Prediction, BaseEstimator):
         # Python side. Its state is put back on failure
         rng = before.get("_rng")
         rng_state = None if rng is None else rng.get_state()
-        try:
-            with training.Interrupt() as interrupt:
-                run = self._train(X, y, sample_weight, incremental, classes, validation,
-                                  interrupt)
-            if run.interrupted and not run.records:
-                raise KeyboardInterrupt
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(before)
-            if rng is not None:
-                rng.set_state(rng_state)
-            raise
+        validated = False
+        while True:
+            try:
+                with training.Interrupt() as interrupt:
+                    run = self._train(X, y, sample_weight, incremental, classes, validation,
+                                      interrupt, validated)
+                if run.interrupted and not run.records:
+                    raise KeyboardInterrupt
+                break
+            except BaseException as error:
+                self.__dict__.clear()
+                self.__dict__.update(before)
+                if rng is not None:
+                    rng.set_state(rng_state)
+                if validated or not isinstance(error, training.UncheckedInputs):
+                    raise
+                validated = True  # X held a NaN or inf: validation says where
         self._commit(run)
         if run.interrupted:
             held = (f"epoch {run.best_epoch}'s weights (the best)" if run.best_epoch else
@@ -422,7 +428,11 @@ class Network(Inputs, Prediction, BaseEstimator):
             raise KeyboardInterrupt
         return self
 
-    def _train(self, X, y, sample_weight, incremental, classes, validation, interrupt):
+    def _train(self, X, y, sample_weight, incremental, classes, validation, interrupt,
+               validated=False):
+        """Validate, then train a model in a training.Run. A later partial_fit's usual inputs
+        skip scikit-learn's validation (_known_inputs) unless `validated`: the C side then
+        checks the rows of X as it gathers them (training.UncheckedInputs)."""
         fitted = "_model" in self.__dict__
         # warm_start keeps the weights only while the architecture is the same
         first = (not fitted or not (incremental or self.warm_start)
@@ -432,7 +442,8 @@ class Network(Inputs, Prediction, BaseEstimator):
         dtype = self._model_dtype() if first else self._model.params.dtype
         hidden = self._hidden_sizes()
         self._dropout_rates(len(hidden))
-        known = None if first else self._known_inputs(X, y, dtype)
+        known = None if first or validated or not incremental \
+            else self._known_inputs(X, y, dtype)
         if known is None:
             X, y = validate_data(self, X, y, reset=first, accept_sparse=["csr", "csc"],
                                  dtype=_input_dtypes(dtype), order=None, copy=False,
@@ -529,6 +540,7 @@ class Network(Inputs, Prediction, BaseEstimator):
                            list(self.__dict__.get("history_") or []) if resumed else [],
                            validation is not None, pending,
                            samples=0 if first else self.t_)
+        run.inputs_checked = known is None
         if self.solver == "lbfgs":
             with blas_single_threaded():
                 fit_lbfgs(self, run, X, Y, sample_weight, self._threads(),
@@ -582,9 +594,13 @@ class Network(Inputs, Prediction, BaseEstimator):
         work = (n_threads, batch_size, len(rows), tuple(model.layout["units"]), sp.issparse(X))
         if getattr(self, "_thread_choice", (None,))[0] != work:
             self._thread_choice = (work, ThreadChoice(min(parts, n_threads)))
+        # the layer health's counters, kept across calls for the same layers and parts
+        health_key = (tuple(model.layout["units"]), parts)
+        if getattr(self, "_health", (None,))[0] != health_key:
+            self._health = (health_key, new_health(model.net, parts))
         stretches = training.Stretches(self, model.input(X), Y, sample_weight, batch_size,
                                        parts, grads, workspace, self._thread_choice[1],
-                                       model.spec["batch_norm"])
+                                       model.spec["batch_norm"], self._health[1])
         watched = validation is not None and self.early_stopping and not incremental
         monitor = ("valid_loss" if scorer == "loss" else "valid_score") if watched \
             else "train_loss"
@@ -683,7 +699,10 @@ class Network(Inputs, Prediction, BaseEstimator):
         if schedule is None:
             return LearningRateSchedule(self.learning_rate, self.learning_rate_init, self.tol,
                                         self.n_iter_no_change, self.solver)
-        schedule = copy.copy(schedule)
+        # copy.copy's result (a new object holding the same attributes) at a quarter of its
+        # cost, which goes through __reduce_ex__
+        schedule, published = object.__new__(type(schedule)), schedule
+        schedule.__dict__.update(published.__dict__)
         if self.__dict__.get("validation_scores_") is not None:
             # it watched validation scores in fit; partial_fit watches the training loss
             schedule.best, schedule.epochs_without_improvement = np.inf, 0
