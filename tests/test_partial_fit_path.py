@@ -63,6 +63,9 @@ def test_the_short_and_the_full_path_train_bitwise_alike(cls, task, extra, full_
                 for r in m.history_] for m in models]
     assert untimed[0] == untimed[1]
     assert short._model == full._model
+    for model in models:
+        assert model.loss_curve_ == [r["train_loss"] for r in model.history_]
+        assert [r["epoch"] for r in model.history_] == list(range(1, len(data) + 1))
     np.testing.assert_array_equal(short.predict(data[0][0]), full.predict(data[0][0]))
 
 

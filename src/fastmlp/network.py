@@ -537,7 +537,7 @@ class Network(Inputs, Prediction, BaseEstimator):
         run = training.Run(model, state, self._n_updates if goes_on else 0, rng,
                            self._new_schedule(resumed), seed,
                            self.best_loss_ if resumed else None, first,
-                           list(self.__dict__.get("history_") or []) if resumed else [],
+                           (self.__dict__.get("history_") or []) if resumed else [],
                            validation is not None, pending,
                            samples=0 if first else self.t_)
         run.inputs_checked = known is None
@@ -641,9 +641,15 @@ class Network(Inputs, Prediction, BaseEstimator):
     def _publish(self, run):
         """Set every fitted attribute from the run, the model last of all."""
         model = run.model
-        history = training.History(run.prior + run.records)
+        # one pass over the prior records' references, none over their values: a partial_fit
+        # after many others copies two lists (the history and the loss curve), which it made
+        history = training.History(run.prior)
+        history.extend(run.records)
         self.history_ = history
-        self.loss_curve_ = [r["train_loss"] for r in history]
+        curve = self.__dict__.get("loss_curve_") if run.prior else None
+        if type(curve) is not list or len(curve) != len(run.prior):
+            curve = [r["train_loss"] for r in run.prior]
+        self.loss_curve_ = curve + [r["train_loss"] for r in run.records]
         if run.validated:
             self.validation_scores_ = [r["valid_score"] for r in history]
             self.validation_loss_curve_ = [r["valid_loss"] for r in history]
