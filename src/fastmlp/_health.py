@@ -33,6 +33,15 @@ def health_record(health, units, activation, n_examples):
             count, total = count.copy(), total.copy()
         count += health.count[part]
         total += health.sum[part]
+    # the conditions over every hidden unit at once, counted per layer
+    if n_examples <= 0:
+        counted = None
+    elif activation == "relu":
+        counted = count == 0
+    elif activation in ("tanh", "sigmoid", "logistic"):
+        counted = count / n_examples >= saturated_examples
+    else:
+        counted = None
     records = []
     start = 0
     last = len(units) - 2  # the output layer's index
@@ -43,14 +52,11 @@ def health_record(health, units, activation, n_examples):
                   else (0.0 if update2 == 0 else float("inf"))}
         n = int(units[l + 1])
         if l < last and n_examples > 0:
-            layer_count = count[start:start + n]
             record["mean_activation"] = float(total[start:start + n].sum() / (n * n_examples))
-            # a fraction of units as np.mean of the condition gives it: count / n
-            if activation == "relu":
-                record["dead"] = np.count_nonzero(layer_count == 0) / n
-            elif activation in ("tanh", "sigmoid", "logistic"):
-                record["saturated"] = np.count_nonzero(
-                    layer_count / n_examples >= saturated_examples) / n
+            if counted is not None:
+                # a fraction of units as np.mean of the condition gives it: count / n
+                record["dead" if activation == "relu" else "saturated"] = \
+                    np.count_nonzero(counted[start:start + n]) / n
         start += n
         records.append(record)
     return records
