@@ -198,3 +198,24 @@ def test_the_c_trainer_flags_a_non_finite_input_row(bad):
                       model._encode_targets(data[0][1]), None, np.arange(40, dtype=np.int64),
                       10, 1, 0, 1, 1, 0, None, None, None, finite)
     assert finite[1] == (bad is None)
+
+
+def test_a_refused_call_never_began_training_in_a_callbacks_sight():
+    """With callbacks, a later call is validated before training begins (no short path that
+    would be run again), so a NaN in X never reaches on_train_begin."""
+    class Seen:
+        def __init__(self):
+            self.calls = []
+
+        def on_train_begin(self, estimator):
+            self.calls.append("begin")
+
+    seen = Seen()
+    data = blocks(2)
+    model = MLPClassifier((7,), n_threads=1, random_state=0, callbacks=[seen])
+    model.partial_fit(*data[0], classes=["ant", "bee", "cat"])
+    X = data[1][0].copy()
+    X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        model.partial_fit(X, data[1][1])
+    assert seen.calls == ["begin"]

@@ -442,7 +442,8 @@ class Network(Inputs, Prediction, BaseEstimator):
         dtype = self._model_dtype() if first else self._model.params.dtype
         hidden = self._hidden_sizes()
         self._dropout_rates(len(hidden))
-        known = None if first or validated or not incremental \
+        # (not with callbacks: a call run again must not have begun training in their sight)
+        known = None if first or validated or not incremental or self.callbacks \
             else self._known_inputs(X, y, dtype)
         if known is None:
             X, y = validate_data(self, X, y, reset=first, accept_sparse=["csr", "csc"],
