@@ -445,8 +445,10 @@ int64_t FN(workspace_size)(const fastmlp_net *net, int batch_size, int n_parts, 
  *   in place, else what the call's first update reads instead of params and state: it writes
  *   its result into them without changing the sources, bitwise as a copy followed by an
  *   in-place call would (params' tail past n_trainable must hold its values already).
- *   all_finite: NULL, or set to whether params[0, n_trainable) and the solver's state are all
- *   finite after the call's last update (checked while each chunk is in cache). */
+ *   all_finite: NULL, or (2,): [0] set to whether params[0, n_trainable) and the solver's
+ *   state are all finite after the call's last update (checked while each chunk is in cache),
+ *   [1] to whether every dense input row gathered was finite once standardized (a NaN or inf
+ *   in X always makes it 0; finite values that overflow may). */
 int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, double *batch_loss,
                     int64_t *t, const FN(fastmlp_input) *X, const real *Y,
                     const real *sample_weight, const int64_t *order, int64_t n, int batch_size,

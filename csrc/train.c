@@ -139,6 +139,7 @@ typedef struct {
     const real *src_params, *src_state;
     int64_t first_step;
     int *chunk_bad;         /* (n_chunks,) after the call's last update: a value not finite */
+    int input_bad;          /* a gathered input value (standardized) was not finite */
     const FN(fastmlp_input) *X;
     const real *Y, *sample_weight;
     FN(views) v;
@@ -415,7 +416,10 @@ static void FN(health_finish)(FN(context) *c, int64_t batches)
 }
 
 /* The rows of part `part` of the batch order[0, B) into the batch buffers: standardized inputs
- * (corrupted, for a denoising autoencoder, by the noise of update t), targets, weights. */
+ * (corrupted, for a denoising autoencoder, by the noise of update t), targets, weights. A
+ * dense row that is not finite once standardized sets input_bad: a NaN or inf in X stays one
+ * ((inf - shift) * scale is inf or NaN), so a caller that has not checked X need not scan it
+ * (the row is in cache here; a finite value that overflows only sends it to its own check). */
 static void FN(gather_rows)(FN(context) *c, const int64_t *order, int B, int64_t t, int part)
 {
     const FN(fastmlp_input) *X = c->X;
@@ -423,17 +427,25 @@ static void FN(gather_rows)(FN(context) *c, const int64_t *order, int B, int64_t
     const int sparse = X->dense == NULL;
     FN(views) *v = &c->v;
     int64_t r0, r1;
+    int bad = 0;
     fastmlp_slab(B, part, c->parts, &r0, &r1);
     for (int64_t r = r0; r < r1; r++) {
         const int64_t i = order[r];
         if (!sparse) {
             FN(input_gather_row)(v->H[0] + r * n_features, X, i, n_features);
+            bad |= FN(any_not_finite)(v->H[0] + r * n_features, n_features);
             if (c->net->corruption)
                 FN(corrupt_row)(v->H[0] + r * n_features, X->shift, X->scale, n_features,
                                 c->net->corruption, c->net->corruption_level, c->seed, t, r);
         }
         memcpy(v->Y + r * k, c->Y + i * k, (size_t)k * sizeof(real));
         if (c->sample_weight) v->W[r] = c->sample_weight[i];
+    }
+    if (bad) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+        c->input_bad = 1;
     }
 }
 
@@ -888,7 +900,8 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
     if (all_finite) {
         int bad = 0;
         for (int64_t chunk = 0; chunk < c.n_chunks; chunk++) bad |= c.chunk_bad[chunk];
-        *all_finite = !bad;
+        all_finite[0] = !bad;
+        all_finite[1] = !c.input_bad;
     }
     FN(health_finish)(&c, last + 1);
     FN(context_free)(&c);

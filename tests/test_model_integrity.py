@@ -177,7 +177,7 @@ def test_the_first_update_reads_the_sources_and_writes_new_buffers(solver, batch
         params = np.full_like(source, np.nan)
         params[n_trainable:] = source[n_trainable:]  # the caller fills the tail in
         state = np.full_like(source_state, np.nan)
-        finite = np.zeros(1, dtype=np.intc)
+        finite = np.zeros(2, dtype=np.intc)
         new_losses = _bridge_epoch(model, X32, Y32, params, state, threads, source,
                                    source_state, finite)
         np.testing.assert_array_equal(params, copied)
@@ -185,7 +185,7 @@ def test_the_first_update_reads_the_sources_and_writes_new_buffers(solver, batch
         np.testing.assert_array_equal(new_losses, losses)
         np.testing.assert_array_equal(source, kept)
         np.testing.assert_array_equal(source_state, kept_state)
-        assert finite[0] == 1
+        assert finite[0] == 1 and finite[1] == 1
 
 
 def test_the_c_trainer_flags_a_non_finite_parameter_or_state():
@@ -203,9 +203,9 @@ def test_the_c_trainer_flags_a_non_finite_parameter_or_state():
             params[at] = np.inf
         elif where is not None:
             state[(0 if where == "m" else n_trainable) + 7] = np.nan
-        finite = np.full(1, 7, dtype=np.intc)
+        finite = np.full(2, 7, dtype=np.intc)
         _bridge_epoch(model, X32, Y32, params, state, 1, finite=finite, calls=1)
-        assert finite[0] == (where is None), where
+        assert finite[0] == (where is None) and finite[1] == 1, where
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(solver="sgd", nesterovs_momentum=False),

@@ -27,7 +27,9 @@ def blas_single_threaded():
     pools spinning on the same cores slow each other down (docs: C design, threads)."""
     global _BLAS
     if _BLAS is None:
-        _BLAS = ThreadpoolController()
+        # the BLAS libraries only: limit() reads, then restores, every library it holds
+        # (OpenMP's too), a tenth of a small partial_fit's Python side
+        _BLAS = ThreadpoolController().select(user_api="blas")
     return _BLAS.limit(limits=1, user_api="blas")
 
 

@@ -414,8 +414,10 @@ def train_epoch(Net net, dict hyper, Input X, floating[::1] params, floating[::1
     overwrites with its last update's (when it trains a batch). source_params, source_state:
     None, or what the first update reads instead of params (its trainable part; the tail must
     be filled in already) and state, which it leaves unchanged: training into new buffers
-    without copying the old ones first. finite: None, or an array of one int set to whether
-    the trainable parameters and the solver's state are finite after the last update."""
+    without copying the old ones first. finite: None, or an array of two ints: [0] set to
+    whether the trainable parameters and the solver's state are finite after the last update,
+    [1] to whether every dense input row gathered was finite once standardized (0 for any NaN
+    or inf in those rows of X, and possibly for finite values that overflow)."""
     cdef fastmlp_optim opt = _optim(hyper)
     cdef fastmlp_health *health_c = NULL
     if source_params is not None and source_params.shape[0] != params.shape[0]:
@@ -424,8 +426,8 @@ def train_epoch(Net net, dict hyper, Input X, floating[::1] params, floating[::1
         raise ValueError("fastmlp internal: source_state and state differ in size")
     if state.shape[0] < fastmlp_state_slots(opt.solver) * net.c.n_trainable:
         raise ValueError("fastmlp internal: the state is smaller than the solver's")
-    if finite is not None and finite.shape[0] != 1:
-        raise ValueError("fastmlp internal: finite holds one int")
+    if finite is not None and finite.shape[0] != 2:
+        raise ValueError("fastmlp internal: finite holds two ints")
     cdef const floating *src_p = NULL if source_params is None else &source_params[0]
     cdef const floating *src_s = NULL if source_state is None else &source_state[0]
     cdef int *finite_c = NULL if finite is None else &finite[0]

@@ -2,6 +2,8 @@
 turned into the records' structure, one dict per weight layer (LayerHealthDisplay draws it).
 It is always counted: it costs under 2% of an epoch (docs/user_guide.rst, "Layer health",
 which documents each measure for users)."""
+import math
+
 import numpy as np
 
 from . import _core
@@ -9,8 +11,7 @@ from . import _core
 
 def new_health(net, n_parts):
     """A Health for `net`'s layers cut into n_parts parts, with diagnostics' saturation margin."""
-    from .diagnostics import SATURATION_MARGIN  # diagnostics imports network, which imports this
-    return _core.Health(net, n_parts, SATURATION_MARGIN)
+    return _core.Health(net, n_parts, _diagnostics_constants()[0])
 
 
 def health_record(health, units, activation, n_examples):
@@ -24,28 +25,50 @@ def health_record(health, units, activation, n_examples):
 
     units: the layout's units (n_features, hidden..., n_outputs); activation: the hidden
     layers' activation name. The parts' rows are summed in part order."""
-    from .diagnostics import SATURATED_EXAMPLES
-    count, total = health.count[0].copy(), health.sum[0].copy()
+    saturated_examples = _diagnostics_constants()[1]
+    # one part (one thread) is read in place; the parts' rows are added in part order
+    count, total = health.count[0], health.sum[0]
     for part in range(1, health.count.shape[0]):
+        if part == 1:
+            count, total = count.copy(), total.copy()
         count += health.count[part]
         total += health.sum[part]
+    # the conditions over every hidden unit at once, counted per layer
+    if n_examples <= 0:
+        counted = None
+    elif activation == "relu":
+        counted = count == 0
+    elif activation in ("tanh", "sigmoid", "logistic"):
+        counted = count / n_examples >= saturated_examples
+    else:
+        counted = None
     records = []
     start = 0
-    for l in range(len(units) - 1):
-        g2, before2, after2, update2 = (float(v) for v in health.norms[l])
+    last = len(units) - 2  # the output layer's index
+    for l, (g2, before2, after2, update2) in enumerate(health.norms[:len(units) - 1].tolist()):
         record = {"saturated": None, "dead": None, "mean_activation": None,
-                  "grad_norm": float(np.sqrt(g2)), "weight_norm": float(np.sqrt(after2)),
-                  "update_ratio": float(np.sqrt(update2) / np.sqrt(before2)) if before2 > 0
+                  "grad_norm": math.sqrt(g2), "weight_norm": math.sqrt(after2),
+                  "update_ratio": math.sqrt(update2) / math.sqrt(before2) if before2 > 0
                   else (0.0 if update2 == 0 else float("inf"))}
         n = int(units[l + 1])
-        if l + 1 < len(units) - 1 and n_examples > 0:
-            layer_count = count[start:start + n]
+        if l < last and n_examples > 0:
             record["mean_activation"] = float(total[start:start + n].sum() / (n * n_examples))
-            if activation == "relu":
-                record["dead"] = float(np.mean(layer_count == 0))
-            elif activation in ("tanh", "sigmoid", "logistic"):
-                record["saturated"] = float(np.mean(layer_count / n_examples
-                                                    >= SATURATED_EXAMPLES))
+            if counted is not None:
+                # a fraction of units as np.mean of the condition gives it: count / n
+                record["dead" if activation == "relu" else "saturated"] = \
+                    np.count_nonzero(counted[start:start + n]) / n
         start += n
         records.append(record)
     return records
+
+
+_CONSTANTS = []
+
+
+def _diagnostics_constants():
+    """(SATURATION_MARGIN, SATURATED_EXAMPLES) of fastmlp.diagnostics, imported once (it
+    imports network, which imports this module)."""
+    if not _CONSTANTS:
+        from .diagnostics import SATURATED_EXAMPLES, SATURATION_MARGIN
+        _CONSTANTS.extend((SATURATION_MARGIN, SATURATED_EXAMPLES))
+    return _CONSTANTS

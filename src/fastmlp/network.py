@@ -7,7 +7,7 @@ partial_fit then hand the epochs to fastmlp/training.py, which trains a model
 end. So a failed call leaves the estimator as it was, and a predict (fastmlp/prediction.py)
 racing a refit in another thread reads the old model or the new one, never a mix. The numeric
 work is in C (fastmlp._core)."""
-import copy
+import operator
 import warnings
 from contextlib import contextmanager
 from numbers import Integral, Real
@@ -25,6 +25,7 @@ from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _core, row_order, targets, training
+from ._health import new_health
 from ._config import MAX_THREADS, available_cores, blas_single_threaded, default_threads
 from .inputs import Inputs, _as_c_input, _input_dtypes
 from .lbfgs import fit_lbfgs
@@ -35,9 +36,10 @@ from .schedules import LearningRateSchedule
 from .threads import ThreadChoice
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-# what pickling and fastmlp.save leave out: scratch buffers and the thread count measured on
-# this machine
-NOT_PERSISTED = ("_grads", "_workspace", "_thread_choice")
+# what pickling and fastmlp.save leave out: scratch buffers and counters, the thread count
+# measured on this machine, and the parameter values partial_fit validated last
+# (_validate_params_once)
+NOT_PERSISTED = ("_grads", "_workspace", "_thread_choice", "_health", "_validated_parameters")
 
 
 def _model_part(name, attribute, doc):
@@ -174,6 +176,8 @@ class Network(Inputs, Prediction, BaseEstimator):
         return [int(s) for s in sizes]
 
     def _dropout_rates(self, n_hidden):
+        if type(self.dropout) in (float, int) and 0 <= self.dropout < 1:
+            return np.full(n_hidden, float(self.dropout))  # the usual one rate, at a third
         rates = np.atleast_1d(np.asarray(self.dropout, dtype=np.float64))
         if rates.ndim != 1 or (rates.size != 1 and rates.size != n_hidden):
             raise ValueError(f"dropout must be a float or one rate per hidden layer "
@@ -362,9 +366,24 @@ class Network(Inputs, Prediction, BaseEstimator):
         # what _fit_context does, except that it skips validation on a fitted model's
         # partial_fit: a bad value set since then would train (a negative rate climbs the loss)
         if not get_config()["skip_parameter_validation"]:
-            self._validate_params()
+            self._validate_params_once()
         with config_context(skip_parameter_validation=True):
             return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def _validate_params_once(self):
+        """scikit-learn's parameter validation (~0.1 ms, half a small partial_fit's Python
+        side), skipped while every parameter is the very object it validated last: its
+        checks read a value's type and, for the immutable numbers and strings, its value, so
+        the same objects pass again; a value set since (set_params, an assignment) is
+        validated. The objects are held, so none is freed and another given its id."""
+        names = _parameter_names(type(self))
+        values = tuple(map(self.__dict__.get, names))
+        validated = self.__dict__.get("_validated_parameters")
+        if validated is not None and len(validated) == len(values) \
+                and all(map(operator.is_, validated, values)):
+            return
+        self._validate_params()
+        self._validated_parameters = values
 
     def _check_solver(self):
         """partial_fit is there for the stochastic solvers only, as in scikit-learn."""
@@ -378,16 +397,28 @@ class Network(Inputs, Prediction, BaseEstimator):
         reassigned, never changed in place, so on any error putting the previous ones back
         leaves it exactly as it was; Ctrl-C keeps the epochs trained (training.Interrupt)."""
         before = dict(self.__dict__)
-        try:
-            with training.Interrupt() as interrupt:
-                run = self._train(X, y, sample_weight, incremental, classes, validation,
-                                  interrupt)
-            if run.interrupted and not run.records:
-                raise KeyboardInterrupt
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(before)
-            raise
+        # a call that goes on draws from the fitted generator itself, which no other estimator
+        # holds (__setstate__): a copy would cost more than a small partial_fit's whole
+        # Python side. Its state is put back on failure
+        rng = before.get("_rng")
+        rng_state = None if rng is None else rng.get_state()
+        validated = False
+        while True:
+            try:
+                with training.Interrupt() as interrupt:
+                    run = self._train(X, y, sample_weight, incremental, classes, validation,
+                                      interrupt, validated)
+                if run.interrupted and not run.records:
+                    raise KeyboardInterrupt
+                break
+            except BaseException as error:
+                self.__dict__.clear()
+                self.__dict__.update(before)
+                if rng is not None:
+                    rng.set_state(rng_state)
+                if validated or not isinstance(error, training.UncheckedInputs):
+                    raise
+                validated = True  # X held a NaN or inf: validation says where
         self._commit(run)
         if run.interrupted:
             held = (f"epoch {run.best_epoch}'s weights (the best)" if run.best_epoch else
@@ -398,7 +429,11 @@ class Network(Inputs, Prediction, BaseEstimator):
             raise KeyboardInterrupt
         return self
 
-    def _train(self, X, y, sample_weight, incremental, classes, validation, interrupt):
+    def _train(self, X, y, sample_weight, incremental, classes, validation, interrupt,
+               validated=False):
+        """Validate, then train a model in a training.Run. A later partial_fit's usual inputs
+        skip scikit-learn's validation (_known_inputs) unless `validated`: the C side then
+        checks the rows of X as it gathers them (training.UncheckedInputs)."""
         fitted = "_model" in self.__dict__
         # warm_start keeps the weights only while the architecture is the same
         first = (not fitted or not (incremental or self.warm_start)
@@ -408,11 +443,17 @@ class Network(Inputs, Prediction, BaseEstimator):
         dtype = self._model_dtype() if first else self._model.params.dtype
         hidden = self._hidden_sizes()
         self._dropout_rates(len(hidden))
-        X, y = validate_data(self, X, y, reset=first, accept_sparse=["csr", "csc"],
-                             dtype=_input_dtypes(dtype), order=None, copy=False,
-                             multi_output=True,
-                             y_numeric=self._task == "regression")
-        X = _as_c_input(X, dtype)
+        # (not with callbacks: a call run again must not have begun training in their sight)
+        known = None if first or validated or not incremental or self.callbacks \
+            else self._known_inputs(X, y, dtype)
+        if known is None:
+            X, y = validate_data(self, X, y, reset=first, accept_sparse=["csr", "csc"],
+                                 dtype=_input_dtypes(dtype), order=None, copy=False,
+                                 multi_output=True,
+                                 y_numeric=self._task == "regression")
+            X = _as_c_input(X, dtype)
+        else:
+            X, y = known
         n_samples = X.shape[0]
         check_representable(self, dtype)  # before anything is trained or allocated
         task = (self._task or targets.task_of(y)) if first else self._fitted_task
@@ -424,7 +465,7 @@ class Network(Inputs, Prediction, BaseEstimator):
             raise ValueError("classes must be passed on the first call to partial_fit: "
                              "every label that will ever be seen")
         if not first and task == "classification" and incremental and classes is not None \
-                and not np.array_equal(unique_labels(classes), self.classes_):
+                and not _same_labels(classes, self.classes_):
             raise ValueError(f"classes={list(classes)} differs from the classes of the first "
                              f"call, {self.classes_.tolist()}")
         if task == "regression" and self.class_weight is not None:
@@ -468,7 +509,7 @@ class Network(Inputs, Prediction, BaseEstimator):
             seed = int(rng.randint(0, 2**31 - 1)) * 2**32 + int(rng.randint(0, 2**31 - 1))
             state, pending = new_state(model.layout["n_trainable"], dtype, self.solver), None
         else:
-            rng, seed, old = _copy_generator(self._rng), self._seed, self._model
+            rng, seed, old = self._rng, self._seed, self._model  # _fit restores its state
             # the published parameters and state are resident already: the new ones are not
             check_memory(old.layout, dtype,
                          self._workspace_need(old.net, old.layout, batch_size, dtype, X),
@@ -500,9 +541,10 @@ class Network(Inputs, Prediction, BaseEstimator):
         run = training.Run(model, state, self._n_updates if goes_on else 0, rng,
                            self._new_schedule(resumed), seed,
                            self.best_loss_ if resumed else None, first,
-                           list(self.__dict__.get("history_") or []) if resumed else [],
+                           (self.__dict__.get("history_") or []) if resumed else [],
                            validation is not None, pending,
                            samples=0 if first else self.t_)
+        run.inputs_checked = known is None
         if self.solver == "lbfgs":
             with blas_single_threaded():
                 fit_lbfgs(self, run, X, Y, sample_weight, self._threads(),
@@ -572,9 +614,13 @@ class Network(Inputs, Prediction, BaseEstimator):
         work = (n_threads, batch_size, len(rows), tuple(model.layout["units"]), sp.issparse(X))
         if getattr(self, "_thread_choice", (None,))[0] != work:
             self._thread_choice = (work, ThreadChoice(min(parts, n_threads)))
+        # the layer health's counters, kept across calls for the same layers and parts
+        health_key = (tuple(model.layout["units"]), parts)
+        if getattr(self, "_health", (None,))[0] != health_key:
+            self._health = (health_key, new_health(model.net, parts))
         stretches = training.Stretches(self, model.input(X), Y, sample_weight, batch_size,
                                        parts, grads, workspace, self._thread_choice[1],
-                                       model.spec["batch_norm"])
+                                       model.spec["batch_norm"], self._health[1])
         watched = validation is not None and self.early_stopping and not incremental
         monitor = ("valid_loss" if scorer == "loss" else "valid_score") if watched \
             else "train_loss"
@@ -615,9 +661,15 @@ class Network(Inputs, Prediction, BaseEstimator):
     def _publish(self, run):
         """Set every fitted attribute from the run, the model last of all."""
         model = run.model
-        history = training.History(run.prior + run.records)
+        # one pass over the prior records' references, none over their values: a partial_fit
+        # after many others copies two lists (the history and the loss curve), which it made
+        history = training.History(run.prior)
+        history.extend(run.records)
         self.history_ = history
-        self.loss_curve_ = [r["train_loss"] for r in history]
+        curve = self.__dict__.get("loss_curve_") if run.prior else None
+        if type(curve) is not list or len(curve) != len(run.prior):
+            curve = [r["train_loss"] for r in run.prior]
+        self.loss_curve_ = curve + [r["train_loss"] for r in run.records]
         if run.validated:
             self.validation_scores_ = [r["valid_score"] for r in history]
             self.validation_loss_curve_ = [r["valid_loss"] for r in history]
@@ -673,7 +725,10 @@ class Network(Inputs, Prediction, BaseEstimator):
         if schedule is None:
             return LearningRateSchedule(self.learning_rate, self.learning_rate_init, self.tol,
                                         self.n_iter_no_change, self.solver)
-        schedule = copy.copy(schedule)
+        # copy.copy's result (a new object holding the same attributes) at a quarter of its
+        # cost, which goes through __reduce_ex__
+        schedule, published = object.__new__(type(schedule)), schedule
+        schedule.__dict__.update(published.__dict__)
         if self.__dict__.get("validation_scores_") is not None:
             # it watched validation scores in fit; partial_fit watches the training loss
             schedule.best, schedule.epochs_without_improvement = np.inf, 0
@@ -762,8 +817,37 @@ class Network(Inputs, Prediction, BaseEstimator):
         # and t_ keeps it, the least number of samples that many updates saw
         if "_model" in state and "_n_updates" not in state:
             state = dict(state, _n_updates=int(state.get("t_", 0)))
+        # the shuffling generator is the estimator's own: a call goes on drawing from it and
+        # puts its state back on failure (_fit), so a copy (copy.copy, which passes the
+        # state through here, or a state dict handed over) must not draw from the same one
+        rng = state.get("_rng")
+        if isinstance(rng, np.random.RandomState):
+            state = dict(state, _rng=_copy_generator(rng))
         super().__setstate__(state)
 
+
+
+def _same_labels(classes, fitted):
+    """Whether partial_fit's `classes` are the fitted classes_ (sorted and distinct, as
+    unique_labels makes them). dask-ml's Incremental passes them on every call: the same
+    array is compared in one pass before unique_labels sorts any other."""
+    given = np.asarray(classes) if isinstance(classes, (list, np.ndarray)) else None
+    if given is not None and given.dtype == fitted.dtype and given.shape == fitted.shape \
+            and given.dtype.kind in targets.LABEL_KINDS and np.array_equal(given, fitted):
+        return True
+    return np.array_equal(unique_labels(classes), fitted)
+
+
+_PARAMETER_NAMES = {}
+
+
+def _parameter_names(cls):
+    """The estimator class's parameter names, as get_params reads them (inspect's signature of
+    __init__ takes ~40 us: read once per class)."""
+    names = _PARAMETER_NAMES.get(cls)
+    if names is None:
+        names = _PARAMETER_NAMES[cls] = tuple(cls._get_param_names())
+    return names
 
 
 def _copy_generator(rng):

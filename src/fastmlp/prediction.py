@@ -41,20 +41,20 @@ class Prediction:
         if model is None:
             check_is_fitted(self, "_params")
         if (type(X) is np.ndarray and X.dtype == model.params.dtype and X.ndim == 2
-                and X.flags.c_contiguous and 0 < X.shape[0]
-                and X.shape[1] == model.layout["units"][0]
+                and X.flags.c_contiguous and 0 < X.shape[0] and X.shape[1] == model.n_features
                 and "feature_names_in_" not in self.__dict__):
             # Already what the C side reads: validate_data would only confirm it, at ~80 us,
             # three times the forward pass of one row. Finiteness is checked in C on the first
             # layer's pre-activations and on the outputs; a row that fails (a NaN or inf, or
             # finite values that overflow) sends X down the full path, which tells which.
-            out = self._forward(X, check_finite=True, model=model)
+            out = model.forward(X, 1, True) if X.shape[0] < _core.PREDICT_THREADED_ROWS \
+                else self._forward(X, check_finite=True, model=model)
             if out is not None:
                 return model, out
         rows = self._validate_X(X, reset=False, dtype=model.params.dtype)
-        if rows.shape[1] != model.layout["units"][0]:  # a refit on other features meanwhile
+        if rows.shape[1] != model.n_features:  # a refit on other features meanwhile
             raise ValueError(f"X has {rows.shape[1]} features, but this model is fitted with "
-                             f"{model.layout['units'][0]}")
+                             f"{model.n_features}")
         out = self._forward(rows, model=model)
         # float64 input gives float64 values, as scikit-learn's estimators do
         if out.dtype != np.float64 and not _is_float32(X):

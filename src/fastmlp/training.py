@@ -7,7 +7,8 @@ stretch, inside `Stretches.epoch`, so a busy core is seen within an epoch). A li
 `epoch_end(record)` returning True ends training; Ctrl-C ends it the same way at the next
 stretch boundary (`Interrupt`). The loop trains `Run.model`, a model no predict sees until the
 estimator swaps it in, so stopping anywhere leaves the fitted model as it was."""
-import signal
+import _signal  # signal's functions without its enum wrapping: a tenth of a partial_fit's
+import signal   # Python side went to wrapping and unwrapping the handler
 import threading
 import time
 
@@ -68,6 +69,9 @@ class Run:
         self.samples = samples
         self.seed, self.first, self.prior, self.validated = seed, first, prior, validated
         self.pending = pending
+        # False: X was not scanned for NaN and inf (a partial_fit's short path); the C side
+        # then reports a row that is not finite, and the call is made again, validated
+        self.inputs_checked = True
         self.records = []
         self.best_epoch = None
         self.best_loss = best_loss
@@ -105,14 +109,17 @@ class Stretches:
     progress displays and the thread choice are served within a long epoch."""
 
     def __init__(self, estimator, data, Y, sample_weight, batch_size, parts, grads, workspace,
-                 thread_choice, batch_norm):
+                 thread_choice, batch_norm, health=None):
         self.estimator, self.data, self.Y, self.sample_weight = estimator, data, Y, sample_weight
         self.batch_size, self.parts = batch_size, parts
         self.grads, self.workspace = grads, workspace
         self.thread_choice, self.batch_norm = thread_choice, batch_norm
         self.stretches = []  # (rows, threads, seconds) of the epoch's stretches
-        self.health = None   # the layer health the C side counts, made for the first epoch's net
-        self.finite = np.ones(1, dtype=np.intc)  # set by each C call (its last update's values)
+        # the layer health the C side counts (a Health for the net and parts), or None: made
+        # for the first epoch's net
+        self.health = health
+        # set by each C call: its last update's values are finite, its input rows were
+        self.finite = np.ones(2, dtype=np.intc)
 
     def epoch(self, run, order, learning_rate, interrupt, listeners):
         """Train one epoch over `order`: (mean loss J over it, seconds, threads, rows, layer
@@ -150,6 +157,8 @@ class Stretches:
                 order[first * size:], size, run.seed, run.t, self.parts, threads, limit,
                 self.health, source, source_state, self.finite)
             run.model, run.state, run.pending = model, state, None
+            if not (run.inputs_checked or self.finite[1]):
+                raise UncheckedInputs
             took = time.perf_counter() - started
             last = first + run.t - t_before
             rows_done = n if last == n_batches else last * size
@@ -177,6 +186,11 @@ class Stretches:
         tail = model.params[model.layout["n_trainable"]:] if self.batch_norm else ()
         if not (self.finite[0] and np.isfinite(tail).all() and np.isfinite(losses).all()):
             raise diverged()
+
+
+class UncheckedInputs(Exception):
+    """An input row that no validation had checked was not finite (Stretches.epoch): the call
+    is rolled back and run again through scikit-learn's validation, which says what is wrong."""
 
 
 def diverged():
@@ -393,8 +407,8 @@ class Interrupt:
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread() \
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+                and _signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = _signal.signal(signal.SIGINT, self._handle)
         return self
 
     def _handle(self, signum, frame):
@@ -402,6 +416,6 @@ class Interrupt:
 
     def __exit__(self, *exc):
         if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+            _signal.signal(signal.SIGINT, self._previous)
         return False
 
