@@ -690,9 +690,14 @@ static void FN(gather_rows)(FN(context) *c, const int64_t *order, int B, int64_t
     FN(views) *v = &c->v;
     int64_t r0, r1;
     fastmlp_slab(B, part, c->parts, &r0, &r1);
+    enum { AHEAD = 4 };  /* rows prefetched ahead of the one gathered: a DRAM latency or so */
+    if (!sparse)
+        for (int64_t r = r0; r < r1 && r < r0 + AHEAD; r++)
+            FN(input_prefetch_row)(X, order[r], n_features);
     for (int64_t r = r0; r < r1; r++) {
         const int64_t i = order[r];
         if (!sparse) {
+            if (r + AHEAD < r1) FN(input_prefetch_row)(X, order[r + AHEAD], n_features);
             FN(input_gather_row)(v->H[0] + r * n_features, X, i, n_features);
             if (c->net->corruption)
                 FN(corrupt_row)(v->H[0] + r * n_features, X->shift, X->scale, n_features,
