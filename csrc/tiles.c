@@ -203,6 +203,20 @@ void FN(dense_pack_transposed)(real *packed, const real *W, int ldw, int K, int 
     }
 }
 
+/* Whether the tiles read W's panels where they lie, rows ld reals apart, instead of a copy
+ * that dense_pack lays out. A panel's 64 columns of each of W's K rows are streamed from L2 for
+ * every tile: rows 1 KB apart spread over a quarter of L2's sets, room for 1024 of them,
+ * while rows 4 KB apart fall into a sixteenth and a panel of 784 rows no longer fits. Training,
+ * forward products, paired epochs, one thread, loaded machine: 784-256-256-10 (1 KB) -4.7%
+ * epoch time, 784-100-10 (400 B) no change, 784-1024-1024-10 (4 KB) +9.8%. dW's operand delta
+ * read in place cost 2-4% on all three: it stays packed. */
+static inline int FN(tiles_in_place)(int ld)
+{
+    /* the AVX2 tiles (not measured in place) read packed panels only */
+    return fastmlp_tiles_enabled() == FASTMLP_TILES_AVX512
+           && (int64_t)ld * (int64_t)sizeof(real) <= 1024;
+}
+
 /* What one tile computes: rows [skip, FASTMLP_TILE_ROWS) of out (row stride ldo) = the same rows
  * of x times a panel of `width` columns, x's element (r, k) at x[r * x_row + k * x_k]: rows of
  * a layer's input (x_k = 1) in forward, columns of it (x_row = 1) for dW. The sums start from
@@ -215,6 +229,8 @@ typedef struct {
     int64_t x_row, x_k;
     const real *panel;
     int K;
+    int panel_ld;  /* the panel's row stride: 0 where dense_pack laid it out (its padded width);
+                    * only the AVX-512 tiles read panels in place (tiles_in_place) */
     const real *bias;
     int width, relu, accumulate, check, skip;
     const real *next;
@@ -229,7 +245,7 @@ typedef struct {
  * one also needed its own broadcast of every input (a shuffle per row and k, which on Zen 5
  * stalled the half-vector tiles). Either way every lane's sum is the same, bit for bit. */
 static inline __attribute__((always_inline)) FASTMLP_TILE_TARGET int FN(tile)(
-    const FN(tile_job) *job, const int full, const int half, const int wide)
+    const FN(tile_job) *job, const int full, const int half, const int wide, const int direct)
 {
     enum { R = FASTMLP_TILE_ROWS };
     const int padded = full * LANES + half * (LANES / 2), K = job->K, ldo = job->ldo;
@@ -243,6 +259,10 @@ static inline __attribute__((always_inline)) FASTMLP_TILE_TARGET int FN(tile)(
     const int last = job->width - (full - 1 + half) * LANES;
     const unsigned last_mask = last >= LANES ? (1u << LANES) - 1 : (1u << last) - 1;
     const unsigned half_mask = (1u << (LANES / 2)) - 1;
+    /* a panel read where it lies has no zero padding: its last vector's lanes past the last
+     * column are not loaded (zeros, as the padding), nor stored */
+    const int64_t panel_ld = direct ? job->panel_ld : padded;
+    const unsigned w_mask = direct ? last_mask : half_mask;  /* of a widened half, packed */
     vreal acc[R][FASTMLP_TILE_VECTORS];
     hreal acc_half[R];
 #pragma GCC unroll 6
@@ -255,25 +275,29 @@ static inline __attribute__((always_inline)) FASTMLP_TILE_TARGET int FN(tile)(
                       : v_load(from + v * LANES);
         acc_half[r] = split && from ? h_maskz_load(last_mask, from + full * LANES) : h_zero();
     }
-    real *next_out = job->next_out;
+    /* the next tile's lines of out, a whole tile ahead: dW's sums start from the velocity
+     * (4 MB a layer of 784-1024-1024-10, back from L3 or DRAM each batch), and the first FMAs
+     * of a tile would wait for all of them */
+    if (job->next_out)
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++)
+                __builtin_prefetch(job->next_out + (int64_t)r * ldo + v * LANES, 1, 3);
     for (int k = 0; k < K; k++) {
         if (next && k % LANES == 0)  /* one cache line of each next row per line of these */
 #pragma GCC unroll 6
             for (int r = 0; r < R; r++)
                 _mm_prefetch((const char *)(next + r * x_row + k), _MM_HINT_T0);
-        /* the next tile's lines of out, one every other k: dW's sums start from the velocity
-         * (4 MB a layer of 784-1024-1024-10, back from L3 or DRAM each batch), and the first
-         * FMAs of a tile would wait for all of them */
-        if (next_out && (k & 1) == 0 && k / 2 < R * nv)
-            __builtin_prefetch(next_out + (int64_t)(k / 2 / nv) * ldo + (k / 2 % nv) * LANES, 1, 3);
-        const real *wk = job->panel + (int64_t)k * padded;
+        const real *wk = job->panel + (int64_t)k * panel_ld;
         vreal w[FASTMLP_TILE_VECTORS];
         hreal w_half = h_zero();
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++)
-            w[v] = wide && half && v == nv - 1 ? v_maskz_load(half_mask, wk + v * LANES)
-                                               : v_load(wk + v * LANES);
-        if (split) w_half = h_load(wk + full * LANES);
+            w[v] = v == nv - 1 && !split && (half || direct) ? v_maskz_load(w_mask, wk + v * LANES)
+                                                             : v_load(wk + v * LANES);
+        if (split) w_half = direct ? h_maskz_load(last_mask, wk + full * LANES)
+                                   : h_load(wk + full * LANES);
 #pragma GCC unroll 6
         for (int r = 0; r < R; r++) {
             const real xk = x[r * x_row + k * x_k];
@@ -303,20 +327,28 @@ static inline __attribute__((always_inline)) FASTMLP_TILE_TARGET int FN(tile)(
     return bad != 0;
 }
 
-static FASTMLP_TILE_TARGET int FN(panel_tile)(const FN(tile_job) *job, const int wide)
+static inline __attribute__((always_inline)) FASTMLP_TILE_TARGET int FN(panel_tile_of)(
+    const FN(tile_job) *job, const int wide, const int direct)
 {
     int full, half;
     FN(panel_shape)(job->width, &full, &half);
     switch (full * 2 + half) {
-    case 8: return FN(tile)(job, 4, 0, 0);
-    case 7: return wide ? FN(tile)(job, 3, 1, 1) : FN(tile)(job, 3, 1, 0);
-    case 6: return FN(tile)(job, 3, 0, 0);
-    case 5: return wide ? FN(tile)(job, 2, 1, 1) : FN(tile)(job, 2, 1, 0);
-    case 4: return FN(tile)(job, 2, 0, 0);
-    case 3: return wide ? FN(tile)(job, 1, 1, 1) : FN(tile)(job, 1, 1, 0);
-    case 2: return FN(tile)(job, 1, 0, 0);
-    default: return wide ? FN(tile)(job, 0, 1, 1) : FN(tile)(job, 0, 1, 0);
+    case 8: return FN(tile)(job, 4, 0, 0, direct);
+    case 7: return wide ? FN(tile)(job, 3, 1, 1, direct) : FN(tile)(job, 3, 1, 0, direct);
+    case 6: return FN(tile)(job, 3, 0, 0, direct);
+    case 5: return wide ? FN(tile)(job, 2, 1, 1, direct) : FN(tile)(job, 2, 1, 0, direct);
+    case 4: return FN(tile)(job, 2, 0, 0, direct);
+    case 3: return wide ? FN(tile)(job, 1, 1, 1, direct) : FN(tile)(job, 1, 1, 0, direct);
+    case 2: return FN(tile)(job, 1, 0, 0, direct);
+    default: return wide ? FN(tile)(job, 0, 1, 1, direct) : FN(tile)(job, 0, 1, 0, direct);
     }
+}
+
+/* The stride of a panel in place is a constant of its own kernels: with it a variable in the
+ * packed ones, forward's products ran ~5% slower (one core, in cache). */
+static FASTMLP_TILE_TARGET int FN(panel_tile)(const FN(tile_job) *job, const int wide)
+{
+    return job->panel_ld ? FN(panel_tile_of)(job, wide, 1) : FN(panel_tile_of)(job, wide, 0);
 }
 
 /* ---- the same tiles for CPUs without AVX-512: 256-bit vectors, 16 registers ------------- */
@@ -447,8 +479,8 @@ static FASTMLP_TILE_TARGET_AVX2 int FN(panel_tile_avx2)(const FN(tile_job) *job)
  * too), tile by tile. A block that does not end on a whole tile ends with a tile moved back
  * over rows already done, which stores only its new rows: no tile of fewer rows is needed. */
 static int FN(tiles)(real *out, int ldo, const real *x, int64_t x_row, int64_t x_k,
-                     const real *packed, const real *b, int rows, int K, int n_out, int relu,
-                     int accumulate, int64_t rows_after, int check)
+                     const real *packed, int ld_panel, const real *b, int rows, int K, int n_out,
+                     int relu, int accumulate, int64_t rows_after, int check)
 {
     enum { R = FASTMLP_TILE_ROWS };
     const int avx2 = fastmlp_tiles_enabled() == FASTMLP_TILES_AVX2;
@@ -471,34 +503,34 @@ static int FN(tiles)(real *out, int ldo, const real *x, int64_t x_row, int64_t x
                 if (next_top + R > rows) next_top = rows - R;
                 FN(tile_job) job = {
                     out + (int64_t)top * ldo + c0, ldo, x + top * x_row, x_row, x_k, panel, K,
-                    b ? b + c0 : NULL, width, relu, accumulate, check && c0 == 0, r0 - top,
+                    ld_panel, b ? b + c0 : NULL, width, relu, accumulate, check && c0 == 0, r0 - top,
                     /* the first panel's pass reads a layer's rows from memory: fetch the
                      * next tile's */
                     x_k == 1 && c0 == 0 && (int64_t)top + 2 * R <= rows + rows_after
                         ? x + (top + R) * x_row : NULL,
-                    next_top == top && next_c0 == c0 ? NULL
+                    !accumulate || (next_top == top && next_c0 == c0) ? NULL
                         : out + (int64_t)next_top * ldo + next_c0};
                 bad |= avx2 ? FN(panel_tile_avx2)(&job) : FN(panel_tile)(&job, wide);
             }
-            panel += (int64_t)K * FN(panel_padded)(width);
+            panel += ld_panel ? PANEL_COLS : (int64_t)K * FN(panel_padded)(width);
         }
     }
     return bad;
 }
 
 int FN(dense_forward_tiled)(real *out, int ldo, const real *in, int ld_in, const real *packed,
-                            const real *b, int rows, int K, int n_out, int relu, int64_t rows_after,
-                            int check)
+                            int ld_packed, const real *b, int rows, int K, int n_out, int relu,
+                            int64_t rows_after, int check)
 {
-    return FN(tiles)(out, ldo, in, ld_in, 1, packed, b, rows, K, n_out, relu, 0, rows_after,
-                     check);
+    return FN(tiles)(out, ldo, in, ld_in, 1, packed, ld_packed, b, rows, K, n_out, relu, 0,
+                     rows_after, check);
 }
 
 void FN(dense_backward_input_tiled)(real *dinp, const real *delta, const real *packed_WT,
                                     int rows, int n_in, int n_out, int col0, int col1)
 {
-    FN(tiles)(dinp + col0, n_in, delta, n_out, 1, packed_WT, NULL, rows, n_out, col1 - col0, 0,
-              0, 0, 0);
+    FN(tiles)(dinp + col0, n_in, delta, n_out, 1, packed_WT, 0, NULL, rows, n_out, col1 - col0,
+              0, 0, 0, 0);
 }
 
 void FN(dense_backward_params_tiled)(real *dW, const real *inp, const real *packed_delta,
@@ -507,10 +539,10 @@ void FN(dense_backward_params_tiled)(real *dW, const real *inp, const real *pack
 {
     /* dW's rows lo..hi are inputs lo..hi: columns of inp (B, n_in), hence x_row = 1 */
     if (by_inputs)
-        FN(tiles)(dW + (int64_t)lo * n_out, n_out, inp + lo, 1, n_in, packed_delta, NULL, hi - lo,
-                  B, n_out, 0, accumulate, 0, 0);
+        FN(tiles)(dW + (int64_t)lo * n_out, n_out, inp + lo, 1, n_in, packed_delta, 0, NULL,
+                  hi - lo, B, n_out, 0, accumulate, 0, 0);
     else
-        FN(tiles)(dW + lo, n_out, inp, 1, n_in, packed_delta, NULL, n_in, B, hi - lo, 0,
+        FN(tiles)(dW + lo, n_out, inp, 1, n_in, packed_delta, 0, NULL, n_in, B, hi - lo, 0,
                   accumulate, 0, 0);
 }
 #endif /* FASTMLP_TILES */

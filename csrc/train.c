@@ -708,8 +708,9 @@ static void FN(gather_rows)(FN(context) *c, const int64_t *order, int B, int64_t
     }
 }
 
-/* dense_forward of one part's slab: by the register tiles from the part's own packed copy of
- * the weights it reads where the context has one, else by BLAS. A copy per batch costs little:
+/* dense_forward of one part's slab: by the register tiles where the context has pack scratch,
+ * from W where it lies when its rows are near enough (tiles_in_place), else from the part's
+ * own packed copy of the weights it reads; by BLAS otherwise. A copy per batch costs little:
  * each packed weight serves every row of the slab (rows >= FASTMLP_TILE_ROWS), and BLAS packs
  * the weights per call too, besides the rows. The epilogue the tiles leave (dropout, tanh,
  * sigmoid) follows with the same dropout keys as dense_forward's. */
@@ -720,9 +721,10 @@ static void FN(forward_part)(FN(context) *c, int part, real *out, const real *in
 #ifdef FASTMLP_TILES
     if (c->packed && rows >= FASTMLP_TILE_ROWS && col1 > col0) {
         const int n = col1 - col0, relu = activation == FASTMLP_RELU;
-        FN(dense_pack)(c->packed[part], W + col0, n_out, n_in, n);
-        FN(dense_forward_tiled)(out + col0, n_out, inp, ld_in, c->packed[part],
-                                b ? b + col0 : NULL, rows, n_in, n, relu, 0, 0);
+        const int ld = FN(tiles_in_place)(n_out) ? n_out : 0;
+        if (!ld) FN(dense_pack)(c->packed[part], W + col0, n_out, n_in, n);
+        FN(dense_forward_tiled)(out + col0, n_out, inp, ld_in, ld ? W + col0 : c->packed[part],
+                                ld, b ? b + col0 : NULL, rows, n_in, n, relu, 0, 0);
         if (p > 0 || !(relu || activation == FASTMLP_IDENTITY))
             FN(activation_forward)(out + col0, n_out, NULL, NULL, rows, n, col0,
                                    relu ? FASTMLP_IDENTITY : activation, p, c->seed, t, row0);
