@@ -473,7 +473,7 @@ static FASTMLP_TILE_TARGET_AVX2 int FN(panel_tile_avx2)(const FN(tile_job) *job)
     return bad;
 }
 
-/* Rows of a block when the tiles add to out (dW into the velocity): as many as keep the
+/* Rows of a block when the AVX-512 tiles add to out (dW into the velocity): as many as keep the
  * block's slab of out within 96 KB, at most FASTMLP_TILE_BLOCK_ROWS. A block's rows go through
  * every panel before the next rows, so out is read and written a block's slab at a time: with
  * 96 rows of 4 KB (784-1024-1024-10) each panel's pass jumped across 384 KB of velocity that
@@ -501,7 +501,9 @@ static int FN(tiles)(real *out, int ldo, const real *x, int64_t x_row, int64_t x
     const int avx2 = fastmlp_tiles_enabled() == FASTMLP_TILES_AVX2;
     const int wide = fastmlp_fma_full_width();
     int bad = 0;
-    const int block = accumulate ? FN(accumulating_block)(ldo) : FASTMLP_TILE_BLOCK_ROWS;
+    /* the AVX2 tiles, which go through a panel in stretches of k, lost 4% with short blocks
+     * (784-1024-1024-10, paired epochs): they keep FASTMLP_TILE_BLOCK_ROWS */
+    const int block = accumulate && !avx2 ? FN(accumulating_block)(ldo) : FASTMLP_TILE_BLOCK_ROWS;
     for (int b0 = 0; b0 < rows; b0 += block) {
         const int b1 = rows - b0 < block ? rows : b0 + block;
         const real *panel = packed;
