@@ -260,14 +260,15 @@ int64_t FN(dense_packed_size)(int K, int n_out);
 void FN(dense_pack)(real *packed, const real *W, int ldw, int K, int n_out);
 
 /* dense_forward_tiled: out (rows, n_out) = in (rows, K) @ W + b, then max(., 0) when relu,
- *   from W as dense_pack left it; out and in have row strides ldo and ld_in, b may be NULL,
- *   rows >= FASTMLP_TILE_ROWS. Each row's sums run over k in order, so a row's bits do not
+ *   from W as dense_pack left it (ld_packed = 0) or, with the AVX-512 tiles, from W itself,
+ *   row stride ld_packed (lanes past n_out are not read); out and in have row strides ldo and ld_in,
+ *   b may be NULL, rows >= FASTMLP_TILE_ROWS. Each row's sums run over k in order, so a row's bits do not
  *   depend on the rows beside it. rows_after: rows of `in` past the last that exist, which it
  *   prefetches. With check, returns 1 when some row's first pre-activations (before relu) are
  *   not all finite. */
 int FN(dense_forward_tiled)(real *out, int ldo, const real *in, int ld_in, const real *packed,
-                            const real *b, int rows, int K, int n_out, int relu, int64_t rows_after,
-                            int check);
+                            int ld_packed, const real *b, int rows, int K, int n_out, int relu,
+                            int64_t rows_after, int check);
 
 /* dense_pack_transposed: the transpose of W's n rows (row stride ldw, K columns) packed as
  *   dense_pack packs a (K, n) matrix. */

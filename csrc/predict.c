@@ -123,7 +123,7 @@ static real *FN(infer_chunk)(real *out, real *scratch, real *gathered, int64_t *
             const int relu = !bn && act == FASTMLP_RELU;
             const int64_t after = l == 0 && !gathered ? in_->n - (i0 + rows) : 0;
             bad = FN(dense_forward_tiled)(dst, n_out, in, n_in,
-                                          in_->packed + in_->packed_offset[l],
+                                          in_->packed + in_->packed_offset[l], 0,
                                           bn ? NULL : b, rows, n_in, n_out, relu, after, check);
             done = relu || (!bn && act == FASTMLP_IDENTITY) ? 2 : 1;
 #endif

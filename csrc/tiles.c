@@ -112,8 +112,73 @@ void FN(dense_pack)(real *packed, const real *W, int ldw, int K, int n_out)
     }
 }
 
+#if FASTMLP_REAL_IS_FLOAT
+/* The 16 x 16 block rows[j][i] = W[(j0 + j) * ldw + k0 + i], i < kn, j < jn (zeros beyond),
+ * written transposed: packed row k0 + i gets its 16 values at column j0, the first `store`
+ * of them kept. Three rounds of shuffles (pairs, quads, 128-bit lanes twice), as in the
+ * usual in-register 16 x 16 transpose: 64 shuffles for 256 values, where the scalar loop
+ * below makes a store for each value. One core, warm caches: W^T of 256 x 256 in 3.2 us
+ * instead of 17.6 (a third of 784-256-256-10's dJ/dh product went to it), of 1024 x 1024 in
+ * 90 instead of 298. A copy: the same values, the same bits. */
+static FASTMLP_TILE_TARGET void FN(transpose_block)(real *dst, int64_t padded, const real *src,
+                                                   int ldw, int jn, int kn, int store)
+{
+    const __mmask16 kmask = (__mmask16)((1u << kn) - 1), smask = (__mmask16)((1u << store) - 1);
+    __m512 r[16], t[16], u[16];
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++)
+        r[j] = j < jn ? _mm512_maskz_loadu_ps(kmask, src + (int64_t)j * ldw) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {  /* per 128-bit lane: (a0 b0 a1 b1), (a2 b2 a3 b3) */
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {  /* u[4i + m], lane L: column 4L + m of rows 4i..4i+3 */
+        u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+#pragma GCC unroll 4
+    for (int m = 0; m < 4; m++) {  /* column 4L + m: lane L of u[m], u[4 + m], u[8 + m], u[12 + m] */
+        const __m512 s0 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x88);
+        const __m512 s1 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xDD);
+        const __m512 s2 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x88);
+        const __m512 s3 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xDD);
+        const __m512 col[4] = {_mm512_shuffle_f32x4(s0, s2, 0x88), _mm512_shuffle_f32x4(s1, s3, 0x88),
+                               _mm512_shuffle_f32x4(s0, s2, 0xDD), _mm512_shuffle_f32x4(s1, s3, 0xDD)};
+#pragma GCC unroll 4
+        for (int L = 0; L < 4; L++)
+            if (4 * L + m < kn)
+                _mm512_mask_storeu_ps(dst + (4 * L + m) * padded, smask, col[L]);
+    }
+}
+#endif
+
 void FN(dense_pack_transposed)(real *packed, const real *W, int ldw, int K, int n)
 {
+#if FASTMLP_REAL_IS_FLOAT
+    if (fastmlp_tiles_enabled() == FASTMLP_TILES_AVX512) {
+        for (int c0 = 0; c0 < n; c0 += PANEL_COLS) {
+            const int width = n - c0 < PANEL_COLS ? n - c0 : PANEL_COLS;
+            const int padded = FN(panel_padded)(width);
+            const real *rows = W + (int64_t)c0 * ldw;
+            /* 16 rows of W at a time, each read from start to end: 16 streams that the
+             * prefetchers follow, where k outside j kept 64 rows in flight */
+            for (int j0 = 0; j0 < padded; j0 += 16)
+                for (int k0 = 0; k0 < K; k0 += 16) {
+                    const int jn = width - j0 < 16 ? width - j0 : 16;
+                    FN(transpose_block)(packed + (int64_t)k0 * padded + j0, padded,
+                                        rows + (int64_t)j0 * ldw + k0, ldw, jn > 0 ? jn : 0,
+                                        K - k0 < 16 ? K - k0 : 16,
+                                        padded - j0 < 16 ? padded - j0 : 16);
+                }
+            packed += (int64_t)K * padded;
+        }
+        return;
+    }
+#endif
     /* the operand (K, n) whose element (k, j) is W[j * ldw + k]: W's rows become columns. By
      * blocks of one cache line of k: each line of a W row is read once, whole, and its values
      * go to LINE packed rows, whose lines stay in L1 while the panel's j run through them.
@@ -138,6 +203,20 @@ void FN(dense_pack_transposed)(real *packed, const real *W, int ldw, int K, int 
     }
 }
 
+/* Whether the tiles read W's panels where they lie, rows ld reals apart, instead of a copy
+ * that dense_pack lays out. A panel's 64 columns of each of W's K rows are streamed from L2 for
+ * every tile: rows 1 KB apart spread over a quarter of L2's sets, room for 1024 of them,
+ * while rows 4 KB apart fall into a sixteenth and a panel of 784 rows no longer fits. Training,
+ * forward products, paired epochs, one thread, loaded machine: 784-256-256-10 (1 KB) -4.7%
+ * epoch time, 784-100-10 (400 B) no change, 784-1024-1024-10 (4 KB) +9.8%. dW's operand delta
+ * read in place cost 2-4% on all three: it stays packed. */
+static inline int FN(tiles_in_place)(int ld)
+{
+    /* the AVX2 tiles (not measured in place) read packed panels only */
+    return fastmlp_tiles_enabled() == FASTMLP_TILES_AVX512
+           && (int64_t)ld * (int64_t)sizeof(real) <= 1024;
+}
+
 /* What one tile computes: rows [skip, FASTMLP_TILE_ROWS) of out (row stride ldo) = the same rows
  * of x times a panel of `width` columns, x's element (r, k) at x[r * x_row + k * x_k]: rows of
  * a layer's input (x_k = 1) in forward, columns of it (x_row = 1) for dW. The sums start from
@@ -150,9 +229,12 @@ typedef struct {
     int64_t x_row, x_k;
     const real *panel;
     int K;
+    int panel_ld;  /* the panel's row stride: 0 where dense_pack laid it out (its padded width);
+                    * only the AVX-512 tiles read panels in place (tiles_in_place) */
     const real *bias;
     int width, relu, accumulate, check, skip;
     const real *next;
+    real *next_out;
 } FN(tile_job);
 
 /* One tile of a panel `full` full vectors and `half` half vectors wide (panel_shape), constants
@@ -163,7 +245,7 @@ typedef struct {
  * one also needed its own broadcast of every input (a shuffle per row and k, which on Zen 5
  * stalled the half-vector tiles). Either way every lane's sum is the same, bit for bit. */
 static inline __attribute__((always_inline)) FASTMLP_TILE_TARGET int FN(tile)(
-    const FN(tile_job) *job, const int full, const int half, const int wide)
+    const FN(tile_job) *job, const int full, const int half, const int wide, const int direct)
 {
     enum { R = FASTMLP_TILE_ROWS };
     const int padded = full * LANES + half * (LANES / 2), K = job->K, ldo = job->ldo;
@@ -177,6 +259,10 @@ static inline __attribute__((always_inline)) FASTMLP_TILE_TARGET int FN(tile)(
     const int last = job->width - (full - 1 + half) * LANES;
     const unsigned last_mask = last >= LANES ? (1u << LANES) - 1 : (1u << last) - 1;
     const unsigned half_mask = (1u << (LANES / 2)) - 1;
+    /* a panel read where it lies has no zero padding: its last vector's lanes past the last
+     * column are not loaded (zeros, as the padding), nor stored */
+    const int64_t panel_ld = direct ? job->panel_ld : padded;
+    const unsigned w_mask = direct ? last_mask : half_mask;  /* of a widened half, packed */
     vreal acc[R][FASTMLP_TILE_VECTORS];
     hreal acc_half[R];
 #pragma GCC unroll 6
@@ -189,19 +275,29 @@ static inline __attribute__((always_inline)) FASTMLP_TILE_TARGET int FN(tile)(
                       : v_load(from + v * LANES);
         acc_half[r] = split && from ? h_maskz_load(last_mask, from + full * LANES) : h_zero();
     }
+    /* the next tile's lines of out, a whole tile ahead: dW's sums start from the velocity
+     * (4 MB a layer of 784-1024-1024-10, back from L3 or DRAM each batch), and the first FMAs
+     * of a tile would wait for all of them */
+    if (job->next_out)
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++)
+                __builtin_prefetch(job->next_out + (int64_t)r * ldo + v * LANES, 1, 3);
     for (int k = 0; k < K; k++) {
         if (next && k % LANES == 0)  /* one cache line of each next row per line of these */
 #pragma GCC unroll 6
             for (int r = 0; r < R; r++)
                 _mm_prefetch((const char *)(next + r * x_row + k), _MM_HINT_T0);
-        const real *wk = job->panel + (int64_t)k * padded;
+        const real *wk = job->panel + (int64_t)k * panel_ld;
         vreal w[FASTMLP_TILE_VECTORS];
         hreal w_half = h_zero();
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++)
-            w[v] = wide && half && v == nv - 1 ? v_maskz_load(half_mask, wk + v * LANES)
-                                               : v_load(wk + v * LANES);
-        if (split) w_half = h_load(wk + full * LANES);
+            w[v] = v == nv - 1 && !split && (half || direct) ? v_maskz_load(w_mask, wk + v * LANES)
+                                                             : v_load(wk + v * LANES);
+        if (split) w_half = direct ? h_maskz_load(last_mask, wk + full * LANES)
+                                   : h_load(wk + full * LANES);
 #pragma GCC unroll 6
         for (int r = 0; r < R; r++) {
             const real xk = x[r * x_row + k * x_k];
@@ -231,20 +327,28 @@ static inline __attribute__((always_inline)) FASTMLP_TILE_TARGET int FN(tile)(
     return bad != 0;
 }
 
-static FASTMLP_TILE_TARGET int FN(panel_tile)(const FN(tile_job) *job, const int wide)
+static inline __attribute__((always_inline)) FASTMLP_TILE_TARGET int FN(panel_tile_of)(
+    const FN(tile_job) *job, const int wide, const int direct)
 {
     int full, half;
     FN(panel_shape)(job->width, &full, &half);
     switch (full * 2 + half) {
-    case 8: return FN(tile)(job, 4, 0, 0);
-    case 7: return wide ? FN(tile)(job, 3, 1, 1) : FN(tile)(job, 3, 1, 0);
-    case 6: return FN(tile)(job, 3, 0, 0);
-    case 5: return wide ? FN(tile)(job, 2, 1, 1) : FN(tile)(job, 2, 1, 0);
-    case 4: return FN(tile)(job, 2, 0, 0);
-    case 3: return wide ? FN(tile)(job, 1, 1, 1) : FN(tile)(job, 1, 1, 0);
-    case 2: return FN(tile)(job, 1, 0, 0);
-    default: return wide ? FN(tile)(job, 0, 1, 1) : FN(tile)(job, 0, 1, 0);
+    case 8: return FN(tile)(job, 4, 0, 0, direct);
+    case 7: return wide ? FN(tile)(job, 3, 1, 1, direct) : FN(tile)(job, 3, 1, 0, direct);
+    case 6: return FN(tile)(job, 3, 0, 0, direct);
+    case 5: return wide ? FN(tile)(job, 2, 1, 1, direct) : FN(tile)(job, 2, 1, 0, direct);
+    case 4: return FN(tile)(job, 2, 0, 0, direct);
+    case 3: return wide ? FN(tile)(job, 1, 1, 1, direct) : FN(tile)(job, 1, 1, 0, direct);
+    case 2: return FN(tile)(job, 1, 0, 0, direct);
+    default: return wide ? FN(tile)(job, 0, 1, 1, direct) : FN(tile)(job, 0, 1, 0, direct);
     }
+}
+
+/* The stride of a panel in place is a constant of its own kernels: with it a variable in the
+ * packed ones, forward's products ran ~5% slower (one core, in cache). */
+static FASTMLP_TILE_TARGET int FN(panel_tile)(const FN(tile_job) *job, const int wide)
+{
+    return job->panel_ld ? FN(panel_tile_of)(job, wide, 1) : FN(panel_tile_of)(job, wide, 0);
 }
 
 /* ---- the same tiles for CPUs without AVX-512: 256-bit vectors, 16 registers ------------- */
@@ -369,54 +473,82 @@ static FASTMLP_TILE_TARGET_AVX2 int FN(panel_tile_avx2)(const FN(tile_job) *job)
     return bad;
 }
 
+/* Rows of a block when the AVX-512 tiles add to out (dW into the velocity): as many as keep the
+ * block's slab of out within 96 KB, at most FASTMLP_TILE_BLOCK_ROWS. A block's rows go through
+ * every panel before the next rows, so out is read and written a block's slab at a time: with
+ * 96 rows of 4 KB (784-1024-1024-10) each panel's pass jumped across 384 KB of velocity that
+ * was back from L3 or DRAM. Paired epochs, one thread, loaded machine, 784-1024-1024-10: 96 ->
+ * 48 rows -1.8% epoch time, 48 -> 24 -3.4%, 24 -> 12 or 6 no change; 784-256-256-10 (rows of
+ * 1 KB, 96 rows) at 24 rows: +0.8% (noise), so the rule goes by the slab's bytes. */
+static int FN(accumulating_block)(int ldo)
+{
+    enum { R = FASTMLP_TILE_ROWS, SLAB = 96 * 1024 };
+    const int64_t rows = SLAB / ((int64_t)ldo * (int64_t)sizeof(real)) / R * R;
+    return rows < R ? R : rows > FASTMLP_TILE_BLOCK_ROWS ? FASTMLP_TILE_BLOCK_ROWS : (int)rows;
+}
+
 /* out (rows, n_out) (+)= x (rows, K) @ the packed W (+ b), x's element (r, k) at
- * x[r * x_row + k * x_k], rows >= FASTMLP_TILE_ROWS. Blocks of FASTMLP_TILE_BLOCK_ROWS rows;
+ * x[r * x_row + k * x_k], rows >= FASTMLP_TILE_ROWS. Blocks of FASTMLP_TILE_BLOCK_ROWS rows
+ * (fewer when accumulating: accumulating_block);
  * in each, every panel in turn (W's panel streams from L2 while the block's inputs stay there
  * too), tile by tile. A block that does not end on a whole tile ends with a tile moved back
  * over rows already done, which stores only its new rows: no tile of fewer rows is needed. */
 static int FN(tiles)(real *out, int ldo, const real *x, int64_t x_row, int64_t x_k,
-                     const real *packed, const real *b, int rows, int K, int n_out, int relu,
-                     int accumulate, int64_t rows_after, int check)
+                     const real *packed, int ld_panel, const real *b, int rows, int K, int n_out,
+                     int relu, int accumulate, int64_t rows_after, int check)
 {
     enum { R = FASTMLP_TILE_ROWS };
     const int avx2 = fastmlp_tiles_enabled() == FASTMLP_TILES_AVX2;
     const int wide = fastmlp_fma_full_width();
     int bad = 0;
-    for (int b0 = 0; b0 < rows; b0 += FASTMLP_TILE_BLOCK_ROWS) {
-        const int b1 = rows - b0 < FASTMLP_TILE_BLOCK_ROWS ? rows : b0 + FASTMLP_TILE_BLOCK_ROWS;
+    /* the AVX2 tiles, which go through a panel in stretches of k, lost 4% with short blocks
+     * (784-1024-1024-10, paired epochs): they keep FASTMLP_TILE_BLOCK_ROWS */
+    const int block = accumulate && !avx2 ? FN(accumulating_block)(ldo) : FASTMLP_TILE_BLOCK_ROWS;
+    for (int b0 = 0; b0 < rows; b0 += block) {
+        const int b1 = rows - b0 < block ? rows : b0 + block;
         const real *panel = packed;
         for (int c0 = 0; c0 < n_out; c0 += PANEL_COLS) {
             const int width = n_out - c0 < PANEL_COLS ? n_out - c0 : PANEL_COLS;
             for (int r0 = b0; r0 < b1; r0 += R) {
                 const int top = r0 + R <= b1 ? r0 : b1 - R;
+                /* the tile after this one: the next rows of the panel, else the block's first
+                 * rows of the next panel, else the next block's of the first panel */
+                int next_top = r0 + R, next_c0 = c0;
+                if (next_top >= b1) {
+                    next_top = b0, next_c0 = c0 + PANEL_COLS;
+                    if (next_c0 >= n_out) next_top = b1, next_c0 = 0;
+                }
+                if (next_top + R > rows) next_top = rows - R;
                 FN(tile_job) job = {
                     out + (int64_t)top * ldo + c0, ldo, x + top * x_row, x_row, x_k, panel, K,
-                    b ? b + c0 : NULL, width, relu, accumulate, check && c0 == 0, r0 - top,
+                    ld_panel, b ? b + c0 : NULL, width, relu, accumulate, check && c0 == 0, r0 - top,
                     /* the first panel's pass reads a layer's rows from memory: fetch the
                      * next tile's */
                     x_k == 1 && c0 == 0 && (int64_t)top + 2 * R <= rows + rows_after
-                        ? x + (top + R) * x_row : NULL};
+                        ? x + (top + R) * x_row : NULL,
+                    !accumulate || (next_top == top && next_c0 == c0) ? NULL
+                        : out + (int64_t)next_top * ldo + next_c0};
                 bad |= avx2 ? FN(panel_tile_avx2)(&job) : FN(panel_tile)(&job, wide);
             }
-            panel += (int64_t)K * FN(panel_padded)(width);
+            panel += ld_panel ? PANEL_COLS : (int64_t)K * FN(panel_padded)(width);
         }
     }
     return bad;
 }
 
 int FN(dense_forward_tiled)(real *out, int ldo, const real *in, int ld_in, const real *packed,
-                            const real *b, int rows, int K, int n_out, int relu, int64_t rows_after,
-                            int check)
+                            int ld_packed, const real *b, int rows, int K, int n_out, int relu,
+                            int64_t rows_after, int check)
 {
-    return FN(tiles)(out, ldo, in, ld_in, 1, packed, b, rows, K, n_out, relu, 0, rows_after,
-                     check);
+    return FN(tiles)(out, ldo, in, ld_in, 1, packed, ld_packed, b, rows, K, n_out, relu, 0,
+                     rows_after, check);
 }
 
 void FN(dense_backward_input_tiled)(real *dinp, const real *delta, const real *packed_WT,
                                     int rows, int n_in, int n_out, int col0, int col1)
 {
-    FN(tiles)(dinp + col0, n_in, delta, n_out, 1, packed_WT, NULL, rows, n_out, col1 - col0, 0,
-              0, 0, 0);
+    FN(tiles)(dinp + col0, n_in, delta, n_out, 1, packed_WT, 0, NULL, rows, n_out, col1 - col0,
+              0, 0, 0, 0);
 }
 
 void FN(dense_backward_params_tiled)(real *dW, const real *inp, const real *packed_delta,
@@ -425,10 +557,10 @@ void FN(dense_backward_params_tiled)(real *dW, const real *inp, const real *pack
 {
     /* dW's rows lo..hi are inputs lo..hi: columns of inp (B, n_in), hence x_row = 1 */
     if (by_inputs)
-        FN(tiles)(dW + (int64_t)lo * n_out, n_out, inp + lo, 1, n_in, packed_delta, NULL, hi - lo,
-                  B, n_out, 0, accumulate, 0, 0);
+        FN(tiles)(dW + (int64_t)lo * n_out, n_out, inp + lo, 1, n_in, packed_delta, 0, NULL,
+                  hi - lo, B, n_out, 0, accumulate, 0, 0);
     else
-        FN(tiles)(dW + lo, n_out, inp, 1, n_in, packed_delta, NULL, n_in, B, hi - lo, 0,
+        FN(tiles)(dW + lo, n_out, inp, 1, n_in, packed_delta, 0, NULL, n_in, B, hi - lo, 0,
                   accumulate, 0, 0);
 }
 #endif /* FASTMLP_TILES */
