@@ -17,8 +17,8 @@ from fastmlp import MLPClassifier, _core
 from fastmlp import threads as threads_module
 from fastmlp._health import new_health
 from fastmlp.threads import (ALONE_SECONDS, CLEAR_MARGIN, PROBE_EVERY, PROBE_EVERY_MAX,
-                             PROBE_SECONDS, STRETCH_SECONDS, WINDOW_SECONDS, CoreUse,
-                             ThreadChoice)
+                             PROBE_SECONDS, STRETCH_SECONDS, WAIT_SECONDS, WINDOW_SECONDS,
+                             CoreUse, ThreadChoice)
 
 TINY = 1e-9  # a time limit every batch overruns: a call trains the fewest batches it can
 
@@ -318,13 +318,10 @@ def test_a_slowdown_of_the_count_in_use_brings_the_probe_forward():
 
 class _Cores:
     """A made-up CoreUse of 2 cores: `taken` is what the next window reports (None: the window
-    is not complete), `running` the tasks runnable when the choice is made."""
+    is not complete)."""
 
-    def __init__(self, running=0):
-        self.cores, self.running, self.next = [0, 1], running, None
-
-    def running_now(self):
-        return self.running
+    def __init__(self):
+        self.cores, self.next = [0, 1], None
 
     def taken(self):
         return self.next
@@ -356,37 +353,29 @@ def test_a_core_taken_by_another_process_gives_fewer_threads_at_once():
     assert machine.choice.best == 2
 
 
-def test_a_busy_machine_at_the_start_starts_on_fewer_threads_and_probes_when_it_clears():
-    cores = _Cores(running=1)
-    machine = _Machine({1: 1e-5, 2: 0.6e-5}, core_use=cores)
-    assert machine() == (1, PROBE_SECONDS)  # the warm-up on one thread
-    assert machine.choice.crowded
-    assert machine() == (1, STRETCH_SECONDS)  # a probe of two only after PROBE_EVERY
-    cores.next = 0
-    assert machine() == (1, STRETCH_SECONDS)  # its window shows the core free: so the next
-    assert machine() == (2, PROBE_SECONDS)    # stretch probes two threads
-    machine.run(3)
-    assert machine.choice.best == 2 and not machine.choice.crowded
-
-
-def test_core_use_counts_the_others_cpu_time_over_windows(monkeypatch):
-    """taken() compares the busy time of our cores with our own CPU time, once a window has
-    passed: 0.5 s of a window of 1 s on two cores busy besides our 1 s is half a core, a
-    core taken (TAKEN_SHARE)."""
+def test_core_use_counts_the_others_cpu_time_and_our_waits_over_windows(monkeypatch):
+    """taken() compares the busy time of our cores with our own CPU time over windows of
+    WINDOW_SECONDS: 0.5 s of a window of 1 s on two cores busy besides our 1 s is half a
+    core, a core taken (TAKEN_SHARE). Our threads' waits for a core tell it sooner, over
+    WAIT_SECONDS, but only a whole window tells that no core is taken."""
     use = CoreUse.here()
     if use is None:
         pytest.skip("no /proc/stat: the rates alone decide (not Linux)")
-    later = 11.0 + 2 * WINDOW_SECONDS
-    readings = iter([(10.0, 100.0, 5.0), (11.0, 101.5, 6.0),
-                     (later, 101.5 + 2 * WINDOW_SECONDS, 6.0 + 2 * WINDOW_SECONDS)])
+    w = WINDOW_SECONDS
+    t = [10.0 + w / 2, 11.0, 11.0 + 2 * w, 11.0 + 2 * w + 2 * WAIT_SECONDS]
+    readings = iter([(10.0, 100.0, 5.0, 1.0), (t[1], 101.5, 6.0, 1.0),
+                     (t[2], 101.5 + 2 * w, 6.0 + 2 * w, 1.0)])
+    waits = iter([1.0, 1.0, 1.0, 1.0 + WAIT_SECONDS])
+    clock = iter(t)
     monkeypatch.setattr(use, "_read", lambda: next(readings))
-    clock = iter([10.0 + WINDOW_SECONDS / 2, 11.0, later])
+    monkeypatch.setattr(threads_module, "_waited", lambda: next(waits))
     monkeypatch.setattr(threads_module.time, "monotonic", lambda: next(clock))
     use.last = use._read()
-    assert use.taken() is None  # half a window
+    use.last_wait = (10.0, 1.0)
+    assert use.taken() is None  # our threads did not wait, and half a window is no verdict
     assert use.taken() == 1     # 1.5 busy - 1.0 ours = 0.5 of a core over 1 s
     assert use.taken() == 0     # only our own time
-    assert isinstance(use.running_now(), int)
+    assert use.taken() == 1     # our threads waited half of the time for a core
 
 
 def test_core_use_sees_a_busy_process_on_our_cores():
