@@ -17,8 +17,8 @@ from fastmlp import MLPClassifier, _core
 from fastmlp import threads as threads_module
 from fastmlp._health import new_health
 from fastmlp.threads import (ALONE_SECONDS, CLEAR_MARGIN, PROBE_EVERY, PROBE_EVERY_MAX,
-                             PROBE_SECONDS, STRETCH_SECONDS, WAIT_SECONDS, WINDOW_SECONDS,
-                             CoreUse, ThreadChoice)
+                             PROBE_SECONDS, STRETCH_SECONDS, WINDOW_SECONDS, CoreUse,
+                             ThreadChoice)
 
 TINY = 1e-9  # a time limit every batch overruns: a call trains the fewest batches it can
 
@@ -353,29 +353,23 @@ def test_a_core_taken_by_another_process_gives_fewer_threads_at_once():
     assert machine.choice.best == 2
 
 
-def test_core_use_counts_the_others_cpu_time_and_our_waits_over_windows(monkeypatch):
-    """taken() compares the busy time of our cores with our own CPU time over windows of
-    WINDOW_SECONDS: 0.5 s of a window of 1 s on two cores busy besides our 1 s is half a
-    core, a core taken (TAKEN_SHARE). Our threads' waits for a core tell it sooner, over
-    WAIT_SECONDS, but only a whole window tells that no core is taken."""
+def test_core_use_counts_the_others_cpu_time_over_windows(monkeypatch):
+    """taken() compares the busy time of our cores with our own CPU time, once a window has
+    passed: 0.5 s of a window of 1 s on two cores busy besides our 1 s is half a core, a
+    core taken (TAKEN_SHARE)."""
     use = CoreUse.here()
     if use is None:
         pytest.skip("no /proc/stat: the rates alone decide (not Linux)")
-    w = WINDOW_SECONDS
-    t = [10.0 + w / 2, 11.0, 11.0 + 2 * w, 11.0 + 2 * w + 2 * WAIT_SECONDS]
-    readings = iter([(10.0, 100.0, 5.0, 1.0), (t[1], 101.5, 6.0, 1.0),
-                     (t[2], 101.5 + 2 * w, 6.0 + 2 * w, 1.0)])
-    waits = iter([1.0, 1.0, 1.0, 1.0 + WAIT_SECONDS])
-    clock = iter(t)
+    later = 11.0 + 2 * WINDOW_SECONDS
+    readings = iter([(10.0, 100.0, 5.0), (11.0, 101.5, 6.0),
+                     (later, 101.5 + 2 * WINDOW_SECONDS, 6.0 + 2 * WINDOW_SECONDS)])
     monkeypatch.setattr(use, "_read", lambda: next(readings))
-    monkeypatch.setattr(threads_module, "_waited", lambda: next(waits))
+    clock = iter([10.0 + WINDOW_SECONDS / 2, 11.0, later])
     monkeypatch.setattr(threads_module.time, "monotonic", lambda: next(clock))
     use.last = use._read()
-    use.last_wait = (10.0, 1.0)
-    assert use.taken() is None  # our threads did not wait, and half a window is no verdict
+    assert use.taken() is None  # half a window
     assert use.taken() == 1     # 1.5 busy - 1.0 ours = 0.5 of a core over 1 s
     assert use.taken() == 0     # only our own time
-    assert use.taken() == 1     # our threads waited half of the time for a core
 
 
 def test_core_use_sees_a_busy_process_on_our_cores():

@@ -25,20 +25,22 @@ out. A verdict that changes the count is checked by a probe right after it: one 
 far off (the kernel merging the data's pages into huge pages slowed a few epochs' worth of
 batches 2-3x here, seconds after the data was made).
 
-Rates are noisy on a shared machine (one stretch was 30% off the next here), so what is taken
-of this process's cores is watched besides (CoreUse, over windows of WINDOW_SECONDS): the CPU
-time other processes spend on them, and the time our own threads wait for one. A core taken
-at least TAKEN_SHARE of the time counts as taken. When a core that all threads need is taken,
+Rates are noisy on a shared machine (one stretch was 30% off the next here), so what other
+processes take of this process's cores is watched besides (CoreUse: their CPU time on those
+cores over windows of WINDOW_SECONDS, from /proc/stat, less this process's own). A core they
+keep at least TAKEN_SHARE busy counts as taken. When a core that all threads need is taken,
 the choice goes to the cores left at once, without waiting for a probe, and all threads must
 then beat that count CLEAR_MARGIN per row to take over again: with a busy loop on the other
 core of a 2-core machine, two threads ran at 0.63-1.16 of one thread's rate round by round, a
 margin the rates alone cannot settle in a few stretches, while one thread on the free core
 always runs at its full rate. When the core is free again, the next stretch probes all
-threads. On the idle machine both readings stayed under 0.07 of a core here. Our threads'
-waits, read to the nanosecond, tell a core taken within WAIT_SECONDS, so from the first
-stretches on; nothing is read before the choice is made (the tasks runnable at the start
-counted our own pool's threads, still spinning from the call before, as other processes).
-Where there is no /proc (not Linux), the rates alone decide.
+threads. On the idle machine the others' share stayed under 0.07 of a core here. Two signals
+were measured and left out: the tasks runnable at the start (/proc/stat's procs_running)
+counted our own pool's threads, still spinning from the call before, as other processes, and
+our threads' waits for a core (/proc/self/task/*/schedstat) include the wake-up latency of an
+idle virtual CPU, enough on 784-100-10's short phases to look like a core taken; with either,
+idle 2-thread fits ran on one thread. Where there is no /proc (not Linux), the rates alone
+decide.
 
 Stretches also bound how long training runs without returning to Python (Ctrl-C, progress,
 callbacks between stretches), whatever an epoch's length: C decides one batch ahead whether
@@ -69,26 +71,21 @@ RECENT = 3              # the count in use's rate: the median of its latest stre
                         # loaded machine one stretch's rate was 30% off the next one's here)
 WINDOW_SECONDS = 0.2    # CoreUse's window: /proc/stat counts in 10 ms ticks per core, so a
                         # window of 0.2 s on 2 cores reads the others' share to +-0.05 core
-WAIT_SECONDS = 0.04     # our threads' waits for a core, read to the nanosecond, over this
-                        # long tell a core taken within the first stretches
 TAKEN_SHARE = 0.4       # a core taken this share of the time counts as taken: beside two of
                         # our threads a busy loop gets only about half of its core
 
 
 class CoreUse:
-    """How many of this process's cores are taken from it: the CPU time other processes spent
-    on those cores over the latest window (/proc/stat's per-core counters less this process's
-    own CPU time, getrusage of every thread), or the time this process's threads spent
-    runnable but waiting for a core (/proc/self/task/*/schedstat, nanoseconds), whichever is
-    more. Beside two of our threads a busy loop gets about half a core while our thread on
-    its core waits the other half; beside one thread it gets the whole core. `taken()` is None
-    while the window is short."""
+    """How many of this process's cores other processes take: their CPU time on those cores
+    over the latest window, from /proc/stat's per-core counters less this process's own CPU
+    time (getrusage, every thread's). Beside two of our threads a busy loop gets about half
+    of its core, beside one thread the whole core. `taken()` is None while the window is
+    short."""
 
     def __init__(self, cores):
         self.cores = sorted(cores)
         self.tick = os.sysconf("SC_CLK_TCK")
         self.last = self._read()
-        self.last_wait = (self.last[0], self.last[3]) if self.last else None
 
     @classmethod
     def here(cls):
@@ -103,8 +100,7 @@ class CoreUse:
         return use if use.last is not None else None
 
     def _read(self):
-        """(wall, busy CPU time of our cores, our CPU time, our threads' waits) in seconds, or
-        None."""
+        """(wall, busy CPU time of our cores, our CPU time) in seconds, or None."""
         wanted = {f"cpu{c}" for c in self.cores}
         busy = 0
         try:
@@ -118,50 +114,25 @@ class CoreUse:
         except (OSError, ValueError, IndexError):
             return None
         own = resource.getrusage(resource.RUSAGE_SELF)
-        return time.monotonic(), busy / self.tick, own.ru_utime + own.ru_stime, _waited()
+        return time.monotonic(), busy / self.tick, own.ru_utime + own.ru_stime
 
     def taken(self):
-        """Cores taken from us over the window that just ended, or None (too short). Our
-        threads' waits are read to the nanosecond, so WAIT_SECONDS of them tell a core taken;
-        /proc/stat's ticks of 10 ms need WINDOW_SECONDS, and only a whole window tells that
-        none is."""
+        """Cores other processes took over the window that just ended, or None (too short)."""
         now = time.monotonic()
-        if self.last is None or now - self.last_wait[0] < WAIT_SECONDS:
+        if self.last is None or now - self.last[0] < WINDOW_SECONDS:
             return None
-        waits = now, _waited()
-        waited = (waits[1] - self.last_wait[1]) / (now - self.last_wait[0])
-        self.last_wait = waits
-        if now - self.last[0] < WINDOW_SECONDS:
-            return _cores(waited) or None  # a core taken is news; none taken is not, yet
         reading = self._read()
         if reading is None:
             self.last = None
             return None
-        wall, busy, own, waited_all = (a - b for a, b in zip(reading, self.last))
+        wall, busy, own = (a - b for a, b in zip(reading, self.last))
         self.last = reading
-        return _cores(max(max(0.0, busy - own) / wall, waited_all / wall, waited))
+        return _cores(max(0.0, busy - own) / wall)
 
 
 def _cores(share):
     """Cores taken, from the cores' worth of time taken from us."""
     return int(share + 1 - TAKEN_SHARE)
-
-
-def _waited():
-    """Seconds this process's threads have spent runnable, waiting for a core (0 where the
-    kernel does not say)."""
-    total = 0
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return 0.0
-    for task in tasks:
-        try:
-            with open(f"/proc/self/task/{task}/schedstat") as f:
-                total += int(f.read().split()[1])
-        except (OSError, ValueError, IndexError):
-            pass  # a thread that ended meanwhile
-    return total * 1e-9
 
 
 class ThreadChoice:
