@@ -6,6 +6,7 @@ multiples of the parameters' bytes.
     python bench/partial_fit.py --src /other/checkout/src   # alternate with another build
     python bench/partial_fit.py --only overhead --rounds 7
     python bench/partial_fit.py --only memory --memory-hidden 2048,2048
+    python bench/partial_fit.py --only memory --memory-hidden 2048,2048 --memory-cores 16
     python bench/partial_fit.py --only callgrind --rows 256  # instruction counts (valgrind)
 
 Overhead: for each configuration (784-1024-1024-10 and 784-256-256-10 by default) and block
@@ -27,9 +28,12 @@ the parameters, the state rows its solver uses (adam 2, the others 1), the gradi
 is stored (none for plain SGD, whose backward GEMMs add it into the velocity; at momentum > 0
 layer health's copy of the velocity instead), plus the workspace; a partial_fit, the new
 buffers of parameters and state it writes while the published ones stay readable (its
-gradient and workspace are the first call's). The workspace is allocated whole but only the
-parts' scratch that runs is touched, and a few MB of the initialization's temporaries stay
-with the C allocator, so a small model's peak can sit a little off the accounting.
+gradient and workspace are the first call's). --memory-cores N cuts the batches into the work
+parts of a machine of N cores (fastmlp.network.available_cores patched in the child; the fit
+still runs on one thread): the parts, not the threads, size the workspace. The workspace is
+allocated whole but only what a call writes is resident, and a few MB of the
+initialization's temporaries stay with the C allocator, so a small model's peak can sit a
+little off the accounting.
 
 Callgrind: one partial_fit call under `valgrind --tool=callgrind` (instruction counts, which
 the machine's load does not change): the whole call, and the C trainer's part of it
@@ -112,6 +116,9 @@ def memory_worker(spec):
     from fastmlp import MLPClassifier, optim
 
     warnings.simplefilter("ignore")
+    if spec.get("cores"):
+        import fastmlp.network
+        fastmlp.network.available_cores = lambda: spec["cores"]
     X, y = blocks(2000, 1)[0]
     model = MLPClassifier(tuple(spec["hidden"]), n_threads=1, random_state=0, max_iter=2,
                           **SOLVERS[spec["solver"]])
@@ -205,6 +212,8 @@ def main():
     parser.add_argument("--calls", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--memory-hidden", default="4096,4096")
+    parser.add_argument("--memory-cores", type=int, default=None,
+                        help="size the work parts as on this many cores (default: this machine's)")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -239,15 +248,16 @@ def main():
         print()
     if "memory" in parts:
         hidden = [int(h) for h in args.memory_hidden.split(",")]
+        cores = f", work parts of {args.memory_cores} cores" if args.memory_cores else ""
         print(f"## Peak memory above the data, in multiples of the parameters "
-              f"({name(hidden)}, float32, 2000 x 784 rows)\n")
+              f"({name(hidden)}, float32, 2000 x 784 rows{cores})\n")
         print("| build | solver | call | peak / params | peak / (params + workspace) | "
               "accounted / params | params, new workspace |\n|---|---|---|---|---|---|---|")
         for solver in SOLVERS:
             for call in ("fit",) if solver == "lbfgs" else ("fit", "partial_fit"):
                 for src in srcs:
                     r = run_child(src, "memory", {"hidden": hidden, "solver": solver,
-                                                  "call": call})
+                                                  "call": call, "cores": args.memory_cores})
                     ratio = r["workspace_mb"] / r["params_mb"]
                     accounted = "-" if r["accounted"] is None else f"{r['accounted']:.2f}x"
                     print(f"| {src} | {solver} | {call} | {r['peak']:.2f}x | "

@@ -422,8 +422,9 @@ void FN(health_update)(double *sums, const real *params, const real *before, con
 /* ---- train.c: whole epochs without returning to Python -------------------------------- */
 
 /* workspace_size: how many reals train_epoch / batch_gradient need for batches of at most
- *   `batch_size` rows cut into n_parts parts (each part, where the CPU runs the register tiles,
- *   has scratch for what its products multiply by); a sparse X (sparse = 1) needs no dense
+ *   `batch_size` rows cut into n_parts parts (each part, where the register tiles run, has
+ *   scratch for the largest slab its products pack: the size depends on the tiles enabled now,
+ *   so ask again after fastmlp_set_tiles); a sparse X (sparse = 1) needs no dense
  *   (batch_size, n_features) gather buffer, which for wide sparse data would dwarf the rest. */
 int64_t FN(workspace_size)(const fastmlp_net *net, int batch_size, int n_parts, int sparse);
 

@@ -203,18 +203,17 @@ void FN(dense_pack_transposed)(real *packed, const real *W, int ldw, int K, int 
     }
 }
 
-/* Whether the tiles read W's panels where they lie, rows ld reals apart, instead of a copy
- * that dense_pack lays out. A panel's 64 columns of each of W's K rows are streamed from L2 for
- * every tile: rows 1 KB apart spread over a quarter of L2's sets, room for 1024 of them,
+/* Whether the tiles of `kind` read W's panels where they lie, rows ld reals apart, instead of
+ * a copy that dense_pack lays out. A panel's 64 columns of each of W's K rows are streamed from
+ * L2 for every tile: rows 1 KB apart spread over a quarter of L2's sets, room for 1024 of them,
  * while rows 4 KB apart fall into a sixteenth and a panel of 784 rows no longer fits. Training,
  * forward products, paired epochs, one thread, loaded machine: 784-256-256-10 (1 KB) -4.7%
  * epoch time, 784-100-10 (400 B) no change, 784-1024-1024-10 (4 KB) +9.8%. dW's operand delta
  * read in place cost 2-4% on all three: it stays packed. */
-static inline int FN(tiles_in_place)(int ld)
+static inline int FN(tiles_in_place)(int kind, int ld)
 {
     /* the AVX2 tiles (not measured in place) read packed panels only */
-    return fastmlp_tiles_enabled() == FASTMLP_TILES_AVX512
-           && (int64_t)ld * (int64_t)sizeof(real) <= 1024;
+    return kind == FASTMLP_TILES_AVX512 && (int64_t)ld * (int64_t)sizeof(real) <= 1024;
 }
 
 /* What one tile computes: rows [skip, FASTMLP_TILE_ROWS) of out (row stride ldo) = the same rows

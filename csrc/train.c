@@ -31,6 +31,8 @@ static inline void fastmlp_slab(int64_t n, int part, int parts, int64_t *lo, int
 /* dW (n_in, n_out) is cut by its rows (inputs) when it has at least as many rows as columns,
  * else by its columns: the backward pass and the optimizer's chunk owners both follow this. */
 static inline int fastmlp_dw_by_inputs(int n_in, int n_out) { return n_in >= n_out; }
+/* the widest of the slabs fastmlp_slab cuts n into */
+static inline int64_t fastmlp_slab_most(int64_t n, int parts) { return (n + parts - 1) / parts; }
 /* The rows of batch `batch` of an epoch of n rows in n_batches batches: batch_size each, the
  * last takes the rest (with batch norm, a trailing row besides) */
 static inline int fastmlp_batch_rows(int64_t n, int batch_size, int64_t batch, int64_t n_batches)
@@ -42,6 +44,24 @@ static inline int64_t fastmlp_clamp(int64_t x, int64_t lo, int64_t hi)
 {
     return x < lo ? lo : (x > hi ? hi : x);
 }
+/* Under AddressSanitizer each part's pack scratch is followed by a guard that context_init
+ * poisons, so that a packing of more than pack_size counts stops the sanitizer run before it
+ * reaches the next part's scratch: the packings write a panel's rows in order, or (the
+ * transposed one) by blocks of 16 rows, so none steps over 16 rows of the widest panel (64
+ * columns). Other builds have no guard. */
+#if defined(__SANITIZE_ADDRESS__)
+#define FASTMLP_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FASTMLP_ASAN 1
+#endif
+#endif
+#ifdef FASTMLP_ASAN
+#include <sanitizer/asan_interface.h>
+#define FASTMLP_PACK_GUARD 1024
+#else
+#define FASTMLP_PACK_GUARD 0
+#endif
 #endif /* FASTMLP_TRAIN_ONCE */
 
 /* Views into the workspace: for a batch of at most Bmax rows, the gathered input, targets and
@@ -52,36 +72,71 @@ typedef struct {
     real *Y, *W, *shift_W, *colsum;
     real **H, **xhat, **bn_mean, **bn_inv_std;
     real *D[2];
-    /* (parts,) each part's scratch for what its tiled products multiply by (a slab of W, of
-     * delta or of W's transpose, as dense_pack lays them out), one product at a time; laid out
-     * where the CPU can run the tiles */
+    /* (parts,) each part's scratch of `pack` reals (pack_size) for what its tiled products
+     * multiply by (a slab of W, of delta or of W's transpose, as dense_pack lays them out), one
+     * product at a time; none under FASTMLP_TILES_OFF */
     real **packed;
+    int64_t pack;
 } FN(views);
 
-/* The reals a part's pack scratch needs: all of W (forward by rows) or a slab of it, delta
- * (Bmax, units[l + 1]) for dW or a slab of it, or W's transpose or a slab of it for dJ/dh, for
- * the largest layer; a sparse first layer runs its own loops. 0 where the tiles cannot run. */
-static int64_t FN(pack_size)(const fastmlp_net *net, int Bmax, int sparse)
+/* The reals one part's pack scratch needs under the tiles `kind` (FASTMLP_TILES_OFF: none, as
+ * where the build has no tiles): the most any part packs for one product, over every layer,
+ * the three products and the cut forward_backward makes for a batch of B <= Bmax rows (which
+ * the last batch of an epoch makes any B). A slab of n over P parts is at most
+ * fastmlp_slab_most(n, P) wide, and dense_packed_size grows with both its arguments, so the
+ * widest slab bounds the others with their panel padding. Per layer (n_in, n_out):
+ *   forward:  nothing where the tiles read W in place (tiles_in_place); cut by columns (P > 1,
+ *             n_out > B): W's (n_in, slab of n_out), or on two parts by W's rows
+ *             (forward_by_inputs) its (slab of n_in, n_out); cut by rows (n_out <= B): all of W
+ *   dW:       delta's (B, n_out) when cut by inputs, its (B, slab of n_out) by outputs
+ *   dJ/dh:    W's transpose (n_out, slab of n_in) when cut by columns (P > 1, n_in > B), all of
+ *             it (n_out, n_in) when cut by rows
+ * each only where the tiles run it: a slab of at least FASTMLP_TILE_ROWS rows (of the batch,
+ * or of dW). A sparse first layer runs its own loops. On more than one part, a part packs a
+ * whole matrix only where the batch is cut by rows: then the matrix is no wider than the batch. */
+static int64_t FN(pack_size)(const fastmlp_net *net, int Bmax, int sparse, int parts, int kind)
 {
     int64_t most = 0;
 #ifdef FASTMLP_TILES
-    if (!fastmlp_tiles_available()) return 0;
-    for (int l = sparse ? 1 : 0; l < net->n_layers; l++) {
+    if (kind == FASTMLP_TILES_OFF) return 0;
+    const int P = parts, R = FASTMLP_TILE_ROWS;
+    /* some batch is cut by rows with a slab of >= R rows; by columns with >= R rows */
+    const int rows_tiled = fastmlp_slab_most(Bmax, P) >= R, columns_tiled = P > 1 && Bmax >= R;
+#define FASTMLP_NEEDS(size) do { const int64_t s_ = (size); if (s_ > most) most = s_; } while (0)
+    for (int l = 0; l < net->n_layers; l++) {
         const int n_in = net->units[l], n_out = net->units[l + 1];
-        const int64_t sizes[3] = {FN(dense_packed_size)(n_in, n_out),
-                                  FN(dense_packed_size)(Bmax, n_out),
-                                  FN(dense_packed_size)(n_out, n_in)};
-        for (int i = 0; i < 3; i++) most = sizes[i] > most ? sizes[i] : most;
+        const int hidden = l < net->n_layers - 1, by_inputs = fastmlp_dw_by_inputs(n_in, n_out);
+        if (l == 0 && sparse) continue;  /* and it has no dJ/dh below it */
+        if (!FN(tiles_in_place)(kind, n_out)) {
+            /* by columns for a batch of R <= B < n_out rows */
+            if (columns_tiled && n_out > R) {
+                if (P == 2 && hidden && by_inputs)
+                    FASTMLP_NEEDS(FN(dense_packed_size)((int)fastmlp_slab_most(n_in, 2), n_out));
+                else
+                    FASTMLP_NEEDS(FN(dense_packed_size)(n_in, (int)fastmlp_slab_most(n_out, P)));
+            }
+            if (rows_tiled && (P == 1 || n_out <= Bmax))
+                FASTMLP_NEEDS(FN(dense_packed_size)(n_in, n_out));
+        }
+        if (by_inputs ? fastmlp_slab_most(n_in, P) >= R : n_in >= R)
+            FASTMLP_NEEDS(FN(dense_packed_size)(Bmax, by_inputs ? n_out
+                                                : (int)fastmlp_slab_most(n_out, P)));
+        if (l == 0) continue;
+        if (columns_tiled && n_in > R)
+            FASTMLP_NEEDS(FN(dense_packed_size)(n_out, (int)fastmlp_slab_most(n_in, P)));
+        if (rows_tiled && (P == 1 || n_in <= Bmax))
+            FASTMLP_NEEDS(FN(dense_packed_size)(n_out, n_in));
     }
+#undef FASTMLP_NEEDS
 #else
-    (void)net; (void)Bmax; (void)sparse;
+    (void)net; (void)Bmax; (void)sparse; (void)parts; (void)kind;
 #endif
     return most;
 }
 
 /* Lay the views out from `base` (or only count when base is NULL); returns the size in reals. */
 static int64_t FN(lay_out)(FN(views) *v, real *base, const fastmlp_net *net, int Bmax,
-                           int sparse, int parts)
+                           int sparse, int parts, int tiles)
 {
     const int L = net->n_layers;
     const int *u = net->units;
@@ -104,11 +159,15 @@ static int64_t FN(lay_out)(FN(views) *v, real *base, const fastmlp_net *net, int
             FASTMLP_TAKE(v->bn_mean[l], u[l + 1]);
             FASTMLP_TAKE(v->bn_inv_std[l], u[l + 1]);
         }
-    const int64_t pack = FN(pack_size)(net, Bmax, sparse);
+    const int64_t pack = FN(pack_size)(net, Bmax, sparse, parts, tiles);
     if (pack > 0)
-        for (int part = 0; part < parts; part++) FASTMLP_TAKE(v->packed[part], pack);
+        for (int part = 0; part < parts; part++)
+            FASTMLP_TAKE(v->packed[part], pack + FASTMLP_PACK_GUARD);
 #undef FASTMLP_TAKE
-    if (base) v->Bmax = Bmax;
+    if (base) {
+        v->Bmax = Bmax;
+        v->pack = pack;
+    }
     return at;
 }
 
@@ -121,7 +180,7 @@ static int FN(max_batch)(const fastmlp_net *net, int batch_size)
 int64_t FN(workspace_size)(const fastmlp_net *net, int batch_size, int n_parts, int sparse)
 {
     return FN(lay_out)(NULL, NULL, net, FN(max_batch)(net, batch_size), sparse,
-                       n_parts > 0 ? n_parts : 1);
+                       n_parts > 0 ? n_parts : 1, fastmlp_tiles_enabled());
 }
 
 /* Everything one batch step needs; shared by the threads of the parallel region. */
@@ -161,8 +220,9 @@ typedef struct {
      * Measured on 784-256-256-10 (1 thread): the step's passes were ~5% of training, and
      * letting BLAS scale v instead (beta = momentum) cost more than it saved. */
     int64_t fused_lo, fused_hi;
-    /* v.packed where the tiles run, else NULL (then BLAS) */
-    real **packed;
+    /* the tiles' kind for the whole call, as it was when the call began (its workspace was
+     * sized for the kind then): FASTMLP_TILES_OFF sends every product to BLAS */
+    int tiles;
     fastmlp_team team;      /* the parts' claims, for the call's threads */
     /* layer health (health.c), or NULL; health_init sets the rest: each thread's copy of a
      * chunk's weights before the call's last update (parts, FASTMLP_STEP_CHUNK), and each
@@ -173,6 +233,22 @@ typedef struct {
     /* (2, tied_rows), by batch parity: tie_gradients' squares of the decoder copies, or NULL */
     double *tied_sumsq;
 } FN(context);
+
+/* Poison (or, at the call's end, unpoison) the guard behind each part's pack scratch. */
+static void FN(pack_guards)(FN(context) *c, int poison)
+{
+#ifdef FASTMLP_ASAN
+    if (!c->v.packed || !c->v.packed[0]) return;  /* no scratch laid out */
+    const size_t bytes = (size_t)(fastmlp_align(c->v.pack + FASTMLP_PACK_GUARD) - c->v.pack)
+                         * sizeof(real);
+    for (int part = 0; part < c->parts; part++) {
+        if (poison) ASAN_POISON_MEMORY_REGION(c->v.packed[part] + c->v.pack, bytes);
+        else ASAN_UNPOISON_MEMORY_REGION(c->v.packed[part] + c->v.pack, bytes);
+    }
+#else
+    (void)c; (void)poison;
+#endif
+}
 
 /* Views, row-loss and chunk buffers for one call: small tables, once per call, never per batch. */
 static int FN(context_init)(FN(context) *c, real *workspace, const fastmlp_net *net, int Bmax,
@@ -216,14 +292,15 @@ static int FN(context_init)(FN(context) *c, real *workspace, const fastmlp_net *
     c->v.bn_mean = c->v.xhat + L;
     c->v.bn_inv_std = c->v.bn_mean + L;
     c->v.packed = c->v.bn_inv_std + L;
-    FN(lay_out)(&c->v, workspace, net, Bmax, sparse, c->parts);
-    /* lay_out gave the parts scratch only where the tiles can run */
-    if (fastmlp_tiles_enabled() && c->v.packed[0]) c->packed = c->v.packed;
+    c->tiles = fastmlp_tiles_enabled();
+    FN(lay_out)(&c->v, workspace, net, Bmax, sparse, c->parts, c->tiles);
+    FN(pack_guards)(c, 1);
     return FASTMLP_OK;
 }
 
 static void FN(context_free)(FN(context) *c)
 {
+    FN(pack_guards)(c, 0);
     free(c->before);
     free(c->chunk_norms);
     free(c->v.H);
@@ -475,11 +552,11 @@ static void FN(forward_part)(FN(context) *c, int part, real *out, const real *in
                              int col0, int col1, int activation, double p, int64_t t, int row0)
 {
 #ifdef FASTMLP_TILES
-    if (c->packed && rows >= FASTMLP_TILE_ROWS && col1 > col0) {
+    if (c->tiles && rows >= FASTMLP_TILE_ROWS && col1 > col0) {
         const int n = col1 - col0, relu = activation == FASTMLP_RELU;
-        const int ld = FN(tiles_in_place)(n_out) ? n_out : 0;
-        if (!ld) FN(dense_pack)(c->packed[part], W + col0, n_out, n_in, n);
-        FN(dense_forward_tiled)(out + col0, n_out, inp, ld_in, ld ? W + col0 : c->packed[part],
+        const int ld = FN(tiles_in_place)(c->tiles, n_out) ? n_out : 0;
+        if (!ld) FN(dense_pack)(c->v.packed[part], W + col0, n_out, n_in, n);
+        FN(dense_forward_tiled)(out + col0, n_out, inp, ld_in, ld ? W + col0 : c->v.packed[part],
                                 ld, b ? b + col0 : NULL, rows, n_in, n, relu, 0, 0);
         if (p > 0 || !(relu || activation == FASTMLP_IDENTITY))
             FN(activation_forward)(out + col0, n_out, NULL, NULL, rows, n, col0,
@@ -499,10 +576,11 @@ static void FN(backward_params_part)(FN(context) *c, int part, real *dW, const r
                                      int hi, int by_inputs, real beta)
 {
 #ifdef FASTMLP_TILES
-    if (c->packed && (by_inputs ? hi - lo : n_in) >= FASTMLP_TILE_ROWS && hi > lo) {
-        if (by_inputs) FN(dense_pack)(c->packed[part], delta, n_out, B, n_out);
-        else FN(dense_pack)(c->packed[part], delta + lo, n_out, B, hi - lo);
-        FN(dense_backward_params_tiled)(dW, inp, c->packed[part], B, n_in, n_out, lo, hi,
+    if (c->tiles && (by_inputs ? hi - lo : n_in) >= FASTMLP_TILE_ROWS && hi > lo) {
+        real *packed = c->v.packed[part];
+        if (by_inputs) FN(dense_pack)(packed, delta, n_out, B, n_out);
+        else FN(dense_pack)(packed, delta + lo, n_out, B, hi - lo);
+        FN(dense_backward_params_tiled)(dW, inp, packed, B, n_in, n_out, lo, hi,
                                         by_inputs, beta != 0);
         return;
     }
@@ -519,10 +597,10 @@ static void FN(backward_input_part)(FN(context) *c, int part, real *dinp, const 
                                     int64_t t, int row0)
 {
 #ifdef FASTMLP_TILES
-    if (c->packed && rows >= FASTMLP_TILE_ROWS && col1 > col0) {
-        FN(dense_pack_transposed)(c->packed[part], W + (int64_t)col0 * n_out, n_out, n_out,
+    if (c->tiles && rows >= FASTMLP_TILE_ROWS && col1 > col0) {
+        FN(dense_pack_transposed)(c->v.packed[part], W + (int64_t)col0 * n_out, n_out, n_out,
                                   col1 - col0);
-        FN(dense_backward_input_tiled)(dinp, delta, c->packed[part], rows, n_in, n_out, col0,
+        FN(dense_backward_input_tiled)(dinp, delta, c->v.packed[part], rows, n_in, n_out, col0,
                                        col1);
         if (h_in)
             FN(activation_backward)(dinp + col0, h_in + col0, n_in, rows, col1 - col0, col0,
