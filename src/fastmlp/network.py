@@ -177,15 +177,16 @@ class Network(Inputs, Prediction, BaseEstimator):
         return [int(s) for s in sizes]
 
     def _dropout_rates(self, n_hidden):
+        """One dropout rate per hidden layer, a list of floats (ValueError when invalid)."""
         if type(self.dropout) in (float, int) and 0 <= self.dropout < 1:
-            return np.full(n_hidden, float(self.dropout))  # the usual one rate, at a third
+            return [float(self.dropout)] * n_hidden  # the usual one rate, at a tenth
         rates = np.atleast_1d(np.asarray(self.dropout, dtype=np.float64))
         if rates.ndim != 1 or (rates.size != 1 and rates.size != n_hidden):
             raise ValueError(f"dropout must be a float or one rate per hidden layer "
                              f"({n_hidden}), got {self.dropout!r}")
         if not np.all((rates >= 0) & (rates < 1)):
             raise ValueError(f"dropout rates must be in [0, 1), got {self.dropout!r}")
-        return np.broadcast_to(rates, (n_hidden,)).copy()
+        return np.broadcast_to(rates, (n_hidden,)).tolist()
 
     def _threads(self):
         if self.n_threads is not None:
@@ -759,7 +760,7 @@ class Network(Inputs, Prediction, BaseEstimator):
         else:
             batch_norm, n_hidden = fitted.spec["batch_norm"], len(fitted.layout["units"]) - 2
         return {"activation": self.activation, "batch_norm": batch_norm,
-                "dropout": self._dropout_rates(n_hidden).tolist()}
+                "dropout": self._dropout_rates(n_hidden)}
 
     def _batch_size(self, n_samples):
         if self.batch_size == "auto":
