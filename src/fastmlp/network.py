@@ -366,11 +366,11 @@ class Network(Inputs, Prediction, BaseEstimator):
         (2, [0, 1])
         """
         # what _fit_context does, except that it skips validation on a fitted model's
-        # partial_fit: a bad value set since then would train (a negative rate climbs the loss)
+        # partial_fit (a bad value set since then would train: a negative rate climbs the
+        # loss), and that the nested validation is skipped by _train where any can happen
         if not get_config()["skip_parameter_validation"]:
             self._validate_params_once()
-        with config_context(skip_parameter_validation=True):
-            return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
     def _validate_params_once(self):
         """scikit-learn's parameter validation (~0.1 ms, half a small partial_fit's Python
@@ -448,6 +448,15 @@ class Network(Inputs, Prediction, BaseEstimator):
         # (not with callbacks: a call run again must not have begun training in their sight)
         known = None if first or validated or not incremental or self.callbacks \
             else self._known_inputs(X, y, dtype)
+        if incremental and (known is None or self.class_weight is not None) \
+                and not get_config()["skip_parameter_validation"]:
+            # partial_fit's _fit_context (fit has its own): scikit-learn's functions called
+            # from here on skip their validation. Not on the short path, which calls none
+            # (compute_sample_weight only with class weights), and where entering the
+            # context cost a tenth of the Python side
+            with config_context(skip_parameter_validation=True):
+                return self._train(X, y, sample_weight, incremental, classes, validation,
+                                   interrupt, validated)
         if known is None:
             X, y = validate_data(self, X, y, reset=first, accept_sparse=["csr", "csc"],
                                  dtype=_input_dtypes(dtype), order=None, copy=False,
@@ -615,11 +624,12 @@ class Network(Inputs, Prediction, BaseEstimator):
         # across fits and partial_fit calls while the work per epoch is alike
         parts = self._work_parts(batch_size, model.layout)
         grads, workspace = self._buffers(model, batch_size, parts, sp.issparse(X))
-        work = (n_threads, batch_size, len(rows), tuple(model.layout["units"]), sp.issparse(X))
+        units = tuple(model.layout["units"].tolist())  # ints: compared at every call
+        work = (n_threads, batch_size, len(rows), units, sp.issparse(X))
         if getattr(self, "_thread_choice", (None,))[0] != work:
             self._thread_choice = (work, ThreadChoice(min(parts, n_threads)))
         # the layer health's counters, kept across calls for the same layers and parts
-        health_key = (tuple(model.layout["units"]), parts)
+        health_key = (units, parts)
         if getattr(self, "_health", (None,))[0] != health_key:
             self._health = (health_key, new_health(model.net, parts))
         stretches = training.Stretches(self, model.input(X), Y, sample_weight, batch_size,
