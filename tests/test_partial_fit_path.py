@@ -219,3 +219,58 @@ def test_a_refused_call_never_began_training_in_a_callbacks_sight():
     with pytest.raises(ValueError, match="NaN"):
         model.partial_fit(X, data[1][1])
     assert seen.calls == ["begin"]
+
+
+def test_the_generators_rollback_state_gives_the_same_draws_as_get_state():
+    """_fit keeps the shuffling generator's state as the bytes of its MT19937 state (checked
+    against get_state once per process): putting them back must give the very draws that
+    set_state(get_state()) gives, past a regeneration of the key."""
+    assert network._mt19937_state_size() == 624 * 4 + 4  # numpy's layout, as checked
+    rng = np.random.RandomState(7)
+    rng.permutation(500)
+    saved, reference = network._generator_state(rng), rng.get_state()
+    drawn = rng.permutation(2000)  # more than 624 words: the key is regenerated
+    network._set_generator_state(rng, saved)
+    assert np.array_equal(rng.permutation(2000), drawn)
+    network._set_generator_state(rng, saved)
+    after = rng.get_state()
+    assert after[2] == reference[2] and np.array_equal(after[1], reference[1])
+
+
+def test_the_blas_limit_sets_one_thread_and_restores_the_counts():
+    """blas_single_threaded, around training: every BLAS library runs one thread inside, and
+    its own count comes back after, also inside a user's threadpoolctl limit, which keeps
+    working after ours (OpenBLAS's controlling thread is given back)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from fastmlp._config import blas_single_threaded
+
+    def counts():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = counts()
+    with blas_single_threaded():
+        assert all(n == 1 for n in counts())
+    assert counts() == before
+    with threadpool_limits(limits=2, user_api="blas"):
+        limited = counts()
+        with blas_single_threaded():
+            assert all(n == 1 for n in counts())
+        assert counts() == limited
+    assert counts() == before
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert all(n == 1 for n in counts())
+    assert counts() == before
+
+
+def test_a_models_layer_views_are_views_of_its_buffer():
+    """Model makes coefs, intercepts and batchnorm at their first reading: views of params,
+    the same objects at every reading."""
+    X, y = blocks(1)[0]
+    model = MLPClassifier((4,), batch_norm=True, max_iter=2, random_state=0).fit(X, y)._model
+    assert model.coefs is model.coefs and model.intercepts is model.intercepts
+    for view in model.coefs + model.intercepts + [v for layer in model.batchnorm
+                                                  for v in layer.values()]:
+        assert np.shares_memory(view, model.params)
+    model.coefs[0][0, 0] = 123.0
+    assert model.params[model.layout["w_offset"][0]] == 123.0

@@ -4,7 +4,8 @@ to one thread while ours run."""
 import os
 import sys
 
-from threadpoolctl import ThreadpoolController, threadpool_info
+import threadpoolctl
+from threadpoolctl import OpenBLASController, ThreadpoolController, threadpool_info
 
 from . import _core
 
@@ -12,6 +13,8 @@ from . import _core
 # each thread has its own scratch memory, so the count is bounded well below the bridge's int
 MAX_THREADS = 1024
 _BLAS = None
+# the count of this thread's limits that hold OpenBLAS's controlling thread (threadpoolctl 3.x)
+_OWNERSHIP = getattr(threadpoolctl, "CONTROLLING_THREAD_OWNERSHIP", None)
 
 
 def available_cores():
@@ -24,14 +27,45 @@ def available_cores():
 
 def blas_single_threaded():
     """BLAS capped at one thread while our OpenMP threads run it on their own slabs: two thread
-    pools spinning on the same cores slow each other down (docs: C design, threads)."""
+    pools spinning on the same cores slow each other down (docs: C design, threads). A context
+    manager that sets each BLAS library not at one thread already to one, then back."""
     global _BLAS
     if _BLAS is None:
-        # the BLAS libraries only: limit() reads, then restores, every library it holds
-        # (OpenMP's too), a tenth of a small partial_fit's Python side
+        # the BLAS libraries only (not OpenMP's, which our threads are)
         _BLAS = ThreadpoolController().select(user_api="blas")
-    return _BLAS.limit(limits=1, user_api="blas")
+    if _OWNERSHIP is None and hasattr(OpenBLASController, "clear_controlling_thread"):
+        return _BLAS.limit(limits=1, user_api="blas")  # a threadpoolctl unlike 3.x's
+    return _OneBlasThread(_BLAS.lib_controllers)
 
+
+class _OneBlasThread:
+    """What threadpoolctl's limit(limits=1, user_api="blas") does, at about half its cost
+    (its limit() first builds the info dict of every library: 29 -> 12-18 us warm, with
+    numpy's and scipy's OpenBLAS loaded): read each library's count, set the ones above 1 to
+    1, restore those. Through threadpoolctl's controllers, so that OpenBLAS's process-wide pool keeps
+    one controlling Python thread, held while any limit of this thread is in force."""
+
+    __slots__ = ("libraries", "restore")
+
+    def __init__(self, libraries):
+        self.libraries, self.restore = libraries, []
+
+    def __enter__(self):
+        for library in self.libraries:
+            threads = library.get_num_threads()
+            if threads is not None and threads != 1:
+                library.set_num_threads(1)
+                self.restore.append((library, threads))
+        if _OWNERSHIP is not None:
+            _OWNERSHIP.increment()
+        return self
+
+    def __exit__(self, *exc):
+        for library, threads in self.restore:
+            library.set_num_threads(threads)
+        if _OWNERSHIP is not None:
+            _OWNERSHIP.decrement()
+        return False
 
 
 def show_config():

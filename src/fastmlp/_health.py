@@ -26,13 +26,12 @@ def health_record(health, units, activation, n_examples):
     units: the layout's units (n_features, hidden..., n_outputs); activation: the hidden
     layers' activation name. The parts' rows are summed in part order."""
     saturated_examples = _diagnostics_constants()[1]
-    # one part (one thread) is read in place; the parts' rows are added in part order
-    count, total = health.count[0], health.sum[0]
-    for part in range(1, health.count.shape[0]):
-        if part == 1:
-            count, total = count.copy(), total.copy()
-        count += health.count[part]
-        total += health.sum[part]
+    # one part (one thread) is read in place; the parts' rows are added in part order (a
+    # reduction over the first axis adds row after row)
+    if health.count.shape[0] == 1:
+        count, total = health.count[0], health.sum[0]
+    else:
+        count, total = health.count.sum(axis=0), health.sum.sum(axis=0)
     # the conditions over every hidden unit at once, counted per layer
     if n_examples <= 0:
         counted = None

@@ -76,7 +76,9 @@ class Inputs:
             Y = targets.encode_labels(y, kind, binarizer, dtype)
         elif task == "classification":
             binarizer, out_activation = self._model.binarizer, self.out_activation_
-            y, kind, Y = targets.read_labels(y, binarizer, dtype)
+            # the kind only serves the class weights (_sample_weight)
+            y, kind, Y = targets.read_labels(y, binarizer, dtype,
+                                             kind_needed=self.class_weight is not None)
         else:
             Y, y_1d = targets.encode_values(y, dtype, None if first else self.n_outputs_)
             poisson = getattr(self, "loss", "squared_error") == "poisson"

@@ -84,36 +84,64 @@ class Model:
     """One network: `layout` (parameter_layout's table), `params` (the flat buffer), `spec`
     (activation, batch_norm, dropout as fitted), `out_activation`, and what turns outputs into
     predictions: `binarizer` (a LabelBinarizer, None for regression) and `y_1d`. Derived once:
-    `net` (the C view), the views `coefs`, `intercepts`, `batchnorm`, `x_shift`, `x_scale`."""
+    `net` (the C view), the views `x_shift`, `x_scale`, and at their first reading the views
+    `coefs`, `intercepts`, `batchnorm` (a partial_fit makes a model per call, and only a
+    user's reading of coefs_ needs the per-layer views: ~7 us of its Python side)."""
 
     __slots__ = ("layout", "params", "spec", "out_activation", "binarizer", "y_1d", "net",
-                 "coefs", "intercepts", "batchnorm", "x_shift", "x_scale", "n_features",
-                 "n_outputs", "_predict")
+                 "x_shift", "x_scale", "n_features", "n_outputs", "_predict", "_views")
 
     def __init__(self, layout, params, spec, out_activation, binarizer=None, y_1d=False,
                  net=None):
         self.layout, self.params, self.spec = layout, params, spec
         self.out_activation, self.binarizer, self.y_1d = out_activation, binarizer, y_1d
         self.net = net if net is not None else c_net(layout, spec, out_activation)
-        units, p = layout["units"], params
+        units = layout["units"]
         self.n_features, self.n_outputs = int(units[0]), int(units[-1])
         # the bridge's predict for this dtype: a call of the fused one first dispatches on
         # the arrays' types, a tenth of the Python side of a one-row prediction
         self._predict = _core.predict["double" if params.dtype == np.float64 else "float"]
-        self.coefs = [p[layout["w_offset"][l]:][:units[l] * units[l + 1]]
-                      .reshape(units[l], units[l + 1]) for l in range(len(units) - 1)]
-        self.intercepts = [p[layout["b_offset"][l]:][:units[l + 1]]
-                           for l in range(len(units) - 1)]
-        self.batchnorm = None
-        if spec["batch_norm"]:
-            self.batchnorm = [
+        n, start = layout["n_normalized"], layout["shift_offset"]
+        self.x_shift = params[start:start + n] if n else None
+        self.x_scale = params[start + n:start + 2 * n] if n else None
+
+    @property
+    def coefs(self):
+        """The weight matrices, one (n_in, n_out) view of `params` per layer."""
+        return self._layer_views()[0]
+
+    @property
+    def intercepts(self):
+        """The biases, one (n_out,) view of `params` per layer."""
+        return self._layer_views()[1]
+
+    @property
+    def batchnorm(self):
+        """One dict of views per hidden layer (gamma, beta, running_mean, running_var), or
+        None without batch norm."""
+        return self._layer_views()[2]
+
+    def _layer_views(self):
+        """(coefs, intercepts, batchnorm), made at the first reading. Two threads reading
+        them first at once may each make their own: views of the same buffer either way."""
+        try:
+            return self._views
+        except AttributeError:
+            pass
+        layout, p = self.layout, self.params
+        units = [int(u) for u in layout["units"]]
+        coefs = [p[layout["w_offset"][l]:][:units[l] * units[l + 1]]
+                 .reshape(units[l], units[l + 1]) for l in range(len(units) - 1)]
+        intercepts = [p[layout["b_offset"][l]:][:units[l + 1]] for l in range(len(units) - 1)]
+        batchnorm = None
+        if self.spec["batch_norm"]:
+            batchnorm = [
                 {name: p[layout[key][l]:][:units[l + 1]]
                  for name, key in (("gamma", "gamma_offset"), ("beta", "beta_offset"),
                                    ("running_mean", "mean_offset"), ("running_var", "var_offset"))}
                 for l in range(len(units) - 2)]
-        n, start = layout["n_normalized"], layout["shift_offset"]
-        self.x_shift = p[start:start + n] if n else None
-        self.x_scale = p[start + n:start + 2 * n] if n else None
+        self._views = coefs, intercepts, batchnorm
+        return self._views
 
     def with_params(self, params, spec=None):
         """The same network on another buffer (and, given `spec`, another activation or

@@ -7,6 +7,7 @@ partial_fit then hand the epochs to fastmlp/training.py, which trains a model
 end. So a failed call leaves the estimator as it was, and a predict (fastmlp/prediction.py)
 racing a refit in another thread reads the old model or the new one, never a mix. The numeric
 work is in C (fastmlp._core)."""
+import ctypes
 import operator
 import warnings
 from contextlib import contextmanager
@@ -176,15 +177,16 @@ class Network(Inputs, Prediction, BaseEstimator):
         return [int(s) for s in sizes]
 
     def _dropout_rates(self, n_hidden):
+        """One dropout rate per hidden layer, a list of floats (ValueError when invalid)."""
         if type(self.dropout) in (float, int) and 0 <= self.dropout < 1:
-            return np.full(n_hidden, float(self.dropout))  # the usual one rate, at a third
+            return [float(self.dropout)] * n_hidden  # the usual one rate, at a tenth
         rates = np.atleast_1d(np.asarray(self.dropout, dtype=np.float64))
         if rates.ndim != 1 or (rates.size != 1 and rates.size != n_hidden):
             raise ValueError(f"dropout must be a float or one rate per hidden layer "
                              f"({n_hidden}), got {self.dropout!r}")
         if not np.all((rates >= 0) & (rates < 1)):
             raise ValueError(f"dropout rates must be in [0, 1), got {self.dropout!r}")
-        return np.broadcast_to(rates, (n_hidden,)).copy()
+        return np.broadcast_to(rates, (n_hidden,)).tolist()
 
     def _threads(self):
         if self.n_threads is not None:
@@ -364,11 +366,11 @@ class Network(Inputs, Prediction, BaseEstimator):
         (2, [0, 1])
         """
         # what _fit_context does, except that it skips validation on a fitted model's
-        # partial_fit: a bad value set since then would train (a negative rate climbs the loss)
+        # partial_fit (a bad value set since then would train: a negative rate climbs the
+        # loss), and that the nested validation is skipped by _train where any can happen
         if not get_config()["skip_parameter_validation"]:
             self._validate_params_once()
-        with config_context(skip_parameter_validation=True):
-            return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
     def _validate_params_once(self):
         """scikit-learn's parameter validation (~0.1 ms, half a small partial_fit's Python
@@ -401,7 +403,7 @@ class Network(Inputs, Prediction, BaseEstimator):
         # holds (__setstate__): a copy would cost more than a small partial_fit's whole
         # Python side. Its state is put back on failure
         rng = before.get("_rng")
-        rng_state = None if rng is None else rng.get_state()
+        rng_state = None if rng is None else _generator_state(rng)
         validated = False
         while True:
             try:
@@ -415,7 +417,7 @@ class Network(Inputs, Prediction, BaseEstimator):
                 self.__dict__.clear()
                 self.__dict__.update(before)
                 if rng is not None:
-                    rng.set_state(rng_state)
+                    _set_generator_state(rng, rng_state)
                 if validated or not isinstance(error, training.UncheckedInputs):
                     raise
                 validated = True  # X held a NaN or inf: validation says where
@@ -446,6 +448,15 @@ class Network(Inputs, Prediction, BaseEstimator):
         # (not with callbacks: a call run again must not have begun training in their sight)
         known = None if first or validated or not incremental or self.callbacks \
             else self._known_inputs(X, y, dtype)
+        if incremental and (known is None or self.class_weight is not None) \
+                and not get_config()["skip_parameter_validation"]:
+            # partial_fit's _fit_context (fit has its own): scikit-learn's functions called
+            # from here on skip their validation. Not on the short path, which calls none
+            # (compute_sample_weight only with class weights), and where entering the
+            # context cost a tenth of the Python side
+            with config_context(skip_parameter_validation=True):
+                return self._train(X, y, sample_weight, incremental, classes, validation,
+                                   interrupt, validated)
         if known is None:
             X, y = validate_data(self, X, y, reset=first, accept_sparse=["csr", "csc"],
                                  dtype=_input_dtypes(dtype), order=None, copy=False,
@@ -570,11 +581,13 @@ class Network(Inputs, Prediction, BaseEstimator):
         params = np.empty_like(old.params)
         params[trainable:] = old.params[trainable:]
         target = old.with_params(params, spec)
+        # what the run reads until its first update: old itself where the spec is old's
+        reading = old if target.net is old.net else target.with_params(old.params)
         if published is None:
             state = new_state(trainable, dtype, self.solver)
-            return target.with_params(old.params), state, (target, state)
+            return reading, state, (target, state)
         published = state_values(published, trainable, self.solver)  # an older pickle's
-        return target.with_params(old.params), published, (target, np.empty_like(published))
+        return reading, published, (target, np.empty_like(published))
 
     def _workspace_need(self, net, layout, batch_size, dtype, X):
         """Reals of C workspace a run allocates: none where the estimator's is large enough
@@ -611,11 +624,12 @@ class Network(Inputs, Prediction, BaseEstimator):
         # across fits and partial_fit calls while the work per epoch is alike
         parts = self._work_parts(batch_size, model.layout)
         grads, workspace = self._buffers(model, batch_size, parts, sp.issparse(X))
-        work = (n_threads, batch_size, len(rows), tuple(model.layout["units"]), sp.issparse(X))
+        units = tuple(model.layout["units"].tolist())  # ints: compared at every call
+        work = (n_threads, batch_size, len(rows), units, sp.issparse(X))
         if getattr(self, "_thread_choice", (None,))[0] != work:
             self._thread_choice = (work, ThreadChoice(min(parts, n_threads)))
         # the layer health's counters, kept across calls for the same layers and parts
-        health_key = (tuple(model.layout["units"]), parts)
+        health_key = (units, parts)
         if getattr(self, "_health", (None,))[0] != health_key:
             self._health = (health_key, new_health(model.net, parts))
         stretches = training.Stretches(self, model.input(X), Y, sample_weight, batch_size,
@@ -756,7 +770,7 @@ class Network(Inputs, Prediction, BaseEstimator):
         else:
             batch_norm, n_hidden = fitted.spec["batch_norm"], len(fitted.layout["units"]) - 2
         return {"activation": self.activation, "batch_norm": batch_norm,
-                "dropout": self._dropout_rates(n_hidden).tolist()}
+                "dropout": self._dropout_rates(n_hidden)}
 
     def _batch_size(self, n_samples):
         if self.batch_size == "auto":
@@ -855,6 +869,51 @@ def _copy_generator(rng):
     copy_ = np.random.RandomState()
     copy_.set_state(rng.get_state())
     return copy_
+
+
+def _generator_state(rng):
+    """The state of a RandomState, to put back with _set_generator_state: the bytes of its
+    MT19937 state (its 624 key words and position) where their layout was checked in this
+    process (_mt19937_state_size), else get_state(), which copies the key word by word in
+    Python (~27 us, a fifth of a small partial_fit's Python side)."""
+    bits = getattr(rng, "_bit_generator", None)
+    size = _mt19937_state_size() if type(bits) is np.random.MT19937 else 0
+    if not size:
+        return rng.get_state()
+    return ctypes.string_at(bits.ctypes.state_address, size)
+
+
+def _set_generator_state(rng, state):
+    """Put back the state _generator_state took."""
+    if type(state) is bytes:
+        ctypes.memmove(rng._bit_generator.ctypes.state_address, state, len(state))
+    else:
+        rng.set_state(state)
+
+
+_MT19937_STATE = []
+
+
+def _mt19937_state_size():
+    """The bytes of MT19937's state struct (numpy's mt19937_state: uint32 key[624], int pos)
+    at its ctypes state address, or 0 where this numpy lays it out otherwise: checked once,
+    against get_state() and by a restore that must give the same draws."""
+    if not _MT19937_STATE:
+        size = 624 * 4 + ctypes.sizeof(ctypes.c_int)
+        try:
+            probe = np.random.RandomState(12345)
+            probe.random_sample(700)  # a position within the key, past a regeneration
+            key, pos = probe.get_state()[1:3]
+            address = probe._bit_generator.ctypes.state_address
+            raw = ctypes.string_at(address, size)
+            expected = np.asarray(key, dtype=np.uint32).tobytes() + bytes(ctypes.c_int(pos))
+            drawn = probe.random_sample(1000)
+            ctypes.memmove(address, raw, size)
+            ok = raw == expected and np.array_equal(probe.random_sample(1000), drawn)
+        except (AttributeError, TypeError, ValueError):
+            ok = False
+        _MT19937_STATE.append(size if ok else 0)
+    return _MT19937_STATE[0]
 
 
 _warned_no_openmp = False

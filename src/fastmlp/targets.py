@@ -63,17 +63,21 @@ def encode_labels(y, kind, binarizer, dtype):
     return np.ascontiguousarray(binarizer.transform(y), dtype=dtype)
 
 
-def read_labels(y, binarizer, dtype):
+def read_labels(y, binarizer, dtype, kind_needed=True):
     """(y as the binarizer reads it, its kind, Y) for the fitted `binarizer`: label_kind and
     encode_labels in one, which for a 1-d array of known labels reads the kind from their
-    columns (two or fewer distinct: binary), without type_of_target."""
+    columns (two or fewer distinct: binary), without type_of_target. kind_needed=False (no
+    class weights to compute from it): that kind is None."""
     if type(y) is np.ndarray and y.ndim == 1 and y.size and y.dtype.kind in LABEL_KINDS \
             and binarizer.y_type_ != "multilabel-indicator":
         column = _label_columns(y, binarizer.classes_)
         if column is not None:
-            present = np.count_nonzero(np.bincount(column, minlength=len(binarizer.classes_)))
-            return y, "multiclass" if present > 2 else "binary", \
-                _one_hot(column, binarizer, dtype)
+            kind = None
+            if kind_needed:
+                present = np.count_nonzero(np.bincount(column,
+                                                       minlength=len(binarizer.classes_)))
+                kind = "multiclass" if present > 2 else "binary"
+            return y, kind, _one_hot(column, binarizer, dtype)
     y, kind = label_kind(y)
     return y, kind, encode_labels(y, kind, binarizer, dtype)
 

@@ -9,6 +9,7 @@ stretch boundary (`Interrupt`). The loop trains `Run.model`, a model no predict 
 estimator swaps it in, so stopping anywhere leaves the fitted model as it was."""
 import _signal  # signal's functions without its enum wrapping: a tenth of a partial_fit's
 import signal   # Python side went to wrapping and unwrapping the handler
+import math
 import threading
 import time
 
@@ -171,10 +172,13 @@ class Stretches:
                 self._check_finite(model, batch_loss[:first])
                 return None
         self._check_finite(model, ())
-        seconds = sum(s for _, _, s in self.stretches)
-        # the count that trained most of the epoch's rows
-        threads = max({t for _, t, _ in self.stretches},
-                      key=lambda k: sum(r for r, t, _ in self.stretches if t == k))
+        if len(self.stretches) == 1:  # a short epoch (a partial_fit's block): one stretch
+            _, threads, seconds = self.stretches[0]
+        else:
+            seconds = sum(s for _, _, s in self.stretches)
+            # the count that trained most of the epoch's rows
+            threads = max({t for _, t, _ in self.stretches},
+                          key=lambda k: sum(r for r, t, _ in self.stretches if t == k))
         health = health_record(self.health, model.layout["units"], model.spec["activation"], n)
         return float(batch_loss.sum()) / n, seconds, threads, n, health
 
@@ -184,7 +188,8 @@ class Stretches:
         next update non-finite, this fit's or a later partial_fit's); the running statistics
         past them, and the losses of an interrupted epoch's batches, are checked here."""
         tail = model.params[model.layout["n_trainable"]:] if self.batch_norm else ()
-        if not (self.finite[0] and np.isfinite(tail).all() and np.isfinite(losses).all()):
+        if not (self.finite[0] and (not len(tail) or np.isfinite(tail).all())
+                and (not len(losses) or np.isfinite(losses).all())):
             raise diverged()
 
 
@@ -209,7 +214,7 @@ class Evaluation:
 
     def record(self, run, trained, learning_rate):
         loss, seconds, threads, n, health = trained
-        if not np.isfinite(loss):  # the parameters and state: Stretches checked them
+        if not math.isfinite(loss):  # the parameters and state: Stretches checked them
             raise diverged()
         record = {"epoch": len(run.prior) + len(run.records) + 1, "train_loss": loss,
                   "valid_loss": None,
