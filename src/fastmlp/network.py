@@ -611,7 +611,6 @@ class Network(Inputs, Prediction, BaseEstimator):
         first moment is no sum of squares for adagrad, whose step would take its root)."""
         return incremental and self.__dict__.get("_state_solver", self.solver) == self.solver
 
-
     def _epochs(self, run, X, Y, sample_weight, batch_size, rows, validation, scorer,
                 incremental, interrupt):
         """Build the loop's pieces (fastmlp/training.py) and run it."""

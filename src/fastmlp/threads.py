@@ -85,6 +85,7 @@ class CoreUse:
     def __init__(self, cores):
         self.cores = sorted(cores)
         self.tick = os.sysconf("SC_CLK_TCK")
+        self.lines = {f"cpu{c}" for c in self.cores}  # /proc/stat's lines of our cores
         self.last = self._read()
 
     @classmethod
@@ -101,13 +102,12 @@ class CoreUse:
 
     def _read(self):
         """(wall, busy CPU time of our cores, our CPU time) in seconds, or None."""
-        wanted = {f"cpu{c}" for c in self.cores}
         busy = 0
         try:
             with open("/proc/stat") as f:
                 for line in f:
                     fields = line.split()
-                    if fields and fields[0] in wanted:
+                    if fields and fields[0] in self.lines:
                         # user nice system idle iowait irq softirq steal: all but idle, iowait
                         ticks = [int(v) for v in fields[1:9]]
                         busy += sum(ticks) - ticks[3] - ticks[4]
@@ -127,12 +127,8 @@ class CoreUse:
             return None
         wall, busy, own = (a - b for a, b in zip(reading, self.last))
         self.last = reading
-        return _cores(max(0.0, busy - own) / wall)
-
-
-def _cores(share):
-    """Cores taken, from the cores' worth of time taken from us."""
-    return int(share + 1 - TAKEN_SHARE)
+        others = max(0.0, busy - own) / wall  # in cores
+        return int(others + 1 - TAKEN_SHARE)
 
 
 class ThreadChoice:
