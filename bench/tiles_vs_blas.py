@@ -2,9 +2,11 @@
 `python bench/tiles_vs_blas.py [--rounds 5] [--threads 1]`.
 
 Paths: the AVX-512 tiles, the AVX2 tiles (forced with `_core.set_tiles("avx2")` on a CPU that
-has AVX-512 too), BLAS as it runs here, and BLAS held to its AVX2 kernels (OpenBLAS's
-`OPENBLAS_CORETYPE=Haswell`): the last two beside the AVX2 tiles are what a CPU without AVX-512
-(most laptops) would choose between. Each (path, configuration, round) runs in its own process,
+has AVX-512 too, with BLAS held to its AVX2 kernels, OpenBLAS's `OPENBLAS_CORETYPE=Haswell`, for
+the products wider than the AVX2 tiles take: fastmlp_tiles_run in csrc/fastmlp.h), BLAS as it
+runs here, and BLAS held to its AVX2 kernels: "avx2 tiles" and the last are what a CPU without
+AVX-512 (most laptops) would choose between. --configs takes the standard names or any
+"784-H1-...-10[@batch]" (batch 128 by default). Each (path, configuration, round) runs in its own process,
 the paths alternating in an order that rotates every round; the figures are medians over rounds.
 
 On one thread (the default) the time is the thread's CPU time (`time.thread_time`), which other
@@ -25,8 +27,23 @@ sys.path.insert(0, HERE)
 
 import common  # noqa: E402
 
-PATHS = {"avx512 tiles": ("avx512", None), "avx2 tiles": ("avx2", None),
+PATHS = {"avx512 tiles": ("avx512", None), "avx2 tiles": ("avx2", "Haswell"),
          "BLAS": (False, None), "BLAS (AVX2 kernels)": (False, "Haswell")}
+
+
+def config_shape(config):
+    """(hidden layer sizes, batch size) of a standard configuration's name, or of any
+    "784-H1-...-10" name (batch 128, or the one after "@": "784-512-512-10@64")."""
+    if config in common.TRAIN_CONFIGS:
+        return common.TRAIN_CONFIGS[config]
+    name, _, batch = config.partition("@")
+    try:
+        units, batch = [int(u) for u in name.split("-")], int(batch or 128)
+    except ValueError:
+        units = []
+    if len(units) < 3 or units[0] != 784 or units[-1] != 10:
+        raise SystemExit(f"--configs: {config!r} is not 784-H1-...-10[@batch]")
+    return tuple(units[1:-1]), batch
 
 
 def measure(spec):
@@ -41,7 +58,7 @@ def measure(spec):
         return {"skipped": f"no {spec['tiles']} tiles on this CPU"}
     _core.set_tiles(spec["tiles"])
     clock = time.thread_time if spec["threads"] == 1 else time.perf_counter
-    hidden, batch = common.TRAIN_CONFIGS[spec["config"]]
+    hidden, batch = config_shape(spec["config"])
     X, y = common.mnist_like(spec["n"])
     clf = MLPClassifier(hidden_layer_sizes=hidden, solver="sgd", learning_rate_init=0.01,
                         momentum=0.9, nesterovs_momentum=False, alpha=0.0, batch_size=batch,
@@ -81,6 +98,8 @@ def main(argv=None):
         return
     paths = [name for name in args.paths.split(",") if name]
     configs = [c for c in args.configs.split(",") if c]
+    for config in configs:
+        config_shape(config)  # a bad name stops here, before any measurement
     results = {(c, name): [] for c in configs for name in paths}
     for r in range(args.rounds):
         for config in configs:
@@ -105,7 +124,7 @@ def main(argv=None):
     print("| config | path | train samples/s | train GFLOP/s | predict rows/s | predict GFLOP/s |")
     print("|---|---|---:|---:|---:|---:|")
     for config in configs:
-        hidden, _ = common.TRAIN_CONFIGS[config]
+        hidden, _ = config_shape(config)
         for name in paths:
             good = [x for x in results[(config, name)] if "train" in x]
             if not good:

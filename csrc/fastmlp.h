@@ -185,11 +185,30 @@ int fastmlp_max_threads(void);
  * none); fastmlp_tiles_enabled: the kind in use. fastmlp_set_tiles(kind) picks one, the widest
  * where `kind` is more than the CPU has, FASTMLP_TILES_OFF sending every product back to BLAS
  * (tests and benchmarks compare them); it returns the kind before the call. Both kinds read the
- * same packed panels and give the same bits. */
+ * same packed panels and give the same bits on the products both run (fastmlp_tiles_run). */
 enum { FASTMLP_TILES_OFF = 0, FASTMLP_TILES_AVX2 = 1, FASTMLP_TILES_AVX512 = 2 };
 int fastmlp_tiles_available(void);
 int fastmlp_tiles_enabled(void);
 int fastmlp_set_tiles(int kind);
+/* Whether a product whose result is `cols` wide runs on the tiles of `kind`: the AVX-512 tiles
+ * run every product, the AVX2 tiles only those at most FASTMLP_TILE_AVX2_MAX_COLS wide, the
+ * rest going to BLAS. Measured on one Zen 4 core (AVX2 tiles forced; BLAS held to its AVX2
+ * kernels, as on a CPU without AVX-512; bench/tiles_vs_blas.py, thread CPU time, medians of 3,
+ * quiet machine), samples/s of training and rows/s of prediction, tiles against BLAS:
+ * 784-100-10 +16% / -14%, 784-256-256-10 +17% / +6%, but 784-512-512-10 -28% / -31%,
+ * 784-1024-10 -24% / -39%, 784-2048-10 -30% / -31%, 784-1024-1024-10 -31% / -24% (on Zen 5,
+ * where 256-bit FMAs run at half the 512-bit rate: +8% / +6% on 784-256-256-10, -16% / -6% on
+ * 784-1024-1024-10). With this rule, in a later run of the same kind: 784-512-512-10 +9% / +10%,
+ * 784-1024-1024-10 -3% / -8%, 784-100-10 and 784-256-256-10 (all their products on the tiles,
+ * as before) +0% / -3% and -0% / -7%: alike runs of these measures move by up to 15%. The rule
+ * goes by the result's width, which the shapes fix, so training's bits stay the same for any
+ * thread count. */
+#define FASTMLP_TILE_AVX2_MAX_COLS 256
+static inline int fastmlp_tiles_run(int kind, int cols)
+{
+    return kind == FASTMLP_TILES_AVX512 ||
+           (kind == FASTMLP_TILES_AVX2 && cols <= FASTMLP_TILE_AVX2_MAX_COLS);
+}
 /* Whether the CPU's FMA units are 512 bits wide, so that half a 512-bit vector costs as much as
  * a whole one (AMD family 26, Zen 5, on); Zen 4 (family 25) splits a 512-bit FMA in two halves.
  * The tiles compute a panel's last half vector as a whole one where this holds (tiles.c). */

@@ -88,7 +88,7 @@ static real *FN(infer_chunk)(real *out, real *scratch, real *gathered, int64_t *
     const FN(fastmlp_input) *X = in_->X;
     const int L = net->n_layers, *u = net->units, n_features = u[0];
     const int64_t R = in_->chunk_rows;
-    const int tiled = in_->packed && rows >= FASTMLP_TILE_ROWS;
+    const int tiled = in_->packed && rows >= FASTMLP_TILE_ROWS;  /* some layer by the tiles */
     const real *in = NULL;
     real *dst = NULL;
     if (gathered) {
@@ -97,7 +97,8 @@ static real *FN(infer_chunk)(real *out, real *scratch, real *gathered, int64_t *
         in = gathered;
     } else if (X->dense) {
         in = FN(input_row)(X, i0);
-        if (rows >= FASTMLP_WARM_MIN_ROWS && !tiled)  /* the tiles prefetch their own rows */
+        /* the tiles prefetch their own rows */
+        if (rows >= FASTMLP_WARM_MIN_ROWS && !(tiled && in_->packed_offset[0] >= 0))
             fastmlp_warm(in, (int64_t)rows * n_features * (int64_t)sizeof(real));
     }
     for (int r = 0; r < rows; r++) order[r] = i0 + r;
@@ -119,7 +120,7 @@ static real *FN(infer_chunk)(real *out, real *scratch, real *gathered, int64_t *
                                      bn ? FASTMLP_IDENTITY : act, 0.0, 0, 0, 0);
             done = 2;
 #ifdef FASTMLP_TILES
-        } else if (tiled) {
+        } else if (tiled && in_->packed_offset[l] >= 0) {
             const int relu = !bn && act == FASTMLP_RELU;
             const int64_t after = l == 0 && !gathered ? in_->n - (i0 + rows) : 0;
             bad = FN(dense_forward_tiled)(dst, n_out, in, n_in,
@@ -192,19 +193,28 @@ static int FN(inference_init)(FN(inference) *c, const FN(fastmlp_input) *X, int6
     }
 #ifdef FASTMLP_TILES
     if (fastmlp_tiles_enabled() && n >= FASTMLP_PREDICT_THREADED_ROWS) {
-        /* layer l's panels at packed + packed_offset[l]; a sparse first layer has none */
+        /* layer l's panels at packed + packed_offset[l], or -1 where BLAS runs it (a sparse
+         * first layer, a product the tiles do not run: fastmlp_tiles_run) */
+        const int kind = fastmlp_tiles_enabled();
         int64_t total = 0;
         c->packed_offset = (int64_t *)malloc((size_t)L * sizeof(int64_t));
         if (!c->packed_offset) return FASTMLP_ENOMEM;
         for (int l = 0; l < L; l++) {
-            c->packed_offset[l] = total;
-            if (l > 0 || X->dense) total += FN(dense_packed_size)(u[l], u[l + 1]);
+            const int tiled = (l > 0 || X->dense) && fastmlp_tiles_run(kind, u[l + 1]);
+            c->packed_offset[l] = tiled ? total : -1;
+            if (tiled) total += FN(dense_packed_size)(u[l], u[l + 1]);
+        }
+        if (total == 0) {  /* no layer by the tiles: BLAS runs them all */
+            free(c->packed_offset);
+            c->packed_offset = NULL;
+            return FASTMLP_OK;
         }
         c->packed = (real *)malloc((size_t)total * sizeof(real));
         if (!c->packed) return FASTMLP_ENOMEM;
-        for (int l = X->dense ? 0 : 1; l < L; l++)
-            FN(dense_pack)(c->packed + c->packed_offset[l], params + net->w_offset[l],
-                           u[l + 1], u[l], u[l + 1]);
+        for (int l = 0; l < L; l++)
+            if (c->packed_offset[l] >= 0)
+                FN(dense_pack)(c->packed + c->packed_offset[l], params + net->w_offset[l],
+                               u[l + 1], u[l], u[l + 1]);
     }
 #endif
     return FASTMLP_OK;

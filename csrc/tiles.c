@@ -22,7 +22,9 @@
  * its AVX2 kernels (OPENBLAS_CORETYPE=Haswell; bench/tiles_vs_blas.py, the same runs): training
  * 217k / 71.5k / 8.4k samples/s against 222k / 66.0k / 10.1k, prediction 646k / 209k / 27.7k
  * rows/s against 597k / 197k / 29.4k: ahead on the two smaller configurations, 6-16% behind on
- * 1024-wide layers. */
+ * 1024-wide layers (on Zen 5); on Zen 4, whose 256-bit FMAs run at its full rate, 24-40% behind
+ * on every layer 512 or more wide. So they run only products at most FASTMLP_TILE_AVX2_MAX_COLS
+ * wide, BLAS the rest (fastmlp_tiles_run, csrc/fastmlp.h, gives the figures). */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define FASTMLP_TILES 1
 #include <immintrin.h>

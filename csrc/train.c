@@ -91,8 +91,9 @@ typedef struct {
  *   dW:       delta's (B, n_out) when cut by inputs, its (B, slab of n_out) by outputs
  *   dJ/dh:    W's transpose (n_out, slab of n_in) when cut by columns (P > 1, n_in > B), all of
  *             it (n_out, n_in) when cut by rows
- * each only where the tiles run it: a slab of at least FASTMLP_TILE_ROWS rows (of the batch,
- * or of dW). A sparse first layer runs its own loops. On more than one part, a part packs a
+ * each only where the tiles run it: a product fastmlp_tiles_run gives them (by its result's
+ * width: n_out, n_out, n_in), on a slab of at least FASTMLP_TILE_ROWS rows (of the batch, or
+ * of dW). A sparse first layer runs its own loops. On more than one part, a part packs a
  * whole matrix only where the batch is cut by rows: then the matrix is no wider than the batch. */
 static int64_t FN(pack_size)(const fastmlp_net *net, int Bmax, int sparse, int parts, int kind)
 {
@@ -107,7 +108,7 @@ static int64_t FN(pack_size)(const fastmlp_net *net, int Bmax, int sparse, int p
         const int n_in = net->units[l], n_out = net->units[l + 1];
         const int hidden = l < net->n_layers - 1, by_inputs = fastmlp_dw_by_inputs(n_in, n_out);
         if (l == 0 && sparse) continue;  /* and it has no dJ/dh below it */
-        if (!FN(tiles_in_place)(kind, n_out)) {
+        if (fastmlp_tiles_run(kind, n_out) && !FN(tiles_in_place)(kind, n_out)) {
             /* by columns for a batch of R <= B < n_out rows */
             if (columns_tiled && n_out > R) {
                 if (P == 2 && hidden && by_inputs)
@@ -118,10 +119,11 @@ static int64_t FN(pack_size)(const fastmlp_net *net, int Bmax, int sparse, int p
             if (rows_tiled && (P == 1 || n_out <= Bmax))
                 FASTMLP_NEEDS(FN(dense_packed_size)(n_in, n_out));
         }
-        if (by_inputs ? fastmlp_slab_most(n_in, P) >= R : n_in >= R)
+        if (fastmlp_tiles_run(kind, n_out) && (by_inputs ? fastmlp_slab_most(n_in, P) >= R
+                                                                   : n_in >= R))
             FASTMLP_NEEDS(FN(dense_packed_size)(Bmax, by_inputs ? n_out
                                                 : (int)fastmlp_slab_most(n_out, P)));
-        if (l == 0) continue;
+        if (l == 0 || !fastmlp_tiles_run(kind, n_in)) continue;
         if (columns_tiled && n_in > R)
             FASTMLP_NEEDS(FN(dense_packed_size)(n_out, (int)fastmlp_slab_most(n_in, P)));
         if (rows_tiled && (P == 1 || n_in <= Bmax))
@@ -552,7 +554,7 @@ static void FN(forward_part)(FN(context) *c, int part, real *out, const real *in
                              int col0, int col1, int activation, double p, int64_t t, int row0)
 {
 #ifdef FASTMLP_TILES
-    if (c->tiles && rows >= FASTMLP_TILE_ROWS && col1 > col0) {
+    if (fastmlp_tiles_run(c->tiles, n_out) && rows >= FASTMLP_TILE_ROWS && col1 > col0) {
         const int n = col1 - col0, relu = activation == FASTMLP_RELU;
         const int ld = FN(tiles_in_place)(c->tiles, n_out) ? n_out : 0;
         if (!ld) FN(dense_pack)(c->v.packed[part], W + col0, n_out, n_in, n);
@@ -576,7 +578,8 @@ static void FN(backward_params_part)(FN(context) *c, int part, real *dW, const r
                                      int hi, int by_inputs, real beta)
 {
 #ifdef FASTMLP_TILES
-    if (c->tiles && (by_inputs ? hi - lo : n_in) >= FASTMLP_TILE_ROWS && hi > lo) {
+    if (fastmlp_tiles_run(c->tiles, n_out) && (by_inputs ? hi - lo : n_in) >= FASTMLP_TILE_ROWS
+        && hi > lo) {
         real *packed = c->v.packed[part];
         if (by_inputs) FN(dense_pack)(packed, delta, n_out, B, n_out);
         else FN(dense_pack)(packed, delta + lo, n_out, B, hi - lo);
@@ -597,7 +600,7 @@ static void FN(backward_input_part)(FN(context) *c, int part, real *dinp, const 
                                     int64_t t, int row0)
 {
 #ifdef FASTMLP_TILES
-    if (c->tiles && rows >= FASTMLP_TILE_ROWS && col1 > col0) {
+    if (fastmlp_tiles_run(c->tiles, n_in) && rows >= FASTMLP_TILE_ROWS && col1 > col0) {
         FN(dense_pack_transposed)(c->v.packed[part], W + (int64_t)col0 * n_out, n_out, n_out,
                                   col1 - col0);
         FN(dense_backward_input_tiled)(dinp, delta, c->v.packed[part], rows, n_in, n_out, col0,

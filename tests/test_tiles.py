@@ -1,9 +1,11 @@
 """The register tiles' kinds (csrc/tiles.c): AVX-512 and AVX2 read the same packed panels and sum
-every product in the same order, so they give the same bits; _core.set_tiles picks a kind."""
+every product in the same order, so they give the same bits on the products both run; the AVX2
+tiles leave products wider than _core.TILE_AVX2_MAX_COLS to BLAS (fastmlp_tiles_run in
+csrc/fastmlp.h); _core.set_tiles picks a kind."""
 import numpy as np
 import pytest
 
-from fastmlp import MLPClassifier, _core
+from fastmlp import MLPClassifier, MLPRegressor, _core
 
 both = pytest.mark.skipif(not (_core.tiles_available("avx512") and _core.tiles_available("avx2")),
                           reason="needs a CPU with AVX-512 (and so AVX2) for both kinds")
@@ -29,6 +31,46 @@ def test_avx2_and_avx512_tiles_give_the_same_bits(dtype, hidden, quiet):
         finally:
             _core.set_tiles(before)
     for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def _regressor_fit(kind, X, y, hidden, threads):
+    before = _core.set_tiles(kind)
+    try:
+        model = MLPRegressor(hidden_layer_sizes=hidden, solver="sgd", batch_size=64, max_iter=2,
+                             n_threads=threads, random_state=0).fit(X, y)
+        # 300 rows: at least _core.PREDICT_THREADED_ROWS, so prediction packs for the tiles too
+        return model.coefs_ + model.intercepts_ + [model.predict(X)]
+    finally:
+        _core.set_tiles(before)
+
+
+@both
+def test_avx2_tiles_leave_wide_products_to_blas(quiet):
+    """Every product of this net is wider than the AVX2 tiles take (300 inputs, units and
+    outputs): under the AVX2 kind, training and prediction are BLAS's, bit for bit."""
+    wide = _core.TILE_AVX2_MAX_COLS + 44
+    rng = np.random.RandomState(0)
+    X = rng.rand(300, wide).astype(np.float32)
+    y = X @ rng.rand(wide, wide).astype(np.float32) / wide
+    by_avx2 = _regressor_fit("avx2", X, y, (wide,), 2)
+    by_blas = _regressor_fit(False, X, y, (wide,), 2)
+    by_avx512 = _regressor_fit("avx512", X, y, (wide,), 2)
+    for a, b in zip(by_avx2, by_blas):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(by_avx2, by_avx512))
+
+
+@both
+def test_avx2_tiles_beside_blas_keep_bits_across_threads(quiet):
+    """A net whose narrow products run on the AVX2 tiles and wide ones on BLAS trains to the
+    same bits on one thread and on two."""
+    wide = _core.TILE_AVX2_MAX_COLS + 44
+    rng = np.random.RandomState(1)
+    X = rng.rand(300, 40).astype(np.float32)
+    y = X[:, :3] @ rng.rand(3, 2).astype(np.float32)
+    one, two = (_regressor_fit("avx2", X, y, (wide, 30), threads) for threads in (1, 2))
+    for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
 
 

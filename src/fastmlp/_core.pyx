@@ -98,6 +98,7 @@ cdef extern from "fastmlp.h" nogil:
     int fastmlp_tiles_enabled()
     int fastmlp_set_tiles(int kind)
     int FASTMLP_PREDICT_THREADED_ROWS
+    int FASTMLP_TILE_AVX2_MAX_COLS
 
     int64_t workspace_size_f32(const fastmlp_net *net, int batch_size, int n_parts, int sparse)
     int64_t workspace_size_f64(const fastmlp_net *net, int batch_size, int n_parts, int sparse)
@@ -141,6 +142,8 @@ fastmlp_set_tiles(2)
 
 # prediction of fewer rows: one OpenMP thread, BLAS with its own threads (csrc/fastmlp.h)
 PREDICT_THREADED_ROWS = FASTMLP_PREDICT_THREADED_ROWS
+# the AVX2 tiles run only products whose result is at most this wide; BLAS the rest
+TILE_AVX2_MAX_COLS = FASTMLP_TILE_AVX2_MAX_COLS
 # "logistic" is scikit-learn's name for the sigmoid unit
 ACTIVATIONS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3, "logistic": 3}
 OUTPUTS = {"identity": 0, "logistic": 1, "softmax": 2, "exp": 3}
