@@ -3,6 +3,7 @@ chooses: the bits never depend on the cut, the counts or which thread claims whi
 (csrc/train.c), and the choice reacts within an epoch. No timings are asserted: the choice is
 driven by made-up rates, and the C time limit by one so small that every call stops as early
 as it can."""
+import collections
 import json
 import os
 import subprocess
@@ -16,9 +17,9 @@ import fastmlp
 from fastmlp import MLPClassifier, _core
 from fastmlp import threads as threads_module
 from fastmlp._health import new_health
-from fastmlp.threads import (ALONE_SECONDS, CLEAR_MARGIN, PROBE_EVERY, PROBE_EVERY_MAX,
-                             PROBE_SECONDS, STRETCH_SECONDS, WINDOW_SECONDS, CoreUse,
-                             ThreadChoice)
+from fastmlp.threads import (ALONE_SECONDS, CLEAR_MARGIN, PRIOR_SECONDS, PROBE_EVERY,
+                             PROBE_EVERY_MAX, PROBE_SECONDS, STRETCH_SECONDS, TAKEN_SHARE,
+                             WINDOW_SECONDS, CoreUse, ThreadChoice)
 
 TINY = 1e-9  # a time limit every batch overruns: a call trains the fewest batches it can
 
@@ -370,6 +371,128 @@ def test_core_use_counts_the_others_cpu_time_over_windows(monkeypatch):
     assert use.taken() is None  # half a window
     assert use.taken() == 1     # 1.5 busy - 1.0 ours = 0.5 of a core over 1 s
     assert use.taken() == 0     # only our own time
+
+
+class _Proc:
+    """Made-up /proc/stat and getrusage readings on a made-up clock (threads.py's): `run`
+    passes time with this process busy on `ours` cores and other processes on `others`. The
+    process's readings start with one taken at its import, now."""
+
+    def __init__(self, monkeypatch, cores=(0, 1)):
+        self.now, self.own, self.reads = 100.0, 0.0, 0
+        self.busy = {f"cpu{c}": 0.0 for c in cores}  # ticks, as /proc/stat counts them
+        self.tick = os.sysconf("SC_CLK_TCK")
+        monkeypatch.setattr(threads_module, "time", self)  # its one use: time.monotonic()
+        monkeypatch.setattr(threads_module, "_stat", self.stat)
+        monkeypatch.setattr(threads_module, "_readings", collections.deque([self.stat()],
+                                                                           maxlen=8))
+
+    def monotonic(self):
+        return self.now
+
+    def stat(self):
+        self.reads += 1
+        return self.now, dict(self.busy), self.own
+
+    def run(self, seconds, ours, others):
+        self.now += seconds
+        self.own += ours * seconds
+        for line in self.busy:
+            self.busy[line] += (ours + others) * seconds * self.tick / len(self.busy)
+
+
+def test_a_core_taken_before_the_fit_sends_its_first_stretch_to_fewer_threads(monkeypatch):
+    """A busy loop on the second core while the data loaded (our process on the first): the
+    window since the import decides the first stretch, which runs on the core left, instead
+    of two threads beside the loop until a window within the fit is complete."""
+    proc = _Proc(monkeypatch)
+    proc.run(1.0, ours=1, others=1)
+    choice = ThreadChoice(2, core_use=CoreUse([0, 1]))
+    assert choice.crowded and choice.stretch() == (1, PROBE_SECONDS)
+
+
+def test_an_idle_or_a_stale_window_before_the_fit_keeps_all_threads(monkeypatch):
+    """Our own CPU time on both cores (a BLAS pool, another fit in a thread of ours) is not
+    the others'; and a window older than PRIOR_SECONDS is not read at all: a loop that ran for
+    its first 3 s and stopped PRIOR_SECONDS - 1 s ago would count as a core taken over it."""
+    proc = _Proc(monkeypatch)
+    proc.run(1.0, ours=2, others=0.05)
+    choice = ThreadChoice(2, core_use=CoreUse([0, 1]))
+    assert not choice.crowded and choice.stretch() == (2, PROBE_SECONDS)
+    proc = _Proc(monkeypatch)
+    proc.run(3.0, ours=1, others=1)
+    proc.run(PRIOR_SECONDS - 1, ours=1, others=0)
+    assert 3.0 / (PRIOR_SECONDS + 2) >= TAKEN_SHARE
+    choice = ThreadChoice(2, core_use=CoreUse([0, 1]))
+    assert not choice.crowded and choice.stretch() == (2, PROBE_SECONDS)
+    assert choice.core_use.last[0] == proc.now  # the window starts now
+
+
+def test_a_window_begun_before_the_fit_completes_within_it(monkeypatch):
+    """Imported 0.6 of a window before the fit: the window goes on from the import's reading,
+    so the warm-up stretch that ends it (the loop at half a core beside our two threads) sends
+    the next stretch to one thread."""
+    proc = _Proc(monkeypatch)
+    proc.run(0.6 * WINDOW_SECONDS, ours=1, others=1)
+    choice = ThreadChoice(2, core_use=CoreUse([0, 1]))
+    assert not choice.crowded and choice.stretch() == (2, PROBE_SECONDS)
+    proc.run(0.6 * WINDOW_SECONDS, ours=1.5, others=0.5)
+    choice.record(100, 2, 0.6 * WINDOW_SECONDS)
+    assert choice.crowded and choice.stretch()[0] == 1
+
+
+def test_a_later_call_starts_from_the_window_up_to_it_reading_once_a_window(monkeypatch):
+    """partial_fit calls in quick succession read /proc/stat once a window, not once a call;
+    a call after a pause in which a loop took the second core starts on the core left."""
+    proc = _Proc(monkeypatch)
+    choice = ThreadChoice(2, core_use=CoreUse([0, 1]))
+    reads = proc.reads
+    for _ in range(round(WINDOW_SECONDS / 0.01) - 1):
+        choice.begin()
+        threads, _ = choice.stretch()
+        proc.run(0.01, ours=threads, others=0)
+        choice.record(50, threads, 0.01)
+    assert proc.reads == reads and not choice.crowded
+    proc.run(1.0, ours=1, others=1)
+    choice.begin()
+    assert proc.reads == reads + 1
+    assert choice.crowded and choice.stretch()[0] == 1
+
+
+def test_fit_starts_on_the_cores_left_and_a_refit_sees_them_free(monkeypatch, quiet):
+    """Through the estimator: other processes on all our cores but one while the data loaded,
+    so the fit's first stretch runs one thread; the refit of the same work (its thread choice
+    goes on) after they left starts by probing all threads. The made-up clock moves on by each
+    stretch's limit, with our stretch's threads and the other processes busy."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cores) < 2 or threads_module.resource is None:
+        pytest.skip("needs /proc and 2 cores")
+    rng = np.random.RandomState(2)
+    X, y = rng.randn(600, 64), rng.randint(0, 5, 600)
+    model = MLPClassifier(hidden_layer_sizes=(100, 80), max_iter=2, random_state=0,
+                          batch_size=200, n_threads=2)
+    assert model._work_parts(200, {"n_weights": 64 * 100 + 100 * 80 + 80 * 5}) == 2
+    proc = _Proc(monkeypatch, cores)
+    others = len(cores) - 1
+    first_threads = []  # of each fit's first stretch
+    original = _core.train_epoch
+
+    def spy(*args):
+        if len(first_threads) < fits:
+            first_threads.append(args[15])
+        proc.run(args[16], ours=args[15], others=others)
+        return original(*args)
+
+    monkeypatch.setattr(fastmlp.network._core, "train_epoch", spy)
+    proc.run(1.0, ours=1, others=others)
+    fits = 1
+    model.fit(X, y)
+    assert first_threads == [1]
+    others = 0
+    proc.run(1.0, ours=1, others=0)
+    fits = 2
+    model.fit(X, y)
+    assert first_threads == [1, 2]
 
 
 def test_core_use_sees_a_busy_process_on_our_cores():

@@ -627,6 +627,8 @@ class Network(Inputs, Prediction, BaseEstimator):
         work = (n_threads, batch_size, len(rows), units, sp.issparse(X))
         if getattr(self, "_thread_choice", (None,))[0] != work:
             self._thread_choice = (work, ThreadChoice(min(parts, n_threads)))
+        else:
+            self._thread_choice[1].begin()
         # the layer health's counters, kept across calls for the same layers and parts
         health_key = (units, parts)
         if getattr(self, "_health", (None,))[0] != health_key:

@@ -34,19 +34,37 @@ then beat that count CLEAR_MARGIN per row to take over again: with a busy loop o
 core of a 2-core machine, two threads ran at 0.63-1.16 of one thread's rate round by round, a
 margin the rates alone cannot settle in a few stretches, while one thread on the free core
 always runs at its full rate. When the core is free again, the next stretch probes all
-threads. On the idle machine the others' share stayed under 0.07 of a core here. Two signals
-were measured and left out: the tasks runnable at the start (/proc/stat's procs_running)
-counted our own pool's threads, still spinning from the call before, as other processes, and
-our threads' waits for a core (/proc/self/task/*/schedstat) include the wake-up latency of an
-idle virtual CPU, enough on 784-100-10's short phases to look like a core taken; with either,
-idle 2-thread fits ran on one thread. Where there is no /proc (not Linux), the rates alone
-decide.
+threads. On the idle machine the others' share stayed under 0.07 of a core here.
+
+A window takes WINDOW_SECONDS, and a fit's first one began with the fit, so beside a busy loop
+its first ~0.25 s ran two threads (784-256-256-10: 9-11k of a 3-epoch fit's 60k rows, at
+0.8-0.9 of one thread's rate; 784-100-10: 23-30k, most of its first epoch, at 0.85-1.06). Every
+reading is therefore kept for the whole process (one is taken when fastmlp is imported), and a
+fit's window starts at the latest one at least WINDOW_SECONDS and at most PRIOR_SECONDS old
+(the imports, loading the data, the fit before): the first stretch already runs on the core
+left. That window holds work of our own (the Python that loaded the data, a BLAS pool, another
+fit in a thread of ours), which getrusage counts as ours; on the idle machine the fits' choices
+stayed those of a window begun with the fit. A window older than PRIOR_SECONDS is not read: it
+dilutes a process that just started, or remembers one that has ended. Quiet A/B of 5 rounds
+beside a busy loop (bench/results/fw-under-load.md, default / n_threads=1): every fit's first
+stretch ran one thread; the training passes' ratio went from 0.96 to 0.99 on 784-256-256-10 and
+from 0.92 to 0.94 on 784-100-10, the whole fit's from 0.92 to 0.98 and from 1.07 to 0.86, the
+latter set by what precedes training (0.08-0.29 s with the loop running, both contenders alike,
+beside ~0.4 s of training); idle, 1.73 / 1.51 before, 1.79 / 1.38 after.
+
+Two signals were measured and left out: the tasks runnable at the start (/proc/stat's
+procs_running) counted our own pool's threads, still spinning from the call before, as other
+processes, and our threads' waits for a core (/proc/self/task/*/schedstat) include the wake-up
+latency of an idle virtual CPU, enough on 784-100-10's short phases to look like a core taken;
+with either, idle 2-thread fits ran on one thread. Where there is no /proc (not Linux), the
+rates alone decide.
 
 Stretches also bound how long training runs without returning to Python (Ctrl-C, progress,
 callbacks between stretches), whatever an epoch's length: C decides one batch ahead whether
 the next batch is the stretch's last, so a stretch is at least two batches and ends at most one
 batch past its limit."""
 
+import collections
 import os
 import statistics
 import time
@@ -71,22 +89,55 @@ RECENT = 3              # the count in use's rate: the median of its latest stre
                         # loaded machine one stretch's rate was 30% off the next one's here)
 WINDOW_SECONDS = 0.2    # CoreUse's window: /proc/stat counts in 10 ms ticks per core, so a
                         # window of 0.2 s on 2 cores reads the others' share to +-0.05 core
+PRIOR_SECONDS = 5.0     # the longest window a fit's first decision reads, from before the fit:
+                        # a longer one dilutes a process that just started
 TAKEN_SHARE = 0.4       # a core taken this share of the time counts as taken: beside two of
                         # our threads a busy loop gets only about half of its core
+
+
+def _stat():
+    """(wall, {"cpuN": busy ticks}, this process's CPU time in seconds) now, or None where
+    /proc/stat or getrusage cannot be read. Busy: all but idle and iowait of user nice system
+    idle iowait irq softirq steal (steal: another virtual machine had the core)."""
+    if resource is None:
+        return None
+    busy = {}
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if not line.startswith("cpu"):
+                    break  # the per-core lines come first; the rest (intr: long) is not read
+                fields = line.split()
+                if fields[0] != "cpu":  # "cpu" alone: the sum over all cores
+                    ticks = [int(v) for v in fields[1:9]]
+                    busy[fields[0]] = sum(ticks) - ticks[3] - ticks[4]
+    except (OSError, ValueError, IndexError):
+        return None
+    own = resource.getrusage(resource.RUSAGE_SELF)  # every thread's, living or ended
+    return time.monotonic(), busy, own.ru_utime + own.ru_stime
+
+
+# this process's latest readings, in the order taken: one when fastmlp is imported, then every
+# CoreUse window's end, so that a fit's first decision can read a window that began before it
+# (the imports, loading the data, the time since the fit before), whichever model read them
+_readings = collections.deque([r for r in [_stat()] if r is not None], maxlen=8)
 
 
 class CoreUse:
     """How many of this process's cores other processes take: their CPU time on those cores
     over the latest window, from /proc/stat's per-core counters less this process's own CPU
-    time (getrusage, every thread's). Beside two of our threads a busy loop gets about half
-    of its core, beside one thread the whole core. `taken()` is None while the window is
-    short."""
+    time (getrusage, every thread's: our other fits, a BLAS pool and the Python around count
+    as ours). Beside two of our threads a busy loop gets about half of its core, beside one
+    thread the whole core. `taken()` is None while the window is short. A fit's first window
+    starts before the fit where this process read /proc/stat lately (`begin`), so that its
+    first stretch can already go to the cores left."""
 
     def __init__(self, cores):
         self.cores = sorted(cores)
         self.tick = os.sysconf("SC_CLK_TCK")
         self.lines = {f"cpu{c}" for c in self.cores}  # /proc/stat's lines of our cores
-        self.last = self._read()
+        self.last = None
+        self.begin()
 
     @classmethod
     def here(cls):
@@ -100,21 +151,34 @@ class CoreUse:
             return None
         return use if use.last is not None else None
 
+    def begin(self):
+        """A fit starts. A window younger than WINDOW_SECONDS goes on (a partial_fit's calls
+        read /proc/stat once a window, as the stretches do); otherwise the window starts at
+        the latest reading of this process (at import, or any model's window) that is at least
+        WINDOW_SECONDS old, so that the first `taken()` is complete at once, or else at its
+        oldest younger one. A reading older than PRIOR_SECONDS is stale: a window of minutes
+        dilutes a process that just started; with none fresh, the window starts now."""
+        now = time.monotonic()
+        if self.last is not None and now - self.last[0] < WINDOW_SECONDS:
+            return
+        fresh = [r for r in list(_readings) if now - r[0] <= PRIOR_SECONDS]
+        complete = [r for r in fresh if now - r[0] >= WINDOW_SECONDS]
+        start = max(complete, key=lambda r: r[0]) if complete else \
+            min(fresh, key=lambda r: r[0], default=None)
+        self.last = self._read() if start is None else self._ours(start)
+
+    def _ours(self, reading):
+        """(wall, busy CPU time of our cores, our CPU time) in seconds of a reading."""
+        wall, busy, own = reading
+        return wall, sum(busy.get(line, 0) for line in self.lines) / self.tick, own
+
     def _read(self):
-        """(wall, busy CPU time of our cores, our CPU time) in seconds, or None."""
-        busy = 0
-        try:
-            with open("/proc/stat") as f:
-                for line in f:
-                    fields = line.split()
-                    if fields and fields[0] in self.lines:
-                        # user nice system idle iowait irq softirq steal: all but idle, iowait
-                        ticks = [int(v) for v in fields[1:9]]
-                        busy += sum(ticks) - ticks[3] - ticks[4]
-        except (OSError, ValueError, IndexError):
+        """A reading now, kept for the next fit's first window too; None where none."""
+        reading = _stat()
+        if reading is None:
             return None
-        own = resource.getrusage(resource.RUSAGE_SELF)
-        return time.monotonic(), busy / self.tick, own.ru_utime + own.ru_stime
+        _readings.append(reading)
+        return self._ours(reading)
 
     def taken(self):
         """Cores other processes took over the window that just ended, or None (too short)."""
@@ -150,6 +214,14 @@ class ThreadChoice:
         self.interval = PROBE_EVERY
         self.next_probe = 1        # the stretch that probes next (the first one after warm-up)
         self.reference = None      # the count in use's rate, its best since the latest verdict
+        self._watch_cores()        # a window that began before the fit decides its first stretch
+
+    def begin(self):
+        """A later fit or partial_fit call with this choice starts: a stale window starts again
+        (CoreUse.begin), and one complete by now decides the call's first stretch."""
+        if self.core_use is not None:
+            self.core_use.begin()
+            self._watch_cores()
 
     def _other(self):
         return self.fewer if self.best == self.most else self.most
