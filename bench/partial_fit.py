@@ -7,6 +7,7 @@ multiples of the parameters' bytes.
     python bench/partial_fit.py --only overhead --rounds 7
     python bench/partial_fit.py --only memory --memory-hidden 2048,2048
     python bench/partial_fit.py --only memory --memory-hidden 2048,2048 --memory-cores 16
+    python bench/partial_fit.py --only memory --memory-hidden 2048,2048 --memory-solvers sgd,adam
     python bench/partial_fit.py --only callgrind --rows 256  # instruction counts (valgrind)
 
 Overhead: for each configuration (784-1024-1024-10 and 784-256-256-10 by default) and block
@@ -25,8 +26,10 @@ parameters' bytes and of the parameters' and the C workspace's (the batch's acti
 each work part's packing scratch), and what fastmlp's accounting says the call holds
 (fastmlp.optim.fit_copies, the estimate that refuses a model too large for memory): a fit,
 the parameters, the state rows its solver uses (adam 2, the others 1), the gradient where one
-is stored (none for plain SGD, whose backward GEMMs add it into the velocity; at momentum > 0
-layer health's copy of the velocity instead), plus the workspace; a partial_fit, the new
+is stored (none for SGD without Nesterov's momentum, whose backward GEMMs add it into the
+velocity; layer health recomputes the measured update's gradient instead, a block of rows at
+a time into each work part's scratch of some 32 rows of the widest layer, not counted), plus
+the workspace; a partial_fit, the new
 buffers of parameters and state it writes while the published ones stay readable (its
 gradient and workspace are the first call's). --memory-cores N cuts the batches into the work
 parts of a machine of N cores (fastmlp.network.available_cores patched in the child; the fit
@@ -212,6 +215,8 @@ def main():
     parser.add_argument("--calls", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--memory-hidden", default="4096,4096")
+    parser.add_argument("--memory-solvers", default=",".join(SOLVERS),
+                        help="the solvers whose memory is measured, ',' between them")
     parser.add_argument("--memory-cores", type=int, default=None,
                         help="size the work parts as on this many cores (default: this machine's)")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
@@ -253,7 +258,7 @@ def main():
               f"({name(hidden)}, float32, 2000 x 784 rows{cores})\n")
         print("| build | solver | call | peak / params | peak / (params + workspace) | "
               "accounted / params | params, new workspace |\n|---|---|---|---|---|---|---|")
-        for solver in SOLVERS:
+        for solver in args.memory_solvers.split(","):
             for call in ("fit",) if solver == "lbfgs" else ("fit", "partial_fit"):
                 for src in srcs:
                     r = run_child(src, "memory", {"hidden": hidden, "solver": solver,

@@ -130,10 +130,10 @@ enum { FASTMLP_FLOAT32 = 0, FASTMLP_FLOAT64 = 1 };
 
 /* Layer health that train_epoch accumulates (health.c) when given one; the caller zeroes it at
  * an epoch's start and reads it at its end. An epoch may be several calls, each ending where
- * its time limit falls: the counts add up over them, and each call that trains a batch
- * overwrites the norms with its last update's, so the epoch's last call leaves the epoch's
- * last update. Hidden layer l's units sit at columns [sum(units[1..l]), + units[l + 1]) of the
- * per-part rows. */
+ * its time limit falls and each given the rest of the epoch's rows: the counts add up over
+ * them, and the call that trains the last batch of its rows (the epoch's last update) writes
+ * the norms; a call that stops before it leaves them. Hidden layer l's units sit at columns
+ * [sum(units[1..l]), + units[l + 1]) of the per-part rows. */
 typedef struct {
     int64_t *count;             /* (n_parts, hidden_units): per part and hidden unit, the examples
                                  * on which its output g(a), before dropout, was within margin of
@@ -142,10 +142,11 @@ typedef struct {
     double *sum;                /* (n_parts, hidden_units): the sum of its outputs g(a) */
     int64_t hidden_units;       /* sum of units[1 .. n_layers - 1] */
     double margin;
-    double *norms;              /* (n_layers, 4), overwritten by each call that trains a batch:
-                                 * over W_l, for the call's last update, ||g||^2 (g = dJ/dW +
-                                 * alpha W, the batch's gradient the step used), ||W before||^2,
-                                 * ||W after||^2, ||update||^2 */
+    double *norms;              /* (n_layers, 4), overwritten by the call that trains the last
+                                 * batch of its rows: over W_l, for that update, ||g||^2
+                                 * (g = dJ/dW + alpha W, the batch's gradient the step used;
+                                 * under fused momentum recomputed, to float rounding),
+                                 * ||W before||^2, ||W after||^2, ||update||^2 */
 } fastmlp_health;
 
 /* Rows of a data set: dense, or CSR sparse (then only the first layer sees it as sparse).
@@ -431,12 +432,15 @@ void FN(health_forward)(int64_t *count, double *sum, real *h, int ld, int rows, 
                         int activation, double margin, double p, uint64_t seed, int64_t t,
                         int row0);
 
+/* health_gradient_sum: ||g + alpha * w||^2 of g, w (n,), summed in double. */
+double FN(health_gradient_sum)(const real *g, const real *w, double alpha, int64_t n);
 /* health_update: sums (n_layers, 4) += for each weight layer, over its weights in params[lo, hi)
  *   (after a step; before (hi - lo,) holds them before it, grads (hi - lo,) the data term's
- *   gradient):
+ *   gradient, read outside [summed_lo, summed_hi), whose first sum the caller added itself):
  *   ||grads + alpha * before||^2, ||before||^2, ||params||^2, ||params - before||^2. */
 void FN(health_update)(double *sums, const real *params, const real *before, const real *grads,
-                       double alpha, const fastmlp_net *net, int64_t lo, int64_t hi);
+                       double alpha, const fastmlp_net *net, int64_t lo, int64_t hi,
+                       int64_t summed_lo, int64_t summed_hi);
 
 /* ---- train.c: whole epochs without returning to Python -------------------------------- */
 

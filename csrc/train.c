@@ -226,11 +226,13 @@ typedef struct {
      * sized for the kind then): FASTMLP_TILES_OFF sends every product to BLAS */
     int tiles;
     fastmlp_team team;      /* the parts' claims, for the call's threads */
-    /* layer health (health.c), or NULL; health_init sets the rest: each thread's copy of a
-     * chunk's weights before the call's last update (parts, FASTMLP_STEP_CHUNK), and each
-     * chunk's sums for it (n_chunks, n_layers, 4) */
+    /* layer health (health.c), or NULL; health_init sets the rest: each part's scratch of
+     * `scratch` reals, in the measured update (the last batch of the call's rows) its
+     * recomputed gradient (health_gradient) and then, per thread, a chunk's weights before the
+     * step and its gradient; and each chunk's sums for that update (n_chunks, n_layers, 4) */
     fastmlp_health *health;
     real *before;
+    int64_t scratch;
     double *chunk_norms;
     /* (2, tied_rows), by batch parity: tie_gradients' squares of the decoder copies, or NULL */
     double *tied_sumsq;
@@ -363,28 +365,70 @@ static void FN(health_slab)(FN(context) *c, int part, int l, real *h, int ld, in
 }
 
 /* Under fused SGD momentum the gradient is never stored: the GEMM adds it into the velocity u
- * that the step before left. For the measured update (the call's last: which batch that is,
- * the time limit decides one batch ahead) the owner of each chunk keeps a copy of u in the
- * grads the fused weights leave unused (health_keep_velocity, a phase of its own at the top of
- * that batch, after the step before or the call's scaling pass, and before the backward
- * GEMMs), and gets the gradient back as v - u (to float rounding of |u|, ~1e-7 of it in
- * float32): a copy of the weights instead of another dW GEMM, which cost 0.9% of an epoch of
- * 784-100-10 in 50 batches. At momentum 0, u is 0 and v the gradient itself: no copy, so the
- * fused weights' grads are never touched and their pages never become resident (plain SGD's
- * fit holds the parameters, one velocity and the workspace, not a gradient besides). */
-static int FN(health_keeps_velocity)(const FN(context) *c)
+ * that the step before left (v = u + g), and u is gone by the step. For the update layer
+ * health measures (the epoch's last, which train_epoch knows before it starts) backward
+ * recomputes g = H^T delta of each layer (health_gradient) while its input H and delta are
+ * in the workspace (the deltas of layers above may be overwritten by the step), a block of
+ * rows at a time into the part's scratch, and adds each chunk's ||g + alpha W||^2 to the
+ * chunk's sums: one dW product per epoch (it was 0.9% of an epoch of 784-100-10 in 50
+ * batches) instead of a copy of u in grads, which made those pages resident (the fit held the
+ * parameters, the velocity, a gradient's worth and the workspace; now the gradient's worth is
+ * gone). The product rounds differently from the GEMM that added g to u, so grad_norm may
+ * differ from ||v - u + alpha W|| at float rounding; training's bits do not depend on it. At
+ * momentum 0, u is 0 and v the gradient itself: the step reads it. */
+static int FN(health_recomputes_gradient)(const FN(context) *c)
 {
     return c->health && c->fused_hi > c->fused_lo && c->opt->momentum != 0;
 }
 
-static void FN(health_keep_velocity)(FN(context) *c, int part)
+/* Rows of dW that health_gradient's products take at least (BLAS packs all of delta for each
+ * product, so few rows would cost that packing again and again), as whole optimizer chunks:
+ * blocks of this many chunks of layer (n_in, n_out), each needing a scratch of
+ * chunks * FASTMLP_STEP_CHUNK + 2 * n_out reals (the rows that hold its partial first and
+ * last rows) */
+static int64_t FN(health_block_chunks)(int n_out)
 {
-    for (int64_t chunk = 0; chunk < c->n_chunks; chunk++) {
-        if (c->chunk_part[chunk] != part) continue;
-        int64_t lo, hi, a, b;
-        FN(chunk_range)(c, chunk, &lo, &hi);
-        FN(fused_part)(c, lo, hi, &a, &b);
-        memcpy(c->grads + a, c->state + a, (size_t)(b - a) * sizeof(real));
+    enum { ROWS = 32 };
+    const int64_t chunks = ((int64_t)ROWS * n_out + FASTMLP_STEP_CHUNK - 1) / FASTMLP_STEP_CHUNK;
+    return chunks > 1 ? chunks : 1;
+}
+
+/* The first weight of layer [w0, w1) at or after x that starts an optimizer chunk's share of
+ * the layer (w0, a multiple of FASTMLP_STEP_CHUNK inside it, or w1) */
+static int64_t FN(chunk_share_at)(int64_t x, int64_t w0, int64_t w1)
+{
+    if (x <= w0) return w0;
+    const int64_t next = (x + FASTMLP_STEP_CHUNK - 1) / FASTMLP_STEP_CHUNK * FASTMLP_STEP_CHUNK;
+    return next < w1 ? next : w1;
+}
+
+/* health_gradient of layer l by part `part` (backward's phase for the layer: inp = H[l]
+ * (B, n_in) and delta (B, n_out) complete, W (n_in, n_out) the weights before the step): the
+ * chunks' shares of the layer that start in the part's slab of W's rows, as dW's rows cut by
+ * inputs, so one part sums each share, in a fixed order whatever thread runs the part. */
+static void FN(health_gradient)(FN(context) *c, int part, int l, const real *inp,
+                                const real *delta, const real *W, int B)
+{
+    const fastmlp_net *net = c->net;
+    const int n_in = net->units[l], n_out = net->units[l + 1];
+    const int64_t w0 = net->w_offset[l], w1 = w0 + (int64_t)n_in * n_out, S = FASTMLP_STEP_CHUNK;
+    const int64_t block = FN(health_block_chunks)(n_out);
+    real *g = c->before + (int64_t)part * c->scratch;
+    int64_t lo, hi;
+    fastmlp_slab(n_in, part, c->parts, &lo, &hi);
+    const int64_t end = FN(chunk_share_at)(w0 + hi * n_out, w0, w1);
+    for (int64_t s0 = FN(chunk_share_at)(w0 + lo * n_out, w0, w1), s1; s0 < end; s0 = s1) {
+        s1 = fastmlp_clamp((s0 / S + block) * S, s0, end);
+        /* g (rows, n_out) = dW's rows [r0, r0 + rows), which hold weights [s0, s1) */
+        const int64_t r0 = (s0 - w0) / n_out, rows = (s1 - w0 + n_out - 1) / n_out - r0;
+        FN(gemm)(1, 0, (int)rows, n_out, B, (real)1, inp + r0, n_in, delta, n_out, (real)0, g,
+                 n_out);
+        for (int64_t a = s0, b; a < s1; a = b) {
+            b = fastmlp_clamp((a / S + 1) * S, a, s1);
+            c->chunk_norms[(a / S * net->n_layers + l) * 4] +=
+                FN(health_gradient_sum)(g + (a - w0 - r0 * n_out), W + (a - w0),
+                                        c->opt->alpha, b - a);
+        }
     }
 }
 
@@ -437,57 +481,65 @@ static int FN(chunk_not_finite)(const FN(context) *c, int64_t lo, int64_t hi)
               && FN(any_not_finite)(c->state + n + lo, hi - lo));
 }
 
-/* step_chunk of chunk `chunk` = params[lo, hi) by thread tid (whose scratch it uses), measured
- * for layer health when it is the call's last update (last): the weights before it are copied
- * while the chunk is in cache. */
+/* step_chunk of chunk `chunk` = params[lo, hi) by thread tid (whose scratch it uses), in the
+ * call's last update (last) or in the one layer health measures, the epoch's last (measured,
+ * which is then the call's last too): the weights before it are copied while the chunk is in
+ * cache. */
 static double FN(health_step_chunk)(FN(context) *c, int64_t chunk, int tid, int64_t t,
-                                    int64_t lo, int64_t hi, int last)
+                                    int64_t lo, int64_t hi, int last, int measured)
 {
     FN(take_chunk)(c, t, lo, hi);
-    if (!c->health || !last) {
+    if (!measured) {
         const double sumsq = FN(step_chunk)(c, t, lo, hi, last);
         if (last) c->chunk_bad[chunk] = FN(chunk_not_finite)(c, lo, hi);
         return sumsq;
     }
     /* this thread's scratch: the chunk's weights before the step, and its data-term gradient
      * (hi - lo,) taken before the step adds the decay to a fused velocity: grads, and on the
-     * fused weights v - u (health_keep_velocity) or, at momentum 0, v itself */
-    real *before = c->before + (int64_t)tid * 2 * FASTMLP_STEP_CHUNK;
+     * fused weights v itself at momentum 0; at momentum > 0 health_gradient summed theirs */
+    real *before = c->before + (int64_t)tid * c->scratch;
     real *gradient = before + FASTMLP_STEP_CHUNK;
     const size_t size = sizeof(real);
     int64_t a, b;
     FN(fused_part)(c, lo, hi, &a, &b);
+    const int recomputed = FN(health_recomputes_gradient)(c);
     memcpy(gradient, c->grads + lo, (size_t)(a - lo) * size);
-    if (FN(health_keeps_velocity)(c))
-        for (int64_t i = a; i < b; i++) gradient[i - lo] = c->state[i] - c->grads[i];
-    else
-        memcpy(gradient + (a - lo), c->state + a, (size_t)(b - a) * size);
+    if (!recomputed) memcpy(gradient + (a - lo), c->state + a, (size_t)(b - a) * size);
     memcpy(gradient + (b - lo), c->grads + b, (size_t)(hi - b) * size);
     memcpy(before, c->params + lo, (size_t)(hi - lo) * size);
     const double sumsq = FN(step_chunk)(c, t, lo, hi, last);
-    double *sums = c->chunk_norms + chunk * 4 * c->net->n_layers;
-    for (int i = 0; i < 4 * c->net->n_layers; i++) sums[i] = 0;
-    FN(health_update)(sums, c->params, before, gradient, c->opt->alpha, c->net, lo, hi);
+    /* the chunk's sums, zero from health_init but for what health_gradient added */
+    FN(health_update)(c->chunk_norms + chunk * 4 * c->net->n_layers, c->params, before, gradient,
+                      c->opt->alpha, c->net, lo, hi, recomputed ? a : b, b);
     c->chunk_bad[chunk] = FN(chunk_not_finite)(c, lo, hi);
     return sumsq;
 }
 
-/* train_epoch's health: a copy of a chunk's weights and of its gradient per thread, and each
- * chunk's sums */
+/* train_epoch's health: each part's scratch (a copy of a chunk's weights and of its gradient,
+ * or health_gradient's block of rows), and each chunk's sums, zero */
 static int FN(health_init)(FN(context) *c, fastmlp_health *health)
 {
     c->health = health;
     if (!health) return FASTMLP_OK;
-    c->before = (real *)malloc((size_t)c->parts * 2 * FASTMLP_STEP_CHUNK * sizeof(real));
+    c->scratch = 2 * FASTMLP_STEP_CHUNK;
+    if (FN(health_recomputes_gradient)(c))
+        for (int l = 0; l < c->net->n_layers; l++) {
+            const int n_out = c->net->units[l + 1];
+            const int64_t need = FN(health_block_chunks)(n_out) * FASTMLP_STEP_CHUNK + 2 * n_out;
+            if (need > c->scratch) c->scratch = need;
+        }
+    c->scratch = fastmlp_align(c->scratch);
+    c->before = (real *)malloc((size_t)(c->parts * c->scratch) * sizeof(real));
     c->chunk_norms = (double *)calloc((size_t)(c->n_chunks * 4 * c->net->n_layers),
                                       sizeof(double));
     return c->before && c->chunk_norms ? FASTMLP_OK : FASTMLP_ENOMEM;
 }
 
-/* The chunks' sums into health->norms, in chunk order; a call of no batches leaves them */
-static void FN(health_finish)(FN(context) *c, int64_t batches)
+/* The chunks' sums into health->norms, in chunk order, after a call that trained the epoch's
+ * last batch (measured); other calls leave them */
+static void FN(health_finish)(FN(context) *c, int measured)
 {
-    if (!c->health || batches == 0) return;
+    if (!c->health || !measured) return;
     const int n = 4 * c->net->n_layers;
     for (int i = 0; i < n; i++) c->health->norms[i] = 0;
     for (int64_t chunk = 0; chunk < c->n_chunks; chunk++)
@@ -657,7 +709,8 @@ static void FN(forward_by_inputs)(FN(context) *c, int l, int B, const real *W, c
  * the batch's weights. Every thread of the call walks through its phases (see
  * FASTMLP_EACH_PART). rows_ready: gather_rows has run for this batch, and the worker has waited
  * for it (train_epoch gathers the next batch in the optimizer's phase, which saves a phase per
- * batch where the first layer is cut by columns: 784-1024-1024-10 +2%).
+ * batch where the first layer is cut by columns: 784-1024-1024-10 +2%). measured: the update
+ * layer health measures, whose gradient fused momentum recomputes (health_gradient).
  *
  * The BLAS calls work on c->parts slabs (of rows, or of W's rows or columns), whichever thread
  * claims them: the slabs, and so every GEMM's shape, depend on the problem and never on the
@@ -668,7 +721,7 @@ static void FN(forward_by_inputs)(FN(context) *c, int l, int B, const real *W, c
  * Our own loops (bias and batch-norm sums, per column over all rows) take a slab of columns per
  * part: a column's sum does not depend on the slab. */
 static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, int64_t t,
-                                   fastmlp_worker *w, int rows_ready)
+                                   fastmlp_worker *w, int rows_ready, int measured)
 {
     const fastmlp_net *net = c->net;
     const FN(fastmlp_input) *X = c->X;
@@ -824,6 +877,8 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
                 fastmlp_slab(by_inputs ? n_in : n_out, part, P, &lo, &hi);
                 FN(backward_params_part)(c, part, target, v->H[l], delta, B, n_in, n_out,
                                          (int)lo, (int)hi, by_inputs, beta);
+                if (measured && FN(health_recomputes_gradient)(c))
+                    FN(health_gradient)(c, part, l, v->H[l], delta, weights + net->w_offset[l], B);
                 if (!bn) {
                     fastmlp_slab(n_out, part, P, &lo, &hi);
                     FN(bias_backward)(db, delta, B, n_out, (int)lo, (int)hi);
@@ -917,10 +972,13 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
     const double started = fastmlp_seconds();
     /* the call's last batch: the epoch's, or (max_seconds > 0) the one that ends near the time
      * limit, which part 0 of a batch's step sets one batch ahead: the last batch's step must
-     * know it is the last (momentum_finish leaves the plain velocity; layer health measures
-     * it). Every thread reads it only after waiting for the step before: it changes at most
-     * once, from n_batches - 1 to the batch after the one that set it, so each thread reads
-     * the same batch count and the same is_last. */
+     * know it is the last (momentum_finish leaves the plain velocity). Every thread reads it
+     * only after waiting for the step before: it changes at most once, from n_batches - 1 to
+     * the batch after the one that set it, so each thread reads the same batch count and the
+     * same is_last. Layer health measures only the epoch's last batch, n_batches - 1 of the
+     * rows left (an epoch is often many calls of ~50 ms, training.Stretches): what the
+     * measured update costs, the gradient health_gradient recomputes included, is paid once
+     * per epoch, not once per call. */
     int64_t last = n_batches - 1;
 
 #ifdef _OPENMP
@@ -951,15 +1009,14 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
             const int64_t last_now = fastmlp_read(&last);
             if (batch > last_now) break;
             const int is_last = batch == last_now;
+            const int measured = c.health && batch == n_batches - 1;  /* then is_last too */
             const int64_t b0 = batch * batch_size;
             const int B = fastmlp_batch_rows(n, batch_size, batch, n_batches);
             const int64_t b1 = b0 + B;
             const int64_t step = t0 + batch + 1;
             double *sumsq = c.chunk_sumsq + (batch & 1) * c.n_chunks;
-            if (is_last && FN(health_keeps_velocity)(&c))
-                FASTMLP_EACH_PART(&c.team, &w, part, FASTMLP_AFTER_OWN)
-                    FN(health_keep_velocity)(&c, part);
-            const double inv_sum_w = FN(forward_backward)(&c, order + b0, B, step, &w, 1);
+            const double inv_sum_w = FN(forward_backward)(&c, order + b0, B, step, &w, 1,
+                                                          measured);
             if (net->n_tied)  /* a chunk's step reads the gradients other parts tie */
                 FASTMLP_EACH_PART(&c.team, &w, part, FASTMLP_AFTER_ALL)
                     FN(tie_gradients)(grads, FN(tied_squares)(&c, batch),
@@ -971,7 +1028,8 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
                     if (c.chunk_part[chunk] != part) continue;
                     int64_t lo, hi;
                     FN(chunk_range)(&c, chunk, &lo, &hi);
-                    sumsq[chunk] = FN(health_step_chunk)(&c, chunk, w.tid, step, lo, hi, is_last);
+                    sumsq[chunk] = FN(health_step_chunk)(&c, chunk, w.tid, step, lo, hi,
+                                                         is_last, measured);
                 }
                 if (!is_last)
                     FN(gather_rows)(&c, order + b1,
@@ -1001,7 +1059,7 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
         all_finite[0] = !bad;
         all_finite[1] = !c.input_bad;
     }
-    FN(health_finish)(&c, last + 1);
+    FN(health_finish)(&c, n_batches > 0 && last == n_batches - 1);
     FN(context_free)(&c);
     return FASTMLP_OK;
 }
@@ -1025,7 +1083,7 @@ int FN(batch_gradient)(real *grads, double *loss, real *params, real *workspace,
 #endif
     {
         fastmlp_worker w = fastmlp_worker_here();
-        const double inv = FN(forward_backward)(&c, order, B, t, &w, 0);
+        const double inv = FN(forward_backward)(&c, order, B, t, &w, 0, 0);
         if (w.tid == 0) inv_sum_w = inv;  /* every thread computes the same */
     }
     double data_loss = 0, sumsq = 0;

@@ -166,6 +166,9 @@ def data(n=90, d=6, scale=3.0, seed=0):
 
 OPTIONS = {
     "sgd momentum": dict(solver="sgd", momentum=0.9, learning_rate_init=0.05),
+    # fused: the measured update's gradient is recomputed (csrc/train.c, health_gradient)
+    "sgd momentum, not nesterov": dict(solver="sgd", momentum=0.9, nesterovs_momentum=False,
+                                       learning_rate_init=0.05, alpha=0.01),
     "adam, dropout": dict(solver="adam", learning_rate_init=0.01, dropout=[0.3, 0.5]),
     "nesterov, batch norm": dict(solver="sgd", nesterovs_momentum=True, batch_norm=True,
                                  learning_rate_init=0.05, alpha=0.01),
@@ -203,6 +206,7 @@ def wide_data(n=100, d=40):
 
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("options", [dict(activation="relu", dropout=0.4),
+                                     dict(activation="relu", nesterovs_momentum=False),  # fused
                                      dict(activation="tanh", batch_norm=True, solver="adam"),
                                      dict(activation="sigmoid", dropout=[0.5, 0.2],
                                           batch_norm=True)])
@@ -249,7 +253,7 @@ def _epoch_by_core(model, X, y, health, n_threads):
 
 
 @pytest.mark.parametrize("sparse", [False, True])
-@pytest.mark.parametrize("options", [dict(solver="sgd"),  # momentum: the gradient is fused
+@pytest.mark.parametrize("options", [dict(solver="sgd", nesterovs_momentum=False),  # fused
                                      dict(solver="sgd", dropout=0.3, batch_norm=True),
                                      dict(solver="adam", dropout=0.3, alpha=0.01)])
 def test_training_gives_the_same_bits_with_health_counted_or_not(options, sparse, quiet):
@@ -303,7 +307,8 @@ def test_health_record_of_an_untouched_accumulator():
         _epoch_by_core(model, X, y, new_health(model._net(), 3), 1)
 
 
-@pytest.mark.parametrize("options", [dict(solver="sgd", momentum=0.9),  # the fused velocity
+@pytest.mark.parametrize("options", [dict(solver="sgd", momentum=0.9,  # the fused velocity
+                                          nesterovs_momentum=False),
                                      dict(solver="adam", dropout=0.3, activation="tanh")])
 def test_an_epoch_cut_into_time_bounded_stretches_counts_as_one_call(options, monkeypatch,
                                                                      quiet):
@@ -318,3 +323,43 @@ def test_an_epoch_cut_into_time_bounded_stretches_counts_as_one_call(options, mo
     cut = MLPClassifier(n_threads=2, **params).fit(X, y)
     assert np.array_equal(whole._params, cut._params)
     assert healths(whole) == healths(cut) and all(r is not None for r in healths(cut))
+
+
+def test_only_the_call_that_trains_the_last_batch_of_its_rows_measures_the_norms(quiet):
+    """Each call is given the rest of the epoch's rows (training.Stretches): a call its time
+    limit stops first adds its unit counts and leaves the norms as they were, and the call that
+    trains the last batch writes them, as one call over the whole epoch would. So the measured
+    update's cost (fused momentum recomputes its gradient) is paid once per epoch."""
+    from fastmlp.optim import hyperparameters
+    X, y = wide_data(n=300)
+    model = MLPClassifier(random_state=0, max_iter=1, n_threads=2, solver="sgd",
+                          nesterovs_momentum=False, **WIDE).fit(X, y)
+    Xv, Y = model._validate_X(X, reset=False), model._encode_targets(y, first=False)
+    B, n = 50, len(X)
+    parts = model._work_parts(B)
+    hyper = hyperparameters(model, model.learning_rate_init, "constant", model._params.dtype)
+    order = np.arange(n, dtype=np.int64)
+
+    def epoch(pieces):
+        params, state = model._params.copy(), model._state.copy()
+        grads = np.zeros(model._layout["n_trainable"], dtype=params.dtype)
+        workspace = np.zeros(model._net().workspace_size(B, parts, params.dtype),
+                             dtype=params.dtype)
+        health, t, first, norms = new_health(model._net(), parts), model._n_updates, 0, []
+        for limit in pieces:  # a tiny limit stops a call after its second batch
+            batch_loss = np.zeros(_core.epoch_batches(n - first * B, B, False))
+            t_before = t
+            t = _core.train_epoch(model._net(), hyper, model._input(Xv), params, grads, state,
+                                  workspace, batch_loss, Y, None, order[first * B:], B,
+                                  model._seed, t, parts, 2, limit, health)
+            first += t - t_before
+            norms.append(health.norms.copy())
+        assert first == n // B
+        return params, health, norms
+
+    whole_params, whole, _ = epoch([0])
+    cut_params, cut, norms = epoch([1e-9, 1e-9, 0])
+    assert np.array_equal(whole_params, cut_params)
+    assert not np.any(norms[0]) and not np.any(norms[1])  # batches 0-1, 2-3: not the last
+    assert np.all(norms[2] > 0) and np.array_equal(norms[2], whole.norms)
+    assert np.array_equal(cut.count, whole.count) and np.array_equal(cut.sum, whole.sum)

@@ -362,8 +362,9 @@ cdef class Health:
     `count` and `sum` (n_parts, hidden units): per part and hidden unit, the examples near a
     bound (tanh, sigmoid) or active (relu), and the sum of its outputs; `norms` (n_layers, 4):
     per weight layer the sums of squares of the gradient, of the weights before and after, and
-    of the update, for the last update of the last call that trained a batch (so, over an
-    epoch's calls, of the epoch's last update). `reset()` before an epoch."""
+    of the update, for the last batch of `order`, written by the call that trains it (so, over
+    an epoch's calls, each given the rest of the epoch, of the epoch's last update). `reset()`
+    before an epoch."""
     cdef fastmlp_health c
     cdef readonly object count, sum, norms
     cdef readonly int n_parts
@@ -414,7 +415,8 @@ def train_epoch(Net net, dict hyper, Input X, floating[::1] params, floating[::1
     call began (at least one): the batches trained are the returned t less the t passed in,
     and the rest of `order` is for the next call. health: None (off), or a Health made for
     this net and n_parts, which the call adds its batches' unit counts to and whose norms it
-    overwrites with its last update's (when it trains a batch). source_params, source_state:
+    overwrites with those of the last batch of `order` (when it trains that batch; a call the
+    time limit stops before it leaves them). source_params, source_state:
     None, or what the first update reads instead of params (its trainable part; the tail must
     be filled in already) and state, which it leaves unchanged: training into new buffers
     without copying the old ones first. finite: None, or an array of two ints: [0] set to

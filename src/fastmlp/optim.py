@@ -86,9 +86,10 @@ def fit_copies(solver, momentum, nesterov, tied, sparse, itemsize, best_epoch):
     A stochastic solver: the parameters, the state's rows (state_slots), the gradient, and
     with early stopping (`best_epoch`) the best epoch's parameters. The gradient is no buffer
     of its own where the backward GEMMs add it straight into the velocity (sgd, not Nesterov
-    unless at momentum 0, no tied weights, dense input: csrc/train.c's fused momentum) at
-    momentum 0; at momentum > 0 layer health keeps the velocity before the measured update
-    there instead (the gradient is v - u), which costs as much.
+    unless at momentum 0, no tied weights, dense input: csrc/train.c's fused momentum): layer
+    health reads it from the velocity at momentum 0 and recomputes the measured update's,
+    a block of rows at a time, at momentum > 0 (each work part's block, some 32 rows of the
+    widest layer, is left out: a few hundred KB).
 
     L-BFGS: the parameters and the gradient, and about 2 * LBFGS_PAIRS + 18 float64 vectors:
     L-BFGS-B's work array (2 * LBFGS_PAIRS + 5 of them), its integer work, bounds and copies
@@ -98,5 +99,4 @@ def fit_copies(solver, momentum, nesterov, tied, sparse, itemsize, best_epoch):
     if solver == "lbfgs":
         return 2 + (2 * LBFGS_PAIRS + 17 + (itemsize != 8)) * 8 / itemsize
     fused = solver == "sgd" and (not nesterov or momentum == 0) and not tied and not sparse
-    gradient = 0 if fused and momentum == 0 else 1
-    return 1 + state_slots(solver) + gradient + bool(best_epoch)
+    return 1 + state_slots(solver) + (not fused) + bool(best_epoch)

@@ -129,9 +129,9 @@ class Stretches:
         state are not finite after the epoch (or the interrupted part of it).
 
         Layer health: one accumulator for the epoch, zeroed at its start. Every stretch adds
-        its batches' unit counts, and every stretch overwrites the update norms with its own
-        last update's, since which stretch ends the epoch is known only after it ran: the
-        epoch's last stretch leaves the norms of the epoch's last update."""
+        its batches' unit counts; each is given the rest of the epoch's rows, and the one that
+        trains the last of them writes the norms of the epoch's last update (the C side
+        measures that update only, so what measuring costs is paid once per epoch)."""
         n, size = len(order), self.batch_size
         n_batches = _core.epoch_batches(n, size, self.batch_norm)
         batch_loss = np.zeros(n_batches)  # J_b * |b| of each batch, summed alike
