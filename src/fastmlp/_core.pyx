@@ -97,6 +97,9 @@ cdef extern from "fastmlp.h" nogil:
     int fastmlp_tiles_available()
     int fastmlp_tiles_enabled()
     int fastmlp_set_tiles(int kind)
+    int fastmlp_training_uses_blas(const fastmlp_net *net, int64_t n, int batch_size,
+                                   int n_parts, int sparse)
+    int64_t fastmlp_blas_calls
     int FASTMLP_PREDICT_THREADED_ROWS
 
     int64_t workspace_size_f32(const fastmlp_net *net, int batch_size, int n_parts, int sparse)
@@ -257,6 +260,12 @@ cdef class Net:
             return workspace_size_f32(&self.c, batch_size, n_parts, sparse)
         return workspace_size_f64(&self.c, batch_size, n_parts, sparse)
 
+    def training_uses_blas(self, int64_t n, int batch_size, int n_parts, bint sparse=False):
+        """Whether train_epoch over n rows in batches of batch_size cut into n_parts parts
+        sends any product to BLAS under the tiles in use now (csrc/fastmlp.h): where it does
+        not, BLAS's threads need no cap around it."""
+        return bool(fastmlp_training_uses_blas(&self.c, n, batch_size, n_parts, sparse))
+
 
 cdef fastmlp_optim _optim(dict hp):
     cdef fastmlp_optim o
@@ -334,6 +343,11 @@ cdef class Input:
         self.f64.indices = <const int32_t *>a_indices
         self.f64.indptr = <const int64_t *>a_indptr
         self._keep = (X, data, indices, indptr, shift, scale)
+
+
+def blas_calls():
+    """The products the C side sent to BLAS in this process so far (a count for tests)."""
+    return fastmlp_blas_calls
 
 
 def work_parts(int64_t n_weights, int64_t batch_size, int most):

@@ -10,7 +10,7 @@ work is in C (fastmlp._core)."""
 import ctypes
 import operator
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from numbers import Integral, Real
 
 import numpy as np
@@ -653,7 +653,12 @@ class Network(Inputs, Prediction, BaseEstimator):
             listeners.append(training.Verbose(int(self.verbose),
                                               None if incremental else self.max_iter))
         evaluation = training.Evaluation(self, validation, scorer, self.alpha, self._published)
-        with blas_single_threaded():
+        # BLAS capped at one thread only where the C trainer calls it (products too small for
+        # the tiles), or a validation set is predicted: the cap cost a tenth of a small
+        # partial_fit's Python side
+        capped = validation is not None or model.net.training_uses_blas(
+            len(rows), batch_size, parts, sp.issparse(X))
+        with blas_single_threaded() if capped else nullcontext():
             training.run_epochs(run, stretches, evaluation, listeners,
                                 1 if incremental else self.max_iter,
                                 row_order.shuffling_for(X, self.shuffle), rows,
