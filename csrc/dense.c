@@ -23,6 +23,10 @@ void FN(gemm)(int trans_a, int trans_b, int M, int N, int K, real alpha, const r
             for (int j = 0; j < N; j++) C[(int64_t)i * ldc + j] *= beta;
         return;
     }
+#ifdef _OPENMP
+#pragma omp atomic
+#endif
+    fastmlp_blas_calls++;  /* a test's count: one add beside a BLAS call */
     if (M == 1 && !trans_a && !trans_b) {
         /* c (N,) = B^T a: column-major, B is the (N, K) matrix with leading dimension ldb. A
          * GEMM of one row packs all of B first: measured 314 us for one row of 784-1024-1024-10,

@@ -210,6 +210,19 @@ static inline int fastmlp_tiles_run(int kind, int cols)
     return kind == FASTMLP_TILES_AVX512 ||
            (kind == FASTMLP_TILES_AVX2 && cols <= FASTMLP_TILE_AVX2_MAX_COLS);
 }
+/* Whether train_epoch over n rows in batches of batch_size, cut into n_parts parts (sparse: X
+ * is a sparse matrix), sends any product to BLAS under the tiles enabled now: where the tiles
+ * are off, every product; otherwise those too small for a register tile, a slab of fewer than
+ * FASTMLP_TILE_ROWS rows, or those the AVX2 tiles leave to BLAS (train.c's fastmlp_tiles_take),
+ * and under fused SGD momentum (opt: its solver, momentum and nesterov are read) layer
+ * health's recomputed gradient (train.c's fastmlp_fuses_momentum). The bridge caps BLAS at one thread
+ * around training only where it does: the cap costs 12-18 us of Python a call warm, more
+ * after the C work left the interpreter's caches cold (a small partial_fit's Python side). */
+int fastmlp_training_uses_blas(const fastmlp_net *net, const fastmlp_optim *opt, int64_t n,
+                               int batch_size, int n_parts, int sparse);
+/* The products gemm (dense.c) sent to BLAS in this process, both precisions: tests check
+ * fastmlp_training_uses_blas against what training does. */
+extern int64_t fastmlp_blas_calls;
 /* Whether the CPU's FMA units are 512 bits wide, so that half a 512-bit vector costs as much as
  * a whole one (AMD family 26, Zen 5, on); Zen 4 (family 25) splits a 512-bit FMA in two halves.
  * The tiles compute a panel's last half vector as a whole one where this holds (tiles.c). */

@@ -92,3 +92,65 @@ int fastmlp_set_tiles(int kind)
     fastmlp_tiles_on = kind <= FASTMLP_TILES_OFF ? FASTMLP_TILES_OFF : kind < best ? kind : best;
     return before;
 }
+
+int64_t fastmlp_blas_calls = 0;
+
+/* Whether one batch of B rows sends a product to BLAS: forward_backward's products, slab by
+ * slab, cut as it cuts them (train.c), each (M rows, N columns, K terms) tested as gemm and
+ * the *_part functions test it. */
+static int fastmlp_batch_uses_blas(const fastmlp_net *net, int B, int P, int sparse, int kind)
+{
+    const int L = net->n_layers, *u = net->units;
+    int64_t lo, hi;
+    for (int l = 0; l < L; l++) {
+        const int n_in = u[l], n_out = u[l + 1], hidden = l < L - 1;
+        if (l == 0 && sparse) continue;  /* its own loops, and no dJ/dh below it */
+        for (int part = 0; part < P; part++) {
+            /* forward: by W's rows (two parts), its columns, or the batch's rows */
+            if (fastmlp_forward_by_inputs(P, n_in, n_out, B, hidden, 0)) {
+                fastmlp_slab(n_in, part, 2, &lo, &hi);
+                if (fastmlp_to_blas(kind, B, n_out, hi - lo, n_out)) return 1;
+            } else if (fastmlp_forward_by_columns(P, n_out, B, 0)) {
+                fastmlp_slab(n_out, part, P, &lo, &hi);
+                if (fastmlp_to_blas(kind, B, hi - lo, n_in, n_out)) return 1;
+            } else {
+                fastmlp_slab(B, part, P, &lo, &hi);
+                if (fastmlp_to_blas(kind, hi - lo, n_out, n_in, n_out)) return 1;
+            }
+            /* dW (n_in, n_out) by its rows or its columns */
+            if (fastmlp_dw_by_inputs(n_in, n_out)) {
+                fastmlp_slab(n_in, part, P, &lo, &hi);
+                if (fastmlp_to_blas(kind, hi - lo, n_out, B, n_out)) return 1;
+            } else {
+                fastmlp_slab(n_out, part, P, &lo, &hi);
+                if (fastmlp_to_blas(kind, n_in, hi - lo, B, n_out)) return 1;
+            }
+            if (l == 0) continue;
+            /* dJ/dh (B, n_in) of the layer below, by its columns or the batch's rows */
+            if (fastmlp_backward_input_by_columns(P, n_in, B)) {
+                fastmlp_slab(n_in, part, P, &lo, &hi);
+                if (fastmlp_to_blas(kind, B, hi - lo, n_out, n_in)) return 1;
+            } else {
+                fastmlp_slab(B, part, P, &lo, &hi);
+                if (fastmlp_to_blas(kind, hi - lo, n_in, n_out, n_in)) return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+int fastmlp_training_uses_blas(const fastmlp_net *net, const fastmlp_optim *opt, int64_t n,
+                               int batch_size, int n_parts, int sparse)
+{
+    /* layer health's recomputed gradient under fused momentum is a BLAS product (once an epoch,
+     * but then inside the OpenMP threads) */
+    if (fastmlp_fuses_momentum(net, opt, sparse) && opt->momentum != 0) return 1;
+    /* every batch has batch_size rows but the last (fastmlp_batch_rows) */
+    const int64_t n_batches = fastmlp_epoch_batches(n, batch_size, net->batch_norm);
+    const int P = n_parts > 0 ? n_parts : 1, kind = fastmlp_tiles_on;
+    if (n_batches <= 0) return 0;
+    const int first = fastmlp_batch_rows(n, batch_size, 0, n_batches);
+    const int last = fastmlp_batch_rows(n, batch_size, n_batches - 1, n_batches);
+    return fastmlp_batch_uses_blas(net, first, P, sparse, kind)
+           || (last != first && fastmlp_batch_uses_blas(net, last, P, sparse, kind));
+}

@@ -1,8 +1,9 @@
 /* train.c: whole epochs of mini-batch training, and a gradient for checking (inference: predict.c).
  *
  * Threads: OpenMP owns the cores and every thread runs the register tiles (dense.c), or
- * single-threaded BLAS where they do not run, on the slabs of the parts it claims (the bridge
- * caps BLAS at one thread around these calls, so two pools never fight):
+ * single-threaded BLAS where they do not run, on the slabs of the parts it claims (network.py
+ * caps BLAS at one thread around the calls that send it any product, fastmlp_training_uses_blas,
+ * so two pools never fight):
  *   forward and dJ/dh:   parts of the batch's rows  (rows are independent until the loss),
  *                        of W's columns, or (forward on two parts) of W's rows, then summed
  *   dW:                  parts of W's rows or columns, whichever dimension is larger
@@ -38,6 +39,59 @@ static inline int64_t fastmlp_slab_most(int64_t n, int parts) { return (n + part
 static inline int fastmlp_batch_rows(int64_t n, int batch_size, int64_t batch, int64_t n_batches)
 {
     return (int)(batch == n_batches - 1 ? n - batch * batch_size : batch_size);
+}
+/* Whether the register tiles take a product of M output rows (a slab of the batch's rows, or
+ * of dW's rows) and N columns of a result `width` columns wide (the whole product's, whatever
+ * the slab) under the tiles `kind`: a product too small for a tile, or one the AVX2 tiles leave
+ * to BLAS (fastmlp_tiles_run), goes to BLAS. The one rule of the trainer's products
+ * (forward_part, backward_params_part, backward_input_part), of pack_size and of
+ * fastmlp_training_uses_blas. */
+static inline int fastmlp_tiles_take(int kind, int64_t M, int64_t N, int width)
+{
+#ifdef FASTMLP_TILES
+    return fastmlp_tiles_run(kind, width) && M >= FASTMLP_TILE_ROWS && N > 0;
+#else
+    (void)kind; (void)M; (void)N; (void)width;
+    return 0;
+#endif
+}
+/* Whether train_epoch adds SGD's dW straight into the velocity (its fused momentum, below its
+ * call): plain SGD or momentum, Nesterov only at momentum 0 (the same bits as plain SGD), no
+ * tied copies (they need their own gradients summed before any step), and a sparse first
+ * layer (whose dW is our own loop) only first in the flat buffer, where the rest can be fused.
+ * At momentum > 0 layer health then recomputes the measured update's gradient by BLAS
+ * (health_gradient), which fastmlp_training_uses_blas counts. */
+static inline int fastmlp_fuses_momentum(const fastmlp_net *net, const fastmlp_optim *opt,
+                                         int sparse)
+{
+    return opt->solver == FASTMLP_SGD && (!opt->nesterov || opt->momentum == 0)
+           && !net->n_tied && (!sparse || net->w_offset[0] == 0);
+}
+/* gemm (dense.c) calls BLAS for a product (M, N) with K terms, of a result `width` wide, that
+ * is not empty and that the tiles do not take */
+static inline int fastmlp_to_blas(int kind, int64_t M, int64_t N, int64_t K, int width)
+{
+    return M > 0 && N > 0 && K > 0 && !fastmlp_tiles_take(kind, M, N, width);
+}
+/* How forward_backward cuts a layer (n_in, n_out) of a batch of B rows over P parts. Forward:
+ * by W's columns where the layer is wider than the batch (each part packs only its share of W,
+ * the bigger operand), except a sparse first layer; on two parts, of a hidden layer whose dW is
+ * cut by inputs, by W's rows instead (forward_by_inputs). dJ/dh of the layer below: by W's
+ * rows (dJ/dh's columns) where there are more of them than batch rows. Otherwise by the
+ * batch's rows. */
+static inline int fastmlp_forward_by_columns(int P, int n_out, int B, int sparse_first)
+{
+    return P > 1 && n_out > B && !sparse_first;
+}
+static inline int fastmlp_forward_by_inputs(int P, int n_in, int n_out, int B, int hidden,
+                                            int sparse_first)
+{
+    return fastmlp_forward_by_columns(P, n_out, B, sparse_first) && P == 2 && hidden
+           && fastmlp_dw_by_inputs(n_in, n_out);
+}
+static inline int fastmlp_backward_input_by_columns(int P, int n_in, int B)
+{
+    return P > 1 && n_in > B;
 }
 static inline int64_t fastmlp_align(int64_t n) { return (n + 15) & ~(int64_t)15; }
 static inline int64_t fastmlp_clamp(int64_t x, int64_t lo, int64_t hi)
@@ -606,7 +660,7 @@ static void FN(forward_part)(FN(context) *c, int part, real *out, const real *in
                              int col0, int col1, int activation, double p, int64_t t, int row0)
 {
 #ifdef FASTMLP_TILES
-    if (fastmlp_tiles_run(c->tiles, n_out) && rows >= FASTMLP_TILE_ROWS && col1 > col0) {
+    if (fastmlp_tiles_take(c->tiles, rows, col1 - col0, n_out)) {
         const int n = col1 - col0, relu = activation == FASTMLP_RELU;
         const int ld = FN(tiles_in_place)(c->tiles, n_out) ? n_out : 0;
         if (!ld) FN(dense_pack)(c->v.packed[part], W + col0, n_out, n_in, n);
@@ -630,8 +684,9 @@ static void FN(backward_params_part)(FN(context) *c, int part, real *dW, const r
                                      int hi, int by_inputs, real beta)
 {
 #ifdef FASTMLP_TILES
-    if (fastmlp_tiles_run(c->tiles, n_out) && (by_inputs ? hi - lo : n_in) >= FASTMLP_TILE_ROWS
-        && hi > lo) {
+    /* dW's slab is (hi - lo, n_out) cut by inputs, (n_in, hi - lo) by outputs */
+    if (by_inputs ? fastmlp_tiles_take(c->tiles, hi - lo, n_out, n_out)
+                  : fastmlp_tiles_take(c->tiles, n_in, hi - lo, n_out)) {
         real *packed = c->v.packed[part];
         if (by_inputs) FN(dense_pack)(packed, delta, n_out, B, n_out);
         else FN(dense_pack)(packed, delta + lo, n_out, B, hi - lo);
@@ -652,7 +707,7 @@ static void FN(backward_input_part)(FN(context) *c, int part, real *dinp, const 
                                     int64_t t, int row0)
 {
 #ifdef FASTMLP_TILES
-    if (fastmlp_tiles_run(c->tiles, n_in) && rows >= FASTMLP_TILE_ROWS && col1 > col0) {
+    if (fastmlp_tiles_take(c->tiles, rows, col1 - col0, n_in)) {
         FN(dense_pack_transposed)(c->v.packed[part], W + (int64_t)col0 * n_out, n_out, n_out,
                                   col1 - col0);
         FN(dense_backward_input_tiled)(dinp, delta, c->v.packed[part], rows, n_in, n_out, col0,
@@ -778,8 +833,9 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
         /* with batch norm the epilogue waits for the batch statistics */
         const int act_now = bn ? FASTMLP_IDENTITY : act;
         const double p_now = bn || c->health ? 0.0 : p;  /* health_slab drops out */
-        const int by_columns = P > 1 && n_out > B && !(l == 0 && sparse);
-        const int by_inputs = by_columns && P == 2 && hidden && fastmlp_dw_by_inputs(n_in, n_out);
+        const int by_columns = fastmlp_forward_by_columns(P, n_out, B, l == 0 && sparse);
+        const int by_inputs = fastmlp_forward_by_inputs(P, n_in, n_out, B, hidden,
+                                                        l == 0 && sparse);
         /* the first layer's rows were gathered, and waited for, before the call */
         if (by_columns && !(l == 0 && rows_ready)) after = FASTMLP_AFTER_ALL;
         if (by_inputs) FN(forward_by_inputs)(c, l, B, W, b, act_now, p_now, t, w, after);
@@ -887,7 +943,8 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
             if (l == 0) continue;
             /* dJ/dh of the layer below, times its activation's derivative (and dropout mask) */
             const double p_below = net->dropout ? net->dropout[l - 1] : 0.0;
-            const int by_columns = P > 1 && n_in > B;  /* as in forward: W is the bigger operand */
+            /* as in forward: W is the bigger operand */
+            const int by_columns = fastmlp_backward_input_by_columns(P, n_in, B);
             if (by_columns) {
                 fastmlp_slab(n_in, part, P, &lo, &hi);
                 FN(backward_input_part)(c, part, v->D[next], delta, weights + net->w_offset[l],
@@ -953,14 +1010,11 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
     /* tied copies need their own gradients summed before any step: no fusion for them.
      * Nesterov at momentum 0 is plain SGD, the same bits (p -= lr * (g + 0 * v) and v = g
      * after the call's last step, either way): fused too, so it stores no gradient. */
-    if (opt->solver == FASTMLP_SGD && (!opt->nesterov || opt->momentum == 0) && !net->n_tied) {
+    if (fastmlp_fuses_momentum(net, opt, X->dense == NULL)) {
         /* a sparse first layer's dW comes from our own loop, not a GEMM: its weights (first in
          * the flat buffer) keep the plain step */
-        const int sparse = X->dense == NULL;
-        if (!sparse || net->w_offset[0] == 0) {
-            c.fused_lo = sparse ? (int64_t)net->units[0] * net->units[1] : 0;
-            c.fused_hi = net->n_weights;
-        }
+        c.fused_lo = X->dense == NULL ? (int64_t)net->units[0] * net->units[1] : 0;
+        c.fused_hi = net->n_weights;
     }
     const int64_t n_batches = fastmlp_epoch_batches(n, batch_size, net->batch_norm);
     const int64_t t0 = *t;

@@ -300,7 +300,7 @@ def test_health_record_of_an_untouched_accumulator():
         warnings.simplefilter("ignore")
         model.fit(X, y)
     health = new_health(model._net(), 1)
-    record = health_record(health, model._layout["units"], "relu", 10)
+    record = health_record(health, "relu", 10)
     assert record[0] == {"saturated": None, "dead": 1.0, "mean_activation": 0.0,
                          "grad_norm": 0.0, "weight_norm": 0.0, "update_ratio": 0.0}
     with pytest.raises(ValueError, match="another net or parts"):

@@ -3,6 +3,7 @@
 # shapes agree, arrays are C-contiguous in the model's dtype (a dense X: float32 or float64 in
 # any memory order, which the C side converts row by row), indices are in range.
 from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.string cimport memset
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 from cython cimport floating
 
@@ -97,6 +98,9 @@ cdef extern from "fastmlp.h" nogil:
     int fastmlp_tiles_available()
     int fastmlp_tiles_enabled()
     int fastmlp_set_tiles(int kind)
+    int fastmlp_training_uses_blas(const fastmlp_net *net, const fastmlp_optim *opt, int64_t n,
+                                   int batch_size, int n_parts, int sparse)
+    int64_t fastmlp_blas_calls
     int FASTMLP_PREDICT_THREADED_ROWS
     int FASTMLP_TILE_AVX2_MAX_COLS
 
@@ -260,6 +264,19 @@ cdef class Net:
             return workspace_size_f32(&self.c, batch_size, n_parts, sparse)
         return workspace_size_f64(&self.c, batch_size, n_parts, sparse)
 
+    def training_uses_blas(self, int64_t n, int batch_size, int n_parts, bint sparse=False,
+                           solver="adam", double momentum=0.0, bint nesterov=False):
+        """Whether train_epoch over n rows in batches of batch_size cut into n_parts parts, with
+        `solver` (at `momentum`, Nesterov or not, for "sgd"), sends any product to BLAS under
+        the tiles in use now (csrc/fastmlp.h): where it does not, BLAS's threads need no cap
+        around it."""
+        cdef fastmlp_optim o
+        memset(&o, 0, sizeof(o))
+        o.solver = SOLVERS.get(solver, -1)  # L-BFGS trains elsewhere: no fusion
+        o.momentum = momentum if solver == "sgd" else 0.0
+        o.nesterov = nesterov if solver == "sgd" else 0
+        return bool(fastmlp_training_uses_blas(&self.c, &o, n, batch_size, n_parts, sparse))
+
 
 cdef fastmlp_optim _optim(dict hp):
     cdef fastmlp_optim o
@@ -339,6 +356,11 @@ cdef class Input:
         self._keep = (X, data, indices, indptr, shift, scale)
 
 
+def blas_calls():
+    """The products the C side sent to BLAS in this process so far (a count for tests)."""
+    return fastmlp_blas_calls
+
+
 def work_parts(int64_t n_weights, int64_t batch_size, int most):
     """How many slabs (at most `most`) the GEMMs of a training batch of `batch_size` rows are
     worth cutting into (fastmlp.h): the slabs fix the result; threads only share them out."""
@@ -368,18 +390,29 @@ cdef class Health:
     cdef fastmlp_health c
     cdef readonly object count, sum, norms
     cdef readonly int n_parts
+    cdef readonly tuple hidden  # the hidden layers' units
+    # (hidden units,) the parts' sums added, and each hidden layer's view of it
+    cdef object _total, _layer_totals
+    cdef double *_total_c
 
     def __init__(self, Net net, int n_parts, double margin):
         cdef int64_t[:, ::1] count
         cdef double[:, ::1] sums
         cdef double[:, ::1] norms
+        cdef double[::1] total
         units = np.asarray(net._units)
-        hidden = int(units[1:len(units) - 1].sum())
+        self.hidden = tuple(units[1:len(units) - 1].tolist())
+        hidden = sum(self.hidden)
         self.n_parts = n_parts
         # one column at least, so that the buffers have an address
         self.count = np.zeros((n_parts, max(hidden, 1)), dtype=np.int64)
         self.sum = np.zeros((n_parts, max(hidden, 1)), dtype=np.float64)
         self.norms = np.zeros((len(units) - 1, 4), dtype=np.float64)
+        self._total = np.zeros(max(hidden, 1), dtype=np.float64)
+        total = self._total
+        self._total_c = &total[0]
+        starts = np.cumsum((0,) + self.hidden).tolist()
+        self._layer_totals = [self._total[a:a + n] for a, n in zip(starts, self.hidden)]
         count, sums, norms = self.count, self.sum, self.norms
         self.c.count = &count[0, 0]
         self.c.sum = &sums[0, 0]
@@ -391,6 +424,45 @@ cdef class Health:
         self.count[...] = 0
         self.sum[...] = 0
         self.norms[...] = 0
+
+    def layers(self, int counting, double share, int64_t n_examples):
+        """What _health.health_record reads, in one call instead of a dozen numpy calls
+        (each several times its warm cost right after the C work): per hidden layer, the sum
+        of its units' outputs over the epoch (the parts' sums added unit by unit in part
+        order, then the layer's units by numpy's sum, the order numpy's reductions always
+        gave these) and the units counted: `counting` 1, those never active (relu); 2, those
+        near a bound on at least `share` of the n_examples examples (count / n_examples >=
+        share, in doubles); 0, none. And `norms` as a list of rows."""
+        # through the struct's pointers: a memoryview of each buffer cost more than the loops
+        cdef const int64_t *count = self.c.count
+        cdef const double *sums = self.c.sum
+        cdef double *total = self._total_c
+        cdef int64_t j, start = 0, end, counted, examples, width = self.count.shape[1]
+        cdef int p
+        cdef double acc
+        for j in range(self.c.hidden_units):
+            acc = 0.0
+            for p in range(self.n_parts):
+                acc += sums[p * width + j]
+            total[j] = acc
+        layers = []
+        for l, n in enumerate(self.hidden):
+            counted, end = 0, start + n
+            for j in range(start, end):
+                if counting:
+                    examples = 0
+                    for p in range(self.n_parts):
+                        examples += count[p * width + j]
+                    if counting == 1:
+                        counted += examples == 0
+                    else:
+                        counted += <double>examples / <double>n_examples >= share
+            layers.append((float(_add_reduce(self._layer_totals[l])), counted))
+            start = end
+        return layers, self.norms.tolist()
+
+
+_add_reduce = np.add.reduce  # ndarray.sum's reduction, without its Python wrapper
 
 
 def _check_workspace(Net net, Input X, floating[::1] workspace, int batch_size, int n_parts):

@@ -4,8 +4,6 @@ It is always counted: it costs under 2% of an epoch (docs/user_guide.rst, "Layer
 which documents each measure for users)."""
 import math
 
-import numpy as np
-
 from . import _core
 
 
@@ -14,7 +12,7 @@ def new_health(net, n_parts):
     return _core.Health(net, n_parts, _diagnostics_constants()[0])
 
 
-def health_record(health, units, activation, n_examples):
+def health_record(health, activation, n_examples):
     """The list of per-layer dicts of one epoch of n_examples rows, layer l fed by coefs_[l]:
     "saturated" (tanh, sigmoid), the fraction of its units whose output g(a), before dropout,
     was within SATURATION_MARGIN of a bound on at least SATURATED_EXAMPLES of the epoch's
@@ -23,40 +21,31 @@ def health_record(health, units, activation, n_examples):
     layer); for the epoch's last update, "grad_norm" ||dJ_b/dW + alpha W|| on its batch b,
     "weight_norm" ||W|| after it, "update_ratio" ||W_after - W_before|| / ||W_before||.
 
-    units: the layout's units (n_features, hidden..., n_outputs); activation: the hidden
-    layers' activation name. The parts' rows are summed in part order."""
-    saturated_examples = _diagnostics_constants()[1]
-    # one part (one thread) is read in place; the parts' rows are added in part order (a
-    # reduction over the first axis adds row after row)
-    if health.count.shape[0] == 1:
-        count, total = health.count[0], health.sum[0]
-    else:
-        count, total = health.count.sum(axis=0), health.sum.sum(axis=0)
-    # the conditions over every hidden unit at once, counted per layer
+    activation: the hidden layers' activation name. The parts' rows are summed in part order
+    (Health.layers, one call: after the C work each numpy call cost several times its warm
+    price, and a dozen of them were a tenth of a small partial_fit's Python side)."""
     if n_examples <= 0:
-        counted = None
+        counting = 0
     elif activation == "relu":
-        counted = count == 0
+        counting = 1  # the units never active
     elif activation in ("tanh", "sigmoid", "logistic"):
-        counted = count / n_examples >= saturated_examples
+        counting = 2  # the units near a bound on SATURATED_EXAMPLES of the examples
     else:
-        counted = None
+        counting = 0
+    layers, norms = health.layers(counting, _diagnostics_constants()[1], n_examples)
     records = []
-    start = 0
-    last = len(units) - 2  # the output layer's index
-    for l, (g2, before2, after2, update2) in enumerate(health.norms[:len(units) - 1].tolist()):
+    for l, (g2, before2, after2, update2) in enumerate(norms):
         record = {"saturated": None, "dead": None, "mean_activation": None,
                   "grad_norm": math.sqrt(g2), "weight_norm": math.sqrt(after2),
                   "update_ratio": math.sqrt(update2) / math.sqrt(before2) if before2 > 0
                   else (0.0 if update2 == 0 else float("inf"))}
-        n = int(units[l + 1])
-        if l < last and n_examples > 0:
-            record["mean_activation"] = float(total[start:start + n].sum() / (n * n_examples))
-            if counted is not None:
-                # a fraction of units as np.mean of the condition gives it: count / n
-                record["dead" if activation == "relu" else "saturated"] = \
-                    np.count_nonzero(counted[start:start + n]) / n
-        start += n
+        if l < len(layers) and n_examples > 0:  # a hidden layer
+            total, counted = layers[l]
+            n = health.hidden[l]
+            record["mean_activation"] = total / (n * n_examples)
+            if counting:
+                # a fraction of units, as np.mean of the condition gives it: count / n
+                record["dead" if counting == 1 else "saturated"] = counted / n
         records.append(record)
     return records
 

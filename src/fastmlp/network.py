@@ -10,7 +10,7 @@ work is in C (fastmlp._core)."""
 import ctypes
 import operator
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from numbers import Integral, Real
 
 import numpy as np
@@ -169,6 +169,8 @@ class Network(Inputs, Prediction, BaseEstimator):
 
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
+        if type(sizes) is tuple and all(type(s) is int and 0 < s < 2**31 for s in sizes):
+            return list(sizes)  # the usual tuple of ints, without abc's isinstance checks
         sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
         if any(not isinstance(s, Integral) or isinstance(s, bool) or not 0 < s < 2**31
                for s in sizes):
@@ -510,7 +512,8 @@ class Network(Inputs, Prediction, BaseEstimator):
                                       X.shape[1] if self.normalize == "auto" else 0,
                                       self._tied_pairs())
             net = c_net(layout, self._spec(), out_activation)
-            check_memory(layout, dtype, self._workspace_need(net, layout, batch_size, dtype, X),
+            parts = self._work_parts(batch_size, layout)
+            check_memory(layout, dtype, self._workspace_need(net, batch_size, parts, dtype, X),
                          copies=self._fit_copies(dtype, sp.issparse(X), incremental))
             model = new_model(layout, self._spec(), out_activation, binarizer, y_1d, dtype, X,
                               sample_weight, rng)
@@ -522,8 +525,9 @@ class Network(Inputs, Prediction, BaseEstimator):
         else:
             rng, seed, old = self._rng, self._seed, self._model  # _fit restores its state
             # the published parameters and state are resident already: the new ones are not
+            parts = self._work_parts(batch_size, old.layout)
             check_memory(old.layout, dtype,
-                         self._workspace_need(old.net, old.layout, batch_size, dtype, X),
+                         self._workspace_need(old.net, batch_size, parts, dtype, X),
                          copies=self._fit_copies(dtype, sp.issparse(X), incremental))
             model, state, pending = self._continued(old, incremental)
 
@@ -558,10 +562,10 @@ class Network(Inputs, Prediction, BaseEstimator):
         run.inputs_checked = known is None
         if self.solver == "lbfgs":
             with blas_single_threaded():
-                fit_lbfgs(self, run, X, Y, sample_weight, self._threads(),
-                          self._work_parts(n_samples, model.layout))
+                # (its one batch is of all rows)
+                fit_lbfgs(self, run, X, Y, sample_weight, self._threads(), parts)
         else:
-            self._epochs(run, X, Y, sample_weight, batch_size, rows, validation, scorer,
+            self._epochs(run, X, Y, sample_weight, batch_size, parts, rows, validation, scorer,
                          incremental, interrupt)
         return run
 
@@ -589,11 +593,10 @@ class Network(Inputs, Prediction, BaseEstimator):
         published = state_values(published, trainable, self.solver)  # an older pickle's
         return reading, published, (target, np.empty_like(published))
 
-    def _workspace_need(self, net, layout, batch_size, dtype, X):
+    def _workspace_need(self, net, batch_size, parts, dtype, X):
         """Reals of C workspace a run allocates: none where the estimator's is large enough
         (_buffers reuses it; L-BFGS makes its own, for all rows)."""
-        size = net.workspace_size(batch_size, self._work_parts(batch_size, layout), dtype,
-                                  sp.issparse(X))
+        size = net.workspace_size(batch_size, parts, dtype, sp.issparse(X))
         held = self.__dict__.get("_workspace") if self.solver != "lbfgs" else None
         return 0 if held is not None and held.dtype == dtype and held.size >= size else size
 
@@ -611,9 +614,10 @@ class Network(Inputs, Prediction, BaseEstimator):
         first moment is no sum of squares for adagrad, whose step would take its root)."""
         return incremental and self.__dict__.get("_state_solver", self.solver) == self.solver
 
-    def _epochs(self, run, X, Y, sample_weight, batch_size, rows, validation, scorer,
+    def _epochs(self, run, X, Y, sample_weight, batch_size, parts, rows, validation, scorer,
                 incremental, interrupt):
-        """Build the loop's pieces (fastmlp/training.py) and run it."""
+        """Build the loop's pieces (fastmlp/training.py) and run it; `parts`: the slabs of
+        each batch's products (_work_parts)."""
         n_threads = self._threads()
         if n_threads > 1 and not _core.openmp_enabled():
             _warn_no_openmp()
@@ -621,7 +625,6 @@ class Network(Inputs, Prediction, BaseEstimator):
         # the slabs a batch's work is cut into fix the bits of the result; the threads that
         # share them out are chosen by timing stretches of epochs (fastmlp/threads.py), kept
         # across fits and partial_fit calls while the work per epoch is alike
-        parts = self._work_parts(batch_size, model.layout)
         grads, workspace = self._buffers(model, batch_size, parts, sp.issparse(X))
         units = tuple(model.layout["units"].tolist())  # ints: compared at every call
         work = (n_threads, batch_size, len(rows), units, sp.issparse(X))
@@ -655,7 +658,13 @@ class Network(Inputs, Prediction, BaseEstimator):
             listeners.append(training.Verbose(int(self.verbose),
                                               None if incremental else self.max_iter))
         evaluation = training.Evaluation(self, validation, scorer, self.alpha, self._published)
-        with blas_single_threaded():
+        # BLAS capped at one thread only where the C trainer calls it (products too small for
+        # the tiles), or a validation set is predicted: the cap cost a tenth of a small
+        # partial_fit's Python side
+        capped = validation is not None or model.net.training_uses_blas(
+            len(rows), batch_size, parts, sp.issparse(X), self.solver, self.momentum,
+            self.nesterovs_momentum)
+        with blas_single_threaded() if capped else nullcontext():
             training.run_epochs(run, stretches, evaluation, listeners,
                                 1 if incremental else self.max_iter,
                                 row_order.shuffling_for(X, self.shuffle), rows,

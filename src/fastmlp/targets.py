@@ -86,9 +86,9 @@ def _label_columns(y, classes):
     """Each label's column in the sorted classes_ by one binary search (what
     LabelBinarizer.transform gives at a tenth of its cost), or None when some label is not
     among the classes or cannot be ordered against them."""
-    try:
-        column = np.searchsorted(classes, y)
-        known = (np.take(classes, column, mode="clip") == y).all()
+    try:  # the arrays' own methods: numpy's functions add a Python call each
+        column = classes.searchsorted(y)
+        known = (classes.take(column, mode="clip") == y).all()
     except (TypeError, ValueError):
         return None
     return column if known else None

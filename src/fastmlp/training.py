@@ -179,7 +179,7 @@ class Stretches:
             # the count that trained most of the epoch's rows
             threads = max({t for _, t, _ in self.stretches},
                           key=lambda k: sum(r for r, t, _ in self.stretches if t == k))
-        health = health_record(self.health, model.layout["units"], model.spec["activation"], n)
+        health = health_record(self.health, model.spec["activation"], n)
         return float(batch_loss.sum()) / n, seconds, threads, n, health
 
     def _check_finite(self, model, losses):

@@ -1,0 +1,110 @@
+"""Which trainings call BLAS (csrc/fastmlp.h, fastmlp_training_uses_blas): the products too
+small for a register tile (a slab of fewer than 6 rows of the batch or of dW), or all of them
+with the tiles off. The answer decides whether a fit or partial_fit caps BLAS at one thread
+around the C trainer (network.py), so it must agree with what the trainer does: here against
+the count of products the C side sent to BLAS, over shapes that take every cut of the batch's
+products (by rows, by W's columns, on two parts by W's rows), layers narrower than a tile,
+short last batches (one row: a GEMV), batch norm's merged trailing row and a sparse first
+layer."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import fastmlp
+from fastmlp import MLPClassifier, _core
+
+def _blas_calls_of_an_epoch(model, X, Y, batch_size, parts):
+    """The products one epoch over every row of X sent to BLAS, on one thread."""
+    dtype = model._params.dtype
+    n_trainable = model._layout["n_trainable"]
+    params, state = model._params.copy(), np.zeros(2 * n_trainable, dtype)
+    grads = np.zeros(n_trainable, dtype)
+    workspace = np.zeros(model._net().workspace_size(batch_size, parts, dtype, sp.issparse(X)),
+                         dtype)
+    n = X.shape[0]
+    batch_loss = np.zeros(_core.epoch_batches(n, batch_size, model.batch_norm))
+    before = _core.blas_calls()
+    _core.train_epoch(model._net(), fastmlp.optim.hyperparameters(model, 0.01, "constant"),
+                      model._input(X), params, grads, state, workspace, batch_loss, Y, None,
+                      np.arange(n, dtype=np.int64), batch_size, 7, 0, parts, 1, 0.0, None)
+    return _core.blas_calls() - before
+
+
+# (hidden layers, rows, batch size): every product tiled on up to 2 parts; a hidden layer of 4
+# units (its dW has 4 rows, the next layer's dJ/dh 4 columns); batches of 11 rows (5 a part on
+# two) and of 6; a last batch of 1 row (and 2 under batch norm's merge); layers wider than the
+# batch (cut by columns, and by W's rows on two parts)
+SHAPES = [((40, 30), 120, 60), ((4,), 120, 60), ((40, 30), 121, 60), ((40, 30), 77, 11),
+          ((40, 30), 66, 6), ((64, 48), 90, 30), ((64, 48), 90, 8)]
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_the_query_says_what_training_sends_to_blas(gemm_path, batch_norm, sparse, quiet):
+    rng = np.random.RandomState(0)
+    answers = set()
+    for hidden, n, batch_size in SHAPES:
+        X, y = rng.randn(n, 9), rng.randint(0, 3, n)
+        if sparse:
+            X[np.abs(X) < 0.8] = 0
+            X = sp.csr_matrix(X)
+        model = MLPClassifier(hidden_layer_sizes=hidden, batch_size=batch_size,
+                              batch_norm=batch_norm, random_state=0, n_threads=1)
+        model.partial_fit(X, y, classes=range(3))
+        Y = model._encode_targets(y)
+        for parts in (1, 2, 3, 7):
+            says = model._net().training_uses_blas(n, batch_size, parts, sp.issparse(X))
+            calls = _blas_calls_of_an_epoch(model, X, Y, batch_size, parts)
+            assert says == (calls > 0), (hidden, n, batch_size, parts, calls)
+            answers.add(says)
+    # every product goes to BLAS without the tiles; with them, some shapes call BLAS, some not
+    assert answers == ({True} if gemm_path == "blas" else {True, False})
+
+
+def _capped_calls(monkeypatch):
+    """The calls of fit and partial_fit that capped BLAS's threads around the C trainer."""
+    entered = []
+
+    def counted():
+        entered.append(1)
+        return fastmlp._config.blas_single_threaded()
+
+    monkeypatch.setattr(fastmlp.network, "blas_single_threaded", counted)
+    return entered
+
+
+def test_blas_is_capped_only_around_training_that_calls_it(gemm_path, monkeypatch, quiet):
+    """A partial_fit whose every product the tiles take leaves BLAS's threads alone; one whose
+    blocks have a short last batch (5 rows of 245 in batches of 60) or that runs without the
+    tiles caps them, and so does a fit with a validation set, which predicts through BLAS."""
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(240, 9), rng.randint(0, 3, 240)
+    entered = _capped_calls(monkeypatch)
+    tiles = gemm_path != "blas"
+    model = MLPClassifier(hidden_layer_sizes=(40,), batch_size=60, random_state=0)
+    model.partial_fit(X, y, classes=range(3))
+    model.partial_fit(X, y)
+    assert len(entered) == (0 if tiles else 2)
+    model.partial_fit(np.vstack([X, X[:5]]), np.concatenate([y, y[:5]]))
+    assert len(entered) == (1 if tiles else 3)
+    MLPClassifier(hidden_layer_sizes=(40,), batch_size=60, random_state=0, max_iter=2,
+                  early_stopping=True).fit(X, y)
+    assert len(entered) == (2 if tiles else 4)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_fused_momentum_counts_layer_healths_gradient(gemm_path, momentum, quiet):
+    """Under fused SGD momentum (no Nesterov) at momentum > 0, layer health recomputes the
+    epoch's last gradient by BLAS (csrc/train.c, health_gradient): the query says so, and a
+    partial_fit whose products the tiles all take then calls BLAS; plain SGD does not."""
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(120, 9), rng.randint(0, 3, 120)
+    model = MLPClassifier(hidden_layer_sizes=(40, 30), batch_size=60, solver="sgd",
+                          momentum=momentum, nesterovs_momentum=False, random_state=0,
+                          n_threads=1)
+    model.partial_fit(X, y, classes=range(3))
+    says = model._net().training_uses_blas(120, 60, 1, False, "sgd", momentum, False)
+    before = _core.blas_calls()
+    model.partial_fit(X, y)
+    calls = _core.blas_calls() - before
+    assert says == (calls > 0) == (gemm_path == "blas" or momentum > 0)
