@@ -303,6 +303,17 @@ def test_verbose_two_adds_threads(capsys, quiet):
 # ---------------------------------------------------------------- Ctrl-C and failures
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_reaches_python():
+    """Python's own SIGINT handler for each test, as in a terminal. A shell starts background
+    jobs with SIGINT ignored, and Python then keeps it ignored: a suite run with `&` saw
+    os.kill(SIGINT) do nothing ("DID NOT RAISE KeyboardInterrupt"), as it should, since fit
+    leaves a user's own SIGINT disposition alone (training.Interrupt)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 class CtrlCAt:
     """Sends SIGINT at the stretch end where `when(estimator, rows_done)` first holds."""
 
@@ -374,6 +385,9 @@ def test_ctrl_c_after_a_diverged_batch_raises_and_keeps_the_model(monkeypatch, q
 
 def test_sigint_mid_fit_in_a_subprocess_leaves_a_usable_model():
     script = textwrap.dedent("""
+        import signal
+        # as in a terminal, whatever the suite inherited (ctrl_c_reaches_python)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         import numpy as np
         from fastmlp import MLPClassifier
         rng = np.random.RandomState(0)
