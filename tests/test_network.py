@@ -423,3 +423,14 @@ def test_show_config(capsys):
     out = capsys.readouterr().out
     assert "fastmlp" in out and "OpenMP" in out and "BLAS" in out and "float64" in out
     assert ("register tiles" in out) == _core.tiles_available()
+
+
+@pytest.mark.skipif(not _core.tiles_available("avx2"), reason="needs the AVX2 tiles")
+def test_show_config_names_what_the_avx2_tiles_leave_to_blas(capsys):
+    before = _core.set_tiles("avx2")
+    try:
+        fastmlp.show_config()
+    finally:
+        _core.set_tiles(before)
+    out = capsys.readouterr().out
+    assert f"register tiles (avx2) up to {_core.TILE_AVX2_MAX_COLS} columns wide" in out

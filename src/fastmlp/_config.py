@@ -68,6 +68,16 @@ class _OneBlasThread:
         return False
 
 
+def _products_line(kind):
+    """What runs a dense layer's products under the tiles `kind` (_core.tiles_in_use())."""
+    if not kind:
+        return "BLAS (no AVX-512 or AVX2 tiles in use)"
+    if kind == "avx2":  # csrc/fastmlp.h, fastmlp_tiles_run
+        return (f"fastmlp's register tiles (avx2) up to {_core.TILE_AVX2_MAX_COLS} columns wide, "
+                "BLAS for small and wider ones")
+    return f"fastmlp's register tiles ({kind}), BLAS for small ones"
+
+
 def show_config():
     """Print what this build of fastmlp runs with.
 
@@ -96,8 +106,7 @@ def show_config():
         f"fastmlp {__version__}",
         "precision: float32 (default), float64",
         f"OpenMP: {'on' if _core.openmp_enabled() else 'off (single-threaded build)'}",
-        "products: " + (f"fastmlp's register tiles ({_core.tiles_in_use()}), BLAS for small ones"
-                        if _core.tiles_in_use() else "BLAS (no AVX-512 or AVX2 tiles in use)"),
+        "products: " + _products_line(_core.tiles_in_use()),
         f"threads: {default_threads()} by default "
         f"(OpenMP max {_core.max_threads()}, {available_cores()} cores available); "
         "set n_threads= on an estimator",
