@@ -215,9 +215,10 @@ static inline int fastmlp_tiles_run(int kind, int cols)
  * are off, every product; otherwise those too small for a register tile, a slab of fewer than
  * FASTMLP_TILE_ROWS rows, or those the AVX2 tiles leave to BLAS (train.c's fastmlp_tiles_take),
  * and under fused SGD momentum (opt: its solver, momentum and nesterov are read) layer
- * health's recomputed gradient (train.c's fastmlp_fuses_momentum). The bridge caps BLAS at one thread
- * around training only where it does: the cap costs 12-18 us of Python a call warm, more
- * after the C work left the interpreter's caches cold (a small partial_fit's Python side). */
+ * health's recomputed gradient (train.c's fastmlp_fuses_momentum). The bridge caps BLAS at
+ * one thread around training only where it does: the cap costs 12-18 us of Python a call
+ * warm, more after the C work left the interpreter's caches cold (a small partial_fit's
+ * Python side). */
 int fastmlp_training_uses_blas(const fastmlp_net *net, const fastmlp_optim *opt, int64_t n,
                                int batch_size, int n_parts, int sparse);
 /* The products gemm (dense.c) sent to BLAS in this process, both precisions: tests check

@@ -44,8 +44,9 @@ static inline int fastmlp_batch_rows(int64_t n, int batch_size, int64_t batch, i
  * of dW's rows) and N columns of a result `width` columns wide (the whole product's, whatever
  * the slab) under the tiles `kind`: a product too small for a tile, or one the AVX2 tiles leave
  * to BLAS (fastmlp_tiles_run), goes to BLAS. The one rule of the trainer's products
- * (forward_part, backward_params_part, backward_input_part), of pack_size and of
- * fastmlp_training_uses_blas. */
+ * (forward_part, backward_params_part, backward_input_part) and of fastmlp_training_uses_blas;
+ * pack_size applies it to dW's widest slab, and fastmlp_tiles_run with its own bounds on the
+ * rows to forward's and dJ/dh's cuts. */
 static inline int fastmlp_tiles_take(int kind, int64_t M, int64_t N, int width)
 {
 #ifdef FASTMLP_TILES
@@ -173,10 +174,11 @@ static int64_t FN(pack_size)(const fastmlp_net *net, int Bmax, int sparse, int p
             if (rows_tiled && (P == 1 || n_out <= Bmax))
                 FASTMLP_NEEDS(FN(dense_packed_size)(n_in, n_out));
         }
-        if (fastmlp_tiles_run(kind, n_out) && (by_inputs ? fastmlp_slab_most(n_in, P) >= R
-                                                                   : n_in >= R))
-            FASTMLP_NEEDS(FN(dense_packed_size)(Bmax, by_inputs ? n_out
-                                                : (int)fastmlp_slab_most(n_out, P)));
+        /* dW's widest slab: (slab of n_in, n_out) cut by inputs, (n_in, slab of n_out) else */
+        const int64_t dw_rows = by_inputs ? fastmlp_slab_most(n_in, P) : n_in;
+        const int dw_cols = by_inputs ? n_out : (int)fastmlp_slab_most(n_out, P);
+        if (fastmlp_tiles_take(kind, dw_rows, dw_cols, n_out))
+            FASTMLP_NEEDS(FN(dense_packed_size)(Bmax, dw_cols));
         if (l == 0 || !fastmlp_tiles_run(kind, n_in)) continue;
         if (columns_tiled && n_in > R)
             FASTMLP_NEEDS(FN(dense_packed_size)(n_out, (int)fastmlp_slab_most(n_in, P)));
