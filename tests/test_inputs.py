@@ -97,6 +97,36 @@ def test_sparse_normalization_statistics_equal_dense(dtype):
     np.testing.assert_allclose(1 / dense._x_scale[5:], Xd[:, 5:].std(axis=0), rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_standardization_has_the_same_bits_on_any_blas_thread_count(dtype, monkeypatch):
+    """The columns' statistics run BLAS on one thread (its sums w @ chunk split over
+    OpenBLAS's threads gave other bits on 5000 x 100, and its idle threads spun between the
+    chunks), so a fit's standardization is the same whatever BLAS's thread count."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from fastmlp import model as model_module
+
+    rng = np.random.RandomState(0)
+    X = (rng.standard_normal((5000, 100)) * rng.uniform(0.1, 10, 100)).astype(dtype)
+    y, weight = rng.randint(0, 3, 5000), rng.uniform(0, 3, 5000)
+    counts = []
+    statistics = model_module._dense_column_statistics
+
+    def spied(*args):
+        counts.append([lib["num_threads"] for lib in threadpool_info()
+                       if lib["user_api"] == "blas"])
+        return statistics(*args)
+
+    monkeypatch.setattr(model_module, "_dense_column_statistics", spied)
+    fits = []
+    for limit in (1, 2):
+        with threadpool_limits(limits=limit, user_api="blas"):
+            fits.append(model(dtype=dtype, max_iter=1).fit(X, y, sample_weight=weight))
+    assert counts and all(n == 1 for each in counts for n in each)
+    for name in ("_x_shift", "_x_scale"):
+        assert np.array_equal(getattr(fits[0], name), getattr(fits[1], name))
+
+
 def test_sparse_partial_fit_equals_dense():
     X, y = sparse_problem()
     dense, sparse = model(dtype=np.float64), model(dtype=np.float64)

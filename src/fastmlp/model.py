@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _core
+from ._config import blas_single_threaded
 
 # Glorot draws in chunks of this many float64 values (512 KB): the same stream as one draw of
 # the whole layer (RandomState's uniform is sequential), without a float64 copy of it. Chunks
@@ -262,6 +263,18 @@ def column_statistics(X, sample_weight=None, dtype=None):
     total = w.sum()
     if sp.issparse(X):
         return _sparse_column_statistics(X.tocsc(), w, total, dtype)
+    # the column sums (w @ chunk) on one BLAS thread: OpenBLAS splits that product over its
+    # threads from ~9k values, gains nothing on a memory-bound sum (66 ms either way for
+    # 20000 x 784 float32), and its idle threads spin between the chunks' calls; beside a busy
+    # loop on the other core that took 145-217 ms (quiet, median of 10 fits' setup). And its
+    # sums' bits then depended on BLAS's thread count (5000 x 100: 1 ulp apart)
+    with blas_single_threaded():
+        return _dense_column_statistics(X, w, total, dtype)
+
+
+def _dense_column_statistics(X, w, total, dtype):
+    """column_statistics of an array (n, d), in chunks of rows."""
+    n, d = X.shape
     mean, largest = np.zeros(d), np.zeros(d)
     # ~0.5M values (4 MB in float64) per chunk: the chunk's float64 copy, its centered copy and
     # the masks stay near 10 MB, within the 10% of X that fit may add (60000 x 784 float32 is
