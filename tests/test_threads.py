@@ -354,6 +354,44 @@ def test_a_core_taken_by_another_process_gives_fewer_threads_at_once():
     assert machine.choice.best == 2
 
 
+def test_beside_a_taken_core_probes_that_lose_thin_out_and_its_release_probes_at_once():
+    """A busy loop on the second core from the start: one thread, and the probes of two
+    threads that find them slower thin out as those of all threads winning do (each cost ~20
+    ms of training beside the loop); two threads only 5% faster keep them every PROBE_EVERY,
+    two threads clearly faster (the loop yields its core) take over within PROBE_EVERY_MAX
+    stretches, and the core's release probes two threads at the next stretch."""
+    cores = _Cores()
+    cores.next = 1
+    machine = _Machine({1: 1e-5, 2: 1.5e-5}, core_use=cores)
+    assert machine.choice.crowded and machine.choice.best == 1
+    counts = machine.run(400)
+    probes = [i for i, threads in enumerate(counts) if threads == 2]
+    gaps = np.diff(probes).tolist()
+    assert probes[0] == PROBE_EVERY and machine.choice.best == 1
+    assert gaps[:3] == [2 * PROBE_EVERY + 2, 4 * PROBE_EVERY + 2, PROBE_EVERY_MAX + 2]
+    assert set(gaps[3:]) == {PROBE_EVERY_MAX + 2}
+    machine.per_row[2] = 0.95e-5  # 5% faster: not enough to take over, but no confirmation
+    counts = machine.run(PROBE_EVERY_MAX + 4 * (PROBE_EVERY + 2))
+    gaps = np.diff([i for i, threads in enumerate(counts) if threads == 2]).tolist()
+    assert machine.choice.best == 1 and gaps[-2:] == [PROBE_EVERY + 2, PROBE_EVERY + 2]
+    machine.per_row[2] = 1.5e-5
+    machine.run(200)  # thinned out again
+    assert machine.choice.next_probe - machine.choice.stretches > PROBE_EVERY
+    machine.per_row[2] = 1e-5 / (1.1 * CLEAR_MARGIN)  # the loop yields its core to us
+    counts = machine.run(PROBE_EVERY_MAX + 2)
+    assert machine.choice.best == 2 and machine.choice.crowded
+    machine.per_row[2] = 1.5e-5
+    machine.run(4 * (PROBE_EVERY + 2))
+    assert machine.choice.best == 1  # two threads slower again: back to the core left
+    machine.run(100)
+    cores.next = 0  # the loop ended: the next stretch probes two threads
+    machine.per_row[2] = 0.5e-5
+    machine()
+    assert not machine.choice.crowded and machine.choice.stretch()[0] == 2
+    machine.run(PROBE_EVERY + 2)
+    assert machine.choice.best == 2
+
+
 def test_core_use_counts_the_others_cpu_time_over_windows(monkeypatch):
     """taken() compares the busy time of our cores with our own CPU time, once a window has
     passed: 0.5 s of a window of 1 s on two cores busy besides our 1 s is half a core, a

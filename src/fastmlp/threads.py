@@ -19,11 +19,12 @@ its rate means nothing) and the second probes, so a busy core is seen in the fir
 training. While all threads keep winning clearly, the probes thin out (every 8, 16, 32, then 64
 stretches: at most 3 s apart), and the count in use is watched instead: a stretch that runs it
 much slower per row than its best since the last verdict (another process took a core, the
-vCPUs moved apart) brings the next probe forward to the next stretch. With fewer threads in use,
-a probe every 8 stretches (~0.4 s) is the only way to see the load go away, so those do not thin
-out. A verdict that changes the count is checked by a probe right after it: one stretch can be
-far off (the kernel merging the data's pages into huge pages slowed a few epochs' worth of
-batches 2-3x here, seconds after the data was made).
+vCPUs moved apart) brings the next probe forward to the next stretch. With fewer threads chosen
+by the rates alone, a probe every 8 stretches (~0.4 s) is the only way to see the load go away,
+so those do not thin out (beside a core taken they do: below). A verdict that changes the count
+is checked by a probe right after it: one stretch can be far off (the kernel merging the data's
+pages into huge pages slowed a few epochs' worth of batches 2-3x here, seconds after the data
+was made).
 
 Rates are noisy on a shared machine (one stretch was 30% off the next here), so what other
 processes take of this process's cores is watched besides (CoreUse: their CPU time on those
@@ -34,7 +35,13 @@ then beat that count CLEAR_MARGIN per row to take over again: with a busy loop o
 core of a 2-core machine, two threads ran at 0.63-1.16 of one thread's rate round by round, a
 margin the rates alone cannot settle in a few stretches, while one thread on the free core
 always runs at its full rate. When the core is free again, the next stretch probes all
-threads. On the idle machine the others' share stayed under 0.07 of a core here.
+threads. So while the core stays taken, probes that find all threads no faster than the cores
+left thin out as above: the window, not they, sees the core freed, and each cost ~20 ms beside
+a busy loop (784-100-10, quiet: the probe's epoch 15-20 ms longer than the others, the stretch
+after it 10-20% slower), 4-5% of training at one every 8 stretches. All threads matching or
+beating the cores left (the other process yields its core: niced, or idle now and then) keep
+the probes every 8 stretches. On the idle machine the others' share stayed under 0.07 of a
+core here.
 
 A window takes WINDOW_SECONDS, and a fit's first one began with the fit, so beside a busy loop
 its first ~0.25 s ran two threads (784-256-256-10: 9-11k of a 3-epoch fit's 60k rows, at
@@ -272,7 +279,11 @@ class ThreadChoice:
             self._switch(self._other(), probed)
             self.next_probe = self.stretches  # a change is checked at once (see the docstring)
             return
-        confirmed = previous == self.most and probed >= CLEAR_MARGIN * now
+        # a probe confirms the count in use when all threads lose clearly, or when fewer are
+        # in use because other processes take a core and all threads do not even match them:
+        # the core's release is seen by CoreUse, which probes at once (_watch_cores)
+        confirmed = probed >= CLEAR_MARGIN * now if previous == self.most else \
+            self.crowded and probed >= now
         self.interval = min(2 * self.interval, PROBE_EVERY_MAX) if confirmed else PROBE_EVERY
         self.next_probe = self.stretches + self.interval
         self.reference = now
