@@ -12,8 +12,10 @@ does: the first epoch counts. The two contenders (n_threads=None, the default, a
 n_threads=1) alternate within each round, in an order that flips from round to round; the
 report gives the median samples/s of each over the rounds, the ratio default / one thread
 (1.0: as fast; under 0.9: the default loses more than 10%), each round's ratio and the least
-of them, and --json keeps each fit's epochs (thread count and samples/s of each: how soon the
-thread choice reacted). The hog is pinned to the last core the benchmark may use (--no-pin:
+of them, the median ratio of the training passes alone ("training only": the epochs' seconds
+in history_, without the validation, standardization and allocation before them), and
+--json keeps each fit's epochs (thread count and samples/s of each: how soon the thread
+choice reacted). The hog is pinned to the last core the benchmark may use (--no-pin:
 the kernel places it). Before each round, with no hog yet, the driver waits (up to
 --wait-near seconds) until the first two cores share a cache, as bench/run.py does: on this
 virtual machine the vCPUs move between physical cores, and on cores that share no cache two
@@ -66,8 +68,9 @@ def worker(spec):
     gc.collect()
     seconds, model = fit(spec["epochs"])
     epochs = [[r["threads"], round(r["samples_per_s"])] for r in model.history_]
+    training = sum(r["seconds"] for r in model.history_)  # the epochs' own, without the setup
     print(json.dumps({"samples_per_s": n * spec["epochs"] / seconds, "seconds": seconds,
-                      "epochs": epochs}))
+                      "training_seconds": training, "epochs": epochs}))
 
 
 def measure(spec, timeout, src):
@@ -128,6 +131,7 @@ def main():
         sizes = [int(s) for s in config.split("-")]
         for condition in args.conditions.split(","):
             rates, epochs = {"default": [], "one": []}, {"default": [], "one": []}
+            training = {"default": [], "one": []}  # seconds of the epochs alone
             round_trips = []
             for round_ in range(args.rounds):
                 round_trips.append(wait_near(placement, args.wait_near))
@@ -140,6 +144,7 @@ def main():
                                 "threads": None if name == "default" else 1}
                         measured = measure(spec, args.timeout, args.src)
                         rates[name].append(measured["samples_per_s"])
+                        training[name].append(measured["training_seconds"])
                         epochs[name].append(measured["epochs"])
                 finally:
                     if hog is not None:
@@ -147,10 +152,13 @@ def main():
                         hog.wait()
             each = [d / o for d, o in zip(rates["default"], rates["one"])]
             default, one = statistics.median(rates["default"]), statistics.median(rates["one"])
+            trained = [o / d for d, o in zip(training["default"], training["one"])]
             print(f"{config:<16} {condition:<9} {default:>11,.0f} {one:>11,.0f} "
                   f"{default / one:>6.2f}  {' '.join(f'{r:.2f}' for r in each)}  "
-                  f"least {min(each):.2f}", flush=True)
+                  f"least {min(each):.2f}  training only {statistics.median(trained):.2f}",
+                  flush=True)
             results.append({"config": config, "condition": condition, "rates": rates,
+                            "training_seconds": training, "training_ratios": trained,
                             "epochs": epochs, "ratio_of_medians": default / one,
                             "ratios": each, "core_round_trip_ns": round_trips})
     if args.json:
