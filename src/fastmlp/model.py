@@ -267,7 +267,7 @@ def column_statistics(X, sample_weight=None, dtype=None):
     # threads from ~9k values, gains nothing on a memory-bound sum (66 ms either way for
     # 20000 x 784 float32), and its idle threads spin between the chunks' calls; beside a busy
     # loop on the other core that took 145-217 ms (quiet, median of 10 fits' setup). And its
-    # sums' bits then depended on BLAS's thread count (5000 x 100: 1 ulp apart)
+    # sums' bits then depended on BLAS's thread count (5000 x 100: 4 columns' last bits)
     with blas_single_threaded():
         return _dense_column_statistics(X, w, total, dtype)
 
