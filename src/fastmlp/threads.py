@@ -56,8 +56,10 @@ dilutes a process that just started, or remembers one that has ended. Quiet A/B 
 beside a busy loop (bench/results/fw-under-load.md, default / n_threads=1): every fit's first
 stretch ran one thread; the training passes' ratio went from 0.96 to 0.99 on 784-256-256-10 and
 from 0.92 to 0.94 on 784-100-10, the whole fit's from 0.92 to 0.98 and from 1.07 to 0.86, the
-latter set by what precedes training (0.08-0.29 s with the loop running, both contenders alike,
-beside ~0.4 s of training); idle, 1.73 / 1.51 before, 1.79 / 1.38 after.
+latter set by what precedes training (0.08-0.29 s with the loop running, beside ~0.4 s of
+training: the default's own loss, its input standardization slowed by a spinning BLAS thread,
+since run on one: bench/results/load-under-load.md); idle, 1.73 / 1.51 before, 1.79 / 1.38
+after.
 
 Two signals were measured and left out: the tasks runnable at the start (/proc/stat's
 procs_running) counted our own pool's threads, still spinning from the call before, as other
