@@ -7,7 +7,6 @@ partial_fit then hand the epochs to fastmlp/training.py, which trains a model
 end. So a failed call leaves the estimator as it was, and a predict (fastmlp/prediction.py)
 racing a refit in another thread reads the old model or the new one, never a mix. The numeric
 work is in C (fastmlp._core)."""
-import ctypes
 import operator
 import warnings
 from contextlib import contextmanager, nullcontext
@@ -890,13 +889,13 @@ def _generator_state(rng):
     size = _mt19937_state_size() if type(bits) is np.random.MT19937 else 0
     if not size:
         return rng.get_state()
-    return ctypes.string_at(bits.ctypes.state_address, size)
+    return _core.generator_state(bits.capsule, size)
 
 
 def _set_generator_state(rng, state):
     """Put back the state _generator_state took."""
     if type(state) is bytes:
-        ctypes.memmove(rng._bit_generator.ctypes.state_address, state, len(state))
+        _core.set_generator_state(rng._bit_generator.capsule, state)
     else:
         rng.set_state(state)
 
@@ -906,19 +905,21 @@ _MT19937_STATE = []
 
 def _mt19937_state_size():
     """The bytes of MT19937's state struct (numpy's mt19937_state: uint32 key[624], int pos)
-    at its ctypes state address, or 0 where this numpy lays it out otherwise: checked once,
-    against get_state() and by a restore that must give the same draws."""
+    that its bit generator's state pointer leads to, or 0 where this numpy lays it out
+    otherwise: checked once, against get_state() and by a restore that must give the same
+    draws."""
     if not _MT19937_STATE:
-        size = 624 * 4 + ctypes.sizeof(ctypes.c_int)
+        size = 624 * 4 + np.dtype(np.intc).itemsize
         try:
             probe = np.random.RandomState(12345)
             probe.random_sample(700)  # a position within the key, past a regeneration
             key, pos = probe.get_state()[1:3]
-            address = probe._bit_generator.ctypes.state_address
-            raw = ctypes.string_at(address, size)
-            expected = np.asarray(key, dtype=np.uint32).tobytes() + bytes(ctypes.c_int(pos))
+            capsule = probe._bit_generator.capsule
+            raw = _core.generator_state(capsule, size)
+            expected = np.asarray(key, dtype=np.uint32).tobytes() + \
+                np.asarray(pos, dtype=np.intc).tobytes()
             drawn = probe.random_sample(1000)
-            ctypes.memmove(address, raw, size)
+            _core.set_generator_state(capsule, raw)
             ok = raw == expected and np.array_equal(probe.random_sample(1000), drawn)
         except (AttributeError, TypeError, ValueError):
             ok = False
