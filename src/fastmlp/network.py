@@ -466,7 +466,7 @@ class Network(Inputs, Prediction, BaseEstimator):
             X = _as_c_input(X, dtype)
         else:
             X, y = known
-        n_samples = X.shape[0]
+        n_samples, sparse = X.shape[0], sp.issparse(X)
         check_representable(self, dtype)  # before anything is trained or allocated
         task = (self._task or targets.task_of(y)) if first else self._fitted_task
         if first and incremental and self._task == "classification" and classes is None \
@@ -512,8 +512,9 @@ class Network(Inputs, Prediction, BaseEstimator):
                                       self._tied_pairs())
             net = c_net(layout, self._spec(), out_activation)
             parts = self._work_parts(batch_size, layout)
-            check_memory(layout, dtype, self._workspace_need(net, batch_size, parts, dtype, X),
-                         copies=self._fit_copies(dtype, sp.issparse(X), incremental))
+            check_memory(layout, dtype,
+                         self._workspace_need(net, batch_size, parts, dtype, sparse),
+                         copies=self._fit_copies(dtype, sparse, incremental))
             model = new_model(layout, self._spec(), out_activation, binarizer, y_1d, dtype, X,
                               sample_weight, rng)
             pretrained = self.__dict__.get("_pretrained")
@@ -526,8 +527,8 @@ class Network(Inputs, Prediction, BaseEstimator):
             # the published parameters and state are resident already: the new ones are not
             parts = self._work_parts(batch_size, old.layout)
             check_memory(old.layout, dtype,
-                         self._workspace_need(old.net, batch_size, parts, dtype, X),
-                         copies=self._fit_copies(dtype, sp.issparse(X), incremental))
+                         self._workspace_need(old.net, batch_size, parts, dtype, sparse),
+                         copies=self._fit_copies(dtype, sparse, incremental))
             model, state, pending = self._continued(old, incremental)
 
         rows = np.arange(n_samples, dtype=np.int64)
@@ -592,10 +593,10 @@ class Network(Inputs, Prediction, BaseEstimator):
         published = state_values(published, trainable, self.solver)  # an older pickle's
         return reading, published, (target, np.empty_like(published))
 
-    def _workspace_need(self, net, batch_size, parts, dtype, X):
-        """Reals of C workspace a run allocates: none where the estimator's is large enough
-        (_buffers reuses it; L-BFGS makes its own, for all rows)."""
-        size = net.workspace_size(batch_size, parts, dtype, sp.issparse(X))
+    def _workspace_need(self, net, batch_size, parts, dtype, sparse):
+        """Reals of C workspace a run allocates for X (sparse or not): none where the
+        estimator's is large enough (_buffers reuses it; L-BFGS makes its own, for all rows)."""
+        size = net.workspace_size(batch_size, parts, dtype, sparse)
         held = self.__dict__.get("_workspace") if self.solver != "lbfgs" else None
         return 0 if held is not None and held.dtype == dtype and held.size >= size else size
 
@@ -620,13 +621,13 @@ class Network(Inputs, Prediction, BaseEstimator):
         n_threads = self._threads()
         if n_threads > 1 and not _core.openmp_enabled():
             _warn_no_openmp()
-        model = run.model
+        model, sparse = run.model, sp.issparse(X)
         # the slabs a batch's work is cut into fix the bits of the result; the threads that
         # share them out are chosen by timing stretches of epochs (fastmlp/threads.py), kept
         # across fits and partial_fit calls while the work per epoch is alike
-        grads, workspace = self._buffers(model, batch_size, parts, sp.issparse(X))
+        grads, workspace = self._buffers(model, batch_size, parts, sparse)
         units = tuple(model.layout["units"].tolist())  # ints: compared at every call
-        work = (n_threads, batch_size, len(rows), units, sp.issparse(X))
+        work = (n_threads, batch_size, len(rows), units, sparse)
         if getattr(self, "_thread_choice", (None,))[0] != work:
             self._thread_choice = (work, ThreadChoice(min(parts, n_threads)))
         else:
@@ -661,7 +662,7 @@ class Network(Inputs, Prediction, BaseEstimator):
         # the tiles), or a validation set is predicted: the cap cost a tenth of a small
         # partial_fit's Python side
         capped = validation is not None or model.net.training_uses_blas(
-            len(rows), batch_size, parts, sp.issparse(X), self.solver, self.momentum,
+            len(rows), batch_size, parts, sparse, self.solver, self.momentum,
             self.nesterovs_momentum)
         with blas_single_threaded() if capped else nullcontext():
             training.run_epochs(run, stretches, evaluation, listeners,
