@@ -8,6 +8,7 @@ import pytest
 
 import fastmlp.model
 import fastmlp.network
+import fastmlp.run_start
 from fastmlp import Autoencoder, MLPClassifier, optim
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -81,8 +82,8 @@ def test_sgd_momentum_never_writes_a_weight_gradient_either():
 ])
 def test_the_memory_estimate_counts_the_buffers_a_fit_holds(kw, copies, monkeypatch):
     seen = []
-    real = fastmlp.network.check_memory
-    monkeypatch.setattr(fastmlp.network, "check_memory",
+    real = fastmlp.run_start.check_memory
+    monkeypatch.setattr(fastmlp.run_start, "check_memory",
                         lambda *a, **k: seen.append((a, k)) or real(*a, **k))
     model = MLPClassifier(**dict(KW, **kw)).fit(X, Y)
     (layout, dtype, workspace), options = seen[0]

@@ -58,7 +58,7 @@ def test_a_fit_on_16_cores_is_checked_for_the_workspace_its_parts_need(monkeypat
         raise MemoryError("stopped by the test")
 
     monkeypatch.setattr(fastmlp.network, "available_cores", lambda: 16)
-    monkeypatch.setattr(fastmlp.network, "check_memory", stop)
+    monkeypatch.setattr(fastmlp.run_start, "check_memory", stop)
     X, y = np.zeros((400, 784), np.float32), np.arange(400) % 10
     model = MLPClassifier(hidden_layer_sizes=(2048, 2048), batch_size=200)
     with pytest.raises(MemoryError, match="stopped by the test"):

@@ -274,3 +274,56 @@ def test_a_models_layer_views_are_views_of_its_buffer():
         assert np.shares_memory(view, model.params)
     model.coefs[0][0, 0] = 123.0
     assert model.params[model.layout["w_offset"][0]] == 123.0
+
+
+@pytest.mark.parametrize("label_dtype", [np.int64, np.int32])
+@pytest.mark.parametrize("classes", [[0, 1], [-3, 4, 7, 10**6], [5]])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_bridges_one_hot_encodes_as_label_binarizer(label_dtype, classes, dtype):
+    """_core.one_hot, a later partial_fit's encoding of integer labels, gives LabelBinarizer's
+    matrix bit for bit (binary: one column, the second class 1), in the model dtype."""
+    from sklearn.preprocessing import LabelBinarizer
+
+    from fastmlp import _core, targets
+    classes = np.asarray(classes, dtype=label_dtype)
+    y = np.random.default_rng(0).choice(classes, size=37).astype(label_dtype)
+    binarizer = LabelBinarizer().fit(classes)
+    Y = _core.one_hot(y, classes, binarizer.y_type_ == "binary", dtype)
+    expected = binarizer.transform(y).astype(dtype)
+    assert Y.dtype == dtype and Y.flags.c_contiguous and Y.shape == expected.shape
+    assert np.array_equal(Y, expected)
+    assert np.array_equal(targets.read_labels(y, binarizer, dtype, kind_needed=False)[2],
+                          targets.encode_labels(y, "multiclass", binarizer, dtype))
+
+
+def test_the_bridges_one_hot_declines_what_numpy_must_encode():
+    """None (numpy's general path then encodes or refuses) for a label outside the classes,
+    labels of another dtype than the classes, other dtypes, strided labels."""
+    from fastmlp import _core
+    classes = np.array([1, 2, 3])
+    assert _core.one_hot(np.array([1, 4]), classes, False, np.float32) is None
+    assert _core.one_hot(np.array([0, 1]), classes, False, np.float32) is None
+    assert _core.one_hot(np.array([1, 2], dtype=np.int32), classes, False, np.float32) is None
+    assert _core.one_hot(np.array([1, 2], dtype=np.uint8), classes.astype(np.uint8), False,
+                         np.float32) is None
+    assert _core.one_hot(np.array(["a"]), np.array(["a"]), True, np.float32) is None
+    assert _core.one_hot(np.arange(1, 4).repeat(2)[::2], classes, False, np.float32) is None
+    assert _core.one_hot(classes, classes, False, np.float16) is None
+    model = MLPClassifier((4,), n_threads=1, random_state=0)
+    model.partial_fit([[0.0], [1.0]], [1, 2], classes=classes)
+    with pytest.raises(ValueError, match="not among the classes"):
+        model.partial_fit([[0.0], [1.0]], [1, 4])
+
+
+def test_the_bridges_total_adds_in_order():
+    """_core.total, an epoch's summed batch losses, adds left to right from 0.0 (the order that
+    makes it the same for any thread count), float64 C-ordered arrays only."""
+    import functools
+    import operator
+
+    from fastmlp import _core
+    values = np.array([1e16, 1.0, -1e16, 0.25, 3.0])
+    assert _core.total(values) == functools.reduce(operator.add, values.tolist(), 0.0) == 3.25
+    assert _core.total(np.zeros(0)) == 0.0
+    with pytest.raises(ValueError):
+        _core.total(np.ones(4)[::2])

@@ -3,7 +3,10 @@
 # shapes agree, arrays are C-contiguous in the model's dtype (a dense X: float32 or float64 in
 # any memory order, which the C side converts row by row), indices are in range.
 from libc.stdint cimport int32_t, int64_t, uint64_t
-from libc.string cimport memset
+from libc.math cimport INFINITY, sqrt
+from libc.string cimport memcpy, memset
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.pycapsule cimport PyCapsule_GetPointer
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 from cython cimport floating
 
@@ -12,6 +15,10 @@ cimport numpy as cnp
 import scipy.sparse as sp
 
 cnp.import_array()
+
+cdef extern from "numpy/random/bitgen.h":
+    ctypedef struct bitgen_t:
+        void *state  # the generator's own state struct (MT19937: uint32 key[624], int pos)
 
 cdef extern from "fastmlp.h" nogil:
     enum:
@@ -361,6 +368,88 @@ def blas_calls():
     return fastmlp_blas_calls
 
 
+def generator_state(capsule, Py_ssize_t size):
+    """The first `size` bytes of the state struct of the numpy BitGenerator whose `capsule`
+    this is: a failed call's rollback of its generator (network._generator_state). One copy,
+    where ctypes.string_at, cold after the C work, cost a twentieth of a small partial_fit's
+    Python side. The caller checked `size` against the generator's layout."""
+    cdef bitgen_t *bitgen = <bitgen_t *>PyCapsule_GetPointer(capsule, "BitGenerator")
+    return PyBytes_FromStringAndSize(<const char *>bitgen.state, size)
+
+
+def set_generator_state(capsule, bytes state):
+    """Put back the bytes generator_state took (of the same generator's kind)."""
+    cdef bitgen_t *bitgen = <bitgen_t *>PyCapsule_GetPointer(capsule, "BitGenerator")
+    memcpy(bitgen.state, PyBytes_AS_STRING(state), PyBytes_GET_SIZE(state))
+
+
+cdef int64_t _label_column(const int64_t *classes, int64_t k, int64_t label) noexcept nogil:
+    """The index of `label` in the ascending classes (k,), or -1: a binary search."""
+    cdef int64_t lo = 0, hi = k, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if classes[mid] < label:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo if lo < k and classes[lo] == label else -1
+
+
+def one_hot(cnp.ndarray y, cnp.ndarray classes, bint binary, dtype):
+    """Y (n, k) in `dtype` (float32 or float64) for the labels y (n,) among the ascending
+    `classes` (k,), as LabelBinarizer encodes them: a 1 in each label's column, or with
+    `binary` one column, 1 where the label is the second class. One call where numpy took six
+    (targets.read_labels: a later partial_fit's labels), each several times its warm cost
+    right after the C work. None where it does not apply (y and classes not both C-ordered
+    int64, or int32) or some label is not among the classes, for numpy's general path."""
+    cdef int64_t n = y.shape[0], k = classes.shape[0], i, column, columns
+    cdef int typenum = y.descr.type_num
+    if y.ndim != 1 or classes.ndim != 1 or classes.descr.type_num != typenum \
+            or typenum not in (cnp.NPY_INT64, cnp.NPY_INT32) \
+            or not cnp.PyArray_IS_C_CONTIGUOUS(y) or not cnp.PyArray_IS_C_CONTIGUOUS(classes):
+        return None
+    cdef bint wide = typenum == cnp.NPY_INT64
+    cdef bint single = dtype == np.float32
+    if not single and dtype != np.float64:
+        return None
+    cdef const int64_t *y64 = <const int64_t *>cnp.PyArray_DATA(y)
+    cdef const int32_t *y32 = <const int32_t *>cnp.PyArray_DATA(y)
+    cdef int64_t[::1] sorted_classes = classes.astype(np.int64) if not wide else classes
+    columns = 1 if binary else k
+    cdef cnp.npy_intp dims[2]
+    dims[0], dims[1] = n, columns
+    cdef cnp.ndarray Y = cnp.PyArray_ZEROS(2, dims,
+                                           cnp.NPY_FLOAT32 if single else cnp.NPY_FLOAT64, 0)
+    cdef float *out32 = <float *>cnp.PyArray_DATA(Y)
+    cdef double *out64 = <double *>cnp.PyArray_DATA(Y)
+    if k == 0:
+        return None if n else Y
+    for i in range(n):
+        column = _label_column(&sorted_classes[0], k, y64[i] if wide else <int64_t>y32[i])
+        if column < 0:
+            return None
+        if binary:
+            column = 0 if column == 1 else -1
+        if column >= 0:
+            if single:
+                out32[i * columns + column] = 1
+            else:
+                out64[i * columns + column] = 1
+    return Y
+
+
+def total(cnp.ndarray[double, ndim=1, mode="c"] values):
+    """The sum of `values` in order: an epoch's mean loss from its batches' J_b * |b|
+    (training.Stretches.epoch), where numpy's sum, cold right after the C work, cost a tenth
+    of a small partial_fit's Python side."""
+    cdef const double *x = &values[0] if values.shape[0] else NULL
+    cdef double sum = 0.0
+    cdef Py_ssize_t i
+    for i in range(values.shape[0]):
+        sum += x[i]
+    return sum
+
+
 def work_parts(int64_t n_weights, int64_t batch_size, int most):
     """How many slabs (at most `most`) the GEMMs of a training batch of `batch_size` rows are
     worth cutting into (fastmlp.h): the slabs fix the result; threads only share them out."""
@@ -391,15 +480,11 @@ cdef class Health:
     cdef readonly object count, sum, norms
     cdef readonly int n_parts
     cdef readonly tuple hidden  # the hidden layers' units
-    # (hidden units,) the parts' sums added, and each hidden layer's view of it
-    cdef object _total, _layer_totals
-    cdef double *_total_c
 
     def __init__(self, Net net, int n_parts, double margin):
         cdef int64_t[:, ::1] count
         cdef double[:, ::1] sums
         cdef double[:, ::1] norms
-        cdef double[::1] total
         units = np.asarray(net._units)
         self.hidden = tuple(units[1:len(units) - 1].tolist())
         hidden = sum(self.hidden)
@@ -408,11 +493,6 @@ cdef class Health:
         self.count = np.zeros((n_parts, max(hidden, 1)), dtype=np.int64)
         self.sum = np.zeros((n_parts, max(hidden, 1)), dtype=np.float64)
         self.norms = np.zeros((len(units) - 1, 4), dtype=np.float64)
-        self._total = np.zeros(max(hidden, 1), dtype=np.float64)
-        total = self._total
-        self._total_c = &total[0]
-        starts = np.cumsum((0,) + self.hidden).tolist()
-        self._layer_totals = [self._total[a:a + n] for a, n in zip(starts, self.hidden)]
         count, sums, norms = self.count, self.sum, self.norms
         self.c.count = &count[0, 0]
         self.c.sum = &sums[0, 0]
@@ -425,44 +505,56 @@ cdef class Health:
         self.sum[...] = 0
         self.norms[...] = 0
 
-    def layers(self, int counting, double share, int64_t n_examples):
-        """What _health.health_record reads, in one call instead of a dozen numpy calls
-        (each several times its warm cost right after the C work): per hidden layer, the sum
-        of its units' outputs over the epoch (the parts' sums added unit by unit in part
-        order, then the layer's units by numpy's sum, the order numpy's reductions always
-        gave these) and the units counted: `counting` 1, those never active (relu); 2, those
-        near a bound on at least `share` of the n_examples examples (count / n_examples >=
-        share, in doubles); 0, none. And `norms` as a list of rows."""
+    def records(self, int counting, double share, int64_t n_examples):
+        """The epoch's record of each weight layer l (fed by coefs_[l]), the dicts that
+        _health.health_record documents, in one call: a dozen numpy calls and the dicts built
+        in Python cost a tenth of a small partial_fit's Python side, each several times its
+        warm cost right after the C work. A hidden layer's "mean_activation" is the sum of its
+        units' outputs over the epoch (the parts' sums added unit by unit in part order, then
+        the layer's units in order: the same sum for any thread count) over units *
+        n_examples; its "dead" (`counting` 1: relu) or "saturated" (2: tanh,
+        sigmoid) the fraction of units never active, or near a bound on at least `share` of
+        the examples (count / n_examples >= share, in doubles); 0: neither. Every layer's
+        "grad_norm", "weight_norm", "update_ratio" are the roots of the epoch's last update's
+        sums of squares in `norms`."""
         # through the struct's pointers: a memoryview of each buffer cost more than the loops
         cdef const int64_t *count = self.c.count
         cdef const double *sums = self.c.sum
-        cdef double *total = self._total_c
-        cdef int64_t j, start = 0, end, counted, examples, width = self.count.shape[1]
-        cdef int p
-        cdef double acc
-        for j in range(self.c.hidden_units):
-            acc = 0.0
-            for p in range(self.n_parts):
-                acc += sums[p * width + j]
-            total[j] = acc
-        layers = []
-        for l, n in enumerate(self.hidden):
-            counted, end = 0, start + n
-            for j in range(start, end):
-                if counting:
-                    examples = 0
+        cdef const double *norms = self.c.norms
+        cdef int64_t j, start = 0, end, counted, examples, width = self.count.shape[1], n
+        cdef int p, l, n_layers = self.norms.shape[0], n_hidden = len(self.hidden)
+        cdef double layer_sum, unit_sum, g2, before2, after2, update2
+        records = []
+        for l in range(n_layers):
+            g2, before2, after2, update2 = norms[4 * l], norms[4 * l + 1], norms[4 * l + 2], \
+                norms[4 * l + 3]
+            record = {"saturated": None, "dead": None, "mean_activation": None,
+                      "grad_norm": sqrt(g2), "weight_norm": sqrt(after2),
+                      "update_ratio": sqrt(update2) / sqrt(before2) if before2 > 0
+                      else (0.0 if update2 == 0 else INFINITY)}
+            if l < n_hidden and n_examples > 0:
+                n = self.hidden[l]
+                counted, end, layer_sum = 0, start + n, 0.0
+                for j in range(start, end):
+                    unit_sum = 0.0
                     for p in range(self.n_parts):
-                        examples += count[p * width + j]
-                    if counting == 1:
-                        counted += examples == 0
-                    else:
-                        counted += <double>examples / <double>n_examples >= share
-            layers.append((float(_add_reduce(self._layer_totals[l])), counted))
-            start = end
-        return layers, self.norms.tolist()
-
-
-_add_reduce = np.add.reduce  # ndarray.sum's reduction, without its Python wrapper
+                        unit_sum += sums[p * width + j]
+                    layer_sum += unit_sum
+                    if counting:
+                        examples = 0
+                        for p in range(self.n_parts):
+                            examples += count[p * width + j]
+                        if counting == 1:
+                            counted += examples == 0
+                        else:
+                            counted += <double>examples / <double>n_examples >= share
+                record["mean_activation"] = layer_sum / <double>(n * n_examples)
+                if counting:
+                    record["dead" if counting == 1 else "saturated"] = \
+                        <double>counted / <double>n
+                start = end
+            records.append(record)
+        return records
 
 
 def _check_workspace(Net net, Input X, floating[::1] workspace, int batch_size, int n_parts):

@@ -2,8 +2,6 @@
 turned into the records' structure, one dict per weight layer (LayerHealthDisplay draws it).
 It is always counted: it costs under 2% of an epoch (docs/user_guide.rst, "Layer health",
 which documents each measure for users)."""
-import math
-
 from . import _core
 
 
@@ -21,9 +19,8 @@ def health_record(health, activation, n_examples):
     layer); for the epoch's last update, "grad_norm" ||dJ_b/dW + alpha W|| on its batch b,
     "weight_norm" ||W|| after it, "update_ratio" ||W_after - W_before|| / ||W_before||.
 
-    activation: the hidden layers' activation name. The parts' rows are summed in part order
-    (Health.layers, one call: after the C work each numpy call cost several times its warm
-    price, and a dozen of them were a tenth of a small partial_fit's Python side)."""
+    activation: the hidden layers' activation name. One call of the bridge (Health.records)
+    adds the parts' rows in part order and builds the dicts."""
     if n_examples <= 0:
         counting = 0
     elif activation == "relu":
@@ -32,22 +29,7 @@ def health_record(health, activation, n_examples):
         counting = 2  # the units near a bound on SATURATED_EXAMPLES of the examples
     else:
         counting = 0
-    layers, norms = health.layers(counting, _diagnostics_constants()[1], n_examples)
-    records = []
-    for l, (g2, before2, after2, update2) in enumerate(norms):
-        record = {"saturated": None, "dead": None, "mean_activation": None,
-                  "grad_norm": math.sqrt(g2), "weight_norm": math.sqrt(after2),
-                  "update_ratio": math.sqrt(update2) / math.sqrt(before2) if before2 > 0
-                  else (0.0 if update2 == 0 else float("inf"))}
-        if l < len(layers) and n_examples > 0:  # a hidden layer
-            total, counted = layers[l]
-            n = health.hidden[l]
-            record["mean_activation"] = total / (n * n_examples)
-            if counting:
-                # a fraction of units, as np.mean of the condition gives it: count / n
-                record["dead" if counting == 1 else "saturated"] = counted / n
-        records.append(record)
-    return records
+    return health.records(counting, _diagnostics_constants()[1], n_examples)
 
 
 _CONSTANTS = []

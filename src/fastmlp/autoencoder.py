@@ -15,7 +15,7 @@ from sklearn.base import TransformerMixin, _fit_context
 from sklearn.utils import TransformerTags
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import (_check_feature_names, _check_sample_weight, _num_samples,
+from sklearn.utils.validation import (_check_feature_names, _check_sample_weight,
                                       check_array, check_is_fitted, validate_data)
 
 from . import _core

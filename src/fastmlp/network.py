@@ -1,16 +1,16 @@
 """The Network estimator: its parameters, and fit / partial_fit.
 
-The data's path runs through three files. fastmlp/inputs.py validates X, the targets (which
-become output units in fastmlp/targets.py), the weights and the validation set. Here fit and
-partial_fit then hand the epochs to fastmlp/training.py, which trains a model
-(fastmlp/model.py) that no predict sees; the estimator swaps it in with one assignment at the
-end. So a failed call leaves the estimator as it was, and a predict (fastmlp/prediction.py)
-racing a refit in another thread reads the old model or the new one, never a mix. The numeric
-work is in C (fastmlp._core)."""
-import ctypes
+The data's path runs through the estimator's parts, one file each. fastmlp/inputs.py
+validates X, the targets (which become output units in fastmlp/targets.py), the weights and
+the validation set; fastmlp/run_start.py makes the model a run trains (fastmlp/model.py), new
+or going on from the fitted one; here fit and partial_fit hand its epochs to
+fastmlp/training.py, and no predict sees it until fastmlp/publication.py swaps it in with one
+assignment at the end. So a failed call leaves the estimator as it was, and a predict
+(fastmlp/prediction.py) racing a refit in another thread reads the old model or the new one,
+never a mix. The numeric work is in C (fastmlp._core)."""
 import operator
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from numbers import Integral, Real
 
 import numpy as np
@@ -19,7 +19,7 @@ from sklearn import config_context, get_config
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import check_scoring
-from sklearn.utils import ClassifierTags, RegressorTags, check_random_state
+from sklearn.utils import ClassifierTags, RegressorTags
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
@@ -30,10 +30,11 @@ from ._health import new_health
 from ._config import MAX_THREADS, available_cores, blas_single_threaded, default_threads
 from .inputs import Inputs, _as_c_input, _input_dtypes
 from .lbfgs import fit_lbfgs
-from .model import Model, c_net, check_memory, new_model, parameter_layout  # noqa: F401
-from .optim import check_representable, fit_copies, new_state, state_values
+from .model import Model, parameter_layout  # noqa: F401 (parameter_layout: persistence's)
+from .optim import check_representable
 from .prediction import Prediction
-from .schedules import LearningRateSchedule
+from .publication import Publication
+from .run_start import RunStart, _copy_generator
 from .threads import ThreadChoice
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -53,7 +54,7 @@ def _model_part(name, attribute, doc):
     return property(read, doc=doc)
 
 
-class Network(Inputs, Prediction, BaseEstimator):
+class Network(Inputs, RunStart, Publication, Prediction, BaseEstimator):
     """A multi-layer perceptron trained by mini-batch gradient descent in C.
 
     Its task follows the targets of the first fit. The docstring users read, with every
@@ -467,7 +468,7 @@ class Network(Inputs, Prediction, BaseEstimator):
             X = _as_c_input(X, dtype)
         else:
             X, y = known
-        n_samples = X.shape[0]
+        n_samples, sparse = X.shape[0], sp.issparse(X)
         check_representable(self, dtype)  # before anything is trained or allocated
         task = (self._task or targets.task_of(y)) if first else self._fitted_task
         if first and incremental and self._task == "classification" and classes is None \
@@ -497,39 +498,9 @@ class Network(Inputs, Prediction, BaseEstimator):
         validation = self._validation_set(validation, binarizer, kind, incremental, dtype)
         scorer = self._scorer(validation is not None or self.early_stopping and not incremental)
 
-        # the model to train: new, or new buffers that the first update fills from the fitted
-        # one (which keeps serving)
-        if first:
-            rng = check_random_state(self.random_state)
-            if rng is self.random_state:
-                rng = _copy_generator(rng)  # the caller's moves on only on success
-            elif self.random_state is None:
-                # numpy's global generator: the model gets one of its own, seeded from it, or
-                # everyone's draws would move the model's (a failed fit's split among them)
-                rng = np.random.RandomState(rng.randint(np.iinfo(np.int32).max))
-            units = [X.shape[1]] + hidden + [Y.shape[1]]
-            layout = parameter_layout(units, self.batch_norm,
-                                      X.shape[1] if self.normalize == "auto" else 0,
-                                      self._tied_pairs())
-            net = c_net(layout, self._spec(), out_activation)
-            parts = self._work_parts(batch_size, layout)
-            check_memory(layout, dtype, self._workspace_need(net, batch_size, parts, dtype, X),
-                         copies=self._fit_copies(dtype, sp.issparse(X), incremental))
-            model = new_model(layout, self._spec(), out_activation, binarizer, y_1d, dtype, X,
-                              sample_weight, rng)
-            pretrained = self.__dict__.get("_pretrained")
-            if pretrained is not None:
-                pretrained.apply(model)  # the hidden layers pre-trained (pretraining.py)
-            seed = int(rng.randint(0, 2**31 - 1)) * 2**32 + int(rng.randint(0, 2**31 - 1))
-            state, pending = new_state(model.layout["n_trainable"], dtype, self.solver), None
-        else:
-            rng, seed, old = self._rng, self._seed, self._model  # _fit restores its state
-            # the published parameters and state are resident already: the new ones are not
-            parts = self._work_parts(batch_size, old.layout)
-            check_memory(old.layout, dtype,
-                         self._workspace_need(old.net, batch_size, parts, dtype, X),
-                         copies=self._fit_copies(dtype, sp.issparse(X), incremental))
-            model, state, pending = self._continued(old, incremental)
+        model, state, pending, rng, seed, parts = self._model_to_train(
+            first, incremental, X, Y, sample_weight, hidden, batch_size, dtype, sparse,
+            out_activation, binarizer, y_1d)
 
         rows = np.arange(n_samples, dtype=np.int64)
         if self.early_stopping and not incremental and validation is None \
@@ -569,51 +540,6 @@ class Network(Inputs, Prediction, BaseEstimator):
                          incremental, interrupt)
         return run
 
-    def _continued(self, old, incremental):
-        """(model, state, pending) for a run that goes on from the published model `old`
-        (training.Run): the stochastic solvers' first update reads old's parameters and
-        state and writes new buffers (csrc/train.c), so nothing is copied beforehand but the
-        values past the trainable part; L-BFGS trains a copy. The state goes on in
-        partial_fit and starts at zero in a warm-started fit."""
-        spec = self._spec(old)  # the fitted architecture goes on
-        published = self.__dict__.get("_state") if self._optimizer_goes_on(incremental) \
-            else None
-        trainable, dtype = old.layout["n_trainable"], old.params.dtype
-        if self.solver == "lbfgs":
-            return old.with_params(old.params.copy(), spec), new_state(
-                trainable, dtype, self.solver), None
-        params = np.empty_like(old.params)
-        params[trainable:] = old.params[trainable:]
-        target = old.with_params(params, spec)
-        # what the run reads until its first update: old itself where the spec is old's
-        reading = old if target.net is old.net else target.with_params(old.params)
-        if published is None:
-            state = new_state(trainable, dtype, self.solver)
-            return reading, state, (target, state)
-        published = state_values(published, trainable, self.solver)  # an older pickle's
-        return reading, published, (target, np.empty_like(published))
-
-    def _workspace_need(self, net, batch_size, parts, dtype, X):
-        """Reals of C workspace a run allocates: none where the estimator's is large enough
-        (_buffers reuses it; L-BFGS makes its own, for all rows)."""
-        size = net.workspace_size(batch_size, parts, dtype, sp.issparse(X))
-        held = self.__dict__.get("_workspace") if self.solver != "lbfgs" else None
-        return 0 if held is not None and held.dtype == dtype and held.size >= size else size
-
-    def _fit_copies(self, dtype, sparse, incremental):
-        """Parameter buffers' worth of memory a fit or partial_fit holds at its peak besides
-        the workspace (optim.fit_copies), for check_memory."""
-        return fit_copies(self.solver, self.momentum, self.nesterovs_momentum,
-                          bool(self._tied_pairs()), sparse, np.dtype(dtype).itemsize,
-                          best_epoch=bool(self.early_stopping) and not incremental)
-
-    def _optimizer_goes_on(self, incremental):
-        """Whether a call goes on with the fitted optimizer, its state and update count: a
-        partial_fit with the solver that made the state. One changed by set_params since
-        starts afresh, as a new optimizer: the state would mean another thing to it (adam's
-        first moment is no sum of squares for adagrad, whose step would take its root)."""
-        return incremental and self.__dict__.get("_state_solver", self.solver) == self.solver
-
     def _epochs(self, run, X, Y, sample_weight, batch_size, parts, rows, validation, scorer,
                 incremental, interrupt):
         """Build the loop's pieces (fastmlp/training.py) and run it; `parts`: the slabs of
@@ -621,13 +547,13 @@ class Network(Inputs, Prediction, BaseEstimator):
         n_threads = self._threads()
         if n_threads > 1 and not _core.openmp_enabled():
             _warn_no_openmp()
-        model = run.model
+        model, sparse = run.model, sp.issparse(X)
         # the slabs a batch's work is cut into fix the bits of the result; the threads that
         # share them out are chosen by timing stretches of epochs (fastmlp/threads.py), kept
         # across fits and partial_fit calls while the work per epoch is alike
-        grads, workspace = self._buffers(model, batch_size, parts, sp.issparse(X))
+        grads, workspace = self._buffers(model, batch_size, parts, sparse)
         units = tuple(model.layout["units"].tolist())  # ints: compared at every call
-        work = (n_threads, batch_size, len(rows), units, sp.issparse(X))
+        work = (n_threads, batch_size, len(rows), units, sparse)
         if getattr(self, "_thread_choice", (None,))[0] != work:
             self._thread_choice = (work, ThreadChoice(min(parts, n_threads)))
         else:
@@ -662,7 +588,7 @@ class Network(Inputs, Prediction, BaseEstimator):
         # the tiles), or a validation set is predicted: the cap cost a tenth of a small
         # partial_fit's Python side
         capped = validation is not None or model.net.training_uses_blas(
-            len(rows), batch_size, parts, sp.issparse(X), self.solver, self.momentum,
+            len(rows), batch_size, parts, sparse, self.solver, self.momentum,
             self.nesterovs_momentum)
         with blas_single_threaded() if capped else nullcontext():
             training.run_epochs(run, stretches, evaluation, listeners,
@@ -673,90 +599,11 @@ class Network(Inputs, Prediction, BaseEstimator):
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning)
 
-    def _commit(self, run):
-        """Make the run's model and history the estimator's: the model in one assignment."""
-        self._publish(run)
-        # the caller's generator moves on as if it had trained, unless Ctrl-C cut the fit
-        # short: a retry then gives what an uninterrupted fit would have
-        if run.first and not run.interrupted \
-                and isinstance(self.random_state, np.random.RandomState):
-            self.random_state.set_state(run.rng.get_state())
-
-    def _publish(self, run):
-        """Set every fitted attribute from the run, the model last of all."""
-        model = run.model
-        # one pass over the prior records' references, none over their values: a partial_fit
-        # after many others copies two lists (the history and the loss curve), which it made
-        history = training.History(run.prior)
-        history.extend(run.records)
-        self.history_ = history
-        curve = self.__dict__.get("loss_curve_") if run.prior else None
-        if type(curve) is not list or len(curve) != len(run.prior):
-            curve = [r["train_loss"] for r in run.prior]
-        self.loss_curve_ = curve + [r["train_loss"] for r in run.records]
-        if run.validated:
-            self.validation_scores_ = [r["valid_score"] for r in history]
-            self.validation_loss_curve_ = [r["valid_loss"] for r in history]
-            self.best_validation_score_ = run.best_score
-            self.best_loss_ = None
-        else:
-            self.validation_scores_ = self.best_validation_score_ = None
-            self.validation_loss_curve_ = None
-            self.best_loss_ = run.best_loss
-        self.best_epoch_ = run.best_epoch
-        self.n_iter_ = len(history)
-        self.loss_ = history[-1]["train_loss"] if history else self.__dict__.get("loss_")
-        self.t_, self._n_updates = run.samples, run.t
-        self._state, self._rng, self._schedule, self._seed = run.state, run.rng, \
-            run.schedule, run.seed
-        self._state_solver = self.solver  # what the state means (_optimizer_goes_on)
-        units = model.layout["units"]
-        self.n_layers_, self.n_outputs_ = len(units), int(units[-1])
-        self.out_activation_ = model.out_activation
-        if model.binarizer is None:
-            self._fitted_task, self._y_1d = "regression", model.y_1d
-            for name in ("classes_", "_label_binarizer"):
-                self.__dict__.pop(name, None)
-        else:
-            self._fitted_task = "classification"
-            self._label_binarizer, self.classes_ = model.binarizer, model.binarizer.classes_
-            self.__dict__.pop("_y_1d", None)
-        self._model = model
-
-    @contextmanager
-    def _published(self, run):
-        """The estimator as if training ended now, for the user's callbacks and scorers; then
-        back to the model that other threads' predictions use until the swap."""
-        previous = self.__dict__.get("_model")
-        self._publish(run)
-        try:
-            yield
-        finally:
-            if previous is None:
-                del self._model
-            else:
-                self._model = previous
-
-
     def _scorer(self, needed):
         """What the validation score is: None (the estimator's score), "loss", or a scorer."""
         if not needed or self.scoring is None or self.scoring == "loss":
             return self.scoring
         return check_scoring(self, scoring=self.scoring)
-
-    def _new_schedule(self, resumed):
-        schedule = self.__dict__.get("_schedule") if resumed else None
-        if schedule is None:
-            return LearningRateSchedule(self.learning_rate, self.learning_rate_init, self.tol,
-                                        self.n_iter_no_change, self.solver)
-        # copy.copy's result (a new object holding the same attributes) at a quarter of its
-        # cost, which goes through __reduce_ex__
-        schedule, published = object.__new__(type(schedule)), schedule
-        schedule.__dict__.update(published.__dict__)
-        if self.__dict__.get("validation_scores_") is not None:
-            # it watched validation scores in fit; partial_fit watches the training loss
-            schedule.best, schedule.epochs_without_improvement = np.inf, 0
-        return schedule
 
     def _same_architecture(self):
         """Whether the fitted parameters fit the current hyperparameters' architecture."""
@@ -789,18 +636,6 @@ class Network(Inputs, Prediction, BaseEstimator):
             warnings.warn(f"batch_size {self.batch_size} is larger than the number of samples "
                           f"({n_samples}); using {n_samples}", UserWarning)
         return min(int(self.batch_size), n_samples)
-
-    def _buffers(self, model, batch_size, parts, sparse):
-        """Gradient and workspace buffers, allocated once and reused across calls."""
-        dtype = model.params.dtype
-        n_train = model.layout["n_trainable"]
-        size = model.net.workspace_size(batch_size, parts, dtype, sparse)
-        grads, workspace = self.__dict__.get("_grads"), self.__dict__.get("_workspace")
-        if grads is None or grads.size != n_train or grads.dtype != dtype:
-            grads = self._grads = np.zeros(n_train, dtype=dtype)
-        if workspace is None or workspace.size < size or workspace.dtype != dtype:
-            workspace = self._workspace = np.zeros(size, dtype=dtype)
-        return grads, workspace
 
     # ---------------------------------------------------------------- diagnostics
 
@@ -874,13 +709,6 @@ def _parameter_names(cls):
     return names
 
 
-def _copy_generator(rng):
-    """A RandomState in the same state (deepcopy takes ~50x as long)."""
-    copy_ = np.random.RandomState()
-    copy_.set_state(rng.get_state())
-    return copy_
-
-
 def _generator_state(rng):
     """The state of a RandomState, to put back with _set_generator_state: the bytes of its
     MT19937 state (its 624 key words and position) where their layout was checked in this
@@ -890,13 +718,13 @@ def _generator_state(rng):
     size = _mt19937_state_size() if type(bits) is np.random.MT19937 else 0
     if not size:
         return rng.get_state()
-    return ctypes.string_at(bits.ctypes.state_address, size)
+    return _core.generator_state(bits.capsule, size)
 
 
 def _set_generator_state(rng, state):
     """Put back the state _generator_state took."""
     if type(state) is bytes:
-        ctypes.memmove(rng._bit_generator.ctypes.state_address, state, len(state))
+        _core.set_generator_state(rng._bit_generator.capsule, state)
     else:
         rng.set_state(state)
 
@@ -906,19 +734,21 @@ _MT19937_STATE = []
 
 def _mt19937_state_size():
     """The bytes of MT19937's state struct (numpy's mt19937_state: uint32 key[624], int pos)
-    at its ctypes state address, or 0 where this numpy lays it out otherwise: checked once,
-    against get_state() and by a restore that must give the same draws."""
+    that its bit generator's state pointer leads to, or 0 where this numpy lays it out
+    otherwise: checked once, against get_state() and by a restore that must give the same
+    draws."""
     if not _MT19937_STATE:
-        size = 624 * 4 + ctypes.sizeof(ctypes.c_int)
+        size = 624 * 4 + np.dtype(np.intc).itemsize
         try:
             probe = np.random.RandomState(12345)
             probe.random_sample(700)  # a position within the key, past a regeneration
             key, pos = probe.get_state()[1:3]
-            address = probe._bit_generator.ctypes.state_address
-            raw = ctypes.string_at(address, size)
-            expected = np.asarray(key, dtype=np.uint32).tobytes() + bytes(ctypes.c_int(pos))
+            capsule = probe._bit_generator.capsule
+            raw = _core.generator_state(capsule, size)
+            expected = np.asarray(key, dtype=np.uint32).tobytes() + \
+                np.asarray(pos, dtype=np.intc).tobytes()
             drawn = probe.random_sample(1000)
-            ctypes.memmove(address, raw, size)
+            _core.set_generator_state(capsule, raw)
             ok = raw == expected and np.array_equal(probe.random_sample(1000), drawn)
         except (AttributeError, TypeError, ValueError):
             ok = False

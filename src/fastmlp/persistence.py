@@ -25,7 +25,6 @@ cannot claim more memory than it physically holds. Every value is then checked a
 leave it (finite parameters, sorted unique classes, counters in range, valid hyperparameters).
 Anything malformed raises ValueError. save writes atomically (a temporary file beside the
 target, fsynced, then renamed over it)."""
-import io
 import json
 import math
 import os
@@ -644,7 +643,6 @@ def _check_values(model, meta, arrays, attrs):
     make (a NaN weight, a negative sum of squares, unsorted classes) would load, then predict
     NaN or train wrongly, so it is refused here."""
     units = meta["units"]
-    spec = meta["fitted_spec"]
     layout = _layout(meta)
     params = arrays["params"]
     _check_hyperparameters(model, params.dtype)

@@ -7,6 +7,8 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import column_or_1d
 
+from . import _core
+
 REGRESSION_KINDS = ("continuous", "continuous-multioutput")
 # the dtype kinds whose 1-d arrays are class labels whatever their values (booleans, integers,
 # strings): type_of_target tells binary from multiclass by the number of distinct values only
@@ -70,6 +72,10 @@ def read_labels(y, binarizer, dtype, kind_needed=True):
     class weights to compute from it): that kind is None."""
     if type(y) is np.ndarray and y.ndim == 1 and y.size and y.dtype.kind in LABEL_KINDS \
             and binarizer.y_type_ != "multilabel-indicator":
+        if not kind_needed:  # integer labels: one call of the bridge, where it applies
+            Y = _core.one_hot(y, binarizer.classes_, binarizer.y_type_ == "binary", dtype)
+            if Y is not None:
+                return y, None, Y
         column = _label_columns(y, binarizer.classes_)
         if column is not None:
             kind = None

@@ -180,7 +180,7 @@ class Stretches:
             threads = max({t for _, t, _ in self.stretches},
                           key=lambda k: sum(r for r, t, _ in self.stretches if t == k))
         health = health_record(self.health, model.spec["activation"], n)
-        return float(batch_loss.sum()) / n, seconds, threads, n, health
+        return _core.total(batch_loss) / n, seconds, threads, n, health
 
     def _check_finite(self, model, losses):
         """Refuse a diverged model: C checked the trainable parameters and the optimizer
