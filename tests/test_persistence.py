@@ -800,3 +800,40 @@ def test_the_state_holds_the_rows_its_solver_uses_and_a_version_2_file_loads(sol
             m.partial_fit(X[:40], Y_REG[:40, 0])
         np.testing.assert_array_equal(copy._params, model._params)
         np.testing.assert_array_equal(copy._state, model._state)
+
+
+def test_a_partial_fit_after_a_solver_change_saves_and_loads(tmp_path):
+    """set_params(solver=...) then partial_fit starts a new optimizer, whose update count
+    restarts while the history goes on (found by the fuzz test: such a model saved, then was
+    refused by load as having fewer updates than epochs). The file says where the state
+    began; the loaded copy trains on as the original does."""
+    model = MLPClassifier(hidden_layer_sizes=(4,), solver="sgd", random_state=0, n_threads=1)
+    model.partial_fit(X[:20], LABELS[:20], classes=np.unique(LABELS))
+    model.partial_fit(X[:20], LABELS[:20])
+    model.set_params(solver="adam").partial_fit(X[:20], LABELS[:20])
+    assert (model.n_iter_, model._n_updates, model._state_since) == (3, 1, 2)
+    copy = via_file(model, tmp_path)
+    assert (copy.n_iter_, copy._n_updates, copy._state_since) == (3, 1, 2)
+    for m in (model, copy):
+        m.partial_fit(X[:20], LABELS[:20])
+    assert (copy._n_updates, copy._state_since) == (model._n_updates, model._state_since) \
+        == (2, 2)
+    np.testing.assert_array_equal(copy._params, model._params)
+    # a fit starts the history and the state together
+    assert model.fit(X, LABELS)._state_since == 0
+
+
+@pytest.mark.parametrize("since, message", [
+    (5, "state_since 5"), (-1, "state_since -1"), ("0", "state_since '0'"),
+    (0, "counters"),  # the sgd epochs before the change counted against adam's 1 update
+])
+def test_a_bad_state_since_is_refused(since, message, tmp_path):
+    model = MLPClassifier(hidden_layer_sizes=(4,), solver="sgd", random_state=0, n_threads=1)
+    model.partial_fit(X[:20], LABELS[:20], classes=np.unique(LABELS))
+    model.partial_fit(X[:20], LABELS[:20])
+    model.set_params(solver="adam").partial_fit(X[:20], LABELS[:20])
+    path = tmp_path / "model.fmlp"
+    fastmlp.save(model, path)
+    path = edited(path, tmp_path, metadata=lambda m: m.update(state_since=since))
+    with pytest.raises(ValueError, match=message):
+        fastmlp.load(path)

@@ -524,12 +524,15 @@ class Network(Inputs, RunStart, Publication, Prediction, BaseEstimator):
         # the update count goes on only where the optimizer state does (partial_fit); the
         # samples seen, scikit-learn's t_, through warm starts too, as its t_ does
         goes_on = resumed and self._optimizer_goes_on(incremental)
+        prior = (self.__dict__.get("history_") or []) if resumed else []
         run = training.Run(model, state, self._n_updates if goes_on else 0, rng,
                            self._new_schedule(resumed), seed,
-                           self.best_loss_ if resumed else None, first,
-                           (self.__dict__.get("history_") or []) if resumed else [],
+                           self.best_loss_ if resumed else None, first, prior,
                            validation is not None, pending,
                            samples=0 if first else self.t_)
+        # the history's first epoch of the optimizer whose updates run.t counts (a new one
+        # after set_params(solver=...) starts its count at 0 while the history goes on)
+        run.state_since = self.__dict__.get("_state_since", 0) if goes_on else len(prior)
         run.inputs_checked = known is None
         if self.solver == "lbfgs":
             with blas_single_threaded():

@@ -9,7 +9,8 @@ The file is a zip archive whose members are all stored uncompressed:
   params.npy       the flat parameter buffer `_params` (its layout is recomputed from the
                    metadata with `parameter_layout`, never read from the file)
   state.npy        the optimizer state (state_slots * n_trainable,): the rows the solver that
-                   made it uses (metadata "state_solver"), so partial_fit continues as before;
+                   made it uses (metadata "state_solver", whose state and update count began
+                   at the history's epoch "state_since"), so partial_fit continues as before;
                    a version 1 or 2 file holds two rows for every solver, and loads the ones
                    its solver uses
   rng.npy          the 624 words of the Mersenne twister that shuffles the epochs
@@ -159,6 +160,8 @@ def save(model, path):
         "has_state": getattr(model, "_state", None) is not None,
         # the solver whose state it is (set_params may have changed model.solver since)
         "state_solver": model.__dict__.get("_state_solver", model.solver),
+        # the history's index of the first epoch of that solver's state and update count
+        "state_since": int(model.__dict__.get("_state_since", 0)),
         "loss_curve_length": len(model.loss_curve_),
         "validation_scores_length": None,
         "rng": None,
@@ -668,13 +671,17 @@ def _check_values(model, meta, arrays, attrs):
     # rate 0 in their records) make none
     history = arrays.get("history")
     if history is not None:
-        stochastic = int(np.count_nonzero(history[:, RECORD_KEYS.index("learning_rate")] > 0))
+        # the update count restarts with a new solver's state (set_params(solver=...), then
+        # partial_fit): only the epochs since then count
+        since = _state_since(meta, len(history))
+        stochastic = int(np.count_nonzero(history[since:, RECORD_KEYS.index("learning_rate")]
+                                          > 0))
     else:  # a file from before history_
         stochastic = 0 if model.solver == "lbfgs" and attrs["_n_updates"] == 0 \
             else attrs["n_iter_"]
     _require(stochastic <= attrs["_n_updates"],
-             f"counters: {stochastic} epochs of a stochastic solver in the history, "
-             f"{attrs['_n_updates']} updates (each epoch makes one at least)")
+             f"counters: {stochastic} epochs of a stochastic solver in the history since "
+             f"its state began, {attrs['_n_updates']} updates (each epoch makes one at least)")
     # each epoch's loss is a mean of non-negative losses plus a non-negative penalty
     curve = arrays["loss_curve"]
     _require(np.isfinite(curve).all() and np.all(curve >= 0),
@@ -708,6 +715,15 @@ def _check_values(model, meta, arrays, attrs):
         _require(units[-1] == 1, "a model of a 1-d target has one output")
 
 
+def _state_since(meta, epochs):
+    """The history's index of the first epoch of the saved state (files from before it: 0, a
+    state as old as the history), one of the `epochs` recorded or their end."""
+    since = meta.get("state_since", 0)
+    _require(_is_int(since) and 0 <= since <= epochs,
+             f"state_since {since!r}: an index into the {epochs} epochs of the history")
+    return since
+
+
 def _state_solver(meta, model):
     """The solver that made state.npy: the metadata's (files from before it say nothing:
     then the model's own solver)."""
@@ -730,6 +746,7 @@ def _restore(model, meta, arrays):
     fitted_spec = {"activation": spec["activation"], "batch_norm": spec["batch_norm"],
                    "dropout": [float(p) for p in spec["dropout"]]}
     model._state_solver = _state_solver(meta, model)
+    model._state_since = _state_since(meta, len(arrays["loss_curve"]))
     state = arrays.get("state")
     model._state = None if state is None else state_values(state, layout["n_trainable"],
                                                            model._state_solver)

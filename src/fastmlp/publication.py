@@ -52,6 +52,7 @@ class Publication:
         self._state, self._rng, self._schedule, self._seed = run.state, run.rng, \
             run.schedule, run.seed
         self._state_solver = self.solver  # what the state means (_optimizer_goes_on)
+        self._state_since = run.state_since  # the history's first epoch of that state
         units = model.layout["units"]
         self.n_layers_, self.n_outputs_ = len(units), int(units[-1])
         self.out_activation_ = model.out_activation

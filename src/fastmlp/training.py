@@ -70,6 +70,7 @@ class Run:
         self.samples = samples
         self.seed, self.first, self.prior, self.validated = seed, first, prior, validated
         self.pending = pending
+        self.state_since = 0  # the index in prior + records of the state's first epoch
         # False: X was not scanned for NaN and inf (a partial_fit's short path); the C side
         # then reports a row that is not finite, and the call is made again, validated
         self.inputs_checked = True
