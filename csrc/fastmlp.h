@@ -228,6 +228,8 @@ extern int64_t fastmlp_blas_calls;
  * a whole one (AMD family 26, Zen 5, on); Zen 4 (family 25) splits a 512-bit FMA in two halves.
  * The tiles compute a panel's last half vector as a whole one where this holds (tiles.c). */
 int fastmlp_fma_full_width(void);
+
+#define FASTMLP_SUM_CHAINS 8         /* ranges sums_of_squares adds side by side */
 #define FASTMLP_TILE_ROWS 6          /* rows of one register tile */
 #define FASTMLP_TILE_VECTORS 4       /* 512-bit vectors across a full panel of W's columns */
 #define FASTMLP_TILE_BLOCK_ROWS 96   /* rows that go through every panel before the next rows:
@@ -423,18 +425,22 @@ void FN(output_forward)(real *a, int rows, int k, int output);
 
 /* optim_step: params[lo, hi) -= update(g), g = grads + alpha * params on [0, n_weights) only;
  *   state is (fastmlp_state_slots(solver), n_trainable): sgd uses state[0] as its velocity,
- *   adagrad and rmsprop as s, adam as m and state[1] as v. t is this update's count (1 for the first). Returns the sum of
- *   the weights' squares before the update over [lo, hi), the L2 term of the batch's loss. */
-double FN(optim_step)(real *params, const real *grads, real *state, const fastmlp_optim *opt,
-                      int64_t t, int64_t n_weights, int64_t n_trainable, int64_t lo, int64_t hi);
+ *   adagrad and rmsprop as s, adam as m and state[1] as v. t is this update's count (1 for
+ *   the first). The L2 term of the batch's loss sums the squares before (sums_of_squares). */
+void FN(optim_step)(real *params, const real *grads, real *state, const fastmlp_optim *opt,
+                    int64_t t, int64_t n_weights, int64_t n_trainable, int64_t lo, int64_t hi);
 
 /* momentum_finish: SGD momentum (not Nesterov) on params[lo, hi) of weights whose velocity the
  *   backward GEMM already updated, state[0] = (momentum * v) + dJ/dW: adds alpha * params to
  *   it and steps, params -= lr * state[0], the same update as optim_step's; then, unless last,
- *   leaves momentum * state[0] for the next batch's GEMM (see train.c). Returns the sum of the
- *   weights' squares before the update. */
-double FN(momentum_finish)(real *params, real *state, const fastmlp_optim *opt, int64_t t,
-                           int64_t lo, int64_t hi, int last);
+ *   leaves momentum * state[0] for the next batch's GEMM (see train.c). */
+void FN(momentum_finish)(real *params, real *state, const fastmlp_optim *opt, int64_t t,
+                         int64_t lo, int64_t hi, int last);
+
+/* sums_of_squares: out[j] = sum of p[i]^2 over [lo[j], hi[j]) in double, each in index order
+ *   from 0 (the bits of one loop over the range), n <= FASTMLP_SUM_CHAINS ranges at once. */
+void FN(sums_of_squares)(const real *p, const int64_t *lo, const int64_t *hi, int n,
+                         double *out);
 
 /* ---- health.c: layer health, counted where train_epoch has the data in cache ---------- */
 

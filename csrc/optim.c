@@ -3,17 +3,15 @@
  * the four arrays stream through cache once. */
 
 /* One branch-free loop per solver over params[lo, hi); decay is alpha on weights, 0 elsewhere.
+ * The L2 term's sum of squares is not theirs: sums_of_squares, which train.c calls first.
  * The running averages are the lerp s += (1 - beta) * (x - s), with 1 - beta taken in double
  * before it is rounded to real: beta_2 or rho of 1 - 1e-9 rounds to 1 in float32, which made
  * (real)1 - beta 0, froze the averages at 0 and sent every step to lr * g / epsilon. */
 FASTMLP_VECTOR_CLONES
-static double FN(step_range)(real *p, const real *grad, real *s0, real *s1,
-                             const fastmlp_optim *opt, real lr, real decay, int64_t t,
-                             int64_t lo, int64_t hi)
+static void FN(step_range)(real *p, const real *grad, real *s0, real *s1,
+                           const fastmlp_optim *opt, real lr, real decay, int64_t t,
+                           int64_t lo, int64_t hi)
 {
-    double sumsq = 0;
-    if (decay != 0)
-        for (int64_t i = lo; i < hi; i++) sumsq += (double)p[i] * p[i];
     switch (opt->solver) {
     case FASTMLP_SGD: {
         const real mu = (real)opt->momentum;
@@ -63,7 +61,6 @@ static double FN(step_range)(real *p, const real *grad, real *s0, real *s1,
         break;
     }
     }
-    return sumsq;
 }
 
 static double FN(step_rate)(const fastmlp_optim *opt, int64_t t)
@@ -74,8 +71,8 @@ static double FN(step_rate)(const fastmlp_optim *opt, int64_t t)
 }
 
 FASTMLP_VECTOR_CLONES
-double FN(momentum_finish)(real *params, real *state, const fastmlp_optim *opt, int64_t t,
-                           int64_t lo, int64_t hi, int last)
+void FN(momentum_finish)(real *params, real *state, const fastmlp_optim *opt, int64_t t,
+                         int64_t lo, int64_t hi, int last)
 {
     /* v holds this batch's velocity; unless this is the call's last batch, it leaves
      * momentum * v for the next batch's GEMM to add its gradient to (beta = 1: no pass of
@@ -83,9 +80,6 @@ double FN(momentum_finish)(real *params, real *state, const fastmlp_optim *opt, 
     const real lr = (real)FN(step_rate)(opt, t), decay = (real)opt->alpha;
     const real mu = (real)opt->momentum;
     real *p = params, *v = state;
-    double sumsq = 0;
-    if (decay != 0)
-        for (int64_t i = lo; i < hi; i++) sumsq += (double)p[i] * p[i];
     if (decay != 0 && last)
         for (int64_t i = lo; i < hi; i++) {
             v[i] += decay * p[i];
@@ -104,18 +98,44 @@ double FN(momentum_finish)(real *params, real *state, const fastmlp_optim *opt, 
             p[i] -= lr * v[i];
             v[i] *= mu;
         }
-    return sumsq;
 }
 
-double FN(optim_step)(real *params, const real *grads, real *state, const fastmlp_optim *opt,
-                      int64_t t, int64_t n_weights, int64_t n_trainable, int64_t lo, int64_t hi)
+void FN(optim_step)(real *params, const real *grads, real *state, const fastmlp_optim *opt,
+                    int64_t t, int64_t n_weights, int64_t n_trainable, int64_t lo, int64_t hi)
 {
     /* params, grads (n_trainable,) of the flat layout; state (2, n_trainable) */
     const double lr = FN(step_rate)(opt, t);
     real *s0 = state, *s1 = state + n_trainable;
     const int64_t mid = hi < n_weights ? hi : (lo > n_weights ? lo : n_weights);
-    double sumsq = FN(step_range)(params, grads, s0, s1, opt, (real)lr, (real)opt->alpha, t,
-                                  lo, mid);
-    sumsq += FN(step_range)(params, grads, s0, s1, opt, (real)lr, (real)0, t, mid, hi);
-    return sumsq;
+    FN(step_range)(params, grads, s0, s1, opt, (real)lr, (real)opt->alpha, t, lo, mid);
+    FN(step_range)(params, grads, s0, s1, opt, (real)lr, (real)0, t, mid, hi);
+}
+
+/* out[j] = the sum of (double)p[i]^2 over [lo[j], hi[j]), each added in order from 0, as a
+ * loop over the range alone sums it (so the bits of the losses do not depend on how ranges
+ * are grouped), for n <= FASTMLP_SUM_CHAINS ranges side by side. One chain's adds wait for
+ * each other (4 cycles each, which made the squares of 784-1024-1024-10's weights 3.7% of an
+ * epoch at alpha 1e-4, more than the step itself at alpha 0); FASTMLP_SUM_CHAINS chains
+ * overlap their latencies. */
+FASTMLP_VECTOR_CLONES
+void FN(sums_of_squares)(const real *p, const int64_t *lo, const int64_t *hi, int n,
+                         double *out)
+{
+    enum { K = FASTMLP_SUM_CHAINS };
+    double s[K] = {0};
+    const real *x[K];
+    int64_t common = n > 0 ? hi[0] - lo[0] : 0;
+    for (int j = 0; j < K; j++) {
+        /* lanes past n repeat range 0, and are dropped */
+        const int from = j < n ? j : 0;
+        x[j] = p + lo[from];
+        if (j < n && hi[j] - lo[j] < common) common = hi[j] - lo[j];
+    }
+    for (int64_t i = 0; i < common; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < K; j++) s[j] += (double)x[j][i] * x[j][i];
+    for (int j = 0; j < n; j++) {
+        for (int64_t i = lo[j] + common; i < hi[j]; i++) s[j] += (double)p[i] * p[i];
+        out[j] = s[j];
+    }
 }

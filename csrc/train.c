@@ -386,23 +386,56 @@ static void FN(fused_part)(const FN(context) *c, int64_t lo, int64_t hi, int64_t
     *b = fastmlp_clamp(c->fused_hi, *a, hi);
 }
 
+/* The parameters forward and backward read in update t: the source buffer's in the call's
+ * first (when it has one), params afterwards. */
+static inline const real *FN(weights_of)(const FN(context) *c, int64_t t)
+{
+    return c->src_params && t == c->first_step ? c->src_params : c->params;
+}
+
 /* The optimizer step of params[lo, hi), as step t: momentum_finish on the weights whose
- * velocity the GEMMs updated (last: the call's last batch), optim_step on the rest. Returns
- * the weights' sum of squares. */
-static double FN(step_chunk)(FN(context) *c, int64_t t, int64_t lo, int64_t hi, int last)
+ * velocity the GEMMs updated (last: the call's last batch), optim_step on the rest. */
+static void FN(step_chunk)(FN(context) *c, int64_t t, int64_t lo, int64_t hi, int last)
 {
     const fastmlp_net *net = c->net;
     int64_t a, b;
     FN(fused_part)(c, lo, hi, &a, &b);
-    double sumsq = 0;
     if (lo < a)
-        sumsq += FN(optim_step)(c->params, c->grads, c->state, c->opt, t, net->n_weights,
-                                net->n_trainable, lo, a);
-    if (a < b) sumsq += FN(momentum_finish)(c->params, c->state, c->opt, t, a, b, last);
+        FN(optim_step)(c->params, c->grads, c->state, c->opt, t, net->n_weights,
+                       net->n_trainable, lo, a);
+    if (a < b) FN(momentum_finish)(c->params, c->state, c->opt, t, a, b, last);
     if (b < hi)
-        sumsq += FN(optim_step)(c->params, c->grads, c->state, c->opt, t, net->n_weights,
-                                net->n_trainable, b, hi);
-    return sumsq;
+        FN(optim_step)(c->params, c->grads, c->state, c->opt, t, net->n_weights,
+                       net->n_trainable, b, hi);
+}
+
+/* out[j] = the squares of chunk chunks[j]'s weights before update t summed, the L2 term of
+ * the batch's loss (0 without decay), for n <= FASTMLP_SUM_CHAINS chunks: each piece that
+ * step_chunk steps apart ([lo, a) and [b, hi) within the weights, the fused [a, b)) summed in
+ * order from 0, as one loop over it sums it, and the pieces added in that order, so the bits
+ * are those of a sum taken piece by piece, while sums_of_squares runs the pieces side by side. */
+static void FN(chunk_sums)(const FN(context) *c, int64_t t, const int64_t *chunks, int n,
+                           double *out)
+{
+    enum { K = FASTMLP_SUM_CHAINS };
+    int64_t lo[3 * K], hi[3 * K];
+    double sums[3 * K];
+    int owner[3 * K], m = 0;
+    const int64_t n_weights = c->net->n_weights;
+    for (int j = 0; j < n; j++) {
+        out[j] = 0;
+        if ((real)c->opt->alpha == 0) continue;  /* as the steps round alpha */
+        int64_t clo, chi, a, b;
+        FN(chunk_range)(c, chunks[j], &clo, &chi);
+        FN(fused_part)(c, clo, chi, &a, &b);
+        if (clo < a) lo[m] = clo, hi[m] = fastmlp_clamp(n_weights, clo, a), owner[m++] = j;
+        if (a < b) lo[m] = a, hi[m] = b, owner[m++] = j;
+        if (b < chi) lo[m] = b, hi[m] = fastmlp_clamp(n_weights, b, chi), owner[m++] = j;
+    }
+    const real *weights = FN(weights_of)(c, t);  /* what the step reads (take_chunk) */
+    for (int k = 0; k < m; k += K)
+        FN(sums_of_squares)(weights, lo + k, hi + k, m - k < K ? m - k : K, sums + k);
+    for (int k = 0; k < m; k++) out[owner[k]] += sums[k];
 }
 
 /* Layer health of the slab h (rows, n) of hidden layer l's units [col0, col0 + n) that part
@@ -488,13 +521,6 @@ static void FN(health_gradient)(FN(context) *c, int part, int l, const real *inp
     }
 }
 
-/* The parameters forward and backward read in update t: the source buffer's in the call's
- * first (when it has one), params afterwards. */
-static inline const real *FN(weights_of)(const FN(context) *c, int64_t t)
-{
-    return c->src_params && t == c->first_step ? c->src_params : c->params;
-}
-
 /* Update first_step of a call with source buffers: params[lo, hi) and the state of the chunk
  * := the source's, while the chunk's step is about to read them (a cache-resident copy, not a
  * pass over memory). The velocity of the fused weights is not copied: the call's scaling pass
@@ -541,14 +567,14 @@ static int FN(chunk_not_finite)(const FN(context) *c, int64_t lo, int64_t hi)
  * call's last update (last) or in the one layer health measures, the epoch's last (measured,
  * which is then the call's last too): the weights before it are copied while the chunk is in
  * cache. */
-static double FN(health_step_chunk)(FN(context) *c, int64_t chunk, int tid, int64_t t,
-                                    int64_t lo, int64_t hi, int last, int measured)
+static void FN(health_step_chunk)(FN(context) *c, int64_t chunk, int tid, int64_t t,
+                                  int64_t lo, int64_t hi, int last, int measured)
 {
     FN(take_chunk)(c, t, lo, hi);
     if (!measured) {
-        const double sumsq = FN(step_chunk)(c, t, lo, hi, last);
+        FN(step_chunk)(c, t, lo, hi, last);
         if (last) c->chunk_bad[chunk] = FN(chunk_not_finite)(c, lo, hi);
-        return sumsq;
+        return;
     }
     /* this thread's scratch: the chunk's weights before the step, and its data-term gradient
      * (hi - lo,) taken before the step adds the decay to a fused velocity: grads, and on the
@@ -563,12 +589,27 @@ static double FN(health_step_chunk)(FN(context) *c, int64_t chunk, int tid, int6
     if (!recomputed) memcpy(gradient + (a - lo), c->state + a, (size_t)(b - a) * size);
     memcpy(gradient + (b - lo), c->grads + b, (size_t)(hi - b) * size);
     memcpy(before, c->params + lo, (size_t)(hi - lo) * size);
-    const double sumsq = FN(step_chunk)(c, t, lo, hi, last);
+    FN(step_chunk)(c, t, lo, hi, last);
     /* the chunk's sums, zero from health_init but for what health_gradient added */
     FN(health_update)(c->chunk_norms + chunk * 4 * c->net->n_layers, c->params, before, gradient,
                       c->opt->alpha, c->net, lo, hi, recomputed ? a : b, b);
     c->chunk_bad[chunk] = FN(chunk_not_finite)(c, lo, hi);
-    return sumsq;
+}
+
+/* health_step_chunk of chunks[0, n) (n <= FASTMLP_SUM_CHAINS) by thread tid, after their sums
+ * of squares into sumsq[chunk] (chunk_sums): a few chunks at a time, so that the sums run side
+ * by side and the steps find the weights in cache. */
+static void FN(step_chunks)(FN(context) *c, const int64_t *chunks, int n, int tid, int64_t t,
+                            int last, int measured, double *sumsq)
+{
+    double sums[FASTMLP_SUM_CHAINS];
+    FN(chunk_sums)(c, t, chunks, n, sums);
+    for (int j = 0; j < n; j++) {
+        int64_t lo, hi;
+        sumsq[chunks[j]] = sums[j];
+        FN(chunk_range)(c, chunks[j], &lo, &hi);
+        FN(health_step_chunk)(c, chunks[j], tid, t, lo, hi, last, measured);
+    }
 }
 
 /* train_epoch's health: each part's scratch (a copy of a chunk's weights and of its gradient,
@@ -1080,12 +1121,16 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
             /* the step, each chunk by the part whose dW slab holds it, and the next batch's
              * rows, behind it: the next forward needs none of its own */
             FASTMLP_EACH_PART(&c.team, &w, part, FASTMLP_AFTER_ALL) {
-                for (int64_t chunk = 0; chunk < c.n_chunks; chunk++) {
-                    if (c.chunk_part[chunk] != part) continue;
-                    int64_t lo, hi;
-                    FN(chunk_range)(&c, chunk, &lo, &hi);
-                    sumsq[chunk] = FN(health_step_chunk)(&c, chunk, w.tid, step, lo, hi,
-                                                         is_last, measured);
+                int64_t group[FASTMLP_SUM_CHAINS];
+                int n_group = 0;
+                for (int64_t chunk = 0; chunk <= c.n_chunks; chunk++) {
+                    if (chunk < c.n_chunks && c.chunk_part[chunk] != part) continue;
+                    if (chunk < c.n_chunks) group[n_group++] = chunk;
+                    if (n_group == FASTMLP_SUM_CHAINS || (chunk == c.n_chunks && n_group)) {
+                        FN(step_chunks)(&c, group, n_group, w.tid, step, is_last, measured,
+                                        sumsq);
+                        n_group = 0;
+                    }
                 }
                 if (!is_last)
                     FN(gather_rows)(&c, order + b1,

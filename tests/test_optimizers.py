@@ -298,3 +298,38 @@ def test_values_that_round_to_zero_or_infinity_are_refused_by_partial_fit_too(pa
     assert (model.t_, model._n_updates) == before[2:]
     model.set_params(dtype=np.float64, warm_start=True).fit(X, Y)  # float64 holds them all
     assert np.isfinite(model._params).all()
+
+
+@pytest.mark.parametrize("name", ["momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_l2_term_of_the_loss_sums_each_chunk_in_order(name, sparse, dtype):
+    """The batch loss's L2 term is alpha / 2 times the squared weights summed by the optimizer's
+    chunks (8192 of the flat buffer, FASTMLP_STEP_CHUNK), each in index order from 0, and the
+    chunks in order: the bits of a sum taken chunk by chunk, however the step runs the chunks'
+    sums side by side (train.c, chunk_sums). Layers of 40 x 300, 300 x 90 and 90 x 3 put chunk
+    boundaries inside layers; a sparse first layer takes the plain step beside fused momentum.
+    Two copies of one model, with alpha and without, train on the same batch from the same
+    weights, so their data terms are the same bits; 256 rows make the loss's scaling exact."""
+    import copy
+
+    import scipy.sparse
+
+    rows = np.random.RandomState(1)
+    X_batch, y_batch = rows.randn(256, 40), rows.randint(0, 3, 256)
+    if sparse:
+        X_batch = scipy.sparse.csr_matrix(np.where(X_batch > 0.5, X_batch, 0.0))
+    alpha = 1e-3
+    model = MLPClassifier(hidden_layer_sizes=(300, 90), batch_size=256, shuffle=False,
+                          random_state=0, dtype=dtype, n_threads=2, alpha=alpha,
+                          **SOLVERS[name])
+    model.partial_fit(X_batch, y_batch, classes=CLASSES)
+    with_l2, without = copy.deepcopy(model), copy.deepcopy(model)
+    without.set_params(alpha=0.0)
+    squares = model._params[:model._layout["n_weights"]].astype(np.float64) ** 2
+    sumsq = 0.0
+    for lo in range(0, len(squares), 8192):
+        sumsq += np.add.accumulate(squares[lo:lo + 8192])[-1]  # in order, not pairwise
+    with_l2.partial_fit(X_batch, y_batch)
+    without.partial_fit(X_batch, y_batch)
+    assert with_l2.loss_ == without.loss_ + 0.5 * alpha * sumsq
