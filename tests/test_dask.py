@@ -82,9 +82,9 @@ def test_search_on_the_cluster_equals_the_local_search(client, local):
 
 
 def test_search_by_scheduler_address(client):
-    # other data than the other tests: the data is broadcast to the workers under a key made
-    # from its content, and a second client in this process sending the same key while the
-    # first releases it can make distributed 2026.8 lose it (the search then waits forever)
+    # other data than the other tests: when the search broadcast X and y under keys made
+    # from their content, a second client in this process sending the same key while the
+    # first released it could make distributed 2026.8 lose it (the search then waited forever)
     assert_same_search(small_search(280, 2, client=client.scheduler.address),
                        small_search(280, 2, n_jobs=1))
 
@@ -131,19 +131,31 @@ def test_search_command_on_the_cluster(client, tmp_path, capsys):
     assert on_dask.splitlines()[1:] == local.splitlines()[1:]
 
 
+def _holders_of_scattered_arrays(client):
+    """The workers that hold arrays joblib scattered (X, y, the folds' indices)."""
+    return {address for key, where in client.who_has().items()
+            if str(key).startswith("ndarray-") for address in where}
+
+
 def test_a_worker_killed_mid_search(client, local):
-    """The scheduler reruns the dead worker's fits elsewhere: same result."""
+    """The scheduler reruns the dead worker's fits elsewhere, and a batch whose data died with
+    it runs again with its data sent again: same result. The busy worker that holds the
+    batch's data is the one killed where there is one, so the data is lost as often as not
+    (the other worker may have fetched a copy)."""
     pids = client.run(os.getpid)
     killed = {}
 
     def kill_when_busy():
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not killed:
-            for address, tasks in client.processing().items():
-                if tasks and address in pids:
-                    os.kill(pids[address], signal.SIGKILL)
-                    killed[address] = tasks
-                    return
+            busy = [address for address, tasks in client.processing().items()
+                    if tasks and address in pids]
+            if busy:
+                holders = _holders_of_scattered_arrays(client)
+                address = next((a for a in busy if a in holders), busy[0])
+                os.kill(pids[address], signal.SIGKILL)
+                killed[address] = address in holders
+                return
             time.sleep(0.005)
 
     def after_batch(results, done, total):
@@ -155,6 +167,48 @@ def test_a_worker_killed_mid_search(client, local):
     assert_same_search(result, local)
     # the nanny restarts the worker, under a new address, so later tests have two again
     client.wait_for_workers(2, timeout=30)
+
+
+def test_a_batch_whose_work_was_lost_runs_again():
+    """A lost batch (KilledWorker, FutureCancelledError) runs again up to `retries` times and
+    adds nothing to the results before it succeeds; past them the error reaches the caller."""
+    from distributed import KilledWorker
+    from distributed.client import FutureCancelledError
+
+    from fastmlp.model_selection import BatchedRandomizedSearchCV
+
+    X, y = make_classification(n_samples=80, n_features=4, random_state=0)
+    estimator = MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0)
+    space = {"alpha": loguniform(1e-5, 1e-1)}
+
+    def search(failures, retries):
+        left = list(failures)
+        calls = []
+
+        class Flaky(BatchedRandomizedSearchCV):
+            def _run_search(self, evaluate_candidates):
+                def evaluate(candidates):
+                    calls.append(len(candidates))
+                    if left:
+                        raise left.pop(0)
+                    return evaluate_candidates(candidates)
+                super()._run_search(evaluate)
+
+        fitted = Flaky(estimator, space, n_iter=4, cv=2, random_state=0, batch_size=2,
+                       retries=retries).fit(X, y)
+        return fitted, calls
+
+    reference, calls = search([], retries=0)
+    assert calls == [2, 2]
+    killed = KilledWorker("fit-1", None, 3)
+    cancelled = FutureCancelledError("fit-2", "lost dependencies")
+    flaky, calls = search([killed, cancelled], retries=2)
+    assert calls == [2, 2, 2, 2]  # the first batch three times
+    assert flaky.cv_results_["params"] == reference.cv_results_["params"]
+    np.testing.assert_array_equal(flaky.cv_results_["mean_test_score"],
+                                  reference.cv_results_["mean_test_score"])
+    with pytest.raises(FutureCancelledError):
+        search([cancelled, cancelled], retries=1)
 
 
 def test_threads_in_workers():
