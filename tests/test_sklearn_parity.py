@@ -398,3 +398,45 @@ def test_t_counts_samples_seen_as_scikit_learn(kind):
         assert seen[0] == seen[1], (method, n, params)
         ours = pair[0]
         assert isinstance(ours.t_, int) and ours._n_updates <= ours.t_
+
+
+@pytest.mark.parametrize("labels", [[0, 1], ["no", "yes"], [3, 7, 9], ["a", "b", "c", "d"],
+                                    [-1, 2], [5]])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_predicted_labels_are_label_binarizers(labels, dtype):
+    """predict's labels (targets.decode, which skips LabelBinarizer.inverse_transform's checks
+    for binary and multiclass) are what inverse_transform gives: ties go to the first class,
+    an output of exactly the threshold is negative, and one class or multilabel outputs take
+    inverse_transform itself."""
+    from sklearn.preprocessing import LabelBinarizer
+
+    from fastmlp import targets
+
+    binarizer = LabelBinarizer().fit(labels)
+    width = 1 if len(labels) <= 2 else len(labels)
+    rows = np.random.RandomState(0).rand(200, width)
+    rows[:20] = 0.5  # all tied, and on the binary threshold
+    rows[20:40, -1] = rows[20:40, 0] = rows[20:40].max(axis=1)  # first and last tied
+    rows[40:45] = np.nextafter(0.5, 1)  # just above the threshold
+    out = rows.astype(dtype)
+    decoded = targets.decode(out, binarizer, y_1d=True)
+    expected = binarizer.inverse_transform(out)
+    assert decoded.dtype == expected.dtype
+    np.testing.assert_array_equal(decoded, expected)
+    multilabel = LabelBinarizer().fit(np.array([[0, 1, 1], [1, 0, 0]]))
+    np.testing.assert_array_equal(targets.decode(out[:, :1].repeat(3, axis=1), multilabel, False),
+                                  multilabel.inverse_transform(out[:, :1].repeat(3, axis=1)))
+
+
+def test_predict_gives_scikit_learns_labels_for_every_kind_of_target():
+    """The labels of a fitted model, one row or many, through the fast path of decode."""
+    X, y = load_digits(return_X_y=True)
+    X = X[:300] / 16
+    for target in (y[:300], y[:300] % 2, np.where(y[:300] % 2, "odd", "even")):
+        model = fastmlp.MLPClassifier(hidden_layer_sizes=(16,), max_iter=20,
+                                      random_state=0).fit(X, target)
+        binarizer = model._model.binarizer
+        outputs = model._model.forward(np.ascontiguousarray(X, dtype=model._params.dtype), 1,
+                                       False)
+        np.testing.assert_array_equal(model.predict(X), binarizer.inverse_transform(outputs))
+        assert model.predict(X[:1])[0] == binarizer.inverse_transform(outputs[:1])[0]
