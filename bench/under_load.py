@@ -3,6 +3,7 @@ CPU hog: a busy-loop process that keeps one core taken for the whole measurement
 
     python bench/under_load.py                  # 3 rounds, both configurations, hog and none
     python bench/under_load.py --rounds 5 --configs 784-256-256-10 --no-pin
+    python bench/under_load.py --task predict --predict-rows 1000   # predict_proba instead
     python bench/under_load.py --worker '{"hidden": [256, 256], "threads": 1, ...}'
 
 Each measurement is its own process (the worker mode of this script): it makes the data (fixed
@@ -22,6 +23,10 @@ virtual machine the vCPUs move between physical cores, and on cores that share n
 threads run up to half as fast while one thread does not change (bench/README.md), which made
 idle rounds of the same build range from 0.90 to 1.46. The checkout's src/ (or --src) goes on
 PYTHONPATH, so an in-place build is enough.
+
+--task predict times predict_proba instead: the worker fits one epoch untimed, then calls
+predict_proba on --predict-rows rows for about --predict-seconds, and reports rows/s (the
+thread count of a prediction is CoresLeft's, threads.py: no timing, no probes).
 
 Figures depend on everything else the machine runs: bench/README.md says how they were taken.
 """
@@ -63,6 +68,18 @@ def worker(spec):
             model.fit(X, y)
             return time.perf_counter() - started, model
 
+    if spec.get("task") == "predict":
+        _, model = fit(1)
+        rows = X[:spec["predict_rows"]]
+        model.predict_proba(rows)  # page faults, the first window
+        calls, started = 0, time.perf_counter()
+        while time.perf_counter() - started < spec["predict_seconds"]:
+            model.predict_proba(rows)
+            calls += 1
+        seconds = time.perf_counter() - started
+        print(json.dumps({"samples_per_s": len(rows) * calls / seconds, "seconds": seconds,
+                          "training_seconds": None, "epochs": None}))
+        return
     fit(1)
     import gc
     gc.collect()
@@ -117,6 +134,11 @@ def main():
     parser.add_argument("--json", help="write every measurement to this file")
     parser.add_argument("--src", default=SRC, help="the fastmlp source tree (built in place) "
                         "to measure; a copy keeps a long run safe from edits")
+    parser.add_argument("--task", choices=["train", "predict"], default="train")
+    parser.add_argument("--predict-rows", type=int, default=1000,
+                        help="rows per predict_proba call (--task predict)")
+    parser.add_argument("--predict-seconds", type=float, default=2.0,
+                        help="seconds of predict_proba calls per measurement")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -141,7 +163,9 @@ def main():
                     for name in order:
                         spec = {"hidden": sizes[1:-1], "features": sizes[0], "n": args.n,
                                 "epochs": args.epochs, "batch_size": args.batch_size,
-                                "threads": None if name == "default" else 1}
+                                "threads": None if name == "default" else 1,
+                                "task": args.task, "predict_rows": args.predict_rows,
+                                "predict_seconds": args.predict_seconds}
                         measured = measure(spec, args.timeout, args.src)
                         rates[name].append(measured["samples_per_s"])
                         training[name].append(measured["training_seconds"])
@@ -152,11 +176,12 @@ def main():
                         hog.wait()
             each = [d / o for d, o in zip(rates["default"], rates["one"])]
             default, one = statistics.median(rates["default"]), statistics.median(rates["one"])
-            trained = [o / d for d, o in zip(training["default"], training["one"])]
+            trained = [o / d for d, o in zip(training["default"], training["one"])
+                       if d is not None]
+            only = f"  training only {statistics.median(trained):.2f}" if trained else ""
             print(f"{config:<16} {condition:<9} {default:>11,.0f} {one:>11,.0f} "
                   f"{default / one:>6.2f}  {' '.join(f'{r:.2f}' for r in each)}  "
-                  f"least {min(each):.2f}  training only {statistics.median(trained):.2f}",
-                  flush=True)
+                  f"least {min(each):.2f}{only}", flush=True)
             results.append({"config": config, "condition": condition, "rates": rates,
                             "training_seconds": training, "training_ratios": trained,
                             "epochs": epochs, "ratio_of_medians": default / one,

@@ -8,10 +8,12 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from sklearn.exceptions import ConvergenceWarning
 
 import fastmlp
 from fastmlp import MLPClassifier, _core
@@ -567,3 +569,58 @@ def test_every_stretch_limit_stays_short():
 
 if __name__ == "__main__":
     _stress()
+
+
+def test_predictions_use_the_cores_other_processes_leave(monkeypatch):
+    """CoresLeft (predict's thread count): all threads on an idle machine, one beside a busy
+    loop on the second core within a window of it, all again once the loop has stopped; the
+    window is read once per WINDOW_SECONDS however many predictions ask."""
+    proc = _Proc(monkeypatch)
+    cores_left = threads_module.CoresLeft(core_use=CoreUse([0, 1]))
+    proc.run(1.0, ours=1, others=0)
+    assert cores_left(2) == 2
+    proc.run(1.0, ours=1, others=1)
+    assert cores_left(2) == 1 and cores_left(4) == 1  # n_threads=4 on 2 cores: 1 left too
+    reads = proc.reads
+    for _ in range(10):  # 10 calls within a window: its verdict, no reading
+        proc.run(WINDOW_SECONDS / 20, ours=1, others=1)
+        assert cores_left(2) == 1
+    assert proc.reads == reads
+    proc.run(1.0, ours=1, others=0)
+    assert cores_left(2) == 2 and proc.reads == reads + 1
+    assert cores_left(1) == 1
+
+
+def test_a_prediction_never_waits_for_another_reading_the_window(monkeypatch):
+    """While one call reads the window (its lock held), another takes the latest verdict at
+    once; where /proc cannot be read, every call may use all its threads."""
+    proc = _Proc(monkeypatch)
+    cores_left = threads_module.CoresLeft(core_use=CoreUse([0, 1]))
+    proc.run(1.0, ours=1, others=1)
+    assert cores_left(2) == 1
+    proc.run(1.0, ours=1, others=0)  # the core is free again, but the window is being read
+    with cores_left._lock:
+        reads = proc.reads
+        assert cores_left(2) == 1 and proc.reads == reads
+    assert cores_left(2) == 2
+    assert threads_module.CoresLeft(core_use=None)(2) == 2
+
+
+def test_predict_beside_a_busy_core_runs_on_the_core_left(monkeypatch):
+    """A model's predictions of 257 rows and more ask CoresLeft (one thread beside the loop,
+    the same bits as two), fewer rows run on one thread without asking."""
+    X = np.random.RandomState(0).rand(600, 20).astype(np.float32)
+    y = (X[:, 0] > 0.5).astype(int)
+    model = MLPClassifier(hidden_layer_sizes=(30,), max_iter=2, random_state=0, n_threads=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    proc = _Proc(monkeypatch)  # the clock and /proc/stat made up from here on
+    monkeypatch.setattr(threads_module, "cores_left",
+                        threads_module.CoresLeft(core_use=CoreUse([0, 1])))
+    proc.run(1.0, ours=1, others=0)
+    assert model._threads_for(600) == 2
+    two = model.predict_proba(X)
+    proc.run(1.0, ours=1, others=1)
+    assert model._threads_for(600) == 1 and model._threads_for(256) == 1
+    np.testing.assert_array_equal(model.predict_proba(X), two)

@@ -481,7 +481,7 @@ class Autoencoder(TransformerMixin, Network):
         """The outputs (n, n_out) of the C view `net` for the n rows of the _core.Input data."""
         out = np.empty((n, n_out), dtype=self._params.dtype)
         finite = True
-        if n >= _core.PREDICT_THREADED_ROWS and (n_threads := self._threads()) > 1:
+        if (n_threads := self._threads_for(n)) > 1:
             with blas_single_threaded():
                 finite = _core.predict(net, data, self._params, out, n_threads)
         elif n:

@@ -10,7 +10,7 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from . import _core, targets
+from . import _core, targets, threads
 from ._config import blas_single_threaded
 
 
@@ -20,8 +20,11 @@ class Prediction:
 
     def _threads_for(self, n_rows):
         # up to 256 rows, one thread: waking others costs more than they save (and asking how
-        # many cores there are costs a system call, a tenth of a one-row prediction)
-        return self._threads() if n_rows >= _core.PREDICT_THREADED_ROWS else 1
+        # many cores there are costs a system call, a tenth of a one-row prediction); from
+        # there on no more than the cores other processes leave (threads.CoresLeft)
+        if n_rows < _core.PREDICT_THREADED_ROWS:
+            return 1
+        return threads.cores_left(self._threads())
 
     def _forward(self, X, check_finite=False, model=None):
         """The outputs (n, n_outputs) of `model` (the fitted one by default) for validated rows
@@ -305,7 +308,7 @@ class Prediction:
         if X.shape[0] < 2:
             raise ValueError("recompute_batchnorm_statistics needs at least 2 samples (the "
                              f"variance is unbiased), got {X.shape[0]}")
-        n_threads = self._threads()
+        n_threads = self._threads_for(X.shape[0])
         new = model.with_params(model.params.copy())
         with blas_single_threaded():
             _core.batchnorm_population(new.net, new.input(X), new.params, X.shape[0],
