@@ -81,9 +81,10 @@ def test_bad_predict_input(X, error, match, quiet):
 # chunks shared by threads
 @pytest.mark.parametrize("n_rows", [1, 289, 600])
 @pytest.mark.parametrize("normalize, batch_norm", [(None, False), ("auto", False), (None, True)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_non_finite_rows_are_refused_on_the_fast_path(value, match, n_rows, normalize,
-                                                      batch_norm, quiet, gemm_path):
-    """An array already of the model's dtype skips scikit-learn's validation; the C side then
+                                                      batch_norm, dtype, quiet, gemm_path):
+    """A C-ordered float32 or float64 array skips scikit-learn's validation; the C side then
     checks the first layer's pre-activations, which any NaN or inf input spoils, even where
     relu would map it to 0 (the weights of that feature are all made negative here)."""
     X = np.abs(rng.randn(600, 3)).astype(np.float32)
@@ -91,11 +92,36 @@ def test_non_finite_rows_are_refused_on_the_fast_path(value, match, n_rows, norm
                         normalize=normalize, batch_norm=batch_norm,
                         n_threads=2).fit(X, rng.randint(0, 3, 600))
     clf.coefs_[0][1] = -np.abs(clf.coefs_[0][1]) - 1
-    X = X[:n_rows].copy()
+    X = X[:n_rows].astype(dtype)
     X[-1, 1] = value
     for method in (clf.predict, clf.predict_proba):
         with pytest.raises(ValueError, match=match):
             method(X)
+
+
+@pytest.mark.parametrize("n_rows", [1, 300])
+@pytest.mark.parametrize("normalize, batch_norm", [(None, False), ("auto", False), (None, True)])
+def test_float64_rows_for_a_float32_model_take_the_fast_path_with_the_full_paths_result(
+        n_rows, normalize, batch_norm, quiet):
+    """C-ordered float64 rows go straight to the C side (no validate_data) and give the bits
+    of the full path (here: the same rows in Fortran order), as float64; a float64 value that
+    float32 cannot hold still gets the full path's error, and a NaN beside it the NaN one."""
+    X = rng.randn(300, 3) * 100
+    clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=0,
+                        normalize=normalize, batch_norm=batch_norm).fit(X, rng.randint(0, 3, 300))
+    assert clf._params.dtype == np.float32
+    rows = np.ascontiguousarray(X[:n_rows])
+    fast = clf.predict_proba(rows)
+    full = clf.predict_proba(np.asfortranarray(rows))
+    assert fast.dtype == full.dtype == np.float64
+    np.testing.assert_array_equal(fast, full)
+    np.testing.assert_array_equal(clf.predict(rows), clf.predict(np.asfortranarray(rows)))
+    rows[-1, 0] = 1e300
+    with pytest.raises(ValueError, match="too large for dtype\\('float32'\\)"):
+        clf.predict(rows)
+    rows[0, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        clf.predict(rows)
 
 
 def test_finite_input_that_overflows_is_refused_as_an_overflow(quiet):

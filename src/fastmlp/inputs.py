@@ -172,14 +172,18 @@ def _input_dtypes(dtype):
     return (dtype, np.float64 if dtype == np.float32 else np.float32)
 
 
+def within_float32(X):
+    """Whether every value of the float64 array X is finite once rounded to float32 (a NaN is
+    not): max and min are reductions, they make no copy of X."""
+    return X.size == 0 or bool(X.max() <= _FLOAT32_MAX and X.min() >= -_FLOAT32_MAX)
+
+
 def _as_c_input(X, dtype):
     """X as the C side reads it for a model of `dtype`: dense float32 or float64 in any memory
     order (as validated), or CSR. float64 values a float32 model reads must be finite once
-    rounded, as on the converted copy that scikit-learn's validation would check: max and min
-    are reductions, they make no copy of X."""
+    rounded, as on the converted copy that scikit-learn's validation would check."""
     if not sp.issparse(X):
-        if X.dtype == np.float64 and dtype == np.float32 and X.size and not (
-                X.max() <= _FLOAT32_MAX and X.min() >= -_FLOAT32_MAX):
+        if X.dtype == np.float64 and dtype == np.float32 and not within_float32(X):
             raise ValueError("Input X contains infinity or a value too large for "
                              "dtype('float32').")
         return X

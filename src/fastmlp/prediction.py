@@ -10,7 +10,7 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from . import _core, targets, threads
+from . import _core, inputs, targets, threads
 from ._config import blas_single_threaded
 
 
@@ -43,17 +43,23 @@ class Prediction:
         model = self.__dict__.get("_model")
         if model is None:
             check_is_fitted(self, "_params")
-        if (type(X) is np.ndarray and X.dtype == model.params.dtype and X.ndim == 2
+        if (type(X) is np.ndarray and X.dtype in _READ_AS_IS and X.ndim == 2
                 and X.flags.c_contiguous and 0 < X.shape[0] and X.shape[1] == model.n_features
-                and "feature_names_in_" not in self.__dict__):
-            # Already what the C side reads: validate_data would only confirm it, at ~80 us,
-            # three times the forward pass of one row. Finiteness is checked in C on the first
+                and "feature_names_in_" not in self.__dict__
+                and (X.dtype == np.float32 or model.params.dtype == np.float64
+                     or inputs.within_float32(X))):
+            # Already what the C side reads (it reads float64 rows for a float32 model as the
+            # full path leaves them): validate_data would only confirm it, at ~80 us, eight
+            # times the forward pass of one row. Finiteness is checked in C on the first
             # layer's pre-activations and on the outputs; a row that fails (a NaN or inf, or
-            # finite values that overflow) sends X down the full path, which tells which.
+            # finite values that overflow) sends X down the full path, which tells which, as
+            # does a float64 value that float32 cannot hold (within_float32: a NaN too).
             out = model.forward(X, 1, True) if X.shape[0] < _core.PREDICT_THREADED_ROWS \
                 else self._forward(X, check_finite=True, model=model)
             if out is not None:
-                return model, out
+                # float64 input gives float64 values, as on the full path
+                return model, (out if X.dtype == out.dtype or X.dtype == np.float32
+                               else out.astype(np.float64))
         rows = self._validate_X(X, reset=False, dtype=model.params.dtype)
         if rows.shape[1] != model.n_features:  # a refit on other features meanwhile
             raise ValueError(f"X has {rows.shape[1]} features, but this model is fitted with "
@@ -315,6 +321,10 @@ class Prediction:
                                        n_threads)
         self._model = new  # one assignment: readers see the old model or this one
         return self
+
+
+# the dtypes of X that the C side reads whatever the model's (fastmlp/inputs.py)
+_READ_AS_IS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _is_float32(X):
