@@ -81,8 +81,9 @@ class Sdist(sdist):
         super().make_distribution()
 
 
-kernel_sources = ["dense.c", "tiles.c", "batchnorm.c", "loss.c", "optim.c", "input.c", "train.c",
-                  "predict.c", "corruption.c", "health.c", "rng.h", "fastmlp.h", "tied.c", "team.h"]
+kernel_sources = ["dense.c", "tiles.c", "batchnorm.c", "loss.c", "optim.c", "input.c", "train.h",
+                  "workspace.c", "step.c", "batch.c", "train.c", "predict.c", "corruption.c",
+                  "health.c", "rng.h", "fastmlp.h", "tied.c", "team.h"]
 extension = Extension(
     "fastmlp._core",
     sources=["src/fastmlp/_core.pyx", "csrc/fastmlp_f32.c", "csrc/fastmlp_f64.c"],

@@ -1,5 +1,5 @@
 /* corruption.c: the noise of a denoising autoencoder (Vincent et al. 2008), on the input rows
- * of a training batch as gather_rows (train.c) leaves them: standardized, x = (v - shift) * scale.
+ * of a training batch as gather_rows (batch.c) leaves them: standardized, x = (v - shift) * scale.
  * The noise is defined on the raw value v, so the masking noise's 0 is the user's 0 whatever
  * the standardization, and the Gaussian noise's std is in the units of X:
  *   mask:     v -> 0 with probability level      x -> -shift * scale

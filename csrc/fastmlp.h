@@ -57,7 +57,7 @@ enum { FASTMLP_CORRUPT_NONE = 0, FASTMLP_CORRUPT_MASK = 1, FASTMLP_CORRUPT_GAUSS
 #define FASTMLP_BN_MOMENTUM 0.1
 
 /* How many parts the work of a training batch of B rows is worth cutting into, at most `most`
- * (the machine's cores): each part is a slab of the batch's GEMMs (train.c), run by one thread.
+ * (the machine's cores): each part is a slab of the batch's GEMMs (batch.c), run by one thread.
  * A batch costs about 6 * n_weights * B flops and 2L+2 phases that wait for other parts' work;
  * below ~4 MFLOP a part (~100 us of one core) those waits and wake-ups eat the gain, and on a
  * loaded machine a part held by a descheduled thread makes a small fit many times slower (measured,
@@ -213,9 +213,9 @@ static inline int fastmlp_tiles_run(int kind, int cols)
 /* Whether train_epoch over n rows in batches of batch_size, cut into n_parts parts (sparse: X
  * is a sparse matrix), sends any product to BLAS under the tiles enabled now: where the tiles
  * are off, every product; otherwise those too small for a register tile, a slab of fewer than
- * FASTMLP_TILE_ROWS rows, or those the AVX2 tiles leave to BLAS (train.c's fastmlp_tiles_take),
+ * FASTMLP_TILE_ROWS rows, or those the AVX2 tiles leave to BLAS (train.h's fastmlp_tiles_take),
  * and under fused SGD momentum (opt: its solver, momentum and nesterov are read) layer
- * health's recomputed gradient (train.c's fastmlp_fuses_momentum). The bridge caps BLAS at
+ * health's recomputed gradient (train.h's fastmlp_fuses_momentum). The bridge caps BLAS at
  * one thread around training only where it does: the cap costs 12-18 us of Python a call
  * warm, more after the C work left the interpreter's caches cold (a small partial_fit's
  * Python side). */
@@ -329,7 +329,7 @@ void FN(dense_backward_params_tiled)(real *dW, const real *inp, const real *pack
  *   dW[lo:hi, :] = beta * dW[lo:hi, :] + inp[:, lo:hi]^T @ delta   when by_inputs (W's rows)
  *   dW[:, lo:hi] = beta * dW[:, lo:hi] + inp^T @ delta[:, lo:hi]   otherwise (W's columns)
  *   inp (B, n_in), delta (B, n_out). beta is 0 for a plain gradient; SGD momentum passes its
- *   velocity, already times the momentum, as dW and beta = 1 (train.c). */
+ *   velocity, already times the momentum, as dW and beta = 1 (batch.c). */
 void FN(dense_backward_params)(real *dW, const real *inp, const real *delta,
                                int B, int n_in, int n_out, int lo, int hi, int by_inputs,
                                real beta);
@@ -433,7 +433,7 @@ void FN(optim_step)(real *params, const real *grads, real *state, const fastmlp_
 /* momentum_finish: SGD momentum (not Nesterov) on params[lo, hi) of weights whose velocity the
  *   backward GEMM already updated, state[0] = (momentum * v) + dJ/dW: adds alpha * params to
  *   it and steps, params -= lr * state[0], the same update as optim_step's; then, unless last,
- *   leaves momentum * state[0] for the next batch's GEMM (see train.c). */
+ *   leaves momentum * state[0] for the next batch's GEMM (see step.c). */
 void FN(momentum_finish)(real *params, real *state, const fastmlp_optim *opt, int64_t t,
                          int64_t lo, int64_t hi, int last);
 
@@ -462,7 +462,7 @@ void FN(health_update)(double *sums, const real *params, const real *before, con
                        double alpha, const fastmlp_net *net, int64_t lo, int64_t hi,
                        int64_t summed_lo, int64_t summed_hi);
 
-/* ---- train.c: whole epochs without returning to Python -------------------------------- */
+/* ---- train.c (workspace.c): whole epochs without returning to Python ------------------ */
 
 /* workspace_size: how many reals train_epoch / batch_gradient need for batches of at most
  *   `batch_size` rows cut into n_parts parts (each part, where the register tiles run, has

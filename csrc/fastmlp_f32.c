@@ -25,6 +25,10 @@
 #include "corruption.c"
 #include "tied.c"
 #include "health.c"
+#include "train.h"
+#include "workspace.c"
+#include "step.c"
+#include "batch.c"
 #include "train.c"
 #include "predict.c"
 
@@ -96,7 +100,7 @@ int fastmlp_set_tiles(int kind)
 int64_t fastmlp_blas_calls = 0;
 
 /* Whether one batch of B rows sends a product to BLAS: forward_backward's products, slab by
- * slab, cut as it cuts them (train.c), each (M rows, N columns, K terms) tested as gemm and
+ * slab, cut as it cuts them (batch.c, train.h), each (M rows, N columns, K terms) tested as gemm and
  * the *_part functions test it. */
 static int fastmlp_batch_uses_blas(const fastmlp_net *net, int B, int P, int sparse, int kind)
 {

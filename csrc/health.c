@@ -1,10 +1,10 @@
 /* health.c: the lecture's layer health, counted by train_epoch while the data is in cache.
  *
  * health_forward runs on each slab of a hidden layer's output right after its epilogue wrote
- * it (train.c), per unit: the examples on which it is near a bound (tanh, sigmoid) or active
+ * it (batch.c), per unit: the examples on which it is near a bound (tanh, sigmoid) or active
  * (relu), and the sum of its outputs. health_update runs on each optimizer chunk of the
  * epoch's last update, per weight layer: the sums of squares of the gradient, of the weights
- * before and after, and of the update (the gradient's by health_gradient_sum, which train.c
+ * before and after, and of the update (the gradient's by health_gradient_sum, which step.c
  * also calls in backward where fused momentum stores no gradient). They write only their
  * caller's slots (a part's row of counts, a chunk's row of sums), which the caller reduces in
  * part or chunk order: the result does not depend on the thread count. */
@@ -67,7 +67,7 @@ void FN(health_update)(double *sums, const real *params, const real *before, con
 {
     /* params[lo, hi) after the step, before (hi - lo,) the same before it, grads (hi - lo,)
      * the data term's gradient outside [summed_lo, summed_hi), whose gradient sums
-     * health_gradient_sum added before (train.c, under fused momentum); sums (n_layers, 4) +=
+     * health_gradient_sum added before (step.c, under fused momentum); sums (n_layers, 4) +=
      * per weight layer, over its weights in [lo, hi): ||g||^2 with g = grads + alpha * W (what
      * the step used), ||W_before||^2, ||W_after||^2, ||W_after - W_before||^2. Eight partial
      * sums per measure, as health_gradient_sum's. */

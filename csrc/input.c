@@ -1,4 +1,4 @@
-/* input.c: rows of a dense X as the model reads them, for training's batches (train.c) and
+/* input.c: rows of a dense X as the model reads them, for training's batches (batch.c) and
  * prediction's chunks (predict.c).
  *
  * X arrives as the caller holds it: float32 or float64 whatever the model's type, C- or

@@ -3,7 +3,7 @@
  * the four arrays stream through cache once. */
 
 /* One branch-free loop per solver over params[lo, hi); decay is alpha on weights, 0 elsewhere.
- * The L2 term's sum of squares is not theirs: sums_of_squares, which train.c calls first.
+ * The L2 term's sum of squares is not theirs: sums_of_squares, which step.c calls first.
  * The running averages are the lerp s += (1 - beta) * (x - s), with 1 - beta taken in double
  * before it is rounded to real: beta_2 or rho of 1 - 1e-9 rounds to 1 in float32, which made
  * (real)1 - beta 0, froze the averages at 0 and sent every step to lr * g / epsilon. */

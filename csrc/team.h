@@ -1,4 +1,4 @@
-/* team.h: the threads of one training call, and how they share a batch's work (train.c).
+/* team.h: the threads of one training call, and how they share a batch's work (batch.c, step.c).
  * Type-independent: included once, before the templated code. */
 #ifndef FASTMLP_TEAM_H
 #define FASTMLP_TEAM_H

@@ -1,7 +1,7 @@
 /* tiles.c: a dense layer's products by fastmlp's own register tiles, without BLAS: forward
  * (out = x W + b, relu fused), dW = H^T delta and dJ/dh = delta W^T, each from an operand that
  * dense_pack / dense_pack_transposed laid out in panels. Included by fastmlp_f32.c /
- * fastmlp_f64.c with `real` and FN() defined, after dense.c; train.c and prediction call it. */
+ * fastmlp_f64.c with `real` and FN() defined, after dense.c; batch.c and prediction call it. */
 /* Why not BLAS: OpenBLAS packs the rows of X for every GEMM call before its kernel reads them,
  * and prediction streams X from DRAM once, so that packing (plus the pass that warmed the rows
  * for it) was a tenth of a bulk predict_proba of 784-100-10. Here each 6-row tile reads its
@@ -9,7 +9,7 @@
  * row of W, with the next tile's rows prefetched meanwhile; the bias and relu go in before the
  * first store. Measured on one core (AMD EPYC, 20000 rows in 500-row calls, float32): 784 ->
  * 100 at 102-105 GFLOP/s against OpenBLAS's 85; 784 -> 256 113 against 98; 1024 -> 1024 112
- * against 101. The same kernel runs training's three products (train.c: forward_part,
+ * against 101. The same kernel runs training's three products (batch.c: forward_part,
  * backward_params_part, backward_input_part), packing per batch what they multiply by:
  * 256 x 784 by 784 x 512 with that packing 114 GFLOP/s against 104, 256 x 512 by 512 x 1024 113
  * against 95 (in cache). OpenBLAS runs its SkylakeX kernels on this Zen 4 core; why they fall

@@ -95,7 +95,7 @@ def test_blas_is_capped_only_around_training_that_calls_it(gemm_path, monkeypatc
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_fused_momentum_counts_layer_healths_gradient(gemm_path, momentum, quiet):
     """Under fused SGD momentum (no Nesterov) at momentum > 0, layer health recomputes the
-    epoch's last gradient by BLAS (csrc/train.c, health_gradient): the query says so, and a
+    epoch's last gradient by BLAS (csrc/step.c, health_gradient): the query says so, and a
     partial_fit whose products the tiles all take then calls BLAS; plain SGD does not."""
     rng = np.random.RandomState(0)
     X, y = rng.randn(120, 9), rng.randint(0, 3, 120)

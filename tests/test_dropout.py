@@ -112,7 +112,7 @@ def test_prediction_uses_the_whole_network_without_masks(quiet):
                                      dict(dropout=[0.5, 0.2], batch_norm=True)])
 def test_training_is_bitwise_the_same_on_1_and_2_threads(options, n_samples, dtype, quiet):
     """Odd sizes on purpose: BLAS gives other bits for a split product, so this fails unless
-    the GEMM slabs are the same whatever the thread count (csrc/train.c). Big enough that a
+    the GEMM slabs are the same whatever the thread count (csrc/train.h). Big enough that a
     batch of 50 is cut in two parts on a machine of 2 cores or more."""
     rng = np.random.RandomState(3)
     X, y = rng.randn(n_samples, 40), rng.randint(0, 3, n_samples)

@@ -33,7 +33,7 @@ def test_the_state_holds_the_rows_its_solver_uses(solver, rows):
 
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_plain_sgd_never_writes_a_weight_gradient(nesterov):
-    """At momentum 0 the backward GEMMs add each gradient into the velocity (csrc/train.c):
+    """At momentum 0 the backward GEMMs add each gradient into the velocity (csrc/batch.c):
     the gradient buffer's weight part stays as np.zeros made it (its pages never resident),
     through fit and partial_fit, and Nesterov's update is the same bits as the plain one."""
     model = MLPClassifier(solver="sgd", momentum=0.0, nesterovs_momentum=nesterov,
@@ -54,7 +54,7 @@ def test_plain_sgd_never_writes_a_weight_gradient(nesterov):
 def test_sgd_momentum_never_writes_a_weight_gradient_either():
     """At momentum > 0 (not Nesterov) the backward GEMMs add each gradient into the velocity
     too, and layer health recomputes the measured update's gradient a block of rows at a time
-    (csrc/train.c, health_gradient) instead of keeping a copy of the velocity in the gradient
+    (csrc/step.c, health_gradient) instead of keeping a copy of the velocity in the gradient
     buffer: its weight part stays as np.zeros made it, and the fit holds the parameters, the
     velocity and the workspace. That grad_norm is still the norm of the update's gradient,
     test_layer_health's oracle checks; here, that it is measured."""

@@ -33,7 +33,7 @@ def sparse_problem(n=120, d=30, density=0.2, seed=0, binary_cols=5):
 
 
 def model(cls=MLPClassifier, **kw):
-    # one thread: results are bitwise the same for any count (csrc/train.c), and tiny problems
+    # one thread: results are bitwise the same for any count (csrc/train.h), and tiny problems
     # on a busy 2-core machine run far slower with two spinning OpenMP threads
     params = dict(hidden_layer_sizes=(12, 7), max_iter=5, batch_size=32, random_state=3,
                   learning_rate_init=0.01, n_threads=1)

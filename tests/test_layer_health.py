@@ -166,7 +166,7 @@ def data(n=90, d=6, scale=3.0, seed=0):
 
 OPTIONS = {
     "sgd momentum": dict(solver="sgd", momentum=0.9, learning_rate_init=0.05),
-    # fused: the measured update's gradient is recomputed (csrc/train.c, health_gradient)
+    # fused: the measured update's gradient is recomputed (csrc/step.c, health_gradient)
     "sgd momentum, not nesterov": dict(solver="sgd", momentum=0.9, nesterovs_momentum=False,
                                        learning_rate_init=0.05, alpha=0.01),
     "adam, dropout": dict(solver="adam", learning_rate_init=0.01, dropout=[0.3, 0.5]),
@@ -194,7 +194,7 @@ def test_an_epochs_health_matches_the_numpy_oracle(options, activation, dtype, q
 
 
 # Big enough that a batch of 50 is cut into two parts (the first layer forward by W's columns,
-# the second by W's rows: csrc/train.c), as in test_dropout's thread test
+# the second by W's rows: csrc/batch.c), as in test_dropout's thread test
 WIDE = dict(hidden_layer_sizes=(333, 67), batch_size=50)
 
 

@@ -160,7 +160,7 @@ def _bridge_epoch(model, X, Y, params, state, threads, source=None, source_state
 def test_the_first_update_reads_the_sources_and_writes_new_buffers(solver, batch_norm):
     """train_epoch given source buffers gives the bits of a copy trained in place, on 1 and 2
     threads, and never writes the sources: the published model stays as it was while the
-    first update of a partial_fit reads it (csrc/train.c, take_chunk)."""
+    first update of a partial_fit reads it (csrc/step.c, take_chunk)."""
     X2, Y2 = rng.randn(200, 10), rng.randint(0, 3, 200)
     kw = dict(solver="sgd", momentum=0.9, nesterovs_momentum=False) if solver == "momentum" \
         else dict(solver=solver)

@@ -247,7 +247,7 @@ def test_an_epoch_in_stretches_gives_the_bits_of_one_call(alpha, nesterov):
     ((40,), {"sparse": True, "alpha": 0.1}),             # sparse input: dW by columns
 ])
 def test_every_parameter_is_stepped_once_however_the_batch_is_cut(hidden, extra, gemm_path):
-    """The optimizer's chunks go to the thread that computed their dW slab (csrc/train.c), and
+    """The optimizer's chunks go to the thread that computed their dW slab (csrc/workspace.c), and
     the slabs follow the parts: cutting a batch into 1, 2, 3 or 5 parts moves them about and
     may only change the rounding, never which parameters move or by how much. The shapes
     cover dW cut by rows and by columns, dJ/dh cut by rows and by W's rows, forward cut by
@@ -287,7 +287,7 @@ def test_every_parameter_is_stepped_once_however_the_batch_is_cut(hidden, extra,
 @pytest.mark.parametrize("hidden", [(40, 70), (9,)])
 def test_momentum_epoch_matches_the_gradient_oracle(hidden, gemm_path):
     """SGD momentum adds each batch's gradient straight into the velocity within the dW product
-    (csrc/train.c). Two batches against v = momentum * v + g, p -= lr * v, with g from the numpy
+    (csrc/batch.c). Two batches against v = momentum * v + g, p -= lr * v, with g from the numpy
     oracle at each batch's parameters. 20 inputs make the first layer's dW 20 rows by columns:
     on the tiles, three tiles and a fourth moved back over rows already done, which must not
     add their gradient twice."""

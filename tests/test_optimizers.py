@@ -307,7 +307,7 @@ def test_the_l2_term_of_the_loss_sums_each_chunk_in_order(name, sparse, dtype):
     """The batch loss's L2 term is alpha / 2 times the squared weights summed by the optimizer's
     chunks (8192 of the flat buffer, FASTMLP_STEP_CHUNK), each in index order from 0, and the
     chunks in order: the bits of a sum taken chunk by chunk, however the step runs the chunks'
-    sums side by side (train.c, chunk_sums). Layers of 40 x 300, 300 x 90 and 90 x 3 put chunk
+    sums side by side (step.c, chunk_sums). Layers of 40 x 300, 300 x 90 and 90 x 3 put chunk
     boundaries inside layers; a sparse first layer takes the plain step beside fused momentum.
     Two copies of one model, with alpha and without, train on the same batch from the same
     weights, so their data terms are the same bits; 256 rows make the loss's scaling exact."""

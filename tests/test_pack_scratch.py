@@ -1,4 +1,4 @@
-"""The training workspace's pack scratch (csrc/train.c, pack_size): each work part gets what the
+"""The training workspace's pack scratch (csrc/workspace.c, pack_size): each work part gets what the
 largest slab it packs needs, never a whole matrix per part where the batch's products are cut
 by columns, so the workspace does not grow with the cores beyond those slabs; and the parts
 train with the bits of one. Run under the sanitizer build (docs/development.rst), the

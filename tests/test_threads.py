@@ -1,6 +1,6 @@
 """Training in stretches bounded in time, each on the thread count that fastmlp/threads.py
 chooses: the bits never depend on the cut, the counts or which thread claims which part
-(csrc/train.c), and the choice reacts within an epoch. No timings are asserted: the choice is
+(csrc/train.h, csrc/team.h), and the choice reacts within an epoch. No timings are asserted: the choice is
 driven by made-up rates, and the C time limit by one so small that every call stops as early
 as it can."""
 import collections

@@ -38,7 +38,7 @@ class FullBatchObjective:
         self.Y, self.sample_weight = Y, sample_weight
         self.rows = np.arange(n, dtype=np.int64)
         self.alpha, self.seed = float(estimator.alpha), seed
-        # the parts fix the bits of the result; the threads only share them out (train.c)
+        # the parts fix the bits of the result; the threads only share them out (csrc/train.h)
         self.parts = parts
         self.thread_choice = ThreadChoice(min(self.parts, n_threads))
         self.grads = np.zeros(n_trainable, dtype=dtype)

@@ -237,7 +237,7 @@ class Network(Inputs, RunStart, Publication, Prediction, BaseEstimator):
 
     def _work_parts(self, batch_size, layout=None):
         """The slabs a training batch's products are cut into: they, never the thread count,
-        fix the bits of the result (csrc/train.c), so training and the gradient check agree.
+        fix the bits of the result (csrc/train.h), so training and the gradient check agree.
         layout: the run's model's while training (the fitted one's when None)."""
         layout = self._model.layout if layout is None else layout
         return _core.work_parts(layout["n_weights"], batch_size, available_cores())

@@ -93,7 +93,7 @@ def fit_copies(solver, momentum, nesterov, tied, sparse, itemsize, best_epoch):
     A stochastic solver: the parameters, the state's rows (state_slots), the gradient, and
     with early stopping (`best_epoch`) the best epoch's parameters. The gradient is no buffer
     of its own where the backward GEMMs add it straight into the velocity (sgd, not Nesterov
-    unless at momentum 0, no tied weights, dense input: csrc/train.c's fused momentum): layer
+    unless at momentum 0, no tied weights, dense input: csrc/train.h's fused momentum): layer
     health reads it from the velocity at momentum 0 and recomputes the measured update's,
     a block of rows at a time, at momentum > 0 (each work part's block, some 32 rows of the
     widest layer, is left out: a few hundred KB).

@@ -62,7 +62,7 @@ class RunStart:
     def _continued(self, old, incremental):
         """(model, state, pending) for a run that goes on from the published model `old`
         (training.Run): the stochastic solvers' first update reads old's parameters and
-        state and writes new buffers (csrc/train.c), so nothing is copied beforehand but the
+        state and writes new buffers (csrc/step.c, take_chunk), so nothing is copied beforehand but the
         values past the trainable part; L-BFGS trains a copy. The state goes on in
         partial_fit and starts at zero in a warm-started fit."""
         spec = self._spec(old)  # the fitted architecture goes on

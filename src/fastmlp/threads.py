@@ -1,6 +1,6 @@
 """How many threads train each stretch of an epoch, chosen by timing them.
 
-Training's result does not depend on its thread count (csrc/train.c cuts every batch's work
+Training's result does not depend on its thread count (csrc/batch.c cuts every batch's work
 into slabs fixed by the problem, and threads only share the slabs out), so the count is free to
 change between batches, and only the speed can tell which is right. It is not the same on every
 machine or at every moment: on an idle 2-core machine two threads train 784-1024-1024-10 nearly
