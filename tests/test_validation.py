@@ -169,3 +169,37 @@ def test_partial_fit_rejects_new_output_count(quiet):
 def test_network_rejects_multiclass_multioutput():
     with pytest.raises(ValueError, match="class labels"):
         Network(max_iter=2).fit(X_OK, rng.randint(0, 3, (20, 2)))
+
+
+def _result_or_error(method, X):
+    try:
+        return method(X)
+    except (ValueError, TypeError) as error:
+        return type(error), str(error)
+
+
+@pytest.mark.parametrize("normalize, batch_norm", [(None, False), ("auto", False), (None, True)])
+def test_a_list_of_rows_takes_the_fast_path_with_the_full_paths_result(normalize, batch_norm,
+                                                                       quiet):
+    """A list of rows of Python floats (one sample from a request) skips validate_data: the
+    same bits as the full path's (the same rows as a tuple of tuples, which the fast path does
+    not take), float64 values; every other list gives what the full path gives: a result for
+    ints, and scikit-learn's own error for NaN, strings, ragged or 1-d rows."""
+    X = rng.randn(300, 3) * 100 + 1000
+    clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=0,
+                        normalize=normalize, batch_norm=batch_norm).fit(X, rng.randint(0, 3, 300))
+    rows = X[:4].tolist()
+    for method in (clf.predict, clf.predict_proba, clf.predict_log_proba):
+        fast, full = method(rows), method(tuple(map(tuple, rows)))
+        assert fast.dtype == full.dtype
+        np.testing.assert_array_equal(fast, full)
+    assert clf.predict_proba(rows).dtype == np.float64
+    cases = [[[1, 2, 3]], [[1.0, float("nan"), 3.0]], [["a", "b", "c"]], [[1.0, 2.0], [3.0]],
+             [1.0, 2.0, 3.0], [[1.0, 2.0]], [[1e300, 0.0, 0.0]], [[True, False, True]]]
+    for case in cases:
+        fast = _result_or_error(clf.predict_proba, case)
+        full = _result_or_error(clf.predict_proba, tuple(case))
+        if isinstance(full, np.ndarray):
+            np.testing.assert_array_equal(fast, full)
+        else:
+            assert fast == full, case

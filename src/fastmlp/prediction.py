@@ -43,22 +43,24 @@ class Prediction:
         model = self.__dict__.get("_model")
         if model is None:
             check_is_fitted(self, "_params")
-        if (type(X) is np.ndarray and X.dtype in _READ_AS_IS and X.ndim == 2
-                and X.flags.c_contiguous and 0 < X.shape[0] and X.shape[1] == model.n_features
-                and "feature_names_in_" not in self.__dict__
-                and (X.dtype == np.float32 or model.params.dtype == np.float64
-                     or inputs.within_float32(X))):
+        rows = _float_rows(X, model.params.dtype)
+        if (rows is not None and rows.dtype in _READ_AS_IS and rows.ndim == 2
+                and rows.flags.c_contiguous and 0 < rows.shape[0]
+                and rows.shape[1] == model.n_features and "feature_names_in_" not in self.__dict__
+                and (rows.dtype == np.float32 or model.params.dtype == np.float64
+                     or inputs.within_float32(rows))):
             # Already what the C side reads (it reads float64 rows for a float32 model as the
             # full path leaves them): validate_data would only confirm it, at ~80 us, eight
             # times the forward pass of one row. Finiteness is checked in C on the first
             # layer's pre-activations and on the outputs; a row that fails (a NaN or inf, or
             # finite values that overflow) sends X down the full path, which tells which, as
             # does a float64 value that float32 cannot hold (within_float32: a NaN too).
-            out = model.forward(X, 1, True) if X.shape[0] < _core.PREDICT_THREADED_ROWS \
-                else self._forward(X, check_finite=True, model=model)
+            out = model.forward(rows, 1, True) if rows.shape[0] < _core.PREDICT_THREADED_ROWS \
+                else self._forward(rows, check_finite=True, model=model)
             if out is not None:
-                # float64 input gives float64 values, as on the full path
-                return model, (out if X.dtype == out.dtype or X.dtype == np.float32
+                # float64 input (a list of Python floats too) gives float64 values, as on the
+                # full path
+                return model, (out if out.dtype == np.float64 or _is_float32(X)
                                else out.astype(np.float64))
         rows = self._validate_X(X, reset=False, dtype=model.params.dtype)
         if rows.shape[1] != model.n_features:  # a refit on other features meanwhile
@@ -325,6 +327,24 @@ class Prediction:
 
 # the dtypes of X that the C side reads whatever the model's (fastmlp/inputs.py)
 _READ_AS_IS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _float_rows(X, dtype):
+    """The array the fast path of a model of `dtype` may read for X: X itself if it is an
+    ndarray, or for a list of rows of Python floats (one sample from a request, where
+    validate_data took ~250 us for a row of 784) the array validate_data would make of it:
+    numpy's, in the model's dtype (scikit-learn converts a list to the first dtype it accepts).
+    None for anything else, which the full path validates: other types, a list that numpy
+    cannot make an array of, or whose values are not all floats (ints, bools, strings)."""
+    if type(X) is np.ndarray:
+        return X
+    if type(X) is not list:
+        return None
+    try:
+        rows = np.asarray(X)
+    except (ValueError, TypeError):  # ragged rows: the full path's error
+        return None
+    return rows.astype(dtype, copy=False) if rows.dtype == np.float64 else None
 
 
 def _is_float32(X):
