@@ -264,6 +264,20 @@ static int FN(over_chunks)(const FN(inference) *c, int64_t n, int n_threads, FN(
     const int64_t R = c->chunk_rows, n_chunks = (n + R - 1) / R;
     int threads = n_threads > 0 ? n_threads : 1, status = FASTMLP_OK;
     if (threads > n_chunks) threads = n_chunks > 0 ? (int)n_chunks : 1;
+    if (threads == 1) {
+        /* no parallel region: libgomp's region of one thread still made two futex calls
+         * (strace: 2 per call), about a tenth of a one-row predict's C work */
+        FN(chunk_scratch) s;
+        if (FN(chunk_scratch_init)(&s, c) == FASTMLP_OK)
+            for (int64_t chunk = 0; chunk < n_chunks; chunk++) {
+                const int64_t i0 = chunk * R;
+                body(ctx, &s, c, chunk, i0, (int)(n - i0 < R ? n - i0 : R));
+            }
+        else
+            status = FASTMLP_ENOMEM;
+        FN(chunk_scratch_free)(&s);
+        return status;
+    }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
