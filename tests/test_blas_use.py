@@ -1,7 +1,7 @@
 """Which trainings call BLAS (csrc/fastmlp.h, fastmlp_training_uses_blas): the products too
 small for a register tile (a slab of fewer than 6 rows of the batch or of dW), or all of them
 with the tiles off. The answer decides whether a fit or partial_fit caps BLAS at one thread
-around the C trainer (network.py), so it must agree with what the trainer does: here against
+around the C trainer (fitting.py), so it must agree with what the trainer does: here against
 the count of products the C side sent to BLAS, over shapes that take every cut of the batch's
 products (by rows, by W's columns, on two parts by W's rows), layers narrower than a tile,
 short last batches (one row: a GEMV), batch norm's merged trailing row and a sparse first
@@ -69,7 +69,7 @@ def _capped_calls(monkeypatch):
         entered.append(1)
         return fastmlp._config.blas_single_threaded()
 
-    monkeypatch.setattr(fastmlp.network, "blas_single_threaded", counted)
+    monkeypatch.setattr(fastmlp.fitting, "blas_single_threaded", counted)
     return entered
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from test_fuzz import changed, fingerprint
 
-from fastmlp import MLPClassifier, MLPRegressor, Network, inputs, network
+from fastmlp import MLPClassifier, MLPRegressor, Network, fitting, inputs
 
 
 def blocks(n_blocks, rows=24, d=5, seed=0, task="classification"):
@@ -74,8 +74,8 @@ def test_the_short_path_is_taken_and_skips_sklearn_validation(monkeypatch):
     model = MLPClassifier((7,), n_threads=1, random_state=0)
     model.partial_fit(*data[0], classes=["ant", "bee", "cat"])
     calls = []
-    real_validate = network.validate_data
-    monkeypatch.setattr(network, "validate_data",
+    real_validate = fitting.validate_data
+    monkeypatch.setattr(fitting, "validate_data",
                         lambda *a, **k: calls.append("data") or real_validate(*a, **k))
     real_params = Network._validate_params
     monkeypatch.setattr(Network, "_validate_params",
@@ -225,14 +225,14 @@ def test_the_generators_rollback_state_gives_the_same_draws_as_get_state():
     """_fit keeps the shuffling generator's state as the bytes of its MT19937 state (checked
     against get_state once per process): putting them back must give the very draws that
     set_state(get_state()) gives, past a regeneration of the key."""
-    assert network._mt19937_state_size() == 624 * 4 + 4  # numpy's layout, as checked
+    assert fitting._mt19937_state_size() == 624 * 4 + 4  # numpy's layout, as checked
     rng = np.random.RandomState(7)
     rng.permutation(500)
-    saved, reference = network._generator_state(rng), rng.get_state()
+    saved, reference = fitting._generator_state(rng), rng.get_state()
     drawn = rng.permutation(2000)  # more than 624 words: the key is regenerated
-    network._set_generator_state(rng, saved)
+    fitting._set_generator_state(rng, saved)
     assert np.array_equal(rng.permutation(2000), drawn)
-    network._set_generator_state(rng, saved)
+    fitting._set_generator_state(rng, saved)
     after = rng.get_state()
     assert after[2] == reference[2] and np.array_equal(after[1], reference[1])
 

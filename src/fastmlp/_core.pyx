@@ -370,7 +370,7 @@ def blas_calls():
 
 def generator_state(capsule, Py_ssize_t size):
     """The first `size` bytes of the state struct of the numpy BitGenerator whose `capsule`
-    this is: a failed call's rollback of its generator (network._generator_state). One copy,
+    this is: a failed call's rollback of its generator (fitting._generator_state). One copy,
     where ctypes.string_at, cold after the C work, cost a twentieth of a small partial_fit's
     Python side. The caller checked `size` against the generator's layout."""
     cdef bitgen_t *bitgen = <bitgen_t *>PyCapsule_GetPointer(capsule, "BitGenerator")
