@@ -203,3 +203,36 @@ def test_a_list_of_rows_takes_the_fast_path_with_the_full_paths_result(normalize
             np.testing.assert_array_equal(fast, full)
         else:
             assert fast == full, case
+
+
+@pytest.mark.parametrize("two_outputs", [False, True])
+def test_r2_of_predictions_whose_squares_overflow_is_finite(two_outputs, quiet):
+    """Found by the fuzzer: a regressor trained on targets of 1e30 predicted values of ~1e155,
+    whose squared residuals overflow float64, and score gave -inf. R^2 is the same for y and
+    the predictions scaled by one factor: the score is r2_score's on them scaled, finite and
+    very negative where R^2 is within float64; an ordinary score is r2_score's own, bit for
+    bit."""
+    from sklearn.metrics import r2_score
+
+    X = rng.randn(40, 3)
+    y = X @ rng.randn(3, 2 if two_outputs else 1)
+    y = y if two_outputs else y.ravel()
+    reg = MLPRegressor(hidden_layer_sizes=(4,), max_iter=5, random_state=0,
+                       dtype=np.float64).fit(X, y)
+    assert reg.score(X, y) == r2_score(y, reg.predict(X))
+    reg.coefs_[-1][:] *= 1e160
+    reg.intercepts_[-1][:] += 1e160
+    predicted = reg.predict(X)
+    assert np.isfinite(predicted).all() and np.abs(predicted).max() > 1e155
+    huge = y * 1e30  # R^2 ~ -(1e160 / 1e30)^2, within float64
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(r2_score(huge, predicted))
+    score = reg.score(X, huge)
+    top = max(np.abs(huge).max(), np.abs(predicted).max())
+    assert np.isfinite(score) and score < -1e200
+    assert score == r2_score(huge / top, predicted / top)
+    weights = np.arange(40.0)
+    assert reg.score(X, huge, sample_weight=weights) == r2_score(huge / top, predicted / top,
+                                                                 sample_weight=weights)
+    # an R^2 below float64's range (targets of 1: ~ -1e320) stays -inf, what it rounds to
+    assert reg.score(X, y) == -np.inf

@@ -8,7 +8,7 @@ inputs, then training (fastmlp/training.py), then prediction (fastmlp/prediction
 import numpy as np
 import scipy.sparse as sp
 from sklearn import get_config
-from sklearn.metrics import accuracy_score, r2_score
+from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
@@ -154,7 +154,7 @@ class Inputs:
     def _default_score(self, out, Y, weight, model):
         """The estimator's score from outputs: R^2 (regression) or accuracy."""
         if model.binarizer is None:
-            return r2_score(Y, out, sample_weight=weight)
+            return targets.r2(Y, out, weight)
         if model.out_activation == "softmax":
             return accuracy_score(Y.argmax(axis=1), out.argmax(axis=1), sample_weight=weight)
         return accuracy_score(Y > 0.5, out > 0.5, sample_weight=weight)

@@ -6,7 +6,7 @@ model or the new one, never a mix, and takes no lock. `Prediction` is a part of 
 (fastmlp/network.py), the last step of the data's path: inputs (fastmlp/inputs.py), training
 (fastmlp/training.py), prediction."""
 import numpy as np
-from sklearn.metrics import accuracy_score, r2_score
+from sklearn.metrics import accuracy_score
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
@@ -249,7 +249,7 @@ class Prediction:
         """
         check_is_fitted(self, "_params")
         if self._fitted_task == "regression":
-            return r2_score(y, self.predict(X), sample_weight=sample_weight)
+            return targets.r2(y, self.predict(X), sample_weight)
         return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
 
     def recompute_batchnorm_statistics(self, X):

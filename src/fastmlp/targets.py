@@ -2,6 +2,7 @@
 they are, and class weights turned into per-sample weights (the C loss already weights each
 sample, so a class weight costs nothing per batch)."""
 import numpy as np
+from sklearn.metrics import r2_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import type_of_target, unique_labels
@@ -168,3 +169,23 @@ def probabilities(out, binarizer, out_activation):
     if out_activation == "logistic" and binarizer.y_type_ == "binary":
         return np.hstack([1 - out, out])
     return out
+
+
+def r2(y, predicted, sample_weight=None):
+    """scikit-learn's r2_score, and where its sums of squares overflowed float64 the same R^2
+    computed again without the overflow: finite predictions of 1e154 and more (a model trained
+    on huge targets, found by the fuzzer) made the residuals' sum inf and the score -inf.
+    R^2 is the same for y and the predictions scaled by one positive factor, so scaled by their
+    largest magnitude r2_score computes it again. y that is not finite keeps r2_score's own
+    verdict, and an R^2 below float64's range stays -inf, what it rounds to."""
+    score = r2_score(y, predicted, sample_weight=sample_weight)
+    if np.isfinite(score):
+        return score
+    y = np.asarray(y, dtype=np.float64)
+    predicted = np.asarray(predicted, dtype=np.float64)
+    if not (np.isfinite(y).all() and np.isfinite(predicted).all()):
+        return score
+    top = max(np.abs(y).max(initial=0.0), np.abs(predicted).max(initial=0.0))
+    if not top > 0:
+        return score
+    return r2_score(y / top, predicted / top, sample_weight=sample_weight)
