@@ -258,6 +258,14 @@ static void FN(chunk_scratch_free)(FN(chunk_scratch) *s)
 typedef void (*FN(chunk_body))(void *ctx, FN(chunk_scratch) *s, const FN(inference) *c,
                                int64_t chunk, int64_t i0, int rows);
 
+/* body on chunk `chunk` of the n rows: rows [chunk * R, ...), the last chunk shorter */
+static inline void FN(run_chunk)(const FN(inference) *c, FN(chunk_scratch) *s, int64_t n,
+                                 int64_t chunk, FN(chunk_body) body, void *ctx)
+{
+    const int64_t R = c->chunk_rows, i0 = chunk * R;
+    body(ctx, s, c, chunk, i0, (int)(n - i0 < R ? n - i0 : R));
+}
+
 static int FN(over_chunks)(const FN(inference) *c, int64_t n, int n_threads, FN(chunk_body) body,
                            void *ctx)
 {
@@ -269,10 +277,8 @@ static int FN(over_chunks)(const FN(inference) *c, int64_t n, int n_threads, FN(
          * (strace: 2 per call), about a tenth of a one-row predict's C work */
         FN(chunk_scratch) s;
         if (FN(chunk_scratch_init)(&s, c) == FASTMLP_OK)
-            for (int64_t chunk = 0; chunk < n_chunks; chunk++) {
-                const int64_t i0 = chunk * R;
-                body(ctx, &s, c, chunk, i0, (int)(n - i0 < R ? n - i0 : R));
-            }
+            for (int64_t chunk = 0; chunk < n_chunks; chunk++)
+                FN(run_chunk)(c, &s, n, chunk, body, ctx);
         else
             status = FASTMLP_ENOMEM;
         FN(chunk_scratch_free)(&s);
@@ -296,11 +302,8 @@ static int FN(over_chunks)(const FN(inference) *c, int64_t n, int n_threads, FN(
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
-        for (int64_t chunk = 0; chunk < n_chunks; chunk++) {
-            if (!ok) continue;
-            const int64_t i0 = chunk * R;
-            body(ctx, &s, c, chunk, i0, (int)(n - i0 < R ? n - i0 : R));
-        }
+        for (int64_t chunk = 0; chunk < n_chunks; chunk++)
+            if (ok) FN(run_chunk)(c, &s, n, chunk, body, ctx);
         FN(chunk_scratch_free)(&s);
     }
     return status;

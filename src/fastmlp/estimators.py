@@ -8,7 +8,6 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
 
-from . import targets
 from .network import Network
 
 # The constructor parameters both estimators share, in the signature's order. Each class adds
@@ -576,7 +575,7 @@ class MLPRegressor(RegressorMixin, Network):
         >>> reg.fit(X, y).score(X, y) > 0.9
         True
         """
-        return targets.r2(y, self.predict(X), sample_weight)
+        return Network.score(self, X, y, sample_weight=sample_weight)  # R^2: targets.r2
 
 
 MLPRegressor.__doc__ = r"""Multi-layer perceptron regressor, trained by C kernels.

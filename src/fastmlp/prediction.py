@@ -335,7 +335,9 @@ def _float_rows(X, dtype):
     validate_data took ~250 us for a row of 784) the array validate_data would make of it:
     numpy's, in the model's dtype (scikit-learn converts a list to the first dtype it accepts).
     None for anything else, which the full path validates: other types, a list that numpy
-    cannot make an array of, or whose values are not all floats (ints, bools, strings)."""
+    cannot make an array of, whose values are not all floats (ints, bools, strings), or that
+    a float32 model cannot hold (within_float32: the full path converts and refuses it once,
+    with its one overflow warning)."""
     if type(X) is np.ndarray:
         return X
     if type(X) is not list:
@@ -344,7 +346,9 @@ def _float_rows(X, dtype):
         rows = np.asarray(X)
     except (ValueError, TypeError):  # ragged rows: the full path's error
         return None
-    return rows.astype(dtype, copy=False) if rows.dtype == np.float64 else None
+    if rows.dtype != np.float64 or (dtype == np.float32 and not inputs.within_float32(rows)):
+        return None
+    return rows.astype(dtype, copy=False)
 
 
 def _is_float32(X):
