@@ -541,9 +541,13 @@ def test_core_use_sees_a_busy_process_on_our_cores():
     use = CoreUse.here()
     if use is None or len(use.cores) < 2:
         pytest.skip("needs /proc/stat and 2 cores")
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    # the loop says when it runs: its interpreter's start (slow under the sanitizer build's
+    # preloaded runtime) is not the loop, and a window over it once read 0 cores taken
+    hog = subprocess.Popen([sys.executable, "-c", "print(flush=True)\nwhile True: pass"],
+                           stdout=subprocess.PIPE)
     try:
         os.sched_setaffinity(hog.pid, {use.cores[-1]})
+        hog.stdout.readline()
         taken = None
         use.taken()  # start a window with the hog running
         while taken is None:
