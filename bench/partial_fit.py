@@ -141,8 +141,12 @@ def memory_worker(spec):
                                                sp.issparse(X)) * model._params.itemsize / 2**20
     accounted = None  # a build from before fit_copies (--src) has no accounting to show
     if spec["call"] == "fit" and hasattr(model, "_fit_copies"):
-        accounted = model._fit_copies(model._params.dtype, sp.issparse(X), False) \
-            + workspace_mb / params_mb
+        try:
+            copies = model._fit_copies(model._net(), model._layout, parts, model._params.dtype,
+                                       sp.issparse(X), False)
+        except TypeError:  # a build from before Net.stored_gradient (--src)
+            copies = model._fit_copies(model._params.dtype, sp.issparse(X), False)
+        accounted = copies + workspace_mb / params_mb
     elif hasattr(optim, "state_slots"):
         # the new parameters and state: the published ones were resident before the call
         accounted = 1 + optim.state_slots(model.solver)

@@ -184,7 +184,7 @@ static void FN(forward_by_inputs)(FN(context) *c, int l, int B, const real *W, c
  * Our own loops (bias and batch-norm sums, per column over all rows) take a slab of columns per
  * part: a column's sum does not depend on the slab. */
 static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, int64_t t,
-                                   fastmlp_worker *w, int rows_ready, int measured)
+                                   fastmlp_worker *w, int rows_ready, int measured, int last)
 {
     const fastmlp_net *net = c->net;
     const FN(fastmlp_input) *X = c->X;
@@ -292,13 +292,17 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
             after = FASTMLP_AFTER_OWN;  /* batch norm's epilogue went by rows */
         }
     }
-    /* the output units and their loss; H[L] becomes the output delta */
+    /* the output units and their loss; H[L] becomes the output delta. Where backward steps
+     * weights, the L2 term's sums of squares of the weights before it (the batch's parity's) */
     FASTMLP_EACH_PART(team, w, part, after) {
         fastmlp_slab(B, part, P, &r0, &r1);
         for (int64_t r = r0; r < r1; r++)
             c->row_loss[r] = FN(output_loss)(v->H[L] + r * k, v->Y + r * k,
                                              c->sample_weight ? v->W + r : NULL, 1, k,
                                              net->output, inv_sum_w);
+        if (c->stepped)
+            FN(part_chunks)(c, part, w->tid, t, 0, 0,
+                            c->chunk_sumsq + ((t - c->first_step) & 1) * c->n_chunks, 0);
     }
 
     /* backward, from the output layer down: every phase reads all rows of delta, or the
@@ -325,15 +329,17 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
                                        dgamma, dbeta, B, (int)(r1 - r0), n_out);
             }
         }
-        /* dW, db and (l > 0) dJ/dh of the layer below, part by part */
-        FASTMLP_EACH_PART(team, w, part, FASTMLP_AFTER_ALL) {
-            if (l == 0 && sparse) {
+        /* dW, db and (l > 0) dJ/dh of the layer below, part by part; a layer stepped in
+         * backward leaves dW and db to a phase after dJ/dh, which reads W */
+        const int stepped = c->stepped && c->stepped[l];
+        if (!stepped || l > 0) FASTMLP_EACH_PART(team, w, part, FASTMLP_AFTER_ALL) {
+            if (l == 0 && sparse) {  /* never stepped in backward */
                 fastmlp_slab(n_out, part, P, &lo, &hi);
                 real *colsum = bn ? v->colsum : db;
                 FN(bias_backward)(colsum, delta, B, n_out, (int)lo, (int)hi);
                 FN(sparse_dense_backward_params)(dW, X, order, delta, colsum, B, n_in, n_out,
                                                  (int)lo, (int)hi);
-            } else {
+            } else if (!stepped) {
                 const int by_inputs = fastmlp_dw_by_inputs(n_in, n_out);
                 const int into_velocity = c->fused_hi > c->fused_lo;
                 real *target = into_velocity ? c->state + net->w_offset[l] : dW;
@@ -365,6 +371,13 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
                                     weights + net->w_offset[l], v->H[l] + r0 * n_in,
                                     (int)(r1 - r0), n_in, n_out, 0, n_in, net->activation,
                                     p_below, t, (int)r0);
+        }
+        if (stepped) FASTMLP_EACH_PART(team, w, part, FASTMLP_AFTER_ALL) {
+            FN(layer_step_part)(c, part, w->tid, l, v->H[l], delta, B, t, last, measured);
+            if (!bn) {
+                fastmlp_slab(n_out, part, P, &lo, &hi);
+                FN(bias_backward)(db, delta, B, n_out, (int)lo, (int)hi);
+            }
         }
         if (l > 0) {
             delta = v->D[next];

@@ -221,6 +221,13 @@ static inline int fastmlp_tiles_run(int kind, int cols)
  * Python side). */
 int fastmlp_training_uses_blas(const fastmlp_net *net, const fastmlp_optim *opt, int64_t n,
                                int batch_size, int n_parts, int sparse);
+/* The trainable parameters whose gradient train_epoch stores in its grads buffer (the rest of
+ * it is never written, so its pages never become resident), for batches cut into n_parts parts
+ * under the tiles enabled now (opt: its solver, momentum and nesterov are read): all of them
+ * but the weights of fused momentum (train.h's fastmlp_fused_range) and of the layers stepped
+ * in backward (fastmlp_layer_steps). */
+int64_t fastmlp_stored_gradient(const fastmlp_net *net, const fastmlp_optim *opt, int n_parts,
+                                int sparse);
 /* The products gemm (dense.c) sent to BLAS in this process, both precisions: tests check
  * fastmlp_training_uses_blas against what training does. */
 extern int64_t fastmlp_blas_calls;
@@ -323,6 +330,14 @@ void FN(dense_backward_input_tiled)(real *dinp, const real *delta, const real *p
 void FN(dense_backward_params_tiled)(real *dW, const real *inp, const real *packed_delta,
                                      int B, int n_in, int n_out, int lo, int hi, int by_inputs,
                                      int accumulate);
+
+/* dense_gradient_rows_tiled: rows [lo, hi) of dW (n_in, n_out) = inp[:, lo:hi]^T @ delta into
+ *   g (hi - lo, n_out), from delta as dense_pack left all its columns: the by_inputs product of
+ *   dense_backward_params_tiled into a buffer of the slab's own, hi - lo >= FASTMLP_TILE_ROWS.
+ *   Each of dW's elements sums over the batch in order, so its bits do not depend on the rows
+ *   computed beside it. */
+void FN(dense_gradient_rows_tiled)(real *g, const real *inp, const real *packed_delta, int B,
+                                   int n_in, int n_out, int lo, int hi, int accumulate);
 
 /* dense_backward_params: the parameter gradient of one layer over the whole batch, for a slab
  *   of it (threads take disjoint slabs, so they never write the same memory):
@@ -429,6 +444,11 @@ void FN(output_forward)(real *a, int rows, int k, int output);
  *   the first). The L2 term of the batch's loss sums the squares before (sums_of_squares). */
 void FN(optim_step)(real *params, const real *grads, real *state, const fastmlp_optim *opt,
                     int64_t t, int64_t n_weights, int64_t n_trainable, int64_t lo, int64_t hi);
+/* optim_step_from: optim_step with params[lo, hi)'s gradient in gradient (hi - lo,) of its own,
+ *   not in a flat buffer (a layer's block of dW computed just before its step, step.c). */
+void FN(optim_step_from)(real *params, const real *gradient, real *state,
+                         const fastmlp_optim *opt, int64_t t, int64_t n_weights,
+                         int64_t n_trainable, int64_t lo, int64_t hi);
 
 /* momentum_finish: SGD momentum (not Nesterov) on params[lo, hi) of weights whose velocity the
  *   backward GEMM already updated, state[0] = (momentum * v) + dJ/dW: adds alpha * params to
@@ -470,6 +490,12 @@ void FN(health_update)(double *sums, const real *params, const real *before, con
  *   so ask again after fastmlp_set_tiles); a sparse X (sparse = 1) needs no dense
  *   (batch_size, n_features) gather buffer, which for wide sparse data would dwarf the rest. */
 int64_t FN(workspace_size)(const fastmlp_net *net, int batch_size, int n_parts, int sparse);
+
+/* gradient_scratch: the reals train_epoch allocates for each work part's block of dW's rows
+ *   where it steps weights in backward (fastmlp_stored_gradient), all n_parts parts together,
+ *   under the tiles enabled now; 0 where it steps none. */
+int64_t FN(gradient_scratch)(const fastmlp_net *net, const fastmlp_optim *opt, int n_parts,
+                             int sparse);
 
 /* train_epoch: one pass over the rows `order` (n,) in mini-batches of batch_size (the last one
  *   smaller): gather, forward, fused output loss, backward, optimizer step, for each batch.

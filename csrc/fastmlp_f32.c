@@ -102,7 +102,8 @@ int64_t fastmlp_blas_calls = 0;
 /* Whether one batch of B rows sends a product to BLAS: forward_backward's products, slab by
  * slab, cut as it cuts them (batch.c, train.h), each (M rows, N columns, K terms) tested as gemm and
  * the *_part functions test it. */
-static int fastmlp_batch_uses_blas(const fastmlp_net *net, int B, int P, int sparse, int kind)
+static int fastmlp_batch_uses_blas(const fastmlp_net *net, const fastmlp_optim *opt, int B,
+                                   int P, int sparse, int kind)
 {
     const int L = net->n_layers, *u = net->units;
     int64_t lo, hi;
@@ -121,8 +122,11 @@ static int fastmlp_batch_uses_blas(const fastmlp_net *net, int B, int P, int spa
                 fastmlp_slab(B, part, P, &lo, &hi);
                 if (fastmlp_to_blas(kind, hi - lo, n_out, n_in, n_out)) return 1;
             }
-            /* dW (n_in, n_out) by its rows or its columns */
-            if (fastmlp_dw_by_inputs(n_in, n_out)) {
+            /* dW (n_in, n_out) by its rows or its columns, unless stepped in backward (whose
+             * rows the tiles take) */
+            if (fastmlp_layer_steps(net, opt, sparse, P, kind, l)) {
+                /* tiled */
+            } else if (fastmlp_dw_by_inputs(n_in, n_out)) {
                 fastmlp_slab(n_in, part, P, &lo, &hi);
                 if (fastmlp_to_blas(kind, hi - lo, n_out, B, n_out)) return 1;
             } else {
@@ -143,6 +147,19 @@ static int fastmlp_batch_uses_blas(const fastmlp_net *net, int B, int P, int spa
     return 0;
 }
 
+int64_t fastmlp_stored_gradient(const fastmlp_net *net, const fastmlp_optim *opt, int n_parts,
+                                int sparse)
+{
+    const int P = n_parts > 0 ? n_parts : 1;
+    int64_t lo, hi, stored = net->n_trainable;
+    fastmlp_fused_range(net, opt, sparse, &lo, &hi);
+    stored -= hi - lo;
+    for (int l = 0; l < net->n_layers; l++)
+        if (fastmlp_layer_steps(net, opt, sparse, P, fastmlp_tiles_on, l))
+            stored -= (int64_t)net->units[l] * net->units[l + 1];
+    return stored;
+}
+
 int fastmlp_training_uses_blas(const fastmlp_net *net, const fastmlp_optim *opt, int64_t n,
                                int batch_size, int n_parts, int sparse)
 {
@@ -155,6 +172,6 @@ int fastmlp_training_uses_blas(const fastmlp_net *net, const fastmlp_optim *opt,
     if (n_batches <= 0) return 0;
     const int first = fastmlp_batch_rows(n, batch_size, 0, n_batches);
     const int last = fastmlp_batch_rows(n, batch_size, n_batches - 1, n_batches);
-    return fastmlp_batch_uses_blas(net, first, P, sparse, kind)
-           || (last != first && fastmlp_batch_uses_blas(net, last, P, sparse, kind));
+    return fastmlp_batch_uses_blas(net, opt, first, P, sparse, kind)
+           || (last != first && fastmlp_batch_uses_blas(net, opt, last, P, sparse, kind));
 }

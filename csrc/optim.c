@@ -100,15 +100,25 @@ void FN(momentum_finish)(real *params, real *state, const fastmlp_optim *opt, in
         }
 }
 
+void FN(optim_step_from)(real *params, const real *gradient, real *state,
+                         const fastmlp_optim *opt, int64_t t, int64_t n_weights,
+                         int64_t n_trainable, int64_t lo, int64_t hi)
+{
+    /* params (n_trainable,) of the flat layout, state (state slots, n_trainable), gradient
+     * (hi - lo,): params[lo, hi)'s. The ranges start at lo, so no pointer leaves its array. */
+    const double lr = FN(step_rate)(opt, t);
+    real *p = params + lo, *s0 = state + lo;
+    real *s1 = fastmlp_state_slots(opt->solver) == 2 ? state + n_trainable + lo : NULL;
+    const int64_t mid = (hi < n_weights ? hi : (lo > n_weights ? lo : n_weights)) - lo;
+    FN(step_range)(p, gradient, s0, s1, opt, (real)lr, (real)opt->alpha, t, 0, mid);
+    FN(step_range)(p, gradient, s0, s1, opt, (real)lr, (real)0, t, mid, hi - lo);
+}
+
 void FN(optim_step)(real *params, const real *grads, real *state, const fastmlp_optim *opt,
                     int64_t t, int64_t n_weights, int64_t n_trainable, int64_t lo, int64_t hi)
 {
-    /* params, grads (n_trainable,) of the flat layout; state (2, n_trainable) */
-    const double lr = FN(step_rate)(opt, t);
-    real *s0 = state, *s1 = state + n_trainable;
-    const int64_t mid = hi < n_weights ? hi : (lo > n_weights ? lo : n_weights);
-    FN(step_range)(params, grads, s0, s1, opt, (real)lr, (real)opt->alpha, t, lo, mid);
-    FN(step_range)(params, grads, s0, s1, opt, (real)lr, (real)0, t, mid, hi);
+    /* grads (n_trainable,) of the flat layout, as params */
+    FN(optim_step_from)(params, grads + lo, state, opt, t, n_weights, n_trainable, lo, hi);
 }
 
 /* out[j] = the sum of (double)p[i]^2 over [lo[j], hi[j]), each added in order from 0, as a

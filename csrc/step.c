@@ -212,7 +212,7 @@ static void FN(health_step_chunk)(FN(context) *c, int64_t chunk, int tid, int64_
     FN(take_chunk)(c, t, lo, hi);
     if (!measured) {
         FN(step_chunk)(c, t, lo, hi, last);
-        if (last) c->chunk_bad[chunk] = FN(chunk_not_finite)(c, lo, hi);
+        if (last) c->chunk_bad[chunk] |= FN(chunk_not_finite)(c, lo, hi);
         return;
     }
     /* this thread's scratch: the chunk's weights before the step, and its data-term gradient
@@ -232,22 +232,179 @@ static void FN(health_step_chunk)(FN(context) *c, int64_t chunk, int tid, int64_
     /* the chunk's sums, zero from health_init but for what health_gradient added */
     FN(health_update)(c->chunk_norms + chunk * 4 * c->net->n_layers, c->params, before, gradient,
                       c->opt->alpha, c->net, lo, hi, recomputed ? a : b, b);
-    c->chunk_bad[chunk] = FN(chunk_not_finite)(c, lo, hi);
+    c->chunk_bad[chunk] |= FN(chunk_not_finite)(c, lo, hi);
+}
+
+/* [x, return): from x up to hi, the rest of the weights of a layer stepped in backward
+ * (*in_backward = 1), or what lies before the next such layer (0) */
+static int64_t FN(stepped_run)(const FN(context) *c, int64_t x, int64_t hi, int *in_backward)
+{
+    int64_t next = hi;
+    *in_backward = 0;
+    for (int l = 0; l < c->net->n_layers; l++) {
+        if (!c->stepped[l]) continue;
+        const int64_t w0 = c->net->w_offset[l];
+        const int64_t w1 = w0 + (int64_t)c->net->units[l] * c->net->units[l + 1];
+        if (x >= w0 && x < w1) {
+            *in_backward = 1;
+            return w1 < hi ? w1 : hi;
+        }
+        if (w0 > x && w0 < next) next = w0;
+    }
+    return next;
 }
 
 /* health_step_chunk of chunks[0, n) (n <= FASTMLP_SUM_CHAINS) by thread tid, after their sums
  * of squares into sumsq[chunk] (chunk_sums): a few chunks at a time, so that the sums run side
- * by side and the steps find the weights in cache. */
+ * by side and the steps find the weights in cache. Where weights are stepped in backward,
+ * their sums came before backward (part_chunks) and only the chunks' other pieces are left. */
 static void FN(step_chunks)(FN(context) *c, const int64_t *chunks, int n, int tid, int64_t t,
                             int last, int measured, double *sumsq)
 {
     double sums[FASTMLP_SUM_CHAINS];
-    FN(chunk_sums)(c, t, chunks, n, sums);
+    if (!c->stepped) FN(chunk_sums)(c, t, chunks, n, sums);
     for (int j = 0; j < n; j++) {
         int64_t lo, hi;
-        sumsq[chunks[j]] = sums[j];
         FN(chunk_range)(c, chunks[j], &lo, &hi);
-        FN(health_step_chunk)(c, chunks[j], tid, t, lo, hi, last, measured);
+        if (!c->stepped) {
+            sumsq[chunks[j]] = sums[j];
+            FN(health_step_chunk)(c, chunks[j], tid, t, lo, hi, last, measured);
+            continue;
+        }
+        int in_backward;
+        for (int64_t x = lo, y; x < hi; x = y) {
+            y = FN(stepped_run)(c, x, hi, &in_backward);
+            if (!in_backward) FN(health_step_chunk)(c, chunks[j], tid, t, x, y, last, measured);
+        }
+    }
+}
+
+/* The optimizer chunks of part `part` (chunk_part), FASTMLP_SUM_CHAINS at a time: stepped
+ * (step_chunks) in update t, or (steps = 0) only their sums of squares into sumsq */
+static void FN(part_chunks)(FN(context) *c, int part, int tid, int64_t t, int last, int measured,
+                            double *sumsq, int steps)
+{
+    int64_t group[FASTMLP_SUM_CHAINS];
+    double sums[FASTMLP_SUM_CHAINS];
+    int n = 0;
+    for (int64_t chunk = 0; chunk <= c->n_chunks; chunk++) {
+        if (chunk < c->n_chunks && c->chunk_part[chunk] != part) continue;
+        if (chunk < c->n_chunks) group[n++] = chunk;
+        if (!(n == FASTMLP_SUM_CHAINS || (chunk == c->n_chunks && n))) continue;
+        if (steps) FN(step_chunks)(c, group, n, tid, t, last, measured, sumsq);
+        else {
+            FN(chunk_sums)(c, t, group, n, sums);
+            for (int j = 0; j < n; j++) sumsq[group[j]] = sums[j];
+        }
+        n = 0;
+    }
+}
+
+/* ---- Weights stepped in backward ----------------------------------------------------------
+ * A solver that is not fused momentum keeps a gradient of its own (Nesterov, adam, rmsprop,
+ * adagrad): stored whole, dW would make a fit hold the parameters, the state, a gradient's
+ * worth and the workspace. Instead each layer whose dW the tiles compute by rows of W
+ * (train.h's fastmlp_layer_steps) is stepped in backward, once dJ/dh of the layer below has read W: each part
+ * computes a block of dW's rows into its scratch and steps those weights at once, while the
+ * block is in cache (layer_step_part). The step is the same elementwise update on the same
+ * gradient, each of dW's elements summed over the batch in order whatever rows are computed
+ * beside it, so the bits are those of the stored gradient's step; the L2 term's sums of
+ * squares are taken before backward steps anything (part_chunks in the loss phase). */
+
+/* Rows of dW a part computes and steps at a time: the tiles' block (FASTMLP_TILE_BLOCK_ROWS,
+ * the rows that go through every panel of delta before the next rows) where it is at most
+ * 512 KB, still in L2 when the step reads it; whole tiles. A smaller block streams all of
+ * packed delta through the cache once more per block: blocks of 128 KB (30 rows of
+ * 784-1024-1024-10) read 2.5x the delta of blocks of 96 rows. */
+static int FN(gradient_block_rows)(int n_out)
+{
+    enum { R = FASTMLP_TILE_ROWS, BYTES = 512 * 1024 };
+    const int64_t rows = BYTES / ((int64_t)n_out * (int64_t)sizeof(real)) / R * R;
+    return rows < R ? R : rows > FASTMLP_TILE_BLOCK_ROWS ? FASTMLP_TILE_BLOCK_ROWS : (int)rows;
+}
+
+/* The reals of each part's scratch for a block of dW's rows, for the layers stepped in
+ * backward under the tiles `kind` (0 where none is): the largest such layer's block, the last
+ * block of a share taking up to FASTMLP_TILE_ROWS - 1 rows more rather than leave fewer than a
+ * tile, and no block more rows than the layer has */
+static int64_t FN(gradient_block)(const fastmlp_net *net, const fastmlp_optim *opt, int parts,
+                                  int sparse, int kind)
+{
+    int64_t block = 0;
+    for (int l = 0; l < net->n_layers; l++) {
+        if (!fastmlp_layer_steps(net, opt, sparse, parts, kind, l)) continue;
+        const int n_out = net->units[l + 1];
+        const int64_t rows = FN(gradient_block_rows)(n_out) + FASTMLP_TILE_ROWS;
+        const int64_t need = (rows < net->units[l] ? rows : net->units[l]) * n_out;
+        if (need > block) block = need;
+    }
+    return fastmlp_align(block);
+}
+
+int64_t FN(gradient_scratch)(const fastmlp_net *net, const fastmlp_optim *opt, int n_parts,
+                             int sparse)
+{
+    const int P = n_parts > 0 ? n_parts : 1;
+    return P * FN(gradient_block)(net, opt, P, sparse, fastmlp_tiles_enabled());
+}
+
+/* train_epoch's layers stepped in backward (stepped, or NULL where none is) and each part's
+ * scratch for a block of dW's rows */
+static int FN(stepped_init)(FN(context) *c, int sparse)
+{
+    const int L = c->net->n_layers;
+    c->block = FN(gradient_block)(c->net, c->opt, c->parts, sparse, c->tiles);
+    if (!c->block) return FASTMLP_OK;
+    c->stepped = (int *)calloc((size_t)L, sizeof(int));
+    c->blocks = (real *)malloc((size_t)(c->parts * c->block) * sizeof(real));
+    if (!c->stepped || !c->blocks) return FASTMLP_ENOMEM;
+    for (int l = 0; l < L; l++)
+        c->stepped[l] = fastmlp_layer_steps(c->net, c->opt, sparse, c->parts, c->tiles, l);
+    return FASTMLP_OK;
+}
+
+/* The step of params[lo, hi), chunk `chunk`'s piece of a layer stepped in backward, as step t,
+ * from its gradient g (hi - lo,), by thread tid: what health_step_chunk does for a chunk
+ * without fused weights, the gradient being g instead of grads */
+static void FN(step_piece)(FN(context) *c, int64_t chunk, int tid, int64_t t, int64_t lo,
+                           int64_t hi, const real *g, int last, int measured)
+{
+    const fastmlp_net *net = c->net;
+    real *before = measured ? c->before + (int64_t)tid * c->scratch : NULL;
+    FN(take_chunk)(c, t, lo, hi);
+    if (before) memcpy(before, c->params + lo, (size_t)(hi - lo) * sizeof(real));
+    FN(optim_step_from)(c->params, g, c->state, c->opt, t, net->n_weights, net->n_trainable, lo,
+                        hi);
+    if (last) c->chunk_bad[chunk] |= FN(chunk_not_finite)(c, lo, hi);
+    if (before)
+        FN(health_update)(c->chunk_norms + chunk * 4 * net->n_layers, c->params, before, g,
+                          c->opt->alpha, net, lo, hi, hi, hi);
+}
+
+/* Layer l's dW and step by part `part` (thread tid), in update t: inp = H[l] (B, n_in) and
+ * delta (B, n_out) complete, and nothing left to read W. The part's share (fastmlp_layer_share) a
+ * block of dW's rows at a time into its scratch, each block's weights stepped piece by piece
+ * (a piece ends where an optimizer chunk does). */
+static void FN(layer_step_part)(FN(context) *c, int part, int tid, int l, const real *inp,
+                                const real *delta, int B, int64_t t, int last, int measured)
+{
+    const int n_in = c->net->units[l], n_out = c->net->units[l + 1];
+    const int64_t w0 = c->net->w_offset[l], S = FASTMLP_STEP_CHUNK;
+    int64_t e0, e1, r0, r1;
+    fastmlp_layer_share(c->net, l, part, c->parts, &e0, &e1, &r0, &r1);
+    if (e0 >= e1) return;
+    real *packed = c->v.packed[part], *g = c->blocks + (int64_t)part * c->block;
+    FN(dense_pack)(packed, delta, n_out, B, n_out);
+    const int64_t rows = FN(gradient_block_rows)(n_out);
+    for (int64_t a = r0, b; a < r1; a = b) {
+        b = r1 - a < rows + FASTMLP_TILE_ROWS ? r1 : a + rows;
+        /* g (b - a, n_out) = dW's rows [a, b), weights [base, base + (b - a) * n_out) */
+        FN(dense_gradient_rows_tiled)(g, inp, packed, B, n_in, n_out, (int)a, (int)b, 0);
+        const int64_t base = w0 + a * n_out, end = fastmlp_clamp(w0 + b * n_out, e0, e1);
+        for (int64_t lo = fastmlp_clamp(base, e0, e1), hi; lo < end; lo = hi) {
+            hi = fastmlp_clamp((lo / S + 1) * S, lo, end);
+            FN(step_piece)(c, lo / S, tid, t, lo, hi, g + (lo - base), last, measured);
+        }
     }
 }
 

@@ -552,14 +552,21 @@ void FN(dense_backward_input_tiled)(real *dinp, const real *delta, const real *p
               0, 0, 0, 0);
 }
 
+void FN(dense_gradient_rows_tiled)(real *g, const real *inp, const real *packed_delta, int B,
+                                   int n_in, int n_out, int lo, int hi, int accumulate)
+{
+    /* dW's rows lo..hi are inputs lo..hi: columns of inp (B, n_in), hence x_row = 1 */
+    FN(tiles)(g, n_out, inp + lo, 1, n_in, packed_delta, 0, NULL, hi - lo, B, n_out, 0,
+              accumulate, 0, 0);
+}
+
 void FN(dense_backward_params_tiled)(real *dW, const real *inp, const real *packed_delta,
                                      int B, int n_in, int n_out, int lo, int hi, int by_inputs,
                                      int accumulate)
 {
-    /* dW's rows lo..hi are inputs lo..hi: columns of inp (B, n_in), hence x_row = 1 */
     if (by_inputs)
-        FN(tiles)(dW + (int64_t)lo * n_out, n_out, inp + lo, 1, n_in, packed_delta, 0, NULL,
-                  hi - lo, B, n_out, 0, accumulate, 0, 0);
+        FN(dense_gradient_rows_tiled)(dW + (int64_t)lo * n_out, inp, packed_delta, B, n_in,
+                                      n_out, lo, hi, accumulate);
     else
         FN(tiles)(dW + lo, n_out, inp, 1, n_in, packed_delta, 0, NULL, n_in, B, hi - lo, 0,
                   accumulate, 0, 0);

@@ -51,13 +51,12 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
     /* tied copies need their own gradients summed before any step: no fusion for them.
      * Nesterov at momentum 0 is plain SGD, the same bits (p -= lr * (g + 0 * v) and v = g
      * after the call's last step, either way): fused too, so it stores no gradient. */
-    if (fastmlp_fuses_momentum(net, opt, X->dense == NULL)) {
-        /* a sparse first layer's dW comes from our own loop, not a GEMM: its weights (first in
-         * the flat buffer) keep the plain step */
-        c.fused_lo = X->dense == NULL ? (int64_t)net->units[0] * net->units[1] : 0;
-        c.fused_hi = net->n_weights;
-    }
+    fastmlp_fused_range(net, opt, X->dense == NULL, &c.fused_lo, &c.fused_hi);
     const int64_t n_batches = fastmlp_epoch_batches(n, batch_size, net->batch_norm);
+    if (FN(stepped_init)(&c, X->dense == NULL) != FASTMLP_OK) {
+        FN(context_free)(&c);
+        return FASTMLP_ENOMEM;
+    }
     const int64_t t0 = *t;
     c.first_step = t0 + 1;
     if (FN(health_init)(&c, health) != FASTMLP_OK) {
@@ -111,7 +110,7 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
             const int64_t step = t0 + batch + 1;
             double *sumsq = c.chunk_sumsq + (batch & 1) * c.n_chunks;
             const double inv_sum_w = FN(forward_backward)(&c, order + b0, B, step, &w, 1,
-                                                          measured);
+                                                          measured, is_last);
             if (net->n_tied)  /* a chunk's step reads the gradients other parts tie */
                 FASTMLP_EACH_PART(&c.team, &w, part, FASTMLP_AFTER_ALL)
                     FN(tie_gradients)(grads, FN(tied_squares)(&c, batch),
@@ -119,17 +118,7 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
             /* the step, each chunk by the part whose dW slab holds it, and the next batch's
              * rows, behind it: the next forward needs none of its own */
             FASTMLP_EACH_PART(&c.team, &w, part, FASTMLP_AFTER_ALL) {
-                int64_t group[FASTMLP_SUM_CHAINS];
-                int n_group = 0;
-                for (int64_t chunk = 0; chunk <= c.n_chunks; chunk++) {
-                    if (chunk < c.n_chunks && c.chunk_part[chunk] != part) continue;
-                    if (chunk < c.n_chunks) group[n_group++] = chunk;
-                    if (n_group == FASTMLP_SUM_CHAINS || (chunk == c.n_chunks && n_group)) {
-                        FN(step_chunks)(&c, group, n_group, w.tid, step, is_last, measured,
-                                        sumsq);
-                        n_group = 0;
-                    }
-                }
+                FN(part_chunks)(&c, part, w.tid, step, is_last, measured, sumsq, 1);
                 if (!is_last)
                     FN(gather_rows)(&c, order + b1,
                                     fastmlp_batch_rows(n, batch_size, batch + 1, n_batches),
@@ -182,7 +171,7 @@ int FN(batch_gradient)(real *grads, double *loss, real *params, real *workspace,
 #endif
     {
         fastmlp_worker w = fastmlp_worker_here();
-        const double inv = FN(forward_backward)(&c, order, B, t, &w, 0, 0);
+        const double inv = FN(forward_backward)(&c, order, B, t, &w, 0, 0, 0);
         if (w.tid == 0) inv_sum_w = inv;  /* every thread computes the same */
     }
     double data_loss = 0, sumsq = 0;

@@ -28,6 +28,11 @@
 
 #define FASTMLP_STEP_CHUNK 8192   /* elements per optimizer chunk: a few L2-sized streams */
 
+static inline int64_t fastmlp_align(int64_t n) { return (n + 15) & ~(int64_t)15; }
+static inline int64_t fastmlp_clamp(int64_t x, int64_t lo, int64_t hi)
+{
+    return x < lo ? lo : (x > hi ? hi : x);
+}
 /* [lo, hi): slab `part` of `parts` of n */
 static inline void fastmlp_slab(int64_t n, int part, int parts, int64_t *lo, int64_t *hi)
 {
@@ -73,6 +78,53 @@ static inline int fastmlp_fuses_momentum(const fastmlp_net *net, const fastmlp_o
     return opt->solver == FASTMLP_SGD && (!opt->nesterov || opt->momentum == 0)
            && !net->n_tied && (!sparse || net->w_offset[0] == 0);
 }
+/* [*lo, *hi): the weights whose velocity the backward GEMMs update under fused momentum (all
+ * the dense layers' but a sparse first layer's, whose dW comes from our own loop, not a GEMM:
+ * it keeps the plain step), or an empty range where train_epoch does not fuse */
+static inline void fastmlp_fused_range(const fastmlp_net *net, const fastmlp_optim *opt,
+                                       int sparse, int64_t *lo, int64_t *hi)
+{
+    *lo = *hi = 0;
+    if (!fastmlp_fuses_momentum(net, opt, sparse)) return;
+    *lo = sparse ? (int64_t)net->units[0] * net->units[1] : 0;
+    *hi = net->n_weights;
+}
+/* Part `part`'s share of layer l's weights where train_epoch steps them in backward (step.c's
+ * layer_step_part): params[*e0, *e1), the layer's pieces of the optimizer chunks it meets, cut
+ * into `parts` slabs of whole pieces, so one part steps each chunk's piece (its finiteness flag
+ * and health sums have one writer in the phase); and dW's rows that hold the share, [*r0, *r1)
+ * (a row split between two shares is computed by both). */
+static inline void fastmlp_layer_share(const fastmlp_net *net, int l, int part, int parts,
+                                       int64_t *e0, int64_t *e1, int64_t *r0, int64_t *r1)
+{
+    const int n_out = net->units[l + 1];
+    const int64_t S = FASTMLP_STEP_CHUNK, w0 = net->w_offset[l];
+    const int64_t w1 = w0 + (int64_t)net->units[l] * n_out;
+    const int64_t first = w0 / S, pieces = (w1 - 1) / S + 1 - first;
+    int64_t lo, hi;
+    fastmlp_slab(pieces, part, parts, &lo, &hi);
+    *e0 = fastmlp_clamp((first + lo) * S, w0, w1);
+    *e1 = fastmlp_clamp((first + hi) * S, w0, w1);
+    *r0 = (*e0 - w0) / n_out;
+    *r1 = (*e1 - w0 + n_out - 1) / n_out;
+}
+/* Whether train_epoch steps layer l's weights in backward: a solver step it does not fuse (tied
+ * copies, which need their gradients summed before any step, excepted), a dense layer (a
+ * sparse first layer's dW is our own loop), and every part's rows of dW to the tiles `kind` */
+static inline int fastmlp_layer_steps(const fastmlp_net *net, const fastmlp_optim *opt,
+                                      int sparse, int parts, int kind, int l)
+{
+    if (opt->solver < 0 || fastmlp_fuses_momentum(net, opt, sparse) || net->n_tied
+        || (l == 0 && sparse))
+        return 0;
+    const int n_out = net->units[l + 1];
+    for (int part = 0; part < parts; part++) {
+        int64_t e0, e1, r0, r1;
+        fastmlp_layer_share(net, l, part, parts, &e0, &e1, &r0, &r1);
+        if (e0 < e1 && !fastmlp_tiles_take(kind, r1 - r0, n_out, n_out)) return 0;
+    }
+    return 1;
+}
 /* gemm (dense.c) calls BLAS for a product (M, N) with K terms, of a result `width` wide, that
  * is not empty and that the tiles do not take */
 static inline int fastmlp_to_blas(int kind, int64_t M, int64_t N, int64_t K, int width)
@@ -98,11 +150,6 @@ static inline int fastmlp_forward_by_inputs(int P, int n_in, int n_out, int B, i
 static inline int fastmlp_backward_input_by_columns(int P, int n_in, int B)
 {
     return P > 1 && n_in > B;
-}
-static inline int64_t fastmlp_align(int64_t n) { return (n + 15) & ~(int64_t)15; }
-static inline int64_t fastmlp_clamp(int64_t x, int64_t lo, int64_t hi)
-{
-    return x < lo ? lo : (x > hi ? hi : x);
 }
 /* Under AddressSanitizer each part's pack scratch is followed by a guard that context_init
  * poisons, so that a packing of more than pack_size counts stops the sanitizer run before it

@@ -63,6 +63,9 @@ static int64_t FN(pack_size)(const fastmlp_net *net, int Bmax, int sparse, int p
             if (rows_tiled && (P == 1 || n_out <= Bmax))
                 FASTMLP_NEEDS(FN(dense_packed_size)(n_in, n_out));
         }
+        /* a layer whose weights are stepped in backward (train.h, fastmlp_layer_steps) packs all of
+         * delta for its rows of dW, whichever way the dW of other solvers is cut */
+        if (fastmlp_tiles_run(kind, n_out)) FASTMLP_NEEDS(FN(dense_packed_size)(Bmax, n_out));
         /* dW's widest slab: (slab of n_in, n_out) cut by inputs, (n_in, slab of n_out) else */
         const int64_t dw_rows = by_inputs ? fastmlp_slab_most(n_in, P) : n_in;
         const int dw_cols = by_inputs ? n_out : (int)fastmlp_slab_most(n_out, P);
@@ -167,6 +170,15 @@ typedef struct {
      * Measured on 784-256-256-10 (1 thread): the step's passes were ~5% of training, and
      * letting BLAS scale v instead (beta = momentum) cost more than it saved. */
     int64_t fused_lo, fused_hi;
+    /* Weights stepped in backward, where the solver keeps a gradient of its own (Nesterov,
+     * adam, rmsprop, adagrad: not fused): stepped[l] for each weight layer whose dW the tiles
+     * compute by rows of W. Its step runs right after a block of those rows is computed, from
+     * the part's `blocks` scratch ((parts, block) reals), so the fit never stores that layer's
+     * gradient: it holds the parameters, the solver's state and the workspace (step.c,
+     * step_layer_part). NULL where no layer is. */
+    int *stepped;
+    real *blocks;
+    int64_t block;
     /* the tiles' kind for the whole call, as it was when the call began (its workspace was
      * sized for the kind then): FASTMLP_TILES_OFF sends every product to BLAS */
     int tiles;
@@ -259,4 +271,6 @@ static void FN(context_free)(FN(context) *c)
     free(c->tied_sumsq);
     free(c->team.memory);
     free(c->chunk_bad);
+    free(c->stepped);
+    free(c->blocks);
 }

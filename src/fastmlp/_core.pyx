@@ -108,11 +108,17 @@ cdef extern from "fastmlp.h" nogil:
     int fastmlp_training_uses_blas(const fastmlp_net *net, const fastmlp_optim *opt, int64_t n,
                                    int batch_size, int n_parts, int sparse)
     int64_t fastmlp_blas_calls
+    int64_t fastmlp_stored_gradient(const fastmlp_net *net, const fastmlp_optim *opt,
+                                    int n_parts, int sparse)
     int FASTMLP_PREDICT_THREADED_ROWS
     int FASTMLP_TILE_AVX2_MAX_COLS
 
     int64_t workspace_size_f32(const fastmlp_net *net, int batch_size, int n_parts, int sparse)
     int64_t workspace_size_f64(const fastmlp_net *net, int batch_size, int n_parts, int sparse)
+    int64_t gradient_scratch_f32(const fastmlp_net *net, const fastmlp_optim *opt, int n_parts,
+                                 int sparse)
+    int64_t gradient_scratch_f64(const fastmlp_net *net, const fastmlp_optim *opt, int n_parts,
+                                 int sparse)
     int train_epoch_f32(float *params, float *grads, float *state, float *workspace,
                         double *batch_loss, int64_t *t, const fastmlp_input_f32 *X, const float *Y,
                         const float *sample_weight, const int64_t *order, int64_t n,
@@ -277,12 +283,36 @@ cdef class Net:
         `solver` (at `momentum`, Nesterov or not, for "sgd"), sends any product to BLAS under
         the tiles in use now (csrc/fastmlp.h): where it does not, BLAS's threads need no cap
         around it."""
-        cdef fastmlp_optim o
-        memset(&o, 0, sizeof(o))
-        o.solver = SOLVERS.get(solver, -1)  # L-BFGS trains elsewhere: no fusion
-        o.momentum = momentum if solver == "sgd" else 0.0
-        o.nesterov = nesterov if solver == "sgd" else 0
+        cdef fastmlp_optim o = _solver(solver, momentum, nesterov)
         return bool(fastmlp_training_uses_blas(&self.c, &o, n, batch_size, n_parts, sparse))
+
+    def stored_gradient(self, int n_parts, bint sparse=False, solver="adam",
+                        double momentum=0.0, bint nesterov=False):
+        """The trainable parameters whose gradient train_epoch stores, with batches cut into
+        n_parts parts, under the tiles in use now (csrc/fastmlp.h): the rest of its gradient
+        buffer is never written (fused momentum, weights stepped in backward)."""
+        cdef fastmlp_optim o = _solver(solver, momentum, nesterov)
+        return int(fastmlp_stored_gradient(&self.c, &o, n_parts, sparse))
+
+    def gradient_scratch(self, int n_parts, dtype, bint sparse=False, solver="adam",
+                         double momentum=0.0, bint nesterov=False):
+        """Reals train_epoch allocates besides its workspace for the work parts' blocks of
+        the weight gradient where it steps weights in backward (0 where it steps none)."""
+        cdef fastmlp_optim o = _solver(solver, momentum, nesterov)
+        if np.dtype(dtype) == np.float32:
+            return int(gradient_scratch_f32(&self.c, &o, n_parts, sparse))
+        return int(gradient_scratch_f64(&self.c, &o, n_parts, sparse))
+
+
+cdef fastmlp_optim _solver(solver, double momentum, bint nesterov):
+    """An optimizer of which only the solver, momentum and nesterov are read (the queries on
+    what training does); L-BFGS, which trains elsewhere, as no solver of train_epoch's."""
+    cdef fastmlp_optim o
+    memset(&o, 0, sizeof(o))
+    o.solver = SOLVERS.get(solver, -1)
+    o.momentum = momentum if solver == "sgd" else 0.0
+    o.nesterov = nesterov if solver == "sgd" else 0
+    return o
 
 
 cdef fastmlp_optim _optim(dict hp):

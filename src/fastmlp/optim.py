@@ -86,17 +86,19 @@ def check_representable(estimator, dtype):
 LBFGS_PAIRS = 10
 
 
-def fit_copies(solver, momentum, nesterov, tied, sparse, itemsize, best_epoch):
+def fit_copies(solver, gradient, itemsize, best_epoch):
     """How many parameter buffers' worth of memory a fit holds at its peak besides the C
     workspace, in the model's dtype of `itemsize` bytes: what check_memory refuses a model by.
 
-    A stochastic solver: the parameters, the state's rows (state_slots), the gradient, and
-    with early stopping (`best_epoch`) the best epoch's parameters. The gradient is no buffer
-    of its own where the backward GEMMs add it straight into the velocity (sgd, not Nesterov
-    unless at momentum 0, no tied weights, dense input: csrc/train.h's fused momentum): layer
-    health reads it from the velocity at momentum 0 and recomputes the measured update's,
-    a block of rows at a time, at momentum > 0 (each work part's block, some 32 rows of the
-    widest layer, is left out: a few hundred KB).
+    A stochastic solver: the parameters, the state's rows (state_slots), what training
+    holds of the gradient (`gradient`, as a share of the parameters: the C side's
+    Net.stored_gradient and Net.gradient_scratch over the layout's size), and with early
+    stopping (`best_epoch`) the best epoch's parameters. The gradient buffer's pages that
+    training never writes never become resident: the weights' where the backward GEMMs add
+    the gradient straight into the velocity (plain SGD momentum, csrc/train.h's fused
+    momentum), and those of every layer the tiles step in backward (csrc/step.c), whose
+    gradient lives a block of dW's rows at a time in each work part's scratch (at most
+    ~0.5 MB a part). The biases' gradient is always stored.
 
     L-BFGS: the parameters and the gradient, and about 2 * LBFGS_PAIRS + 18 float64 vectors:
     L-BFGS-B's work array (2 * LBFGS_PAIRS + 5 of them), its integer work, bounds and copies
@@ -105,5 +107,4 @@ def fit_copies(solver, momentum, nesterov, tied, sparse, itemsize, best_epoch):
     parameter buffers beyond its workspace with scipy 1.17, from its 15th iteration on."""
     if solver == "lbfgs":
         return 2 + (2 * LBFGS_PAIRS + 17 + (itemsize != 8)) * 8 / itemsize
-    fused = solver == "sgd" and (not nesterov or momentum == 0) and not tied and not sparse
-    return 1 + state_slots(solver) + (not fused) + bool(best_epoch)
+    return 1 + state_slots(solver) + gradient + bool(best_epoch)

@@ -41,7 +41,7 @@ class RunStart:
             parts = self._work_parts(batch_size, layout)
             check_memory(layout, dtype,
                          self._workspace_need(net, batch_size, parts, dtype, sparse),
-                         copies=self._fit_copies(dtype, sparse, incremental))
+                         copies=self._fit_copies(net, layout, parts, dtype, sparse, incremental))
             model = new_model(layout, self._spec(), out_activation, binarizer, y_1d, dtype, X,
                               sample_weight, rng)
             pretrained = self.__dict__.get("_pretrained")
@@ -55,7 +55,8 @@ class RunStart:
             parts = self._work_parts(batch_size, old.layout)
             check_memory(old.layout, dtype,
                          self._workspace_need(old.net, batch_size, parts, dtype, sparse),
-                         copies=self._fit_copies(dtype, sparse, incremental))
+                         copies=self._fit_copies(old.net, old.layout, parts, dtype, sparse,
+                                                 incremental))
             model, state, pending = self._continued(old, incremental)
         return model, state, pending, rng, seed, parts
 
@@ -90,11 +91,15 @@ class RunStart:
         held = self.__dict__.get("_workspace") if self.solver != "lbfgs" else None
         return 0 if held is not None and held.dtype == dtype and held.size >= size else size
 
-    def _fit_copies(self, dtype, sparse, incremental):
-        """Parameter buffers' worth of memory a fit or partial_fit holds at its peak besides
-        the workspace (optim.fit_copies), for check_memory."""
-        return fit_copies(self.solver, self.momentum, self.nesterovs_momentum,
-                          bool(self._tied_pairs()), sparse, np.dtype(dtype).itemsize,
+    def _fit_copies(self, net, layout, parts, dtype, sparse, incremental):
+        """Parameter buffers' worth of memory a fit or partial_fit of `net` (of `layout`, its
+        batches cut into `parts`) holds at its peak besides the workspace (optim.fit_copies),
+        for check_memory: the gradient's part, what training stores of it and the work
+        parts' blocks of it where weights are stepped in backward."""
+        solver = (self.solver, self.momentum, self.nesterovs_momentum)
+        gradient = net.stored_gradient(parts, sparse, *solver) \
+            + net.gradient_scratch(parts, dtype, sparse, *solver)
+        return fit_copies(self.solver, gradient / int(layout["size"]), np.dtype(dtype).itemsize,
                           best_epoch=bool(self.early_stopping) and not incremental)
 
     def _optimizer_goes_on(self, incremental):
