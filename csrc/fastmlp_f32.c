@@ -152,7 +152,7 @@ int64_t fastmlp_stored_gradient(const fastmlp_net *net, const fastmlp_optim *opt
 {
     const int P = n_parts > 0 ? n_parts : 1;
     int64_t lo, hi, stored = net->n_trainable;
-    fastmlp_fused_range(net, opt, sparse, &lo, &hi);
+    fastmlp_fused_range(net, opt, sparse, P, fastmlp_tiles_on, &lo, &hi);
     stored -= hi - lo;
     for (int l = 0; l < net->n_layers; l++)
         if (fastmlp_layer_steps(net, opt, sparse, P, fastmlp_tiles_on, l))
@@ -165,10 +165,10 @@ int fastmlp_training_uses_blas(const fastmlp_net *net, const fastmlp_optim *opt,
 {
     /* layer health's recomputed gradient under fused momentum is a BLAS product (once an epoch,
      * but then inside the OpenMP threads) */
-    if (fastmlp_fuses_momentum(net, opt, sparse) && opt->momentum != 0) return 1;
+    const int P = n_parts > 0 ? n_parts : 1, kind = fastmlp_tiles_on;
+    if (fastmlp_fuses_momentum(net, opt, sparse, P, kind) && opt->momentum != 0) return 1;
     /* every batch has batch_size rows but the last (fastmlp_batch_rows) */
     const int64_t n_batches = fastmlp_epoch_batches(n, batch_size, net->batch_norm);
-    const int P = n_parts > 0 ? n_parts : 1, kind = fastmlp_tiles_on;
     if (n_batches <= 0) return 0;
     const int first = fastmlp_batch_rows(n, batch_size, 0, n_batches);
     const int last = fastmlp_batch_rows(n, batch_size, n_batches - 1, n_batches);

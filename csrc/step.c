@@ -301,10 +301,10 @@ static void FN(part_chunks)(FN(context) *c, int part, int tid, int64_t t, int la
 }
 
 /* ---- Weights stepped in backward ----------------------------------------------------------
- * A solver that is not fused momentum keeps a gradient of its own (Nesterov, adam, rmsprop,
- * adagrad): stored whole, dW would make a fit hold the parameters, the state, a gradient's
- * worth and the workspace. Instead each layer whose dW the tiles compute by rows of W
- * (train.h's fastmlp_layer_steps) is stepped in backward, once dJ/dh of the layer below has read W: each part
+ * Stored whole, dW would make a fit hold the parameters, the state, a gradient's worth and the
+ * workspace. Instead each layer whose dW the tiles compute by rows of W (train.h's
+ * fastmlp_layer_steps: every solver, SGD momentum where every dense layer can be, else it
+ * fuses) is stepped in backward, once dJ/dh of the layer below has read W: each part
  * computes a block of dW's rows into its scratch and steps those weights at once, while the
  * block is in cache (layer_step_part). The step is the same elementwise update on the same
  * gradient, each of dW's elements summed over the batch in order whatever rows are computed

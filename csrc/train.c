@@ -48,10 +48,12 @@ int FN(train_epoch)(real *params, real *grads, real *state, real *workspace, dou
         FN(context_free)(&c);
         return FASTMLP_ENOMEM;
     }
-    /* tied copies need their own gradients summed before any step: no fusion for them.
-     * Nesterov at momentum 0 is plain SGD, the same bits (p -= lr * (g + 0 * v) and v = g
-     * after the call's last step, either way): fused too, so it stores no gradient. */
-    fastmlp_fused_range(net, opt, X->dense == NULL, &c.fused_lo, &c.fused_hi);
+    /* Where the step goes (train.h): into backward for every layer the tiles take whole
+     * (stepped_init), or, where some layer cannot be, plain SGD's momentum fused into the
+     * backward GEMMs (fused_range; Nesterov at momentum 0 is plain SGD, the same bits:
+     * p -= lr * (g + 0 * v) and v = g after the call's last step, either way); tied copies
+     * need their own gradients summed before any step: neither for them. */
+    fastmlp_fused_range(net, opt, X->dense == NULL, c.parts, c.tiles, &c.fused_lo, &c.fused_hi);
     const int64_t n_batches = fastmlp_epoch_batches(n, batch_size, net->batch_norm);
     if (FN(stepped_init)(&c, X->dense == NULL) != FASTMLP_OK) {
         FN(context_free)(&c);

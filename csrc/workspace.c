@@ -162,17 +162,18 @@ typedef struct {
     int *chunk_part;        /* (n_chunks,) the part whose dW slab holds the chunk's start */
     int64_t n_chunks;
     int parts;              /* slabs each batch's GEMMs are cut into (forward_backward) */
-    /* SGD momentum (not Nesterov) over params[fused_lo, fused_hi), the dense layers' weights
-     * (0, 0 otherwise): the backward GEMM adds the gradient straight into the velocity, which
+    /* SGD momentum (not Nesterov) over params[fused_lo, fused_hi), the dense layers' weights,
+     * where some layer cannot be stepped in backward (train.h's fastmlp_fuses_momentum; 0, 0
+     * otherwise): the backward GEMM adds the gradient straight into the velocity, which
      * the step before left times the momentum, so v = momentum * v + dJ/dW costs no pass of
      * its own and the gradient is never stored. A pass at the start of each call scales v,
      * and the call's last step does not, so between calls the state is the plain velocity.
      * Measured on 784-256-256-10 (1 thread): the step's passes were ~5% of training, and
      * letting BLAS scale v instead (beta = momentum) cost more than it saved. */
     int64_t fused_lo, fused_hi;
-    /* Weights stepped in backward, where the solver keeps a gradient of its own (Nesterov,
-     * adam, rmsprop, adagrad: not fused): stepped[l] for each weight layer whose dW the tiles
-     * compute by rows of W. Its step runs right after a block of those rows is computed, from
+    /* Weights stepped in backward, where the solver does not fuse (train.h's
+     * fastmlp_layer_steps): stepped[l] for each weight layer whose dW the tiles compute by
+     * rows of W. Its step runs right after a block of those rows is computed, from
      * the part's `blocks` scratch ((parts, block) reals), so the fit never stores that layer's
      * gradient: it holds the parameters, the solver's state and the workspace (step.c,
      * step_layer_part). NULL where no layer is. */

@@ -11,6 +11,7 @@ import pytest
 import scipy.sparse as sp
 
 import fastmlp
+import fastmlp.network
 from fastmlp import MLPClassifier, _core
 
 def _blas_calls_of_an_epoch(model, X, Y, batch_size, parts):
@@ -93,18 +94,30 @@ def test_blas_is_capped_only_around_training_that_calls_it(gemm_path, monkeypatc
 
 
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_fused_momentum_counts_layer_healths_gradient(gemm_path, momentum, quiet):
-    """Under fused SGD momentum (no Nesterov) at momentum > 0, layer health recomputes the
-    epoch's last gradient by BLAS (csrc/step.c, health_gradient): the query says so, and a
-    partial_fit whose products the tiles all take then calls BLAS; plain SGD does not."""
+def test_fused_momentum_counts_layer_healths_gradient(gemm_path, momentum, monkeypatch, quiet):
+    """SGD momentum (no Nesterov) is stepped in backward where every layer can be (9-40-30-3):
+    no BLAS product under the tiles. Where one cannot, it is fused (csrc/train.h): 14-600-3 on
+    two work parts, whose first layer's second share is one row of dW; then at momentum > 0
+    layer health recomputes the epoch's last gradient by BLAS (csrc/step.c, health_gradient):
+    the query says so, and a partial_fit whose products the tiles all take calls BLAS; plain
+    SGD does not."""
+    monkeypatch.setattr(fastmlp.network, "available_cores", lambda: 2)
     rng = np.random.RandomState(0)
-    X, y = rng.randn(120, 9), rng.randint(0, 3, 120)
-    model = MLPClassifier(hidden_layer_sizes=(40, 30), batch_size=60, solver="sgd",
-                          momentum=momentum, nesterovs_momentum=False, random_state=0,
-                          n_threads=1)
-    model.partial_fit(X, y, classes=range(3))
-    says = model._net().training_uses_blas(120, 60, 1, False, "sgd", momentum, False)
-    before = _core.blas_calls()
-    model.partial_fit(X, y)
-    calls = _core.blas_calls() - before
-    assert says == (calls > 0) == (gemm_path == "blas" or momentum > 0)
+    for n_features, hidden, fused in ((9, (40, 30), False), (14, (600,), True)):
+        X, y = rng.randn(300, n_features), rng.randint(0, 3, 300)
+        model = MLPClassifier(hidden_layer_sizes=hidden, batch_size=150, solver="sgd",
+                              momentum=momentum, nesterovs_momentum=False, random_state=0,
+                              n_threads=1)
+        model.partial_fit(X, y, classes=range(3))
+        parts = model._work_parts(150)
+        assert parts == (2 if fused else parts)
+        says = model._net().training_uses_blas(300, 150, parts, False, "sgd", momentum, False)
+        before = _core.blas_calls()
+        model.partial_fit(X, y)
+        calls = _core.blas_calls() - before
+        recomputed = fused and momentum > 0
+        kind = _core.tiles_in_use()  # the AVX2 tiles leave products over 256 wide to BLAS
+        blas = not kind or (kind == "avx2" and max(hidden) > 256)
+        assert says == (calls > 0) == (blas or recomputed), (hidden, calls)
+        n_weights = model._layout["n_weights"]
+        assert not np.any(model._grads[:n_weights])  # fused or stepped: never stored
