@@ -137,19 +137,22 @@ def test_training_writes_the_gradient_it_says_it_stores(gemm_path, solver, hidde
         assert (scratch > 0) == (solver not in ("sgd", "momentum"))
 
 
-def test_weights_stepped_in_backward_train_the_same_bits_as_a_stored_gradient(gemm_path):
-    """A layer stepped in backward takes the update a stored gradient gives: on 2 parts (so
-    that dW's rows are shared out as the chunks, not as the rows of other solvers' cut) and
-    on 1 thread, or 2, the parameters and state are the same bits, and so are fit's with a
-    sparse first layer (stored, on its own loop) beside dense layers stepped in backward,
-    whose dW is otherwise cut by columns (784 -> 1024 has more columns than rows)."""
+def test_weights_stepped_in_backward_train_the_same_bits_on_any_thread_count(gemm_path,
+                                                                            monkeypatch):
+    """The shares of dW's rows that the two work parts step in backward are fixed by the
+    chunks, not by the threads: on 1 thread or 2 the parameters, the state and the losses are
+    the same bits, for SGD momentum, Nesterov's and adam, with L2 decay (whose sums of squares
+    are taken before backward steps any weight) and a first layer (70 -> 150) whose dW the
+    other cut would split by columns."""
+    monkeypatch.setattr(fastmlp.network, "available_cores", lambda: 2)
     rng = np.random.RandomState(2)
-    Xd = rng.randn(120, 70)
-    y = rng.randint(0, 4, 120)
-    for solver in ("nesterov", "adam"):
-        fits = [MLPClassifier(hidden_layer_sizes=(150, 40), batch_size=40, max_iter=2,
+    Xd = rng.randn(240, 70)
+    y = rng.randint(0, 4, 240)
+    for solver in ("momentum", "nesterov", "adam"):
+        fits = [MLPClassifier(hidden_layer_sizes=(150, 40), batch_size=120, max_iter=2,
                               alpha=1e-3, random_state=0, n_threads=threads,
                               **SOLVERS[solver]).fit(Xd, y) for threads in (1, 2)]
+        assert fits[0]._work_parts(120) == 2
         np.testing.assert_array_equal(fits[0]._params, fits[1]._params)
         np.testing.assert_array_equal(fits[0]._state, fits[1]._state)
         assert fits[0].loss_curve_ == fits[1].loss_curve_
