@@ -364,10 +364,13 @@ static int FN(stepped_init)(FN(context) *c, int sparse)
 }
 
 /* The step of params[lo, hi), chunk `chunk`'s piece of a layer stepped in backward, as step t,
- * from its gradient g (hi - lo,), by thread tid: what health_step_chunk does for a chunk
- * without fused weights, the gradient being g instead of grads */
-static void FN(step_piece)(FN(context) *c, int64_t chunk, int tid, int64_t t, int64_t lo,
-                           int64_t hi, const real *g, int last, int measured)
+ * from its gradient g (hi - lo,), by thread tid for part `part`: what health_step_chunk does
+ * for a chunk without fused weights, the gradient being g instead of grads. A chunk whose
+ * layer's pieces two parts step in the same phase (shared) is flagged by an atomic write, and
+ * its health sums go to the part's own row of chunk_norms, past the chunks' (health_init). */
+static void FN(step_piece)(FN(context) *c, int64_t chunk, int part, int shared, int tid,
+                           int64_t t, int64_t lo, int64_t hi, const real *g, int last,
+                           int measured)
 {
     const fastmlp_net *net = c->net;
     real *before = measured ? c->before + (int64_t)tid * c->scratch : NULL;
@@ -375,10 +378,17 @@ static void FN(step_piece)(FN(context) *c, int64_t chunk, int tid, int64_t t, in
     if (before) memcpy(before, c->params + lo, (size_t)(hi - lo) * sizeof(real));
     FN(optim_step_from)(c->params, g, c->state, c->opt, t, net->n_weights, net->n_trainable, lo,
                         hi);
-    if (last) c->chunk_bad[chunk] |= FN(chunk_not_finite)(c, lo, hi);
-    if (before)
-        FN(health_update)(c->chunk_norms + chunk * 4 * net->n_layers, c->params, before, g,
+    if (last && FN(chunk_not_finite)(c, lo, hi)) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+        c->chunk_bad[chunk] = 1;
+    }
+    if (before) {
+        const int64_t row = shared ? c->n_chunks + part : chunk;
+        FN(health_update)(c->chunk_norms + row * 4 * net->n_layers, c->params, before, g,
                           c->opt->alpha, net, lo, hi, hi, hi);
+    }
 }
 
 /* Layer l's dW and step by part `part` (thread tid), in update t: inp = H[l] (B, n_in) and
@@ -389,7 +399,8 @@ static void FN(layer_step_part)(FN(context) *c, int part, int tid, int l, const 
                                 const real *delta, int B, int64_t t, int last, int measured)
 {
     const int n_in = c->net->units[l], n_out = c->net->units[l + 1];
-    const int64_t w0 = c->net->w_offset[l], S = FASTMLP_STEP_CHUNK;
+    const int64_t w0 = c->net->w_offset[l], w1 = w0 + (int64_t)n_in * n_out;
+    const int64_t S = FASTMLP_STEP_CHUNK;
     int64_t e0, e1, r0, r1;
     fastmlp_layer_share(c->net, l, part, c->parts, &e0, &e1, &r0, &r1);
     if (e0 >= e1) return;
@@ -403,7 +414,12 @@ static void FN(layer_step_part)(FN(context) *c, int part, int tid, int l, const 
         const int64_t base = w0 + a * n_out, end = fastmlp_clamp(w0 + b * n_out, e0, e1);
         for (int64_t lo = fastmlp_clamp(base, e0, e1), hi; lo < end; lo = hi) {
             hi = fastmlp_clamp((lo / S + 1) * S, lo, end);
-            FN(step_piece)(c, lo / S, tid, t, lo, hi, g + (lo - base), last, measured);
+            /* the layer's part of this chunk reaches past the share: another part's too */
+            const int64_t chunk = lo / S;
+            const int shared = (lo == e0 && e0 > w0 && chunk * S < e0)
+                               || (hi == e1 && e1 < w1 && (chunk + 1) * S > e1);
+            FN(step_piece)(c, chunk, part, shared, tid, t, lo, hi, g + (lo - base), last,
+                           measured);
         }
     }
 }
@@ -423,18 +439,19 @@ static int FN(health_init)(FN(context) *c, fastmlp_health *health)
         }
     c->scratch = fastmlp_align(c->scratch);
     c->before = (real *)malloc((size_t)(c->parts * c->scratch) * sizeof(real));
-    c->chunk_norms = (double *)calloc((size_t)(c->n_chunks * 4 * c->net->n_layers),
+    /* a row of sums per chunk, and one per part for the chunks two parts step in backward */
+    c->chunk_norms = (double *)calloc((size_t)((c->n_chunks + c->parts) * 4 * c->net->n_layers),
                                       sizeof(double));
     return c->before && c->chunk_norms ? FASTMLP_OK : FASTMLP_ENOMEM;
 }
 
-/* The chunks' sums into health->norms, in chunk order, after a call that trained the epoch's
- * last batch (measured); other calls leave them */
+/* The chunks' sums into health->norms, in chunk order, then the parts' rows (step_piece),
+ * after a call that trained the epoch's last batch (measured); other calls leave them */
 static void FN(health_finish)(FN(context) *c, int measured)
 {
     if (!c->health || !measured) return;
     const int n = 4 * c->net->n_layers;
     for (int i = 0; i < n; i++) c->health->norms[i] = 0;
-    for (int64_t chunk = 0; chunk < c->n_chunks; chunk++)
-        for (int i = 0; i < n; i++) c->health->norms[i] += c->chunk_norms[chunk * n + i];
+    for (int64_t row = 0; row < c->n_chunks + c->parts; row++)
+        for (int i = 0; i < n; i++) c->health->norms[i] += c->chunk_norms[row * n + i];
 }

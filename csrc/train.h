@@ -67,23 +67,16 @@ static inline int fastmlp_tiles_take(int kind, int64_t M, int64_t N, int width)
 #endif
 }
 /* Part `part`'s share of layer l's weights where train_epoch steps them in backward (step.c's
- * layer_step_part): params[*e0, *e1), the layer's pieces of the optimizer chunks it meets, cut
- * into `parts` slabs of whole pieces, so one part steps each chunk's piece (its finiteness flag
- * and health sums have one writer in the phase); and dW's rows that hold the share, [*r0, *r1)
- * (a row split between two shares is computed by both). */
+ * layer_step_part): dW's rows [*r0, *r1), an even slab of W's rows (as the other solvers'
+ * dW is cut by inputs), which are params[*e0, *e1). An optimizer chunk may lie across two
+ * shares: step.c gives its flag and health sums one writer anyway. */
 static inline void fastmlp_layer_share(const fastmlp_net *net, int l, int part, int parts,
                                        int64_t *e0, int64_t *e1, int64_t *r0, int64_t *r1)
 {
     const int n_out = net->units[l + 1];
-    const int64_t S = FASTMLP_STEP_CHUNK, w0 = net->w_offset[l];
-    const int64_t w1 = w0 + (int64_t)net->units[l] * n_out;
-    const int64_t first = w0 / S, pieces = (w1 - 1) / S + 1 - first;
-    int64_t lo, hi;
-    fastmlp_slab(pieces, part, parts, &lo, &hi);
-    *e0 = fastmlp_clamp((first + lo) * S, w0, w1);
-    *e1 = fastmlp_clamp((first + hi) * S, w0, w1);
-    *r0 = (*e0 - w0) / n_out;
-    *r1 = (*e1 - w0 + n_out - 1) / n_out;
+    fastmlp_slab(net->units[l], part, parts, r0, r1);
+    *e0 = net->w_offset[l] + *r0 * n_out;
+    *e1 = net->w_offset[l] + *r1 * n_out;
 }
 /* Whether layer l can be stepped in backward: a dense layer (a sparse first layer's dW is our
  * own loop) whose every part's rows of dW the tiles `kind` take */

@@ -96,14 +96,15 @@ def test_blas_is_capped_only_around_training_that_calls_it(gemm_path, monkeypatc
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_fused_momentum_counts_layer_healths_gradient(gemm_path, momentum, monkeypatch, quiet):
     """SGD momentum (no Nesterov) is stepped in backward where every layer can be (9-40-30-3):
-    no BLAS product under the tiles. Where one cannot, it is fused (csrc/train.h): 14-600-3 on
-    two work parts, whose first layer's second share is one row of dW; then at momentum > 0
+    no BLAS product under the tiles. Where one cannot, it is fused (csrc/train.h): 10-800-3 on
+    two work parts, whose first layer's shares are 5 rows of dW each, too few for a tile
+    (its dW, cut by columns for fusion, has all 10 rows); then at momentum > 0
     layer health recomputes the epoch's last gradient by BLAS (csrc/step.c, health_gradient):
     the query says so, and a partial_fit whose products the tiles all take calls BLAS; plain
     SGD does not."""
     monkeypatch.setattr(fastmlp.network, "available_cores", lambda: 2)
     rng = np.random.RandomState(0)
-    for n_features, hidden, fused in ((9, (40, 30), False), (14, (600,), True)):
+    for n_features, hidden, fused in ((9, (40, 30), False), (10, (800,), True)):
         X, y = rng.randn(300, n_features), rng.randint(0, 3, 300)
         model = MLPClassifier(hidden_layer_sizes=hidden, batch_size=150, solver="sgd",
                               momentum=momentum, nesterovs_momentum=False, random_state=0,
