@@ -202,6 +202,32 @@ static int FN(chunk_not_finite)(const FN(context) *c, int64_t lo, int64_t hi)
               && FN(any_not_finite)(c->state + n + lo, hi - lo));
 }
 
+/* The step of params[lo, hi), a piece of chunk `chunk` without fused weights, as step t, from
+ * its gradient g (hi - lo,) (grads' share, or a block of a layer stepped in backward), by
+ * thread tid (whose scratch it uses), in the call's last update (last) or in the one layer
+ * health measures (measured, then the call's last too), whose sums it adds to row `norms` of
+ * chunk_norms. Two parts may step pieces of one chunk in the same phase (layer_step_part): the
+ * flag is an atomic write, and each part then keeps its own row of sums (health_init). */
+static void FN(step_piece)(FN(context) *c, int64_t chunk, int64_t norms, int tid, int64_t t,
+                           int64_t lo, int64_t hi, const real *g, int last, int measured)
+{
+    const fastmlp_net *net = c->net;
+    real *before = measured ? c->before + (int64_t)tid * c->scratch : NULL;
+    FN(take_chunk)(c, t, lo, hi);
+    if (before) memcpy(before, c->params + lo, (size_t)(hi - lo) * sizeof(real));
+    FN(optim_step_from)(c->params, g, c->state, c->opt, t, net->n_weights, net->n_trainable, lo,
+                        hi);
+    if (last && FN(chunk_not_finite)(c, lo, hi)) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+        c->chunk_bad[chunk] = 1;
+    }
+    if (before)
+        FN(health_update)(c->chunk_norms + norms * 4 * net->n_layers, c->params, before, g,
+                          c->opt->alpha, net, lo, hi, hi, hi);
+}
+
 /* step_chunk of chunk `chunk` = params[lo, hi) by thread tid (whose scratch it uses), in the
  * call's last update (last) or in the one layer health measures, the epoch's last (measured,
  * which is then the call's last too): the weights before it are copied while the chunk is in
@@ -209,6 +235,12 @@ static int FN(chunk_not_finite)(const FN(context) *c, int64_t lo, int64_t hi)
 static void FN(health_step_chunk)(FN(context) *c, int64_t chunk, int tid, int64_t t,
                                   int64_t lo, int64_t hi, int last, int measured)
 {
+    int64_t a, b;
+    FN(fused_part)(c, lo, hi, &a, &b);
+    if (a == b) {  /* no fused weights: the plain step of grads' share */
+        FN(step_piece)(c, chunk, chunk, tid, t, lo, hi, c->grads + lo, last, measured);
+        return;
+    }
     FN(take_chunk)(c, t, lo, hi);
     if (!measured) {
         FN(step_chunk)(c, t, lo, hi, last);
@@ -221,8 +253,6 @@ static void FN(health_step_chunk)(FN(context) *c, int64_t chunk, int tid, int64_
     real *before = c->before + (int64_t)tid * c->scratch;
     real *gradient = before + FASTMLP_STEP_CHUNK;
     const size_t size = sizeof(real);
-    int64_t a, b;
-    FN(fused_part)(c, lo, hi, &a, &b);
     const int recomputed = FN(health_recomputes_gradient)(c);
     memcpy(gradient, c->grads + lo, (size_t)(a - lo) * size);
     if (!recomputed) memcpy(gradient + (a - lo), c->state + a, (size_t)(b - a) * size);
@@ -363,38 +393,10 @@ static int FN(stepped_init)(FN(context) *c, int sparse)
     return FASTMLP_OK;
 }
 
-/* The step of params[lo, hi), chunk `chunk`'s piece of a layer stepped in backward, as step t,
- * from its gradient g (hi - lo,), by thread tid for part `part`: what health_step_chunk does
- * for a chunk without fused weights, the gradient being g instead of grads. A chunk whose
- * layer's pieces two parts step in the same phase (shared) is flagged by an atomic write, and
- * its health sums go to the part's own row of chunk_norms, past the chunks' (health_init). */
-static void FN(step_piece)(FN(context) *c, int64_t chunk, int part, int shared, int tid,
-                           int64_t t, int64_t lo, int64_t hi, const real *g, int last,
-                           int measured)
-{
-    const fastmlp_net *net = c->net;
-    real *before = measured ? c->before + (int64_t)tid * c->scratch : NULL;
-    FN(take_chunk)(c, t, lo, hi);
-    if (before) memcpy(before, c->params + lo, (size_t)(hi - lo) * sizeof(real));
-    FN(optim_step_from)(c->params, g, c->state, c->opt, t, net->n_weights, net->n_trainable, lo,
-                        hi);
-    if (last && FN(chunk_not_finite)(c, lo, hi)) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-        c->chunk_bad[chunk] = 1;
-    }
-    if (before) {
-        const int64_t row = shared ? c->n_chunks + part : chunk;
-        FN(health_update)(c->chunk_norms + row * 4 * net->n_layers, c->params, before, g,
-                          c->opt->alpha, net, lo, hi, hi, hi);
-    }
-}
-
 /* Layer l's dW and step by part `part` (thread tid), in update t: inp = H[l] (B, n_in) and
- * delta (B, n_out) complete, and nothing left to read W. The part's share (fastmlp_layer_share) a
- * block of dW's rows at a time into its scratch, each block's weights stepped piece by piece
- * (a piece ends where an optimizer chunk does). */
+ * delta (B, n_out) complete, and nothing left to read W. The part's share of W's rows
+ * (fastmlp_layer_share), a block of them at a time into its scratch, each block's weights
+ * stepped piece by piece (a piece ends where an optimizer chunk does). */
 static void FN(layer_step_part)(FN(context) *c, int part, int tid, int l, const real *inp,
                                 const real *delta, int B, int64_t t, int last, int measured)
 {
@@ -409,17 +411,18 @@ static void FN(layer_step_part)(FN(context) *c, int part, int tid, int l, const 
     const int64_t rows = FN(gradient_block_rows)(n_out);
     for (int64_t a = r0, b; a < r1; a = b) {
         b = r1 - a < rows + FASTMLP_TILE_ROWS ? r1 : a + rows;
-        /* g (b - a, n_out) = dW's rows [a, b), weights [base, base + (b - a) * n_out) */
+        /* g (b - a, n_out) = dW's rows [a, b), weights [base, end) */
         FN(dense_gradient_rows_tiled)(g, inp, packed, B, n_in, n_out, (int)a, (int)b, 0);
-        const int64_t base = w0 + a * n_out, end = fastmlp_clamp(w0 + b * n_out, e0, e1);
-        for (int64_t lo = fastmlp_clamp(base, e0, e1), hi; lo < end; lo = hi) {
+        const int64_t base = w0 + a * n_out, end = w0 + b * n_out;
+        for (int64_t lo = base, hi; lo < end; lo = hi) {
             hi = fastmlp_clamp((lo / S + 1) * S, lo, end);
-            /* the layer's part of this chunk reaches past the share: another part's too */
+            /* where the layer's part of the chunk reaches past the share, another part steps
+             * the rest of it in this phase: the part's own row of sums */
             const int64_t chunk = lo / S;
-            const int shared = (lo == e0 && e0 > w0 && chunk * S < e0)
-                               || (hi == e1 && e1 < w1 && (chunk + 1) * S > e1);
-            FN(step_piece)(c, chunk, part, shared, tid, t, lo, hi, g + (lo - base), last,
-                           measured);
+            const int shared = fastmlp_clamp(chunk * S, w0, w1) < e0
+                               || fastmlp_clamp((chunk + 1) * S, w0, w1) > e1;
+            FN(step_piece)(c, chunk, shared ? c->n_chunks + part : chunk, tid, t, lo, hi,
+                           g + (lo - base), last, measured);
         }
     }
 }
