@@ -23,20 +23,33 @@ static inline const real *FN(input_row)(const FN(fastmlp_input) *X, int64_t i)
     return (const real *)((const char *)X->dense + i * X->row_stride);
 }
 
-/* dst (n_features,) = row i of dense X in the model's type, standardized when X->shift. The
- * source values are read with memcpy: a view of a byte buffer may leave them unaligned. */
-static void FN(input_gather_row)(real *dst, const FN(fastmlp_input) *X, int64_t i,
-                                 int n_features)
+/* dst (n_features,) = row i of dense X in the model's type, standardized when X->shift, in one
+ * pass: the value rounded to the model's type, then (value - shift) * scale in that type, the
+ * same two roundings as a converted copy standardized after. The source values are read with
+ * memcpy: a view of a byte buffer may leave them unaligned. Cloned for the vector widths
+ * (FASTMLP_VECTOR_CLONES): the baseline build's 128-bit loop and a second pass for the
+ * standardization were a sixth of 784-100-10's gather. */
+static FASTMLP_VECTOR_CLONES void FN(input_gather_row)(real *dst, const FN(fastmlp_input) *X,
+                                                        int64_t i, int n_features)
 {
     const char *row = (const char *)X->dense + i * X->row_stride;
     const int64_t step = X->col_stride;
-    /* the same loop twice, once with the stride a constant (contiguous rows), which the
-     * compiler vectorizes, once with X's */
+    const real *shift = X->shift, *scale = X->scale;
+    /* the same loop four times, with the stride a constant (contiguous rows), which the
+     * compiler vectorizes, or X's, and with or without the standardization */
 #define FASTMLP_CONVERT(type, stride)                                                      \
-    for (int j = 0; j < n_features; j++) {                                                 \
-        type value;                                                                        \
-        memcpy(&value, row + (int64_t)j * (stride), sizeof value);                         \
-        dst[j] = (real)value;                                                              \
+    if (shift) {                                                                           \
+        for (int j = 0; j < n_features; j++) {                                             \
+            type value;                                                                    \
+            memcpy(&value, row + (int64_t)j * (stride), sizeof value);                     \
+            dst[j] = ((real)value - shift[j]) * scale[j];                                  \
+        }                                                                                  \
+    } else {                                                                               \
+        for (int j = 0; j < n_features; j++) {                                             \
+            type value;                                                                    \
+            memcpy(&value, row + (int64_t)j * (stride), sizeof value);                     \
+            dst[j] = (real)value;                                                          \
+        }                                                                                  \
     }
     if (X->dense_type == FASTMLP_FLOAT64) {
         if (step == (int64_t)sizeof(double)) { FASTMLP_CONVERT(double, sizeof(double)) }
@@ -46,8 +59,6 @@ static void FN(input_gather_row)(real *dst, const FN(fastmlp_input) *X, int64_t 
         else { FASTMLP_CONVERT(float, step) }
     }
 #undef FASTMLP_CONVERT
-    if (X->shift)
-        for (int j = 0; j < n_features; j++) dst[j] = (dst[j] - X->shift[j]) * X->scale[j];
 }
 
 /* Row i of dense X on its way into the cache, for a gather that reads it a few rows later:
@@ -59,5 +70,8 @@ static inline void FN(input_prefetch_row)(const FN(fastmlp_input) *X, int64_t i,
     const int64_t size = X->dense_type == FASTMLP_FLOAT64 ? 8 : 4;
     if (X->col_stride != size) return;
     const char *row = (const char *)X->dense + i * X->row_stride;
-    for (int64_t at = 0; at < n_features * size; at += 64) __builtin_prefetch(row + at, 0, 3);
+    /* into L2 (prefetcht1), not L1: gathering 20000 random rows of 784 floats, one core,
+     * alternating runs, took 3.5-4.5 ms against 7.1-8.5 with prefetcht0, whose lines each
+     * hold one of L1's few miss buffers until they arrive; the copy then loads from L2 */
+    for (int64_t at = 0; at < n_features * size; at += 64) __builtin_prefetch(row + at, 0, 2);
 }
