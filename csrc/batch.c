@@ -167,6 +167,27 @@ static void FN(forward_by_inputs)(FN(context) *c, int l, int B, const real *W, c
     }
 }
 
+/* A layer stepped in backward whose step waits for the next phase (forward_backward): its
+ * dW and step, and its bias's gradient, by part `part`. */
+typedef struct {
+    int l;              /* the layer, or -1: none waiting */
+    const real *delta;  /* its delta (B, n_out), which the phase must not rewrite */
+} FN(waiting_step);
+
+static void FN(run_waiting_step)(FN(context) *c, const FN(waiting_step) *s, int part, int tid,
+                                 int B, int64_t t, int last, int measured)
+{
+    if (s->l < 0) return;
+    const fastmlp_net *net = c->net;
+    const int l = s->l, n_out = net->units[l + 1];
+    FN(layer_step_part)(c, part, tid, l, c->v.H[l], s->delta, B, t, last, measured);
+    if (!(l < net->n_layers - 1 && net->batch_norm)) {
+        int64_t lo, hi;
+        fastmlp_slab(n_out, part, c->parts, &lo, &hi);
+        FN(bias_backward)(c->grads + net->b_offset[l], s->delta, B, n_out, (int)lo, (int)hi);
+    }
+}
+
 /* Forward, loss and backward of one batch, rows order[0, B), by worker w. Leaves the gradient
  * of the data term in c->grads and each row's weighted loss in c->row_loss; returns 1 / sum of
  * the batch's weights. Every thread of the call walks through its phases (see
@@ -306,22 +327,36 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
     }
 
     /* backward, from the output layer down: every phase reads all rows of delta, or the
-     * column sums of a phase before */
+     * column sums of a phase before. A layer stepped in backward leaves its dW and step to a
+     * phase after dJ/dh of the layer below, which reads W: the next phase, the layer below's
+     * own (784-256-256-10: 3 phases a batch, not 5), unless that phase rewrites the delta the
+     * step reads (a net of 3 or more hidden layers), where the step takes a phase of its own.
+     * A step's weights are no operand of the layer below's products, and a part runs the two
+     * in turn, each with the part's scratch to itself. */
     real *delta = v->H[L];
     int next = 0;
+    FN(waiting_step) waiting = {-1, NULL};
     for (int l = L - 1; l >= 0; l--) {
         const int n_in = u[l], n_out = u[l + 1], hidden = l < L - 1;
         const int bn = hidden && net->batch_norm;
+        const int stepped = c->stepped && c->stepped[l];
         real *dW = c->grads + net->w_offset[l], *db = c->grads + net->b_offset[l];
+        if (waiting.l >= 0 && !bn && l > 0 && waiting.delta == v->D[next]) {
+            FASTMLP_EACH_PART(team, w, part, FASTMLP_AFTER_ALL)
+                FN(run_waiting_step)(c, &waiting, part, w->tid, B, t, last, measured);
+            waiting.l = -1;
+        }
         if (bn) {
             /* delta is dJ/dz for z = gamma * xhat + beta; make it dJ/da */
             real *dgamma = c->grads + net->gamma_offset[l], *dbeta = c->grads + net->beta_offset[l];
             FASTMLP_EACH_PART(team, w, part, FASTMLP_AFTER_ALL) {
+                FN(run_waiting_step)(c, &waiting, part, w->tid, B, t, last, measured);
                 fastmlp_slab(n_out, part, P, &lo, &hi);
                 FN(batchnorm_backward_params)(dgamma, dbeta, delta, v->xhat[l], B, n_out,
                                               (int)lo, (int)hi);
                 for (int64_t j = lo; j < hi; j++) db[j] = 0;  /* no trainable bias under batch norm */
             }
+            waiting.l = -1;
             FASTMLP_EACH_PART(team, w, part, FASTMLP_AFTER_ALL) {
                 fastmlp_slab(B, part, P, &r0, &r1);
                 FN(batchnorm_backward)(delta + r0 * n_out, v->xhat[l] + r0 * n_out,
@@ -329,10 +364,10 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
                                        dgamma, dbeta, B, (int)(r1 - r0), n_out);
             }
         }
-        /* dW, db and (l > 0) dJ/dh of the layer below, part by part; a layer stepped in
-         * backward leaves dW and db to a phase after dJ/dh, which reads W */
-        const int stepped = c->stepped && c->stepped[l];
+        /* dW, db and (l > 0) dJ/dh of the layer below, part by part, where the layer is not
+         * stepped in backward; a stepped one's dJ/dh (l > 0) */
         if (!stepped || l > 0) FASTMLP_EACH_PART(team, w, part, FASTMLP_AFTER_ALL) {
+            FN(run_waiting_step)(c, &waiting, part, w->tid, B, t, last, measured);
             if (l == 0 && sparse) {  /* never stepped in backward */
                 fastmlp_slab(n_out, part, P, &lo, &hi);
                 real *colsum = bn ? v->colsum : db;
@@ -372,11 +407,17 @@ static double FN(forward_backward)(FN(context) *c, const int64_t *order, int B, 
                                     (int)(r1 - r0), n_in, n_out, 0, n_in, net->activation,
                                     p_below, t, (int)r0);
         }
-        if (stepped) FASTMLP_EACH_PART(team, w, part, FASTMLP_AFTER_ALL) {
-            FN(layer_step_part)(c, part, w->tid, l, v->H[l], delta, B, t, last, measured);
-            if (!bn) {
-                fastmlp_slab(n_out, part, P, &lo, &hi);
-                FN(bias_backward)(db, delta, B, n_out, (int)lo, (int)hi);
+        if (!stepped || l > 0) waiting.l = -1;
+        if (stepped) {
+            const FN(waiting_step) mine = {l, delta};
+            if (l > 0) {
+                waiting = mine;
+            } else {  /* the first layer: with the one above, if it waits, the last phase */
+                FASTMLP_EACH_PART(team, w, part, FASTMLP_AFTER_ALL) {
+                    FN(run_waiting_step)(c, &waiting, part, w->tid, B, t, last, measured);
+                    FN(run_waiting_step)(c, &mine, part, w->tid, B, t, last, measured);
+                }
+                waiting.l = -1;
             }
         }
         if (l > 0) {

@@ -401,8 +401,7 @@ static void FN(layer_step_part)(FN(context) *c, int part, int tid, int l, const 
                                 const real *delta, int B, int64_t t, int last, int measured)
 {
     const int n_in = c->net->units[l], n_out = c->net->units[l + 1];
-    const int64_t w0 = c->net->w_offset[l], w1 = w0 + (int64_t)n_in * n_out;
-    const int64_t S = FASTMLP_STEP_CHUNK;
+    const int64_t w0 = c->net->w_offset[l], S = FASTMLP_STEP_CHUNK;
     int64_t e0, e1, r0, r1;
     fastmlp_layer_share(c->net, l, part, c->parts, &e0, &e1, &r0, &r1);
     if (e0 >= e1) return;
@@ -416,11 +415,11 @@ static void FN(layer_step_part)(FN(context) *c, int part, int tid, int l, const 
         const int64_t base = w0 + a * n_out, end = w0 + b * n_out;
         for (int64_t lo = base, hi; lo < end; lo = hi) {
             hi = fastmlp_clamp((lo / S + 1) * S, lo, end);
-            /* where the layer's part of the chunk reaches past the share, another part steps
-             * the rest of it in this phase: the part's own row of sums */
+            /* where the chunk reaches past the share, another part may step the rest of it
+             * in this phase, of this layer or of the one beside it in the buffer (backward
+             * steps two layers in one phase: forward_backward): the part's own row of sums */
             const int64_t chunk = lo / S;
-            const int shared = fastmlp_clamp(chunk * S, w0, w1) < e0
-                               || fastmlp_clamp((chunk + 1) * S, w0, w1) > e1;
+            const int shared = chunk * S < e0 || (chunk + 1) * S > e1;
             FN(step_piece)(c, chunk, shared ? c->n_chunks + part : chunk, tid, t, lo, hi,
                            g + (lo - base), last, measured);
         }

@@ -69,7 +69,8 @@ static inline int fastmlp_tiles_take(int kind, int64_t M, int64_t N, int width)
 /* Part `part`'s share of layer l's weights where train_epoch steps them in backward (step.c's
  * layer_step_part): dW's rows [*r0, *r1), an even slab of W's rows (as the other solvers'
  * dW is cut by inputs), which are params[*e0, *e1). An optimizer chunk may lie across two
- * shares: step.c gives its flag and health sums one writer anyway. */
+ * shares, of one layer or of two that backward steps in one phase: step.c gives its flag and
+ * health sums one writer anyway. */
 static inline void fastmlp_layer_share(const fastmlp_net *net, int l, int part, int parts,
                                        int64_t *e0, int64_t *e1, int64_t *r0, int64_t *r1)
 {

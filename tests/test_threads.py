@@ -91,8 +91,8 @@ def _claims_data(sparse, n=421, seed=0):
     return X, y, rng.rand(n).astype(np.float32) + 0.5, rng.permutation(n).astype(np.int64)
 
 
-def _claims_model(X, y, extra):
-    return MLPClassifier(hidden_layer_sizes=(50, 40), max_iter=1, random_state=0, batch_size=60,
+def _claims_model(X, y, extra, hidden=(50, 40)):
+    return MLPClassifier(hidden_layer_sizes=hidden, max_iter=1, random_state=0, batch_size=60,
                          n_threads=1, **extra).partial_fit(X, y, classes=range(4))
 
 
@@ -121,6 +121,27 @@ def test_whichever_thread_claims_a_part_the_bits_are_the_parts(extra, sparse, qu
                 for a, b in zip(runs[0][:3] + runs[0][4:], run[:3] + run[4:]):
                     assert np.array_equal(a, b)
             assert np.all(runs[0][5] > 0)  # health measured the call's last update
+
+
+@pytest.mark.parametrize("hidden", [(50, 40, 30), (50, 40, 30, 20)])
+@pytest.mark.parametrize("extra", [{"solver": "adam", "alpha": 1e-3},
+                                   {"solver": "sgd", "momentum": 0.9, "batch_norm": True}])
+def test_layers_stepped_in_one_phase_the_bits_are_the_parts(hidden, extra, quiet):
+    """Backward steps a layer's weights in the phase of the layer below's products, two layers'
+    in its last phase, and gives a step a phase of its own where the layer below rewrites its
+    delta (3 or more hidden layers): whichever thread claims the parts, one result, health's
+    norms included (an optimizer chunk across two layers' shares keeps each part's sums)."""
+    X, y, weight, order = _claims_data(False)
+    model = _claims_model(X, y, extra, hidden)
+    Y = model._encode_targets(y, first=False)
+    for parts in (2, 3):
+        runs = [_epoch_calls(model, X, Y, order, 16, stretches, np.float32, parts, weight,
+                             health=True)
+                for stretches in ([(1, 0.0)], [(parts, 0.0)], [(parts, TINY), (1, TINY)])]
+        for run in runs[1:]:
+            for a, b in zip(runs[0][:3] + runs[0][4:], run[:3] + run[4:]):
+                assert np.array_equal(a, b)
+        assert np.all(runs[0][5] > 0)
 
 
 @pytest.mark.parametrize("sparse", [False, True])
