@@ -15,6 +15,8 @@ from sklearn.utils.validation import _check_sample_weight, validate_data
 from . import targets
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+# the float types the C side is built for: a model's, and those of X it reads as they are
+C_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class Inputs:

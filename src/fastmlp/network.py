@@ -21,7 +21,7 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
-from . import _core
+from . import _core, inputs
 from ._config import MAX_THREADS, available_cores, default_threads
 from .fitting import Fitting
 from .inputs import Inputs
@@ -30,7 +30,6 @@ from .prediction import Prediction
 from .publication import Publication
 from .run_start import RunStart, _copy_generator
 
-_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # what pickling and fastmlp.save leave out: scratch buffers and counters, the thread count
 # measured on this machine, and the parameter values partial_fit validated last
 # (_validate_params_once)
@@ -157,7 +156,7 @@ class Network(Inputs, Fitting, RunStart, Publication, Prediction, BaseEstimator)
             dtype = np.dtype(self.dtype)
         except TypeError:
             dtype = None
-        if dtype not in _DTYPES:
+        if dtype not in inputs.C_DTYPES:
             raise ValueError(f"dtype must be numpy.float32 or numpy.float64, got {self.dtype!r}")
         return dtype
 

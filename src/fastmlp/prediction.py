@@ -44,7 +44,7 @@ class Prediction:
         if model is None:
             check_is_fitted(self, "_params")
         rows = _float_rows(X, model.params.dtype)
-        if (rows is not None and rows.dtype in _READ_AS_IS and rows.ndim == 2
+        if (rows is not None and rows.dtype in inputs.C_DTYPES and rows.ndim == 2
                 and rows.flags.c_contiguous and 0 < rows.shape[0]
                 and rows.shape[1] == model.n_features and "feature_names_in_" not in self.__dict__
                 and (rows.dtype == np.float32 or model.params.dtype == np.float64
@@ -323,10 +323,6 @@ class Prediction:
                                        n_threads)
         self._model = new  # one assignment: readers see the old model or this one
         return self
-
-
-# the dtypes of X that the C side reads whatever the model's (fastmlp/inputs.py)
-_READ_AS_IS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _float_rows(X, dtype):
