@@ -100,11 +100,17 @@ int64_t FN(dense_packed_size)(int K, int n_out)
     return size;
 }
 
+/* The first n lanes of a vector (none for n <= 0, all for n >= LANES), as a load or store mask */
+static inline unsigned FN(lanes_mask)(int n)
+{
+    return n >= LANES ? (1u << LANES) - 1 : n > 0 ? (1u << n) - 1 : 0;
+}
+
 /* One panel's K rows, `width` columns each, into rows `padded` apart, by whole vectors: masked
  * loads that leave 0 past width, masked stores to padded, and the row AHEAD rows on prefetched
- * (rows ldw apart, which the prefetchers do not follow far). The scalar loop below compiled to
- * 128-bit copies stalled on each of W's lines: forward's packing of 784-1024-1024-10's two wide
- * layers was 5% of an epoch. */
+ * (rows ldw apart, which the prefetchers do not follow far). The scalar loop of dense_pack
+ * compiled to 128-bit copies stalled on each of W's lines: forward's packing of
+ * 784-1024-1024-10's two wide layers was 5% of an epoch. */
 static FASTMLP_TILE_TARGET void FN(pack_panel_avx512)(real *packed, const real *W, int ldw, int K,
                                                      int width, int padded)
 {
@@ -112,9 +118,8 @@ static FASTMLP_TILE_TARGET void FN(pack_panel_avx512)(real *packed, const real *
     const int nv = (padded + LANES - 1) / LANES;
     unsigned load_mask[NV], store_mask[NV];
     for (int v = 0; v < NV; v++) {
-        const int loaded = width - v * LANES, stored = padded - v * LANES;
-        load_mask[v] = loaded >= LANES ? (1u << LANES) - 1 : loaded > 0 ? (1u << loaded) - 1 : 0;
-        store_mask[v] = stored >= LANES ? (1u << LANES) - 1 : stored > 0 ? (1u << stored) - 1 : 0;
+        load_mask[v] = FN(lanes_mask)(width - v * LANES);
+        store_mask[v] = FN(lanes_mask)(padded - v * LANES);
     }
     for (int k = 0; k < K; k++, packed += padded) {
         const real *row = W + (int64_t)k * ldw;
@@ -129,18 +134,15 @@ static FASTMLP_TILE_TARGET void FN(pack_panel_avx512)(real *packed, const real *
 
 void FN(dense_pack)(real *packed, const real *W, int ldw, int K, int n_out)
 {
-    if (fastmlp_tiles_enabled() == FASTMLP_TILES_AVX512) {
-        for (int c0 = 0; c0 < n_out; c0 += PANEL_COLS) {
-            const int width = n_out - c0 < PANEL_COLS ? n_out - c0 : PANEL_COLS;
-            const int padded = FN(panel_padded)(width);
-            FN(pack_panel_avx512)(packed, W + c0, ldw, K, width, padded);
-            packed += (int64_t)K * padded;
-        }
-        return;
-    }
+    const int avx512 = fastmlp_tiles_enabled() == FASTMLP_TILES_AVX512;
     for (int c0 = 0; c0 < n_out; c0 += PANEL_COLS) {
         const int width = n_out - c0 < PANEL_COLS ? n_out - c0 : PANEL_COLS;
         const int padded = FN(panel_padded)(width);
+        if (avx512) {
+            FN(pack_panel_avx512)(packed, W + c0, ldw, K, width, padded);
+            packed += (int64_t)K * padded;
+            continue;
+        }
         for (int k = 0; k < K; k++, packed += padded) {
             const real *row = W + (int64_t)k * ldw + c0;
             int j = 0;
@@ -294,7 +296,7 @@ static inline __attribute__((always_inline)) FASTMLP_TILE_TARGET int FN(tile)(
     real *out = job->out;
     /* the last vector holds `last` columns; lanes beyond them are neither loaded nor stored */
     const int last = job->width - (full - 1 + half) * LANES;
-    const unsigned last_mask = last >= LANES ? (1u << LANES) - 1 : (1u << last) - 1;
+    const unsigned last_mask = FN(lanes_mask)(last);
     const unsigned half_mask = (1u << (LANES / 2)) - 1;
     /* a panel read where it lies has no zero padding: its last vector's lanes past the last
      * column are not loaded (zeros, as the padding), nor stored */
