@@ -99,6 +99,7 @@ def predict(spec):
     extra_args = (os.path.join(spec["dir"], spec["config"] + ".onnx"),) if name == "onnxruntime" else ()
 
     bulk = module.predictor(layers, spec["threads"], *extra_args)
+    counted = ThreadsCounted.install() if name.startswith("fastmlp") else None
     P = bulk(X)
     error = float(np.abs(P[:200] - reference_proba(layers, X[:200])).max())
     times = []
@@ -109,6 +110,9 @@ def predict(spec):
         bulk(X)
         times.append(time.perf_counter() - started)
     bulk_seconds = float(np.median(times))
+    # how many bulk calls ran on each thread count: a rate near one thread's says whether
+    # prediction's core-use verdict (threads.CoresLeft) chose one thread, or the cores were slow
+    bulk_threads = None if counted is None else counted.calls_by_threads()
 
     if name == "torch":
         import torch
@@ -127,7 +131,33 @@ def predict(spec):
     return {"bulk_seconds": bulk_seconds, "rows_per_second": spec["rows"] / bulk_seconds,
             "latency_us": float(np.median(latencies)) / 1e3,
             "latency_p90_us": float(np.percentile(latencies, 90)) / 1e3,
-            "max_abs_error": error, "version": module.version()}
+            "max_abs_error": error, "bulk_calls_by_threads": bulk_threads,
+            "version": module.version()}
+
+
+class ThreadsCounted:
+    """fastmlp.threads.cores_left, counting the thread counts it gives the bulk calls (the
+    prediction module reads it by that name on every call of 256 rows or more)."""
+
+    def __init__(self, inner):
+        self.inner, self.counts = inner, {}
+
+    @classmethod
+    def install(cls):
+        from fastmlp import threads
+        counted = cls(threads.cores_left)
+        threads.cores_left = counted
+        return counted
+
+    def __call__(self, most):
+        n = self.inner(most)
+        self.counts[n] = self.counts.get(n, 0) + 1
+        return n
+
+    def calls_by_threads(self):
+        """{threads: calls} since the last reading (the first call, the warm-up, included)."""
+        counts, self.counts = {str(k): v for k, v in sorted(self.counts.items())}, {}
+        return counts
 
 
 def memory(spec):
